@@ -1,0 +1,25 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test` install what they need.
+PY ?= python3
+# torch 2.13.0 (CPU build) lies on this machine's disk; the importer needs no torchvision.
+TORCH ?= torch==2.13.0
+STAMP := .make/installed
+
+.PHONY: install test demo bench clean
+install: $(STAMP)
+$(STAMP): pyproject.toml
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[harden,test,demo]'
+	@mkdir -p .make && touch $@
+
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+demo: install
+	$(PY) examples/mnist_lenet/demo.py
+
+bench: install
+	$(PY) benchmarks/bench_validate.py
+	$(PY) benchmarks/bench_harden.py
+
+clean:
+	rm -rf .make examples/*/work benchmarks/work

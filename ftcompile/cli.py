@@ -1,0 +1,210 @@
+"""The ``ftcompile`` command: parses flags, calls ``ftcompile.api``, renders with rich. No logic here.
+
+Exit codes: 0 pass (or nothing to gate), 1 gate failed, 2 bad input or usage, 3 internal error,
+130 interrupted.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ftcompile import api
+from ftcompile.errors import EXIT_GATE_FAILED, EXIT_INTERRUPTED, FtcompileError
+from ftcompile.fileio import check_writable
+
+EXIT_INTERNAL = 3
+HELP = ("Harden neural networks against analog weight drift and sign them off.\n\n"
+        "Exit codes: 0 pass, 1 gate failed, 2 bad input or usage, 3 internal error, 130 interrupted.")
+app = typer.Typer(help=HELP, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
+out = Console()
+err = Console(stderr=True)
+
+
+def fail(exc: BaseException) -> None:
+    if isinstance(exc, FtcompileError):
+        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code)
+    if isinstance(exc, KeyboardInterrupt):
+        err.print("interrupted", highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    err.print(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+              "(please report it with the command line)", highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_INTERNAL)
+
+
+@contextmanager
+def guarded():
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except BaseException as exc:  # every error becomes one line and an exit code
+        fail(exc)
+
+
+@contextmanager
+def progress(total: int, label: str, quiet: bool):
+    """A rich progress bar on a terminal; nothing when piped, in CI, or with --quiet."""
+    if quiet or not err.is_terminal:
+        yield lambda *a: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=err, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda *a: bar.advance(task)
+
+
+def _outputs(*paths: Optional[Path]) -> None:
+    for p in paths:
+        if p is not None:
+            check_writable(p)
+
+
+def _drift_opt():
+    return typer.Option(None, "--drift", help="Drift spec, applied in order, e.g. 'quantize:16,lognormal:0.6' "
+                        "(models: lognormal:S, gaussian:S, stuck-at:OFF:ON, quantize:N, module.path:attr). "
+                        "Default: lognormal at --sigma.")
+
+
+@app.command()
+def validate(
+    model: Path = typer.Argument(..., help="ONNX classifier to validate."),
+    data: Path = typer.Option(..., "--data", help=".npz with 'x' (or the model's input names) and integer 'y'."),
+    sigma: float = typer.Option(0.6, help="Lognormal drift sigma (the paper's eq. 1)."),
+    drift: Optional[str] = _drift_opt(),
+    samples: int = typer.Option(100, help="Monte-Carlo samples K."),
+    seed: int = typer.Option(0, help="Seed; sample k of a seed is reproducible on its own."),
+    batch_size: int = typer.Option(1024, help="Examples per onnxruntime run."),
+    top_k: int = typer.Option(1, help="Score top-k accuracy."),
+    targets: str = typer.Option("params", help="'params' (every learned parameter) or 'crossbar' (layer weights)."),
+    bias: bool = typer.Option(False, "--bias", help="With --targets crossbar, drift layer biases too."),
+    output: Optional[str] = typer.Option(None, help="Output holding class scores, if the model has several."),
+    min_accuracy: Optional[float] = typer.Option(None, help="Gate: --stat accuracy must be >= this (0-1)."),
+    stat: str = typer.Option("mean", help="Statistic gated by --min-accuracy: mean, p5 or min."),
+    max_drop: Optional[float] = typer.Option(None, help="Gate: clean - mean accuracy must be <= this."),
+    report: Optional[Path] = typer.Option(None, help="Write the JSON report here."),
+    markdown: Optional[Path] = typer.Option(None, help="Write the Markdown report here."),
+    junit: Optional[Path] = typer.Option(None, help="Write JUnit XML here (one test case per gate)."),
+    list_targets: bool = typer.Option(False, "--list-targets", help="Print the drifting tensors and exit."),
+    provider: str = typer.Option("cpu", help="onnxruntime execution provider: cpu or cuda."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON report to stdout."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Measure accuracy under drift; exit 1 when a gate fails."""
+    from ftcompile.runtime.metrics import top_k_accuracy
+    from ftcompile.runtime.report import to_json, write_reports
+    from ftcompile.runtime.validate import Gate
+
+    with guarded():
+        if list_targets:
+            session = api.open_session(model, targets=targets, bias=bias, output=output)
+            _print_targets(session, as_json)
+            return
+        gate = Gate(min_accuracy=min_accuracy, stat=stat, max_drop=max_drop)
+        _outputs(report, markdown, junit)
+        with progress(samples, "drift samples", quiet or as_json) as tick:
+            result = api.validate(model, data, drift=drift, sigma=sigma, samples=samples, seed=seed,
+                                  batch_size=batch_size, metric=top_k_accuracy(top_k), gate=gate,
+                                  targets=targets, bias=bias, output=output, provider=provider, on_sample=tick)
+        write_reports(result, json_path=report, markdown_path=markdown, junit_path=junit)
+    if as_json:
+        print(json.dumps(to_json(result), indent=2))
+    else:
+        _render_validation(result)
+    raise typer.Exit(0 if result.passed else EXIT_GATE_FAILED)
+
+
+def _print_targets(session, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([t.__dict__ for t in session.targets], indent=2, default=list))
+        return
+    table = Table(title=f"drifting tensors of {session.source}")
+    for col in ("tensor", "role", "consumer", "op", "slot", "shape", "size"):
+        table.add_column(col)
+    for t in session.targets:
+        table.add_row(t.name, t.role, t.node, t.op, str(t.slot), str(t.shape), f"{t.size:,}")
+    out.print(table)
+
+
+def _render_validation(result) -> None:
+    s = result.stats
+    table = Table(title=f"{Path(result.model).name} under {result.drift} ({result.samples} samples)")
+    for col in ("clean", "mean", "95% CI", "std", "p5", "p50", "p95", "min"):
+        table.add_column(col, justify="right")
+    pct = lambda x: f"{100 * x:.2f}"  # noqa: E731
+    table.add_row(pct(result.clean), pct(s.mean), f"{pct(s.ci_low)}-{pct(s.ci_high)}", pct(s.std), pct(s.p5),
+                  pct(s.p50), pct(s.p95), pct(s.min))
+    out.print(table)
+    for c in result.checks:
+        mark = "[green]pass[/]" if c.passed else "[bold red]FAIL[/]"
+        out.print(f"gate {c.name}: {c.value:.4f} -> {mark}")
+    out.print(f"verdict: {result.verdict}  ({result.seconds:.1f} s, {result.provider})")
+
+
+@app.command()
+def sweep(
+    models: List[Path] = typer.Argument(..., help="One or more ONNX models to compare."),
+    data: Path = typer.Option(..., "--data", help=".npz with 'x' and integer 'y'."),
+    sigmas: str = typer.Option("0:1.5:0.1", help="start:stop:step (stop included) or a list 0,0.3,0.6."),
+    drift: Optional[str] = _drift_opt(),
+    samples: int = typer.Option(50, help="Monte-Carlo samples per sigma."),
+    seed: int = typer.Option(0),
+    batch_size: int = typer.Option(1024),
+    targets: str = typer.Option("params"),
+    output: Optional[str] = typer.Option(None, help="Output holding class scores, if several."),
+    plot: Optional[Path] = typer.Option(None, help="Write an accuracy-vs-sigma PNG here."),
+    report: Optional[Path] = typer.Option(None, help="Write the curves as JSON here."),
+    provider: str = typer.Option("cpu"),
+    as_json: bool = typer.Option(False, "--json", help="Print the curves as JSON."),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Accuracy-vs-sigma curves of one or more models (the paper's Figure 3)."""
+    from dataclasses import asdict
+
+    from ftcompile.fileio import write_text_atomic
+    from ftcompile.runtime.plot import plot_curves
+
+    with guarded():
+        _outputs(plot, report)
+        grid = api.parse_sigmas(sigmas)
+        with progress(len(grid) * len(models), "sigmas", quiet or as_json) as tick:
+            result = api.sweep(models, data, sigmas=grid, drift=drift, samples=samples, seed=seed,
+                               batch_size=batch_size, targets=targets, output=output, provider=provider,
+                               on_point=tick)
+        payload = {"schema": "ftcompile.sweep/1", "drift": result.drift, "samples": result.samples,
+                   "seed": result.seed, "curves": {k: [asdict(p) for p in v] for k, v in result.curves.items()}}
+        if plot:
+            plot_curves(list(result.curves.items()), plot, title=f"accuracy under {result.drift.split(':')[0]} drift")
+        if report:
+            write_text_atomic(report, json.dumps(payload, indent=2) + "\n")
+    if as_json:
+        print(json.dumps(payload, indent=2))
+        return
+    table = Table(title=f"mean accuracy (%) under {result.drift.split(':')[0]} drift, {samples} samples")
+    table.add_column("sigma", justify="right")
+    for name in result.curves:
+        table.add_column(name, justify="right")
+    for i, sigma in enumerate(grid):
+        table.add_row(f"{sigma:g}", *[f"{100 * pts[i].mean:.2f} ({100 * pts[i].p5:.1f}-{100 * pts[i].p95:.1f})"
+                                       for pts in result.curves.values()])
+    out.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Datasets shared by the runtime and the hardening side (numpy only).
+
+A dataset is a dict of input arrays (first axis = examples) and integer labels. Files are ``.npz``
+with ``x`` (or the model's input names) and ``y``; they are loaded with ``allow_pickle=False``.
+"""
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ftcompile.errors import DataError
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model expects at one input: name, dims (int, or str/None when dynamic) and dtype."""
+
+    name: str
+    shape: tuple
+    dtype: np.dtype
+
+
+@dataclass
+class Dataset:
+    """Inputs by model input name, and labels (``None`` when the data is unlabeled)."""
+
+    inputs: dict
+    labels: np.ndarray | None
+    source: str = "<memory>"
+
+    def __len__(self) -> int:
+        return len(next(iter(self.inputs.values())))
+
+    def batches(self, batch_size: int) -> Iterator[tuple[dict, slice]]:
+        n = len(self)
+        for start in range(0, n, batch_size):
+            sl = slice(start, min(start + batch_size, n))
+            yield {k: v[sl] for k, v in self.inputs.items()}, sl
+
+    def subset(self, index: np.ndarray) -> "Dataset":
+        labels = None if self.labels is None else self.labels[index]
+        return Dataset({k: v[index] for k, v in self.inputs.items()}, labels, self.source)
+
+
+def load_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Arrays of an ``.npz`` file; object arrays are refused (never unpickled)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such data file; check the path.")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise DataError(f"{path}: holds object arrays, which are refused; save plain numeric arrays.") from None
+        raise DataError(f"{path}: cannot read as .npz ({exc}); save it with numpy.savez.") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc}); save it with numpy.savez.") from None
+
+
+def as_dataset(data, specs: Sequence[InputSpec], *, num_classes: int | None = None,
+               require_labels: bool = True) -> Dataset:
+    """Bind ``data`` (a path, a Dataset, an (x, y) tuple or a dict of arrays) to a model's inputs.
+
+    Checks before any run: names, shapes (static dims), dtypes, NaN/inf, empty data, label dtype,
+    length and range. Floats are cast to the model's float type; integers never silently become floats.
+    """
+    if isinstance(data, Dataset):
+        arrays, source = dict(data.inputs), data.source
+        if data.labels is not None:
+            arrays["y"] = data.labels
+    elif isinstance(data, tuple) and len(data) == 2:
+        arrays, source = {"x": np.asarray(data[0]), "y": np.asarray(data[1])}, "<arrays>"
+    elif isinstance(data, dict):
+        arrays, source = {k: np.asarray(v) for k, v in data.items()}, "<arrays>"
+    else:
+        arrays, source = load_npz(data), str(data)
+    inputs = {}
+    for i, spec in enumerate(specs):
+        key = spec.name if spec.name in arrays else ("x" if i == 0 and len(specs) == 1 and "x" in arrays else None)
+        if key is None:
+            raise DataError(f"{source}: no array for model input {spec.name!r} (has {sorted(arrays)}); "
+                            f"name it 'x' or {spec.name!r}.")
+        inputs[spec.name] = _check_input(source, key, arrays[key], spec)
+    lengths = {len(v) for v in inputs.values()}
+    if len(lengths) > 1:
+        raise DataError(f"{source}: input arrays have different lengths {sorted(lengths)}; give one row per example.")
+    labels = arrays.get("y")
+    if labels is None and require_labels:
+        raise DataError(f"{source}: no labels; add an integer array 'y' with one class index per example.")
+    if labels is not None:
+        labels = _check_labels(source, labels, lengths.pop(), num_classes)
+    return Dataset(inputs, labels, source)
+
+
+def _check_input(source: str, key: str, x: np.ndarray, spec: InputSpec) -> np.ndarray:
+    if x.dtype == object:
+        raise DataError(f"{source}: array {key!r} holds Python objects; save numeric arrays.")
+    if x.ndim == 0 or len(x) == 0:
+        raise DataError(f"{source}: array {key!r} is empty; give at least one example.")
+    want = tuple(spec.shape)
+    if len(want) != x.ndim or any(isinstance(d, int) and d > 0 and d != s for d, s in zip(want[1:], x.shape[1:])):
+        shown = tuple(d if isinstance(d, int) else "N" for d in want)
+        raise DataError(f"{source}: array {key!r} has shape {x.shape} but model input {spec.name!r} expects "
+                        f"{shown}; reshape the data (first axis = examples).")
+    if x.dtype != spec.dtype:
+        if np.issubdtype(x.dtype, np.floating) and np.issubdtype(spec.dtype, np.floating):
+            x = x.astype(spec.dtype)
+        else:
+            raise DataError(f"{source}: array {key!r} is {x.dtype} but model input {spec.name!r} expects "
+                            f"{spec.dtype}; convert (and normalize) it as the model was trained.")
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        bad = int(np.size(x) - np.isfinite(x).sum())
+        raise DataError(f"{source}: array {key!r} has {bad} NaN/inf values; clean or drop those examples.")
+    return np.ascontiguousarray(x)
+
+
+def _check_labels(source: str, y: np.ndarray, n: int, num_classes: int | None) -> np.ndarray:
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{source}: labels 'y' must be a 1-D integer array of class indices (got {y.dtype}, "
+                        f"shape {y.shape}); convert one-hot or float labels with argmax/astype(int).")
+    if len(y) != n:
+        raise DataError(f"{source}: {len(y)} labels for {n} examples; give one label per example.")
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or (num_classes is not None and hi >= num_classes):
+        raise DataError(f"{source}: labels span [{lo}, {hi}] but the model has {num_classes} classes; "
+                        f"labels must be in [0, {num_classes}).")
+    return y.astype(np.int64)

@@ -1,0 +1,243 @@
+"""Drift models: how a crossbar's stored weights differ from the trained ones.
+
+Every model maps one weight tensor and a random generator to its drifted copy. Sample ``k`` of
+seed ``s`` draws tensor ``name`` from its own counter-keyed stream (``SeedSequence(s, (k,
+crc32(name)))``), so a sample is the same whichever chunk, order, worker or target set draws it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import zlib
+from dataclasses import dataclass
+from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from ftcompile.errors import ConfigError
+
+
+@runtime_checkable
+class DriftModel(Protocol):
+    """A weight perturbation; ``apply`` must not modify ``w``."""
+
+    def apply(self, w: np.ndarray, rng: np.random.Generator) -> np.ndarray: ...
+
+    def spec(self) -> str: ...
+
+
+def _as_float32(w: np.ndarray) -> np.ndarray:
+    return w if w.dtype == np.float32 else w.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class LogNormalDrift:
+    """Multiplicative conductance drift (BayesFT eq. 1): w' = w * exp(theta), theta ~ N(0, sigma^2)."""
+
+    sigma: float
+
+    def __post_init__(self) -> None:
+        _check_nonneg("lognormal sigma", self.sigma)
+
+    def apply(self, w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.sigma == 0:
+            return w
+        z = rng.standard_normal(w.shape, dtype=np.float32)
+        z *= self.sigma
+        np.exp(z, out=z)
+        z *= _as_float32(w)
+        return z.astype(w.dtype, copy=False)
+
+    def spec(self) -> str:
+        return f"lognormal:{self.sigma:g}"
+
+
+@dataclass(frozen=True)
+class GaussianDrift:
+    """Programming noise relative to the layer's range: w' = w + N(0, (sigma * max|W|)^2)."""
+
+    sigma: float
+
+    def __post_init__(self) -> None:
+        _check_nonneg("gaussian sigma", self.sigma)
+
+    def apply(self, w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        scale = float(np.max(np.abs(w))) * self.sigma if w.size else 0.0
+        if scale == 0:
+            return w
+        z = rng.standard_normal(w.shape, dtype=np.float32)
+        z *= scale
+        z += _as_float32(w)
+        return z.astype(w.dtype, copy=False)
+
+    def spec(self) -> str:
+        return f"gaussian:{self.sigma:g}"
+
+
+@dataclass(frozen=True)
+class StuckAtDrift:
+    """Cells stuck at zero conductance (rate ``off``) or at the layer's extreme +-max|W| (rate ``on``)."""
+
+    off: float
+    on: float = 0.0
+
+    def __post_init__(self) -> None:
+        for label, p in (("stuck-at off rate", self.off), ("stuck-at on rate", self.on)):
+            if not 0 <= p <= 1:
+                raise ConfigError(f"{label} {p} is outside [0, 1]; give a fraction of cells.")
+        if self.off + self.on > 1:
+            raise ConfigError("stuck-at rates add up to more than 1; lower them.")
+
+    def apply(self, w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        u = rng.random(w.shape, dtype=np.float32)
+        out = np.array(w, copy=True)
+        out[u < self.off] = 0
+        on = (u >= self.off) & (u < self.off + self.on)
+        extreme = np.max(np.abs(w)) if w.size else 0
+        out[on] = np.where(w[on] < 0, -extreme, extreme)
+        return out
+
+    def spec(self) -> str:
+        return f"stuck-at:{self.off:g}:{self.on:g}"
+
+
+@dataclass(frozen=True)
+class QuantizeDrift:
+    """Conductance limited to ``levels`` evenly spaced values over the layer's [min, max] (deterministic)."""
+
+    levels: int
+
+    def __post_init__(self) -> None:
+        if int(self.levels) != self.levels or self.levels < 2:
+            raise ConfigError(f"quantize levels {self.levels} must be an integer >= 2.")
+
+    def apply(self, w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        lo, hi = (float(w.min()), float(w.max())) if w.size else (0.0, 0.0)
+        if hi == lo:
+            return w
+        step = (hi - lo) / (self.levels - 1)
+        return (np.round((w - lo) / step) * step + lo).astype(w.dtype)
+
+    def spec(self) -> str:
+        return f"quantize:{self.levels}"
+
+
+@dataclass(frozen=True)
+class CompositeDrift:
+    """Drift models applied in order, e.g. quantize then lognormal."""
+
+    parts: tuple
+
+    def apply(self, w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        for part in self.parts:
+            w = part.apply(w, rng)
+        return w
+
+    def spec(self) -> str:
+        return ",".join(p.spec() for p in self.parts)
+
+
+NoDrift = CompositeDrift(())
+
+_REGISTRY: dict[str, Callable[..., DriftModel]] = {
+    "lognormal": lambda sigma: LogNormalDrift(float(sigma)),
+    "gaussian": lambda sigma: GaussianDrift(float(sigma)),
+    "stuck-at": lambda off, on="0": StuckAtDrift(float(off), float(on)),
+    "quantize": lambda levels: QuantizeDrift(int(levels)),
+}
+
+
+def register_drift(name: str, factory: Callable[..., DriftModel]) -> None:
+    """Make ``name:arg:arg`` usable in drift specs (CLI and API); numeric args arrive as numbers.
+
+    Example:
+        >>> register_drift("scaled", lambda f: LogNormalDrift(float(f) * 0.1))
+        >>> parse_drift("scaled:6").spec()
+        'lognormal:0.6'
+    """
+    _REGISTRY[name] = factory
+
+
+def parse_drift(spec: str) -> DriftModel:
+    """Parse ``"quantize:16,lognormal:0.6"`` (applied in order) into a drift model.
+
+    An item ``package.module:attr[:arg...]`` loads a user's drift model or factory from Python.
+    """
+    if isinstance(spec, (LogNormalDrift, GaussianDrift, StuckAtDrift, QuantizeDrift, CompositeDrift)):
+        return spec
+    items = [s.strip() for s in str(spec).split(",") if s.strip()]
+    if not items:
+        raise ConfigError(f"drift spec {spec!r} is empty; use e.g. 'lognormal:0.6'.")
+    parts = [_parse_item(item) for item in items]
+    return parts[0] if len(parts) == 1 else CompositeDrift(tuple(parts))
+
+
+def _parse_item(item: str) -> DriftModel:
+    name, *args = item.split(":")
+    factory = _REGISTRY.get(name)
+    if factory is None and "." in name and args:
+        factory = _load_user_drift(name, args.pop(0))
+    if factory is None:
+        known = ", ".join(sorted(_REGISTRY))
+        raise ConfigError(f"unknown drift model {name!r} in {item!r}; use one of {known}, or module.path:attr.")
+    try:
+        is_instance = isinstance(factory, DriftModel) and not isinstance(factory, type)
+        model = factory if is_instance else factory(*args)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bad arguments in drift spec {item!r} ({exc}); e.g. lognormal:0.6, stuck-at:0.01:0.01.") from None
+    if not isinstance(model, DriftModel) or isinstance(model, type):
+        raise ConfigError(f"{item!r} did not give a drift model (needs apply(w, rng) and spec()).")
+    return model
+
+
+def _number(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _load_user_drift(module: str, attr: str):
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot load drift model {module}:{attr} ({exc}); check the module is importable.") from None
+
+
+def with_sigma(drift: DriftModel, sigma: float) -> DriftModel:
+    """The same drift with every sigma-parameterized part set to ``sigma`` (for sweeps)."""
+    if isinstance(drift, CompositeDrift):
+        return CompositeDrift(tuple(with_sigma(p, sigma) for p in drift.parts))
+    if dataclasses.is_dataclass(drift) and hasattr(drift, "sigma"):
+        return dataclasses.replace(drift, sigma=float(sigma))
+    return drift
+
+
+def sigma_of(drift: DriftModel) -> float | None:
+    """The sigma of the first sigma-parameterized part, if any."""
+    parts = drift.parts if isinstance(drift, CompositeDrift) else (drift,)
+    for p in parts:
+        if hasattr(p, "sigma"):
+            return float(p.sigma)
+    return None
+
+
+def tensor_rng(seed: int, sample: int, name: str) -> np.random.Generator:
+    """The generator of tensor ``name`` in Monte-Carlo sample ``sample``: independent of draw order."""
+    key = np.random.SeedSequence(int(seed), spawn_key=(int(sample), zlib.crc32(name.encode())))
+    return np.random.Generator(np.random.PCG64(key))
+
+
+def draw_sample(drift: DriftModel, weights: Mapping[str, np.ndarray], seed: int, sample: int,
+                only: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """Drifted copies of ``weights`` for one Monte-Carlo sample; names outside ``only`` stay clean."""
+    chosen = set(weights) if only is None else set(only)
+    return {name: drift.apply(w, tensor_rng(seed, sample, name)) if name in chosen else w
+            for name, w in weights.items()}
+
+
+def _check_nonneg(label: str, value: float) -> None:
+    if not np.isfinite(value) or value < 0:
+        raise ConfigError(f"{label} {value} must be a finite number >= 0.")

@@ -1,0 +1,29 @@
+"""Metrics over a whole dataset's outputs: ``metric(outputs, labels) -> float`` (higher is better)."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ftcompile.errors import ConfigError
+
+Metric = Callable[[np.ndarray, np.ndarray], float]
+
+
+def top_k_accuracy(k: int = 1) -> Metric:
+    """Fraction of examples whose label is among the ``k`` highest scores."""
+    if k < 1:
+        raise ConfigError(f"top-k needs k >= 1 (got {k}).")
+
+    def metric(outputs: np.ndarray, labels: np.ndarray) -> float:
+        scores = outputs.reshape(len(outputs), -1)
+        if k == 1:
+            return float(np.mean(scores.argmax(axis=1) == labels))
+        top = np.argpartition(-scores, kth=min(k, scores.shape[1]) - 1, axis=1)[:, :k]
+        return float(np.mean((top == labels[:, None]).any(axis=1)))
+
+    metric.__name__ = "accuracy" if k == 1 else f"top{k}_accuracy"
+    return metric
+
+
+accuracy = top_k_accuracy(1)

@@ -1,0 +1,77 @@
+"""Reading ONNX models safely: every failure becomes one clear line, the file is never modified."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+
+from ftcompile.errors import ModelError, UnsupportedModelError
+
+STANDARD_DOMAINS = ("", "ai.onnx")
+
+
+def load_onnx(model: "str | Path | onnx.ModelProto", *, check: bool = True) -> onnx.ModelProto:
+    """Load and check an ONNX model; a ``ModelProto`` passes through (copied, never mutated)."""
+    if isinstance(model, onnx.ModelProto):
+        copy = onnx.ModelProto()
+        copy.CopyFrom(model)
+        proto, where = copy, "<in-memory model>"
+    else:
+        path = Path(model)
+        where = str(path)
+        if not path.is_file():
+            raise ModelError(f"{path}: no such model file; check the path.")
+        try:
+            proto = onnx.load(str(path), load_external_data=True)
+        except DecodeError:
+            raise ModelError(f"{path}: not an ONNX model (protobuf parse failed); the file is corrupt or of another format.") from None
+        except Exception as exc:  # onnx raises several types for external data and paths
+            raise ModelError(f"{path}: cannot load ONNX model ({_one_line(exc)}); re-export it.") from None
+    if len(proto.graph.node) == 0:
+        raise ModelError(f"{where}: the ONNX graph has no nodes (empty or truncated file); re-export the model.")
+    if check:
+        try:
+            onnx.checker.check_model(proto)
+        except Exception as exc:
+            raise ModelError(f"{where}: invalid ONNX model ({_one_line(exc)}); re-export it with a current exporter.") from None
+    return proto
+
+
+def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """The real inputs: graph inputs that are not initializers (old IR versions list both)."""
+    inits = {i.name for i in model.graph.initializer}
+    return [i for i in model.graph.input if i.name not in inits]
+
+
+def input_shape(value: onnx.ValueInfoProto) -> list[int | str | None]:
+    """Dims of a value: ints where static, the symbol (or None) where dynamic."""
+    dims = []
+    for d in value.type.tensor_type.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(int(d.dim_value))
+        else:
+            dims.append(d.dim_param or None)
+    return dims
+
+
+def elem_dtype(value: onnx.ValueInfoProto):
+    import numpy as np
+    return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type))
+
+
+def choose_output(model: onnx.ModelProto, output: str | None) -> str:
+    """The output that holds class scores: the only one, or the one the user named."""
+    names = [o.name for o in model.graph.output]
+    if output is not None:
+        if output not in names:
+            raise UnsupportedModelError(f"model has no output {output!r}; its outputs are {names}.")
+        return output
+    if len(names) != 1:
+        raise UnsupportedModelError(f"model has {len(names)} outputs {names}; choose the class scores with --output NAME.")
+    return names[0]
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]

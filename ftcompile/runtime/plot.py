@@ -1,0 +1,33 @@
+"""Accuracy-vs-sigma plots (the paper's Figure 3): mean line and p5-p95 band per curve."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Sequence
+
+from ftcompile.fileio import write_bytes_atomic
+
+
+def plot_curves(curves: Sequence[tuple[str, Sequence]], path: Path, *, title: str = "Accuracy under drift",
+                xlabel: str = "drift sigma") -> Path:
+    """``curves``: (label, points) where each point has ``sigma``, ``mean``, ``p5``, ``p95``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for label, points in curves:
+        xs = [p.sigma for p in points]
+        ax.plot(xs, [100 * p.mean for p in points], marker="o", ms=3, label=label)
+        ax.fill_between(xs, [100 * p.p5 for p in points], [100 * p.p95 for p in points], alpha=0.2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy (%), mean and p5-p95")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return write_bytes_atomic(Path(path), buf.getvalue())

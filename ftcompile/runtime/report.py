@@ -1,0 +1,90 @@
+"""Validation reports: JSON (schema ``ftcompile.validation/1``), Markdown and JUnit XML.
+
+All are built from ``ValidationResult`` and written atomically.
+"""
+from __future__ import annotations
+
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+from ftcompile.fileio import write_text_atomic
+from ftcompile.runtime.validate import ValidationResult
+
+SCHEMA = "ftcompile.validation/1"
+
+
+def package_versions() -> dict:
+    out = {"python": platform.python_version()}
+    for pkg in ("ftcompile", "numpy", "onnx", "onnxruntime", "torch", "botorch"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def to_json(result: ValidationResult) -> dict:
+    d = result.to_dict()
+    stats = d.pop("stats")
+    return {"schema": SCHEMA, **{k: v for k, v in d.items() if k != "values"}, **stats,
+            "values": d["values"], "versions": package_versions()}
+
+
+def to_markdown(result: ValidationResult) -> str:
+    s = result.stats
+    icon = {"pass": "PASS", "fail": "FAIL", "measured": "MEASURED"}[result.verdict]
+    lines = [
+        f"### ftcompile validation: **{icon}**",
+        "",
+        f"Model `{Path(result.model).name}` (sha256 `{result.model_sha256[:12]}`), drift `{result.drift}` on "
+        f"{result.drifting_tensors} tensors ({result.drifting_weights:,} weights, targets `{result.targets}`), "
+        f"{result.samples} samples, seed {result.seed}, {result.examples} examples.",
+        "",
+        "| clean | mean | 95% CI | std | p5 | p50 | p95 | min |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| {_pct(result.clean)} | {_pct(s.mean)} | {_pct(s.ci_low)} - {_pct(s.ci_high)} | {_pct(s.std)} "
+        f"| {_pct(s.p5)} | {_pct(s.p50)} | {_pct(s.p95)} | {_pct(s.min)} |",
+    ]
+    if result.checks:
+        lines += ["", "| gate | value | threshold | result |", "| --- | --- | --- | --- |"]
+        lines += [f"| {c.name} | {c.value:.4f} | {c.threshold:.4f} | {'pass' if c.passed else 'FAIL'} |"
+                  for c in result.checks]
+    return "\n".join(lines) + "\n"
+
+
+def to_junit(result: ValidationResult) -> str:
+    checks = result.checks
+    suite = ET.Element("testsuite", name="ftcompile.validate", tests=str(max(1, len(checks))),
+                       failures=str(sum(not c.passed for c in checks)), time=f"{result.seconds:.3f}")
+    props = ET.SubElement(suite, "properties")
+    for key in ("model", "model_sha256", "drift", "samples", "seed", "clean"):
+        ET.SubElement(props, "property", name=key, value=str(getattr(result, key)))
+    ET.SubElement(props, "property", name="mean", value=str(result.stats.mean))
+    if not checks:
+        ET.SubElement(suite, "testcase", classname="ftcompile.validate", name="measured (no gate)")
+    for c in checks:
+        case = ET.SubElement(suite, "testcase", classname="ftcompile.validate", name=c.name)
+        if not c.passed:
+            failure = ET.SubElement(case, "failure", message=f"{c.name}: got {c.value:.4f}")
+            failure.text = f"{c.name}: measured {c.value:.4f}, threshold {c.threshold:.4f} ({result.drift})"
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+
+
+def write_reports(result: ValidationResult, *, json_path=None, markdown_path=None, junit_path=None) -> None:
+    """Render every report first, then write each atomically (no half-written set on a render error)."""
+    rendered = []
+    if json_path:
+        rendered.append((json_path, json.dumps(to_json(result), indent=2) + "\n"))
+    if markdown_path:
+        rendered.append((markdown_path, to_markdown(result)))
+    if junit_path:
+        rendered.append((junit_path, to_junit(result)))
+    for path, text in rendered:
+        write_text_atomic(Path(path), text)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"

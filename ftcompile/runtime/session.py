@@ -1,0 +1,66 @@
+"""The drift-injecting onnxruntime session: built once, fed drifted weight copies per sample."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from ftcompile.data import InputSpec
+from ftcompile.errors import ConfigError, UnsupportedModelError
+from ftcompile.passes.onnx_graph import (
+    DriftTarget,
+    constants_to_initializers,
+    find_drift_targets,
+    initializer_arrays,
+    weights_to_inputs,
+)
+from ftcompile.runtime.model import choose_output, elem_dtype, graph_inputs, input_shape, load_onnx
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+class DriftSession:
+    """One onnxruntime session whose drifting initializers are graph inputs.
+
+    Example:
+        >>> s = DriftSession("model.onnx")                      # doctest: +SKIP
+        >>> logits = s.run({"x": x}, s.weights)                  # clean pass  # doctest: +SKIP
+    """
+
+    def __init__(self, model: "str | Path | onnx.ModelProto", *, targets: str = "params", bias: bool = False,
+                 output: str | None = None, provider: str = "cpu", threads: int = 0):
+        proto = constants_to_initializers(load_onnx(model))
+        self.source = str(model) if not isinstance(model, onnx.ModelProto) else "<in-memory model>"
+        self.targets: list[DriftTarget] = find_drift_targets(proto, targets=targets, bias=bias)
+        if not self.targets:
+            raise UnsupportedModelError(f"{self.source}: no drifting weights found (no Conv/ConvTranspose/Gemm/MatMul "
+                                        "with initializer weights); export the model with its weights embedded.")
+        self.output = choose_output(proto, output)
+        self.weights = initializer_arrays(proto, [t.name for t in self.targets])
+        self.inputs = [InputSpec(v.name, tuple(input_shape(v)), elem_dtype(v)) for v in graph_inputs(proto)]
+        self.num_classes = _num_classes(proto, self.output)
+        prepared = weights_to_inputs(proto, [t.name for t in self.targets])
+        if provider not in PROVIDERS:
+            raise ConfigError(f"provider {provider!r} is unknown; use one of {sorted(PROVIDERS)}.")
+        available = ort.get_available_providers()
+        chosen = [PROVIDERS[provider]] if PROVIDERS[provider] in available else []
+        if PROVIDERS["cpu"] not in chosen:
+            chosen.append(PROVIDERS["cpu"])
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(prepared.SerializeToString(), opts,
+                                            providers=chosen)
+        self.provider = self.session.get_providers()[0]
+
+    def run(self, feeds: dict, weights: dict) -> np.ndarray:
+        """The chosen output for one batch, with ``weights`` (name -> array) in place of the stored ones."""
+        return self.session.run([self.output], {**feeds, **weights})[0]
+
+
+def _num_classes(model: onnx.ModelProto, output: str) -> int | None:
+    out = next(o for o in model.graph.output if o.name == output)
+    dims = input_shape(out)
+    return dims[-1] if dims and isinstance(dims[-1], int) else None

@@ -1,0 +1,150 @@
+"""Monte-Carlo validation under drift and the sign-off gate.
+
+Sample ``k`` draws its weights while sample ``k-1`` runs in onnxruntime (a one-thread prefetch:
+numpy's generators release the GIL), so drawing the noise overlaps with inference.
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ftcompile.data import Dataset
+from ftcompile.errors import ConfigError
+from ftcompile.runtime.drift import DriftModel, draw_sample
+from ftcompile.runtime.metrics import Metric, accuracy
+from ftcompile.runtime.session import DriftSession
+from ftcompile.runtime.stats import SampleStats, summarize
+
+STATS = ("mean", "p5", "min")
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Sign-off thresholds; an unset threshold is not checked.
+
+    ``min_accuracy`` applies to the statistic ``stat`` (mean, p5 or min over samples); ``max_drop``
+    bounds ``clean - mean`` in accuracy units (0.05 = five points).
+    """
+
+    min_accuracy: float | None = None
+    stat: str = "mean"
+    max_drop: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.stat not in STATS:
+            raise ConfigError(f"--stat {self.stat!r} is unknown; use one of {', '.join(STATS)}.")
+        for label, v in (("--min-accuracy", self.min_accuracy), ("--max-drop", self.max_drop)):
+            if v is not None and not 0 <= v <= 1:
+                raise ConfigError(f"{label} {v} must be a fraction in [0, 1] (0.9 = 90%).")
+
+    def check(self, clean: float, stats: SampleStats) -> list["GateCheck"]:
+        checks = []
+        if self.min_accuracy is not None:
+            value = getattr(stats, self.stat)
+            checks.append(GateCheck(f"{self.stat} accuracy >= {self.min_accuracy:g}", value,
+                                    self.min_accuracy, value >= self.min_accuracy))
+        if self.max_drop is not None:
+            drop = clean - stats.mean
+            checks.append(GateCheck(f"drop from clean <= {self.max_drop:g}", drop, self.max_drop,
+                                    drop <= self.max_drop))
+        return checks
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    name: str
+    value: float
+    threshold: float
+    passed: bool
+
+
+@dataclass
+class ValidationResult:
+    """Accuracy of one model under one drift: clean, every sample, statistics, and the gate's verdict."""
+
+    model: str
+    model_sha256: str
+    drift: str
+    targets: str
+    seed: int
+    samples: int
+    examples: int
+    metric: str
+    clean: float
+    values: list
+    stats: SampleStats
+    checks: list = field(default_factory=list)
+    seconds: float = 0.0
+    provider: str = "CPUExecutionProvider"
+    drifting_tensors: int = 0
+    drifting_weights: int = 0
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def verdict(self) -> str:
+        if not self.checks:
+            return "measured"
+        return "pass" if self.passed else "fail"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["stats"] = asdict(self.stats)
+        d["verdict"] = self.verdict
+        return d
+
+
+def clean_metric(session: DriftSession, data: Dataset, *, batch_size: int = 1024,
+                 metric: Metric = accuracy) -> float:
+    return _score(session, data, session.weights, batch_size, metric)
+
+
+def sample_metrics(session: DriftSession, data: Dataset, drift: DriftModel, *, samples: int, seed: int = 0,
+                   batch_size: int = 1024, metric: Metric = accuracy, only: Sequence[str] | None = None,
+                   first: int = 0, on_sample: Callable[[int, float], None] | None = None) -> list[float]:
+    """Metric of samples ``first .. first+samples-1``; sample k's drift depends on (seed, k) alone."""
+    if samples < 1:
+        raise ConfigError(f"--samples {samples} must be >= 1.")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size {batch_size} must be >= 1.")
+    ids = range(first, first + samples)
+    values: list[float] = []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(draw_sample, drift, session.weights, seed, ids[0], only)
+        for i, k in enumerate(ids):
+            weights = pending.result()
+            if i + 1 < len(ids):
+                pending = pool.submit(draw_sample, drift, session.weights, seed, ids[i + 1], only)
+            values.append(_score(session, data, weights, batch_size, metric))
+            if on_sample is not None:
+                on_sample(k, values[-1])
+    return values
+
+
+def _score(session: DriftSession, data: Dataset, weights: dict, batch_size: int, metric: Metric) -> float:
+    outputs = [session.run(feeds, weights) for feeds, _ in data.batches(batch_size)]
+    return float(metric(np.concatenate(outputs), data.labels))
+
+
+def evaluate(session: DriftSession, data: Dataset, drift: DriftModel, *, samples: int = 100, seed: int = 0,
+             batch_size: int = 1024, metric: Metric = accuracy, gate: Gate = Gate(),
+             model_sha256: str = "", targets: str = "params",
+             on_sample: Callable[[int, float], None] | None = None) -> ValidationResult:
+    """Clean metric, ``samples`` drifted ones, their statistics and the gate's checks."""
+    t0 = time.perf_counter()
+    clean = clean_metric(session, data, batch_size=batch_size, metric=metric)
+    values = sample_metrics(session, data, drift, samples=samples, seed=seed, batch_size=batch_size,
+                            metric=metric, on_sample=on_sample)
+    stats = summarize(values)
+    return ValidationResult(
+        model=session.source, model_sha256=model_sha256, drift=drift.spec(), targets=targets, seed=seed,
+        samples=samples, examples=len(data), metric=getattr(metric, "__name__", "metric"), clean=clean,
+        values=values, stats=stats, checks=gate.check(clean, stats), seconds=time.perf_counter() - t0,
+        provider=session.provider, drifting_tensors=len(session.targets),
+        drifting_weights=sum(t.size for t in session.targets))

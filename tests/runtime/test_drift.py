@@ -1,0 +1,98 @@
+"""Statistical checks of every drift model (fixed seeds; each can fail)."""
+import math
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+
+from ftcompile.errors import ConfigError
+from ftcompile.runtime.drift import (
+    CompositeDrift, GaussianDrift, LogNormalDrift, QuantizeDrift, StuckAtDrift, draw_sample, parse_drift,
+    register_drift, sigma_of, tensor_rng, with_sigma,
+)
+
+
+def ks_statistic(x, cdf):
+    x = np.sort(x)
+    n = len(x)
+    f = np.array([cdf(v) for v in x])
+    return max(np.max(np.arange(1, n + 1) / n - f), np.max(f - np.arange(n) / n))
+
+
+@pytest.mark.parametrize("sigma", [0.2, 0.6, 1.0])
+def test_lognormal_log_moments(sigma):
+    w = np.random.default_rng(1).uniform(0.1, 2.0, 200_000).astype(np.float32) * np.where(
+        np.arange(200_000) % 2, 1, -1)
+    theta = np.log(LogNormalDrift(sigma).apply(w, tensor_rng(0, 0, "w")) / w)
+    assert abs(theta.mean()) < 4 * sigma / math.sqrt(len(w))
+    assert abs(theta.std() / sigma - 1) < 0.01
+    # sign is preserved: a conductance never changes polarity
+    assert np.all(np.sign(LogNormalDrift(sigma).apply(w, tensor_rng(0, 1, "w"))) == np.sign(w))
+
+
+def test_lognormal_ks_against_normal():
+    theta = np.log(LogNormalDrift(0.6).apply(np.ones(4000, np.float32), tensor_rng(3, 0, "w")))
+    d = ks_statistic(theta, NormalDist(0, 0.6).cdf)
+    assert d < 1.36 / math.sqrt(4000)  # 5% critical value
+    # and the test has power: the wrong sigma is rejected
+    assert ks_statistic(theta, NormalDist(0, 0.5).cdf) > 1.36 / math.sqrt(4000)
+
+
+def test_gaussian_relative_to_layer_range():
+    w = np.random.default_rng(2).standard_normal(100_000).astype(np.float32)
+    noise = GaussianDrift(0.1).apply(w, tensor_rng(0, 0, "w")) - w
+    assert abs(noise.std() / (0.1 * np.abs(w).max()) - 1) < 0.02
+    assert abs(noise.mean()) < 0.002 * np.abs(w).max()
+
+
+def test_stuck_at_rates():
+    w = np.random.default_rng(3).standard_normal(100_000).astype(np.float32)
+    out = StuckAtDrift(0.05, 0.02).apply(w, tensor_rng(0, 0, "w"))
+    n = len(w)
+    off = np.mean(out == 0)
+    on = np.mean(np.abs(out) == np.abs(w).max()) - 1 / n
+    assert abs(off - 0.05) < 4 * math.sqrt(0.05 * 0.95 / n)
+    assert abs(on - 0.02) < 4 * math.sqrt(0.02 * 0.98 / n)
+    untouched = (out != 0) & (np.abs(out) != np.abs(w).max())
+    assert np.array_equal(out[untouched], w[untouched])
+
+
+def test_quantize_levels_and_error():
+    w = np.random.default_rng(4).standard_normal(10_000).astype(np.float32)
+    q = QuantizeDrift(16).apply(w, None)
+    assert len(np.unique(q)) <= 16
+    step = (w.max() - w.min()) / 15
+    assert np.max(np.abs(q - w)) <= step / 2 + 1e-6
+    assert np.array_equal(q, QuantizeDrift(16).apply(w, None))  # deterministic
+
+
+def test_samples_are_order_and_subset_independent():
+    weights = {f"t{i}": np.ones((50, 20), np.float32) for i in range(3)}
+    d = LogNormalDrift(0.5)
+    a = [draw_sample(d, weights, 7, k) for k in (0, 1, 2)]
+    b = [draw_sample(d, weights, 7, k) for k in (2, 1, 0)][::-1]
+    for x, y in zip(a, b):
+        assert all(np.array_equal(x[n], y[n]) for n in weights)
+    only = draw_sample(d, weights, 7, 1, only=["t1"])
+    assert np.array_equal(only["t1"], a[1]["t1"]) and np.array_equal(only["t0"], weights["t0"])
+    assert not np.array_equal(a[0]["t0"], a[1]["t0"])
+    assert not np.array_equal(a[0]["t0"], a[0]["t1"])
+    assert not np.array_equal(draw_sample(d, weights, 8, 0)["t0"], a[0]["t0"])
+
+
+def test_spec_parsing_and_composition():
+    d = parse_drift("quantize:16,lognormal:0.6")
+    assert isinstance(d, CompositeDrift) and d.spec() == "quantize:16,lognormal:0.6"
+    assert sigma_of(d) == 0.6 and with_sigma(d, 0.3).spec() == "quantize:16,lognormal:0.3"
+    assert parse_drift("stuck-at:0.01:0.02") == StuckAtDrift(0.01, 0.02)
+    assert parse_drift("gaussian:0.1") == GaussianDrift(0.1)
+    register_drift("tenth", lambda s: LogNormalDrift(float(s) / 10))
+    assert parse_drift("tenth:6") == LogNormalDrift(0.6)
+    assert parse_drift("ftcompile.runtime.drift:LogNormalDrift:0.4") == LogNormalDrift(0.4)
+
+
+@pytest.mark.parametrize("spec", ["", "wobble:1", "lognormal:-1", "lognormal:x", "stuck-at:0.7:0.6",
+                                  "quantize:1", "no.such.module:attr"])
+def test_bad_specs(spec):
+    with pytest.raises(ConfigError):
+        parse_drift(spec)
