@@ -182,7 +182,7 @@ def _parse_item(item: str) -> DriftModel:
         raise ConfigError(f"unknown drift model {name!r} in {item!r}; use one of {known}, or module.path:attr.")
     try:
         is_instance = isinstance(factory, DriftModel) and not isinstance(factory, type)
-        model = factory if is_instance else factory(*args)
+        model = factory if is_instance else factory(*[_number(a) for a in args])
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad arguments in drift spec {item!r} ({exc}); e.g. lognormal:0.6, stuck-at:0.01:0.01.") from None
     if not isinstance(model, DriftModel) or isinstance(model, type):
