@@ -1,14 +1,19 @@
 """Drift models: how a crossbar's stored weights differ from the trained ones.
 
 Every model maps one weight tensor and a random generator to its drifted copy. Sample ``k`` of
-seed ``s`` draws tensor ``name`` from its own counter-keyed stream (``SeedSequence(s, (k,
-crc32(name)))``), so a sample is the same whichever chunk, order, worker or target set draws it.
+seed ``s`` draws block ``j`` of tensor ``name`` from its own counter-keyed stream
+(``SeedSequence(s, (k, crc32(name), j))``), so a sample is the same whichever chunk, order,
+worker or target set draws it. Element-wise models split large tensors into fixed blocks of
+``BLOCK`` elements that threads draw in parallel (numpy's generators release the GIL); models
+that need a layer statistic (max|W|, min/max) draw a whole tensor as block 0.
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
 
@@ -35,6 +40,7 @@ class LogNormalDrift:
     """Multiplicative conductance drift (BayesFT eq. 1): w' = w * exp(theta), theta ~ N(0, sigma^2)."""
 
     sigma: float
+    elementwise = True
 
     def __post_init__(self) -> None:
         _check_nonneg("lognormal sigma", self.sigma)
@@ -127,6 +133,10 @@ class CompositeDrift:
     """Drift models applied in order, e.g. quantize then lognormal."""
 
     parts: tuple
+
+    @property
+    def elementwise(self) -> bool:
+        return all(getattr(p, "elementwise", False) for p in self.parts)
 
     def apply(self, w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         for part in self.parts:
@@ -224,17 +234,36 @@ def sigma_of(drift: DriftModel) -> float | None:
     return None
 
 
-def tensor_rng(seed: int, sample: int, name: str) -> np.random.Generator:
-    """The generator of tensor ``name`` in Monte-Carlo sample ``sample``: independent of draw order."""
-    key = np.random.SeedSequence(int(seed), spawn_key=(int(sample), zlib.crc32(name.encode())))
+BLOCK = 1 << 16
+_POOL = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1), thread_name_prefix="ftcompile-drift")
+
+
+def tensor_rng(seed: int, sample: int, name: str, block: int = 0) -> np.random.Generator:
+    """The generator of block ``block`` of tensor ``name`` in Monte-Carlo sample ``sample``."""
+    key = np.random.SeedSequence(int(seed), spawn_key=(int(sample), zlib.crc32(name.encode()), int(block)))
     return np.random.Generator(np.random.PCG64(key))
+
+
+def drift_tensor(drift: DriftModel, w: np.ndarray, seed: int, sample: int, name: str) -> np.ndarray:
+    """One tensor of one sample; element-wise drift over large tensors is drawn in parallel blocks."""
+    if not getattr(drift, "elementwise", False) or w.size <= BLOCK:
+        return drift.apply(w, tensor_rng(seed, sample, name))
+    flat = w.reshape(-1)
+    out = np.empty_like(flat)
+
+    def block(j: int) -> None:
+        sl = slice(j * BLOCK, (j + 1) * BLOCK)
+        out[sl] = drift.apply(flat[sl], tensor_rng(seed, sample, name, j))
+
+    list(_POOL.map(block, range(-(-flat.size // BLOCK))))
+    return out.reshape(w.shape)
 
 
 def draw_sample(drift: DriftModel, weights: Mapping[str, np.ndarray], seed: int, sample: int,
                 only: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """Drifted copies of ``weights`` for one Monte-Carlo sample; names outside ``only`` stay clean."""
     chosen = set(weights) if only is None else set(only)
-    return {name: drift.apply(w, tensor_rng(seed, sample, name)) if name in chosen else w
+    return {name: drift_tensor(drift, w, seed, sample, name) if name in chosen else w
             for name, w in weights.items()}
 
 

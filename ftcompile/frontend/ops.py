@@ -1,0 +1,159 @@
+"""ONNX operators as torch functions (the semantics the importer emits into fx graphs).
+
+Each function takes torch tensors (or Python values for attributes) and follows the ONNX spec,
+including the cases where torch differs (integer Div, Flatten's 2-D result, Reshape's 0 and
+``allowzero``, pre-13 Softmax flattening, ONNX pad order).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def div(a, b):
+    if not a.dtype.is_floating_point and not b.dtype.is_floating_point:
+        return torch.div(a, b, rounding_mode="trunc")
+    return torch.div(a, b)
+
+
+def flatten(x, axis: int = 1):
+    axis = axis % x.dim() if axis < 0 else axis
+    return x.reshape(math.prod(x.shape[:axis]), -1)
+
+
+def reshape(x, shape, allowzero: int = 0):
+    dims = [int(d) for d in shape.tolist()]
+    if not allowzero:
+        dims = [x.shape[i] if d == 0 else d for i, d in enumerate(dims)]
+    return x.reshape(dims)
+
+
+def shape(x, start: int = 0, end: int | None = None):
+    return torch.tensor(list(x.shape)[start:end], dtype=torch.int64)
+
+
+def gather(data, indices, axis: int = 0):
+    axis = axis % data.dim()
+    idx = torch.where(indices < 0, indices + data.shape[axis], indices)
+    out = data.index_select(axis, idx.reshape(-1))
+    return out.reshape(tuple(data.shape[:axis]) + tuple(idx.shape) + tuple(data.shape[axis + 1:]))
+
+
+def unsqueeze(x, axes):
+    axes = [int(a) for a in (axes.tolist() if torch.is_tensor(axes) else axes)]
+    rank = x.dim() + len(axes)
+    for a in sorted(a % rank for a in axes):
+        x = x.unsqueeze(a)
+    return x
+
+
+def squeeze(x, axes=None):
+    if axes is None:
+        return x.squeeze()
+    axes = [int(a) for a in (axes.tolist() if torch.is_tensor(axes) else axes)]
+    for a in sorted((a % x.dim() for a in axes), reverse=True):
+        x = x.squeeze(a)
+    return x
+
+
+def concat(*xs, axis: int = 0):
+    return torch.cat(xs, dim=axis)
+
+
+def transpose(x, perm=None):
+    return x.permute(*(perm if perm is not None else reversed(range(x.dim()))))
+
+
+def slice_(x, starts, ends, axes=None, steps=None):
+    starts, ends = [int(v) for v in starts.tolist()], [int(v) for v in ends.tolist()]
+    axes = list(range(len(starts))) if axes is None else [int(a) for a in axes.tolist()]
+    steps = [1] * len(starts) if steps is None else [int(s) for s in steps.tolist()]
+    index = [slice(None)] * x.dim()
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        if st <= 0:
+            raise NotImplementedError("Slice with a non-positive step")
+        n = x.shape[a]
+        s = max(0, min(n, s + n if s < 0 else s))
+        e = max(0, min(n, e + n if e < 0 else e))
+        index[a % x.dim()] = slice(s, e, st)
+    return x[tuple(index)]
+
+
+def cast(x, dtype: torch.dtype):
+    return x.to(dtype)
+
+
+def constant_of_shape(shape, value: float = 0.0, dtype: torch.dtype = torch.float32):
+    return torch.full([int(d) for d in shape.tolist()], value, dtype=dtype)
+
+
+def expand(x, shape):
+    return x.expand(torch.broadcast_shapes(x.shape, tuple(int(d) for d in shape.tolist())))
+
+
+def clip(x, lo=None, hi=None):
+    return torch.clamp(x, min=None if lo is None else float(lo), max=None if hi is None else float(hi))
+
+
+def softmax(x, axis: int = -1, legacy: bool = False, log: bool = False):
+    fn = F.log_softmax if log else F.softmax
+    if not legacy:
+        return fn(x, dim=axis)
+    axis = axis % x.dim()
+    flat = x.reshape(math.prod(x.shape[:axis]), -1)
+    return fn(flat, dim=1).reshape(x.shape)
+
+
+def gemm(a, b, c=None, alpha: float = 1.0, beta: float = 1.0, trans_a: int = 0, trans_b: int = 0):
+    y = alpha * torch.matmul(a.t() if trans_a else a, b.t() if trans_b else b)
+    return y if c is None else y + beta * c
+
+
+def pad(x, pads, value: float = 0.0, mode: str = "constant"):
+    pads = [int(p) for p in (pads.tolist() if torch.is_tensor(pads) else pads)]
+    half = len(pads) // 2
+    torch_pads = []
+    for i in reversed(range(half)):
+        torch_pads += [pads[i], pads[i + half]]
+    mode = {"edge": "replicate"}.get(mode, mode)
+    if mode == "constant":
+        return F.pad(x, torch_pads, mode="constant", value=float(value))
+    # reflect/replicate pad only the spatial dims in torch
+    return F.pad(x, torch_pads[: 2 * (x.dim() - 2)], mode=mode)
+
+
+def pool(x, kind: str, kernel, strides, pads, dilations, ceil_mode: int, count_include_pad: int):
+    n = len(kernel)
+    begin, end = pads[:n], pads[n:]
+    if list(begin) != list(end):
+        fill = float("-inf") if kind == "max" else 0.0
+        x = pad(x, [0, 0] + list(begin) + [0, 0] + list(end), fill)
+        begin = [0] * n
+    if kind == "max":
+        fn = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[n - 1]
+        return fn(x, kernel, strides, begin, dilations, ceil_mode=bool(ceil_mode))
+    fn = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[n - 1]
+    return fn(x, kernel, strides, begin, ceil_mode=bool(ceil_mode), count_include_pad=bool(count_include_pad))
+
+
+def global_pool(x, kind: str):
+    dims = tuple(range(2, x.dim()))
+    return x.mean(dim=dims, keepdim=True) if kind == "avg" else x.amax(dim=dims, keepdim=True)
+
+
+def reduce(x, axes=None, keepdims: int = 1, kind: str = "mean"):
+    dims = None if axes is None else [int(a) for a in (axes.tolist() if torch.is_tensor(axes) else axes)]
+    fn = {"mean": torch.mean, "sum": torch.sum, "max": torch.amax, "min": torch.amin}[kind]
+    if not dims:
+        dims = list(range(x.dim()))
+    return fn(x, dim=dims, keepdim=bool(keepdims))
+
+
+def instance_norm(x, scale, bias, eps: float):
+    return F.instance_norm(x, weight=scale, bias=bias, eps=eps)
+
+
+def hard_sigmoid(x, alpha: float = 0.2, beta: float = 0.5):
+    return torch.clamp(alpha * x + beta, 0, 1)
