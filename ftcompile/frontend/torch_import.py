@@ -20,10 +20,7 @@ OPSET = 17
 
 def torch_to_onnx(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor]) -> onnx.ModelProto:
     """Export with torch's TorchScript exporter: it keeps a dynamic batch without onnxscript."""
-    try:
-        module = module.eval()
-    except NotImplementedError:  # torch.export's unlifted modules are always in eval mode
-        pass
+    module = module.eval()
     names = [f"input{i}" if len(example_inputs) > 1 else "x" for i in range(len(example_inputs))]
     buf = io.BytesIO()
     torch.onnx.export(module, tuple(example_inputs), buf, dynamo=False, opset_version=OPSET, input_names=names,
@@ -55,10 +52,9 @@ def load_model(path: "str | Path", *, output: str | None = None) -> ImportedMode
         except Exception as exc:
             raise ModelError(f"{path}: not a torch.export program ({str(exc).splitlines()[0][:200]}); "
                              "save it with torch.export.save.") from None
-        examples = [torch.zeros([int(d) for d in n.meta["val"].shape], dtype=n.meta["val"].dtype)
-                    for n in program.graph.nodes if n.op == "placeholder" and n.name in
-                    program.graph_signature.user_inputs]
-        imported = import_torch(program.module(), examples)
+        # an ExportedProgram goes through torch's dynamo exporter, which takes it as it is
+        proto = torch.onnx.export(program, dynamo=True, verbose=False).model_proto
+        imported = import_onnx(proto)
         imported.source_path = str(path)
         return imported
     return import_onnx(path, output=output)
