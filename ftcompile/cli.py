@@ -199,6 +199,145 @@ def sweep(
     out.print(table)
 
 
+def _duration(text: Optional[str]) -> Optional[float]:
+    if text is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except (ValueError, IndexError):
+        from ftcompile.errors import ConfigError
+        raise ConfigError(f"--time-budget {text!r} is malformed; use seconds or 30s, 10m, 1h.") from None
+
+
+@app.command()
+def harden(
+    model: Path = typer.Argument(..., help="ONNX (or torch.export .pt2) classifier to harden."),
+    train: Path = typer.Option(..., "--train", help=".npz training data ('x', integer 'y')."),
+    val: Path = typer.Option(..., "--val", help=".npz validation data: the search's objective."),
+    test: Optional[Path] = typer.Option(None, "--test", help=".npz held-out data for the sign-off (default --val)."),
+    sigma: float = typer.Option(0.6, help="Target lognormal drift sigma."),
+    method: str = typer.Option("bayesft", help="bayesft, bayesft+noise, erm, fixed-dropout or noise-injection."),
+    trials: int = typer.Option(20, help="Search trials (rates tried)."),
+    epochs: int = typer.Option(3, help="Fine-tuning epochs per trial."),
+    final_epochs: int = typer.Option(15, help="Fine-tuning epochs with the best rates."),
+    samples: int = typer.Option(20, help="Monte-Carlo drift samples of the search objective."),
+    validate_samples: int = typer.Option(100, help="Monte-Carlo samples of the runtime sign-off."),
+    max_rate: float = typer.Option(0.8, help="Upper bound of every dropout rate."),
+    rate: float = typer.Option(0.3, help="The rate of --method fixed-dropout."),
+    train_sigma: Optional[float] = typer.Option(None, help="Drift sampled in training (+noise methods); default --sigma."),
+    search: str = typer.Option("bo", help="bo (BoTorch), random or grid."),
+    kernel: str = typer.Option("matern52", help="GP kernel: matern52 (ARD) or exp (the paper's)."),
+    objective: str = typer.Option("accuracy", help="accuracy or loss."),
+    lr: float = typer.Option(1e-3, help="Adam learning rate."),
+    batch_size: int = typer.Option(64, help="Training batch size."),
+    channel: bool = typer.Option(False, "--channel", help="Channel dropout after convolutions."),
+    min_accuracy: Optional[float] = typer.Option(None, help="Gate on the sign-off's --stat accuracy (0-1)."),
+    stat: str = typer.Option("mean", help="mean, p5 or min."),
+    max_drop: Optional[float] = typer.Option(None, help="Gate: clean - mean accuracy <= this."),
+    out: Optional[Path] = typer.Option(None, help="Hardened model path (default MODEL.hardened.onnx)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the search from its journal."),
+    time_budget: Optional[str] = typer.Option(None, help="Stop starting trials after this long (e.g. 10m)."),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("cpu", help="cpu or cuda (fine-tuning and the torch objective)."),
+    no_plot: bool = typer.Option(False, "--no-plot", help="Skip the before/after sigma sweep and plot."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON report to stdout."),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Harden a model against drift (BayesFT), export it to ONNX and sign it off; exit 1 when the gate fails."""
+    with guarded():
+        from ftcompile.runtime.validate import Gate
+        from ftcompile.search.harden import HardenConfig
+        from ftcompile.search.report import harden_json
+
+        cfg = HardenConfig(sigma=sigma, method=method, trials=trials, epochs=epochs, final_epochs=final_epochs,
+                           samples=samples, max_rate=max_rate, rate=rate, train_sigma=train_sigma, search=search,
+                           kernel=kernel, objective=objective, lr=lr, batch_size=batch_size, channel=channel,
+                           seed=seed, device=device, time_budget=_duration(time_budget))
+        gate = Gate(min_accuracy=min_accuracy, stat=stat, max_drop=max_drop)
+        talk = not (quiet or as_json)
+
+        def on_stage(text):
+            if talk:
+                err.print(f"[dim]{text}...[/]", highlight=False)
+
+        def on_trial(t, best):
+            if talk:
+                err.print(f"trial {t.trial:3d}  rates [{', '.join(f'{r:.2f}' for r in t.rates)}]  "
+                          f"objective {100 * t.objective:6.2f}% +- {100 * t.stderr:.2f}  best {100 * best.objective:6.2f}%"
+                          f"  ({t.seconds:.1f} s)", highlight=False)
+
+        result = api.harden(model, train, val, test=test, out=out, config=cfg, gate=gate, resume=resume,
+                            validate_samples=validate_samples, plot=not no_plot, on_trial=on_trial, on_stage=on_stage)
+    if as_json:
+        print(json.dumps(harden_json(result), indent=2))
+    else:
+        _render_harden(result)
+    raise typer.Exit(0 if result.passed else EXIT_GATE_FAILED)
+
+
+def _render_harden(result) -> None:
+    pct = lambda x: f"{100 * x:.2f}"  # noqa: E731
+    table = Table(title=f"{Path(result.model).name} -> {result.out.name} ({result.config['method']}, "
+                        f"drift {result.after.drift}, {result.after.samples} samples)")
+    for col in ("model", "clean %", "mean %", "95% CI", "p5 %", "min %"):
+        table.add_column(col, justify="right")
+    for label, r in (("before", result.before), ("after", result.after)):
+        s = r.stats
+        table.add_row(label, pct(r.clean), pct(s.mean), f"{pct(s.ci_low)}-{pct(s.ci_high)}", pct(s.p5), pct(s.min))
+    out.print(table)
+    out.print("rates: " + ", ".join(f"{site}={rate:.2f}" for site, rate in zip(result.sites, result.rates)))
+    for c in result.after.checks:
+        out.print(f"gate {c.name}: {c.value:.4f} -> {'[green]pass[/]' if c.passed else '[bold red]FAIL[/]'}")
+    out.print(f"verdict: {result.verdict}; wrote {result.out}, {result.report_json}, {result.report_markdown}"
+              + (f", {result.plot}" if result.plot else "") + f" ({result.seconds:.0f} s)")
+
+
+@app.command()
+def inspect(
+    model: Path = typer.Argument(..., help="ONNX model (or .pt2)."),
+    output: Optional[str] = typer.Option(None, help="Output holding class scores, if several."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Layers (crossbar-mapped), output layers, op histogram, metadata, and import parity."""
+    with guarded():
+        from collections import Counter
+        from dataclasses import asdict
+
+        from ftcompile.export import get_metadata
+        from ftcompile.frontend import load_model
+        from ftcompile.passes.layers import find_layers
+        from ftcompile.passes.onnx_graph import dropout_rates_onnx
+
+        imported = load_model(model, output=output)
+        layers = find_layers(imported.module, imported.sources)
+        rates = get_metadata(imported.onnx_model).get("dropout_rates", {})
+        info = {"model": str(model), "opset": imported.onnx_model.opset_import[0].version,
+                "layers": [{**asdict(layer), "dropout_rate": rates.get(layer.target)} for layer in layers],
+                "output_layers": [layer.target for layer in layers if layer.is_output],
+                "ops": dict(Counter(n.op_type for n in imported.onnx_model.graph.node)),
+                "metadata": get_metadata(imported.onnx_model),
+                "dropout_nodes": dropout_rates_onnx(imported.onnx_model),
+                "parity": {"ok": imported.parity.ok, "max_abs": imported.parity.max_abs, "rel": imported.parity.rel,
+                           "rtol": imported.parity.rtol}}
+    if as_json:
+        print(json.dumps(info, indent=2, default=str))
+        return
+    table = Table(title=f"{model} (opset {info['opset']})")
+    for col in ("layer", "op", "weight shape", "params", "output", "dropout"):
+        table.add_column(col)
+    for layer in info["layers"]:
+        rate = layer["dropout_rate"]
+        table.add_row(layer["target"], layer["kind"], str(tuple(layer["shape"])), f"{layer['params']:,}",
+                      "yes" if layer["is_output"] else "", "" if rate is None else f"{rate:.2f}")
+    out.print(table)
+    out.print("ops: " + ", ".join(f"{k} x{v}" for k, v in sorted(info["ops"].items())))
+    if info["metadata"]:
+        out.print(f"metadata: {json.dumps(info['metadata'])}")
+    p = info["parity"]
+    out.print(f"import matches onnxruntime: {'yes' if p['ok'] else 'NO'} (max abs diff {p['max_abs']:.2g})")
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,1 @@
+"""The hardening search: BO controller, Monte-Carlo objective, shared trainer, journal (needs torch)."""

@@ -1,0 +1,63 @@
+"""The trial journal: one JSON line per finished trial, fsync'd, so a killed search resumes where it was."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ftcompile.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One finished trial: the rates tried, the objective (mean, its standard error), time and seed."""
+
+    trial: int
+    rates: list
+    objective: float
+    stderr: float
+    seconds: float
+    seed: int
+    status: str = "ok"
+
+
+class Journal:
+    """Append-only JSONL; the first line pins the search config so ``--resume`` cannot mix runs."""
+
+    def __init__(self, path: Path, config: dict, *, resume: bool):
+        self.path = Path(path)
+        self.key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+        self.trials: list[TrialRecord] = []
+        if resume and self.path.exists():
+            self._load()
+        else:
+            if self.path.exists() and not resume:
+                self.path.unlink()
+            self._write({"kind": "header", "config_key": self.key, "config": config})
+
+    def _load(self) -> None:
+        lines = self.path.read_text().splitlines()
+        header = json.loads(lines[0]) if lines else {}
+        if header.get("config_key") != self.key:
+            raise ConfigError(f"{self.path}: journal was written by a run with other settings; "
+                              "drop --resume to start over, or rerun with the same flags.")
+        for line in lines[1:]:
+            try:
+                row = json.loads(line)
+            except ValueError:  # a line cut by a crash: the trial it described is redone
+                break
+            if row.get("kind") == "trial":
+                row.pop("kind")
+                self.trials.append(TrialRecord(**row))
+
+    def append(self, record: TrialRecord) -> None:
+        self.trials.append(record)
+        self._write({"kind": "trial", **asdict(record)})
+
+    def _write(self, row: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())

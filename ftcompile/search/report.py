@@ -1,0 +1,58 @@
+"""The harden report: JSON (``ftcompile.harden/1``) and Markdown with the trial table and before/after."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from ftcompile.fileio import write_text_atomic
+from ftcompile.runtime.report import package_versions, to_json
+
+SCHEMA = "ftcompile.harden/1"
+
+
+def harden_json(result) -> dict:
+    return {
+        "schema": SCHEMA, "model": result.model, "out": str(result.out), "method": result.config["method"],
+        "sigma": result.config["sigma"], "config": result.config, "sites": result.sites, "rates": result.rates,
+        "best_trial": result.best_trial, "trials": [asdict(t) for t in result.trials],
+        "torch_objective": {"before": result.torch_before, "after": result.torch_after},
+        "before": to_json(result.before), "after": to_json(result.after), "verdict": result.verdict,
+        "seconds": result.seconds, "plot": str(result.plot) if result.plot else None, "versions": package_versions(),
+    }
+
+
+def harden_markdown(result) -> str:
+    b, a = result.before, result.after
+    pct = lambda x: f"{100 * x:.2f}%"  # noqa: E731
+    lines = [
+        f"### ftcompile harden: **{result.verdict.upper()}**", "",
+        f"`{Path(result.model).name}` -> `{Path(result.out).name}`, method `{result.config['method']}`, "
+        f"drift `{a.drift}`, {len(result.trials)} trials, {result.seconds:.0f} s.", "",
+        "| model | clean | mean under drift | 95% CI | p5 | min |", "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for label, r in (("before", b), ("after", a)):
+        s = r.stats
+        lines.append(f"| {label} | {pct(r.clean)} | {pct(s.mean)} | {pct(s.ci_low)} - {pct(s.ci_high)} "
+                     f"| {pct(s.p5)} | {pct(s.min)} |")
+    lines += ["", f"Sign-off measured by onnxruntime on {a.examples} examples, {a.samples} samples. "
+              f"The torch objective (validation set, {result.config['samples']} common drift samples) went from "
+              f"{pct(result.torch_before)} to {pct(result.torch_after)}; the runtime measured {pct(a.stats.mean)}.", ""]
+    lines += ["| site (after layer) | rate |", "| --- | --- |"]
+    lines += [f"| {site} | {rate:.3f} |" for site, rate in zip(result.sites, result.rates)]
+    if result.trials:
+        lines += ["", "| trial | rates | objective | +- se | seconds |", "| --- | --- | --- | --- | --- |"]
+        for t in result.trials:
+            mark = " (best)" if t.trial == result.best_trial else ""
+            lines.append(f"| {t.trial}{mark} | {', '.join(f'{r:.2f}' for r in t.rates)} | {pct(t.objective)} "
+                         f"| {pct(t.stderr)} | {t.seconds:.1f} |")
+    for c in a.checks:
+        lines.append(f"\nGate {c.name}: {c.value:.4f} -> {'pass' if c.passed else 'FAIL'}")
+    return "\n".join(lines) + "\n"
+
+
+def write_harden_reports(result, json_path: Path, markdown_path: Path) -> None:
+    payload = json.dumps(harden_json(result), indent=2) + "\n"
+    text = harden_markdown(result)
+    write_text_atomic(json_path, payload)
+    write_text_atomic(markdown_path, text)
