@@ -1,0 +1,150 @@
+"""The search pieces and `harden` end to end on a tiny MLP (seconds)."""
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import ftcompile
+from ftcompile.cli import app
+from ftcompile.errors import ConfigError, Interrupted
+from ftcompile.export import get_metadata
+from ftcompile.frontend import import_onnx
+from ftcompile.passes import insert_dropout
+from ftcompile.search.controller import Controller
+from ftcompile.search.harden import HardenConfig
+from ftcompile.search.objective import DriftObjective
+from ftcompile.search.trainer import TrainConfig, fine_tune
+from tests.helpers import teacher_files, teacher_mlp
+
+
+@pytest.fixture()
+def files(tmp_path):
+    model, data = teacher_files(tmp_path, n=300)
+    d = np.load(data)
+    for name, sl in (("train", slice(0, 200)), ("val", slice(200, 300))):
+        np.savez(tmp_path / f"{name}.npz", x=d["x"][sl], y=d["y"][sl])
+    return model, tmp_path / "train.npz", tmp_path / "val.npz"
+
+
+def test_objective_matches_runtime_at_sigma_zero_and_uses_common_numbers(files):
+    model, _, val = files
+    imported = import_onnx(model)
+    d = np.load(val)
+    x, y = torch.from_numpy(d["x"]), torch.from_numpy(d["y"])
+    clean = DriftObjective(imported.module, x, y, sigma=0.0, samples=3)(imported.module)
+    assert clean.values == (1.0, 1.0, 1.0)  # the teacher labels its own data
+    obj = DriftObjective(imported.module, x, y, sigma=0.8, samples=12, seed=3)
+    a, b = obj(imported.module), obj(imported.module)
+    assert a.values == b.values and a.mean < 1.0  # the same drifts every call
+    other = DriftObjective(imported.module, x, y, sigma=0.8, samples=12, seed=4)(imported.module)
+    assert other.values != a.values
+
+
+def test_noise_injection_changes_the_gradient(files):
+    model, train, _ = files
+    d = np.load(train)
+    x, y = torch.from_numpy(d["x"]), torch.from_numpy(d["y"])
+    weights = []
+    for sigma in (0.0, 0.5):
+        m = import_onnx(model).module
+        fine_tune(m, x, y, TrainConfig(epochs=1, noise_sigma=sigma, seed=0))
+        weights.append(next(m.parameters()).detach().clone())
+    assert not torch.allclose(weights[0], weights[1])
+
+
+def test_controller_design_bounds_and_best():
+    c = Controller(3, max_rate=0.5, seed=0)
+    assert c.n_init == 7
+    X = c.propose(torch.empty(0, 3), torch.empty(0), q=7)
+    assert X.shape == (7, 3) and X.min() >= 0 and X.max() <= 0.5
+    Y = -((X - 0.2) ** 2).sum(1)
+    nxt = c.propose(X, Y)
+    assert nxt.shape == (1, 3) and nxt.min() >= 0 and nxt.max() <= 0.5
+    assert c.best(X, Y) == int(torch.argmax(Y))
+    assert Controller(2, search="random", seed=1).propose(torch.empty(0, 2), torch.empty(0)).shape == (1, 2)
+
+
+def test_harden_end_to_end_and_resume(files, tmp_path):
+    model, train, val = files
+    cfg = HardenConfig(sigma=0.5, trials=2, epochs=1, final_epochs=1, samples=4)
+    out = tmp_path / "hard.onnx"
+    r = ftcompile.harden(model, train, val, out=out, config=cfg, validate_samples=5, plot=False,
+                         gate=ftcompile.Gate(min_accuracy=0.0))
+    assert r.passed and out.exists() and len(r.trials) == 2 and len(r.rates) == 1
+    meta = get_metadata(onnx.load(out))
+    assert meta["verdict"] == "signed-off" and meta["sigma"] == 0.5 and meta["method"] == "bayesft"
+    assert list(meta["dropout_rates"].values()) == pytest.approx(r.rates)
+    assert json.loads(r.report_json.read_text())["after"]["mean"] == r.after.stats.mean
+    assert r.journal.read_text().count('"kind": "trial"') == 2
+    again = ftcompile.harden(model, train, val, out=out, config=cfg.__class__(**{**cfg.__dict__, "trials": 3}),
+                             validate_samples=5, plot=False, resume=False)
+    assert len(again.trials) == 3
+    seen = []
+    resumed = ftcompile.harden(model, train, val, out=out, config=cfg.__class__(**{**cfg.__dict__, "trials": 3}),
+                               validate_samples=5, plot=False, resume=True, on_trial=lambda t, b: seen.append(t))
+    assert seen == [] and [t.rates for t in resumed.trials] == [t.rates for t in again.trials]
+    assert onnx.load(model).SerializeToString() == teacher_mlp().SerializeToString()  # input untouched
+
+
+def test_interrupt_keeps_finished_trials(files, tmp_path):
+    model, train, val = files
+    cfg = HardenConfig(sigma=0.5, trials=3, epochs=1, final_epochs=1, samples=4)
+    out = tmp_path / "hard.onnx"
+
+    def stop_after_first(trial, best):
+        raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted):
+        ftcompile.harden(model, train, val, out=out, config=cfg, validate_samples=5, plot=False,
+                         on_trial=stop_after_first)
+    assert not out.exists()
+    journal = out.with_name("hard.journal.jsonl").read_text().splitlines()
+    assert len(journal) == 2  # header + the one finished trial
+    r = ftcompile.harden(model, train, val, out=out, config=cfg, validate_samples=5, plot=False, resume=True)
+    assert len(r.trials) == 3
+
+
+def test_other_methods_share_the_loop(files, tmp_path):
+    model, train, val = files
+    for method in ("erm", "fixed-dropout", "noise-injection"):
+        r = ftcompile.harden(model, train, val, out=tmp_path / f"{method}.onnx", validate_samples=3, plot=False,
+                             config=HardenConfig(method=method, sigma=0.5, final_epochs=1, samples=3, rate=0.2))
+        assert r.trials == []
+        assert r.rates == ([0.2] if method == "fixed-dropout" else [0.0])
+
+
+@pytest.mark.parametrize("kwargs,needle", [({"method": "magic"}, "--method"), ({"trials": 0}, "--trials"),
+                                          ({"max_rate": 1.5}, "--max-rate"), ({"sigma": -1}, "--sigma"),
+                                          ({"device": "tpu"}, "--device")])
+def test_bad_config(kwargs, needle):
+    with pytest.raises(ConfigError, match=needle):
+        HardenConfig(**kwargs)
+
+
+def test_cli_harden(files, tmp_path):
+    model, train, val = files
+    runner = CliRunner()
+    args = ["harden", str(model), "--train", str(train), "--val", str(val), "--trials", "2", "--epochs", "1",
+            "--final-epochs", "1", "--samples", "3", "--validate-samples", "4", "--no-plot",
+            "--out", str(tmp_path / "h.onnx")]
+    r = runner.invoke(app, args + ["--min-accuracy", "0.0", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["verdict"] == "signed-off"
+    fail = runner.invoke(app, args + ["--min-accuracy", "1.0", "--max-drop", "0.0"])
+    assert fail.exit_code == 1 and (tmp_path / "h.onnx").exists()
+    assert get_metadata(onnx.load(tmp_path / "h.onnx"))["verdict"] == "not-signed-off"
+    bad = runner.invoke(app, args + ["--method", "magic"])
+    assert bad.exit_code == 2 and "--method" in bad.output
+    bad = runner.invoke(app, args + ["--time-budget", "soon"])
+    assert bad.exit_code == 2 and "time-budget" in bad.output
+    x = np.load(train)
+    np.savez(tmp_path / "badtrain.npz", x=x["x"], y=x["y"] + 10)
+    bad = runner.invoke(app, args[:3] + [str(tmp_path / "badtrain.npz")] + args[4:])
+    assert bad.exit_code == 2 and "labels span" in bad.output
+    insp = runner.invoke(app, ["inspect", str(tmp_path / "h.onnx"), "--json"])
+    info = json.loads(insp.stdout)
+    assert insp.exit_code == 0 and len(info["layers"]) == 2 and info["output_layers"] == ["fc1"]
+    assert info["parity"]["ok"] and info["metadata"]["verdict"] == "not-signed-off"
