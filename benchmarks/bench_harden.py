@@ -51,17 +51,7 @@ def prepare_mlp(work: Path) -> None:
         return
     d = np.load(work / "train.npz")
     torch.manual_seed(0)
-    net = mlp()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    x, y = torch.from_numpy(d["x"]), torch.from_numpy(d["y"])
-    for _ in range(15):
-        order = torch.randperm(len(x))
-        for i in range(0, len(x), 64):
-            idx = order[i:i + 64]
-            loss = torch.nn.functional.cross_entropy(net(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    net = train_erm(d["x"], d["y"], net=mlp())
     export(net.eval(), work / "mlp.onnx")
 
 

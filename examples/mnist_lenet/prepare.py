@@ -26,9 +26,10 @@ def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
     return (rows[:, :784] / 255.0).reshape(-1, 1, 28, 28).astype(np.float32), rows[:, 784].astype(np.int64)
 
 
-def train_erm(x, y, epochs=15, seed=0):
+def train_erm(x, y, epochs=15, seed=0, net=None):
+    """Plain (ERM) training with Adam; a LeNet-5 unless ``net`` is given."""
     torch.manual_seed(seed)
-    net = lenet5()
+    net = lenet5() if net is None else net
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     gen = torch.Generator().manual_seed(seed)
