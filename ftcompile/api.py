@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -17,10 +17,13 @@ from ftcompile.data import Dataset, as_dataset
 from ftcompile.errors import ConfigError, Interrupted
 from ftcompile.fileio import sha256_file
 from ftcompile.runtime.drift import DriftModel, LogNormalDrift, parse_drift, with_sigma
-from ftcompile.runtime.metrics import Metric, accuracy
+from ftcompile.runtime.metrics import Metric, accuracy, parse_metric
 from ftcompile.runtime.session import DriftSession
 from ftcompile.runtime.stats import summarize
 from ftcompile.runtime.validate import Gate, ValidationResult, clean_metric, evaluate, sample_metrics
+
+if TYPE_CHECKING:
+    from ftcompile.runtime.analyze import Sensitivity
 
 
 def resolve_drift(drift: "str | DriftModel | None", sigma: float | None) -> DriftModel:
@@ -44,7 +47,7 @@ def _sha(model) -> str:
 
 
 def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: float | None = None,
-             samples: int = 100, seed: int = 0, batch_size: int = 1024, metric: Metric = accuracy,
+             samples: int = 100, seed: int = 0, batch_size: int = 1024, metric: "str | Metric" = accuracy,
              gate: Gate = Gate(), targets: str = "params", bias: bool = False, output: str | None = None,
              provider: str = "cpu", on_sample: Callable[[int, float], None] | None = None) -> ValidationResult:
     """Measure ``metric`` of an ONNX model under drift over ``samples`` Monte-Carlo draws and apply ``gate``.
@@ -61,7 +64,7 @@ def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: flo
     dataset = bind_data(session, data)
     try:
         return evaluate(session, dataset, drift_model, samples=samples, seed=seed, batch_size=batch_size,
-                        metric=metric, gate=gate, model_sha256=_sha(model), targets=targets, on_sample=on_sample)
+                        metric=parse_metric(metric), gate=gate, model_sha256=_sha(model), targets=targets, on_sample=on_sample)
     except KeyboardInterrupt:
         raise Interrupted("validation interrupted; no report was written.") from None
 
@@ -109,11 +112,12 @@ def parse_sigmas(spec: "str | Sequence[float]") -> list[float]:
 
 def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.1",
           drift: "str | DriftModel | None" = None, samples: int = 50, seed: int = 0, batch_size: int = 1024,
-          metric: Metric = accuracy, targets: str = "params", bias: bool = False, output: str | None = None,
+          metric: "str | Metric" = accuracy, targets: str = "params", bias: bool = False, output: str | None = None,
           provider: str = "cpu", on_point: Callable[[str, SweepPoint], None] | None = None) -> SweepResult:
     """Accuracy-vs-sigma curves of several models; one session per model, reused across sigmas."""
     grid = parse_sigmas(sigmas)
     base = resolve_drift(drift, grid[0])
+    metric = parse_metric(metric)
     result = SweepResult(drift=base.spec(), samples=samples, seed=seed)
     try:
         for model in models:
@@ -137,6 +141,41 @@ def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.
     except KeyboardInterrupt:
         raise Interrupted("sweep interrupted; no plot or report was written.") from None
     return result
+
+
+def analyze(model, data, *, drift: "str | DriftModel | None" = None, sigma: float | None = None, samples: int = 30,
+            seed: int = 0, batch_size: int = 1024, metric: "str | Metric" = accuracy, targets: str = "params",
+            bias: bool = False, output: str | None = None, provider: str = "cpu",
+            on_layer: Callable | None = None) -> "Sensitivity":
+    """Per-layer drift sensitivity: drift one layer at a time (and all of them) and rank layers by the drop.
+
+    Example:
+        >>> s = ftcompile.analyze("lenet.onnx", "val.npz", sigma=0.6, samples=30)   # doctest: +SKIP
+        >>> s.layers[0].layer, s.layers[0].drop                                      # doctest: +SKIP
+        ('/conv1/Conv', 0.12)
+    """
+    from ftcompile.runtime.analyze import analyze_session
+
+    drift_model = resolve_drift(drift, sigma)
+    session = open_session(model, targets=targets, bias=bias, output=output, provider=provider)
+    dataset = bind_data(session, data)
+    try:
+        return analyze_session(session, dataset, drift_model, samples=samples, seed=seed, batch_size=batch_size,
+                               metric=parse_metric(metric), on_layer=on_layer)
+    except KeyboardInterrupt:
+        raise Interrupted("analysis interrupted; no report was written.") from None
+
+
+def load_model(path, *, output: str | None = None):
+    """Import an ONNX or ``.pt2`` model into a trainable ``torch.fx`` graph, parity-checked (needs torch).
+
+    Example:
+        >>> m = ftcompile.load_model("lenet.onnx")            # doctest: +SKIP
+        >>> m.module, m.parity.ok, m.sources["conv1.weight"]   # doctest: +SKIP
+    """
+    from ftcompile.frontend import load_model as _load
+
+    return _load(path, output=output)
 
 
 @dataclass
@@ -220,9 +259,11 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
     train_ds = as_dataset(train, specs, num_classes=classes)
     val_ds = as_dataset(val, specs, num_classes=classes)
     signoff_ds = as_dataset(test, specs, num_classes=classes) if test is not None else val_ds
-    drift = LogNormalDrift(cfg.sigma)
+    drift = cfg.drift_model()
+    metric = cfg.metric() or accuracy
     stage("validating the source model")
-    before = validate(imported.onnx_model, signoff_ds, drift=drift, samples=validate_samples, seed=cfg.seed)
+    before = validate(imported.onnx_model, signoff_ds, drift=drift, samples=validate_samples, seed=cfg.seed,
+                      metric=metric)
     before.model, before.model_sha256 = str(model), _sha(model)
     sites = insert_dropout(imported.module, channel=cfg.channel)
     journal = Journal(journal_path_for(out), config_dict(cfg), resume=resume)
@@ -233,7 +274,7 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
     meta = {"method": cfg.method, "sigma": cfg.sigma, "drift": drift.spec(), "source_sha256": _sha(model),
             "dropout_rates": dict(zip(sites.layers, outcome.rates)), "verdict": "pending"}
     proto = to_onnx(imported, sites=sites, metadata=meta)
-    after = validate(proto, signoff_ds, drift=drift, samples=validate_samples, seed=cfg.seed, gate=gate)
+    after = validate(proto, signoff_ds, drift=drift, samples=validate_samples, seed=cfg.seed, gate=gate, metric=metric)
     result = HardenResult(str(model), out, config_dict(cfg), list(sites.layers), outcome.rates, outcome.trials,
                           outcome.best_trial, before, after, outcome.base_score.mean, outcome.final_score.mean,
                           0.0, paths["json"], paths["md"], None, journal.path)
@@ -244,10 +285,12 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
     after.model, after.model_sha256 = str(out), sha256_file(out)
     if plot:
         stage("sweeping sigma for the before/after plot")
-        curves = sweep([model, out], signoff_ds, sigmas="0:1.2:0.2", samples=20, seed=cfg.seed)
+        curves = sweep([model, out], signoff_ds, sigmas="0:1.2:0.2", drift=drift, samples=20, seed=cfg.seed,
+                       metric=metric)
         labels = ["source (before)", f"hardened ({cfg.method})"]
         result.plot = plot_curves(list(zip(labels, curves.curves.values())), paths["png"],
-                                  title=f"accuracy under lognormal drift, hardened at sigma {cfg.sigma:g}")
+                                  title=f"{metric.__name__} under {drift.spec().split(':')[0]} drift, "
+                                        f"hardened at sigma {cfg.sigma:g}")
     result.seconds = time.perf_counter() - t0
     write_harden_reports(result, paths["json"], paths["md"])
     return result

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import List, Optional
@@ -69,6 +70,11 @@ def _outputs(*paths: Optional[Path]) -> None:
             check_writable(p)
 
 
+def _metric_opt():
+    return typer.Option(None, "--metric", help="accuracy (default), top5, or package.module:function taking "
+                        "(outputs, labels) -> float, higher is better.")
+
+
 def _drift_opt():
     return typer.Option(None, "--drift", help="Drift spec, applied in order, e.g. 'quantize:16,lognormal:0.6' "
                         "(models: lognormal:S, gaussian:S, stuck-at:OFF:ON, quantize:N, module.path:attr). "
@@ -85,6 +91,7 @@ def validate(
     seed: int = typer.Option(0, help="Seed; sample k of a seed is reproducible on its own."),
     batch_size: int = typer.Option(1024, help="Examples per onnxruntime run."),
     top_k: int = typer.Option(1, help="Score top-k accuracy."),
+    metric: Optional[str] = _metric_opt(),
     targets: str = typer.Option("params", help="'params' (every learned parameter) or 'crossbar' (layer weights)."),
     bias: bool = typer.Option(False, "--bias", help="With --targets crossbar, drift layer biases too."),
     output: Optional[str] = typer.Option(None, help="Output holding class scores, if the model has several."),
@@ -113,7 +120,7 @@ def validate(
         _outputs(report, markdown, junit)
         with progress(samples, "drift samples", quiet or as_json) as tick:
             result = api.validate(model, data, drift=drift, sigma=sigma, samples=samples, seed=seed,
-                                  batch_size=batch_size, metric=top_k_accuracy(top_k), gate=gate,
+                                  batch_size=batch_size, metric=metric or top_k_accuracy(top_k), gate=gate,
                                   targets=targets, bias=bias, output=output, provider=provider, on_sample=tick)
         write_reports(result, json_path=report, markdown_path=markdown, junit_path=junit)
     if as_json:
@@ -159,6 +166,7 @@ def sweep(
     samples: int = typer.Option(50, help="Monte-Carlo samples per sigma."),
     seed: int = typer.Option(0),
     batch_size: int = typer.Option(1024),
+    metric: str = typer.Option("accuracy", help="accuracy, top5, or package.module:function."),
     targets: str = typer.Option("params"),
     output: Optional[str] = typer.Option(None, help="Output holding class scores, if several."),
     plot: Optional[Path] = typer.Option(None, help="Write an accuracy-vs-sigma PNG here."),
@@ -178,7 +186,7 @@ def sweep(
         grid = api.parse_sigmas(sigmas)
         with progress(len(grid) * len(models), "sigmas", quiet or as_json) as tick:
             result = api.sweep(models, data, sigmas=grid, drift=drift, samples=samples, seed=seed,
-                               batch_size=batch_size, targets=targets, output=output, provider=provider,
+                               batch_size=batch_size, metric=metric, targets=targets, output=output, provider=provider,
                                on_point=tick)
         payload = {"schema": "ftcompile.sweep/1", "drift": result.drift, "samples": result.samples,
                    "seed": result.seed, "curves": {k: [asdict(p) for p in v] for k, v in result.curves.items()}}
@@ -196,6 +204,60 @@ def sweep(
     for i, sigma in enumerate(grid):
         table.add_row(f"{sigma:g}", *[f"{100 * pts[i].mean:.2f} ({100 * pts[i].p5:.1f}-{100 * pts[i].p95:.1f})"
                                        for pts in result.curves.values()])
+    out.print(table)
+
+
+@app.command()
+def analyze(
+    model: Path = typer.Argument(..., help="ONNX classifier to analyze."),
+    data: Path = typer.Option(..., "--data", help=".npz with 'x' and integer 'y'."),
+    sigma: float = typer.Option(0.6, help="Lognormal drift sigma."),
+    drift: Optional[str] = _drift_opt(),
+    samples: int = typer.Option(30, help="Monte-Carlo samples per layer."),
+    seed: int = typer.Option(0),
+    batch_size: int = typer.Option(1024),
+    metric: str = typer.Option("accuracy", help="accuracy, top5, or package.module:function."),
+    targets: str = typer.Option("params", help="'params' or 'crossbar'."),
+    bias: bool = typer.Option(False, "--bias", help="With --targets crossbar, drift layer biases too."),
+    output: Optional[str] = typer.Option(None, help="Output holding class scores, if several."),
+    report: Optional[Path] = typer.Option(None, help="Write the JSON report here."),
+    markdown: Optional[Path] = typer.Option(None, help="Write the Markdown table here."),
+    plot: Optional[Path] = typer.Option(None, help="Write a bar plot PNG of the drops here."),
+    provider: str = typer.Option("cpu"),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON report to stdout."),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Per-layer drift sensitivity: drift one layer at a time, rank layers by the accuracy they cost."""
+    from ftcompile.fileio import write_text_atomic
+    from ftcompile.runtime.analyze import sensitivity_markdown
+    from ftcompile.runtime.plot import plot_sensitivity
+
+    with guarded():
+        _outputs(report, markdown, plot)
+        session = api.open_session(model, targets=targets, bias=bias, output=output)
+        layers = len({t.node for t in session.targets}) + 1
+        with progress(layers, "layers", quiet or as_json) as tick:
+            result = api.analyze(model, data, drift=drift, sigma=sigma, samples=samples, seed=seed,
+                                 batch_size=batch_size, metric=metric, targets=targets, bias=bias, output=output,
+                                 provider=provider, on_layer=tick)
+        payload = {"schema": "ftcompile.analysis/1", **result.to_dict()}
+        if report:
+            write_text_atomic(report, json.dumps(payload, indent=2) + "\n")
+        if markdown:
+            write_text_atomic(markdown, sensitivity_markdown(result))
+        if plot:
+            plot_sensitivity(result, plot)
+    if as_json:
+        print(json.dumps(payload, indent=2))
+        return
+    pct = lambda x: f"{100 * x:.2f}"  # noqa: E731
+    table = Table(title=f"{Path(str(model)).name}: one layer drifted at a time, {result.drift}, {samples} samples "
+                        f"(clean {pct(result.clean)}%)")
+    for col in ("layer", "op", "weights", "mean %", "95% CI", "drop (points)"):
+        table.add_column(col, justify="right" if col != "layer" else "left")
+    for r in [*result.layers, result.all_layers]:
+        table.add_row(r.layer, r.op, f"{r.weights:,}", pct(r.mean), f"{pct(r.ci_low)}-{pct(r.ci_high)}",
+                      pct(r.drop), style="dim" if r is result.all_layers else None)
     out.print(table)
 
 
@@ -228,7 +290,10 @@ def harden(
     train_sigma: Optional[float] = typer.Option(None, help="Drift sampled in training (+noise methods); default --sigma."),
     search: str = typer.Option("bo", help="bo (BoTorch), random or grid."),
     kernel: str = typer.Option("matern52", help="GP kernel: matern52 (ARD) or exp (the paper's)."),
-    objective: str = typer.Option("accuracy", help="accuracy or loss."),
+    objective: str = typer.Option("accuracy", help="accuracy, loss, or a metric package.module:function."),
+    drift: Optional[str] = typer.Option(None, "--drift", help="Drift spec of the objective and the sign-off "
+                                        "(e.g. 'quantize:16,lognormal:0.6', table:chip.csv); default lognormal "
+                                        "at --sigma. Training noise (+noise methods) stays lognormal."),
     lr: float = typer.Option(1e-3, help="Adam learning rate."),
     batch_size: int = typer.Option(64, help="Training batch size."),
     channel: bool = typer.Option(False, "--channel", help="Channel dropout after convolutions."),
@@ -238,6 +303,7 @@ def harden(
     out: Optional[Path] = typer.Option(None, help="Hardened model path (default MODEL.hardened.onnx)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the search from its journal."),
     time_budget: Optional[str] = typer.Option(None, help="Stop starting trials after this long (e.g. 10m)."),
+    workers: int = typer.Option(1, help="Local processes running trials in parallel (one torch thread each)."),
     seed: int = typer.Option(0),
     device: str = typer.Option("cpu", help="cpu or cuda (fine-tuning and the torch objective)."),
     no_plot: bool = typer.Option(False, "--no-plot", help="Skip the before/after sigma sweep and plot."),
@@ -252,28 +318,75 @@ def harden(
 
         cfg = HardenConfig(sigma=sigma, method=method, trials=trials, epochs=epochs, final_epochs=final_epochs,
                            samples=samples, max_rate=max_rate, rate=rate, train_sigma=train_sigma, search=search,
-                           kernel=kernel, objective=objective, lr=lr, batch_size=batch_size, channel=channel,
-                           seed=seed, device=device, time_budget=_duration(time_budget))
+                           kernel=kernel, objective=objective, drift=drift, lr=lr, batch_size=batch_size, channel=channel,
+                           seed=seed, device=device, time_budget=_duration(time_budget), workers=workers)
         gate = Gate(min_accuracy=min_accuracy, stat=stat, max_drop=max_drop)
-        talk = not (quiet or as_json)
+        board = TrialBoard(cfg.trials, cfg.workers, enabled=not (quiet or as_json))
 
         def on_stage(text):
-            if talk:
+            board.stop()
+            if board.enabled:
                 err.print(f"[dim]{text}...[/]", highlight=False)
 
-        def on_trial(t, best):
-            if talk:
-                err.print(f"trial {t.trial:3d}  rates [{', '.join(f'{r:.2f}' for r in t.rates)}]  "
-                          f"objective {100 * t.objective:6.2f}% +- {100 * t.stderr:.2f}  best {100 * best.objective:6.2f}%"
-                          f"  ({t.seconds:.1f} s)", highlight=False)
-
-        result = api.harden(model, train, val, test=test, out=out, config=cfg, gate=gate, resume=resume,
-                            validate_samples=validate_samples, plot=not no_plot, on_trial=on_trial, on_stage=on_stage)
+        try:
+            result = api.harden(model, train, val, test=test, out=out, config=cfg, gate=gate, resume=resume,
+                                validate_samples=validate_samples, plot=not no_plot, on_trial=board,
+                                on_stage=on_stage)
+        finally:
+            board.stop()
     if as_json:
         print(json.dumps(harden_json(result), indent=2))
     else:
         _render_harden(result)
     raise typer.Exit(0 if result.passed else EXIT_GATE_FAILED)
+
+
+class TrialBoard:
+    """Trials as they finish: a live rich table on a terminal, one plain line each in CI or a pipe."""
+
+    def __init__(self, total: int, workers: int, *, enabled: bool):
+        self.total, self.workers, self.enabled = total, workers, enabled
+        self.rows: list = []
+        self.live = None
+        self.t0 = time.perf_counter()
+
+    def __call__(self, record, best) -> None:
+        if not self.enabled:
+            return
+        self.rows.append(record)
+        if not err.is_terminal:
+            score = (f"objective {100 * record.objective:6.2f}% +- {100 * record.stderr:.2f}"
+                     if record.status == "ok" else f"FAILED ({record.error})")
+            err.print(f"trial {record.trial:3d}  rates [{', '.join(f'{r:.2f}' for r in record.rates)}]  {score}"
+                      f"  best {100 * best.objective:6.2f}%  ({record.seconds:.1f} s)", highlight=False)
+            return
+        if self.live is None:
+            from rich.live import Live
+
+            self.t0 = time.perf_counter() - record.seconds  # resumed runs: count from this run's first trial
+            self.live = Live(console=err, refresh_per_second=4, transient=False)
+            self.live.start()
+        self.live.update(self._table(best))
+
+    def _table(self, best) -> Table:
+        done = len(self.rows)
+        left = max(0, self.total - self.rows[-1].trial - 1) if done else self.total
+        eta = (time.perf_counter() - self.t0) / done * left if done else 0.0
+        table = Table(title=f"trials (best {100 * best.objective:.2f}% at trial {best.trial}, "
+                            f"{self.workers} worker{'s' if self.workers > 1 else ''}, ETA {eta:.0f} s)")
+        for col in ("trial", "rates", "objective %", "+- se", "s"):
+            table.add_column(col, justify="right")
+        for r in self.rows[-12:]:
+            style = "bold green" if r.trial == best.trial else ("red" if r.status != "ok" else None)
+            score = (f"{100 * r.objective:.2f}", f"{100 * r.stderr:.2f}") if r.status == "ok" else ("failed", "")
+            table.add_row(str(r.trial), ", ".join(f"{x:.2f}" for x in r.rates), *score, f"{r.seconds:.1f}",
+                          style=style)
+        return table
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
 
 
 def _render_harden(result) -> None:

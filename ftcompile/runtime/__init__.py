@@ -6,12 +6,14 @@ from ftcompile.runtime.drift import (  # noqa: F401
     LogNormalDrift,
     QuantizeDrift,
     StuckAtDrift,
+    TableDrift,
     draw_sample,
     parse_drift,
     register_drift,
     with_sigma,
 )
-from ftcompile.runtime.metrics import accuracy, top_k_accuracy  # noqa: F401
+from ftcompile.runtime.analyze import Sensitivity, analyze_session  # noqa: F401
+from ftcompile.runtime.metrics import accuracy, parse_metric, top_k_accuracy  # noqa: F401
 from ftcompile.runtime.session import DriftSession  # noqa: F401
 from ftcompile.runtime.stats import SampleStats, summarize  # noqa: F401
 from ftcompile.runtime.validate import Gate, ValidationResult, evaluate  # noqa: F401

@@ -128,6 +128,69 @@ class QuantizeDrift:
         return f"quantize:{self.levels}"
 
 
+@dataclass(frozen=True, eq=False)
+class TableDrift:
+    """Measured device statistics: pairs of programmed conductance ``g`` and read-back ``g_read``.
+
+    A weight is mapped to a programmed level by ``|w| / max|W|`` of its tensor (the largest weight gets
+    the largest programmed conductance, the sign lives in a differential pair), and drifts by a ratio
+    ``g_read / g`` drawn from the measured pairs of its level's bin (``bins`` equal bins; an empty bin
+    uses the nearest non-empty one). Spec: ``table:PATH[:BINS]`` with a ``.csv`` (two columns, optional
+    header) or ``.npz`` (arrays ``g``, ``g_read``).
+    """
+
+    g: np.ndarray
+    g_read: np.ndarray
+    bins: int = 8
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        g, r = np.asarray(self.g, np.float64).reshape(-1), np.asarray(self.g_read, np.float64).reshape(-1)
+        if len(g) != len(r) or len(g) < 2 or not (np.isfinite(g).all() and np.isfinite(r).all()) or (g <= 0).any():
+            raise ConfigError(f"drift table {self.source or ''}: needs >= 2 pairs (g > 0, g_read) of finite numbers "
+                              f"in two equal-length columns (got {len(g)} and {len(r)}).")
+        if self.bins < 1:
+            raise ConfigError(f"drift table bins {self.bins} must be >= 1.")
+        edges = np.linspace(0, g.max(), self.bins + 1)
+        which = np.clip(np.searchsorted(edges, g, side="right") - 1, 0, self.bins - 1)
+        filled = [j for j in range(self.bins) if (which == j).any()]
+        ratios = []
+        for j in range(self.bins):
+            nearest = min(filled, key=lambda f: abs(f - j))
+            ratios.append((r / g)[which == nearest].astype(np.float32))
+        object.__setattr__(self, "_ratios", ratios)
+
+    @classmethod
+    def load(cls, path: str, bins: int = 8) -> "TableDrift":
+        try:
+            if str(path).endswith(".npz"):
+                with np.load(path, allow_pickle=False) as f:
+                    g, g_read = f["g"], f["g_read"]
+            else:
+                table = np.genfromtxt(path, delimiter=",", dtype=np.float64)
+                table = table[~np.isnan(table).all(axis=1)] if table.ndim == 2 else table  # header row
+                g, g_read = table[:, 0], table[:, 1]
+        except (OSError, KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(f"cannot read drift table {path} ({exc}); give a .csv with columns g,g_read "
+                              "or an .npz with arrays g and g_read.") from None
+        return cls(g, g_read, int(bins), str(path))
+
+    def apply(self, w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        scale = float(np.abs(w).max()) if w.size else 0.0
+        if scale == 0:
+            return w
+        level = np.minimum((np.abs(w) / scale * self.bins).astype(np.int64), self.bins - 1).reshape(-1)
+        factor = np.empty(w.size, np.float32)
+        for j, ratios in enumerate(self._ratios):
+            mask = level == j
+            if mask.any():
+                factor[mask] = ratios[rng.integers(len(ratios), size=int(mask.sum()))]
+        return (_as_float32(w) * factor.reshape(w.shape)).astype(w.dtype, copy=False)
+
+    def spec(self) -> str:
+        return f"table:{self.source}:{self.bins}" if self.source else f"table({len(self.g)} pairs):{self.bins}"
+
+
 @dataclass(frozen=True)
 class CompositeDrift:
     """Drift models applied in order, e.g. quantize then lognormal."""
@@ -154,6 +217,7 @@ _REGISTRY: dict[str, Callable[..., DriftModel]] = {
     "gaussian": lambda sigma: GaussianDrift(float(sigma)),
     "stuck-at": lambda off, on="0": StuckAtDrift(float(off), float(on)),
     "quantize": lambda levels: QuantizeDrift(int(levels)),
+    "table": lambda path, bins=8: TableDrift.load(str(path), int(bins)),
 }
 
 
@@ -173,7 +237,7 @@ def parse_drift(spec: str) -> DriftModel:
 
     An item ``package.module:attr[:arg...]`` loads a user's drift model or factory from Python.
     """
-    if isinstance(spec, (LogNormalDrift, GaussianDrift, StuckAtDrift, QuantizeDrift, CompositeDrift)):
+    if isinstance(spec, DriftModel) and not isinstance(spec, str):
         return spec
     items = [s.strip() for s in str(spec).split(",") if s.strip()]
     if not items:

@@ -27,3 +27,27 @@ def top_k_accuracy(k: int = 1) -> Metric:
 
 
 accuracy = top_k_accuracy(1)
+
+
+def parse_metric(spec: "str | Metric") -> Metric:
+    """``accuracy``, ``top5`` (any k) or ``package.module:function`` taking (outputs, labels) -> float."""
+    if callable(spec):
+        return spec
+    if spec == "accuracy":
+        return accuracy
+    if spec.startswith("top") and spec[3:].isdigit():
+        return top_k_accuracy(int(spec[3:]))
+    if ":" in spec:
+        import importlib
+
+        module, _, attr = spec.partition(":")
+        try:
+            fn = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"cannot load metric {spec} ({exc}); check the module is importable.") from None
+        if not callable(fn):
+            raise ConfigError(f"metric {spec} is not callable; give a function (outputs, labels) -> float.")
+        if not hasattr(fn, "__name__"):
+            fn.__name__ = attr
+        return fn
+    raise ConfigError(f"--metric {spec!r} is unknown; use accuracy, top5 or package.module:function.")

@@ -31,3 +31,27 @@ def plot_curves(curves: Sequence[tuple[str, Sequence]], path: Path, *, title: st
     fig.savefig(buf, format="png")
     plt.close(fig)
     return write_bytes_atomic(Path(path), buf.getvalue())
+
+
+def plot_sensitivity(result, path: Path) -> Path:
+    """Horizontal bars: accuracy drop (points) per layer with the 95% CI, most harmful on top."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [*result.layers, result.all_layers][::-1]
+    fig, ax = plt.subplots(figsize=(6.4, 1.2 + 0.35 * len(rows)), dpi=120)
+    drops = [100 * r.drop for r in rows]
+    # the drop's CI is the mean's CI mirrored around the clean metric
+    err = [[100 * (r.ci_high - r.mean) for r in rows], [100 * (r.mean - r.ci_low) for r in rows]]
+    colors = ["0.55" if r is result.all_layers else "tab:red" for r in rows]
+    ax.barh([r.layer for r in rows], drops, xerr=err, color=colors, capsize=3)
+    ax.set_xlabel(f"{result.metric} drop (points) with only this layer drifted, 95% CI")
+    ax.set_title(f"layer sensitivity under {result.drift}")
+    ax.grid(axis="x", alpha=0.3)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return write_bytes_atomic(Path(path), buf.getvalue())

@@ -48,7 +48,7 @@ class Controller:
     def propose(self, X: torch.Tensor, Y: torch.Tensor, q: int = 1,
                 pending: torch.Tensor | None = None) -> torch.Tensor:
         n = len(X) + (0 if pending is None else len(pending))
-        if self.search != "bo" or n < self.n_init:
+        if self.search != "bo" or len(X) < self.n_init:  # the GP starts from n_init finished trials
             return self._design(n, q)
         from botorch.acquisition.logei import qLogNoisyExpectedImprovement
         from botorch.optim import optimize_acqf

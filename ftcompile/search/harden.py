@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, field
+from collections import Counter, deque
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -11,7 +12,10 @@ import numpy as np
 import torch
 
 from ftcompile.errors import ConfigError, Interrupted
+from ftcompile.runtime.drift import DriftModel, LogNormalDrift, parse_drift
+from ftcompile.runtime.metrics import parse_metric
 from ftcompile.search.controller import KERNELS, SEARCHES, Controller
+from ftcompile.search.executor import Executor, TrialTask, make_executor
 from ftcompile.search.journal import Journal, TrialRecord
 from ftcompile.search.objective import OBJECTIVES, DriftObjective, Score
 from ftcompile.search.trainer import TrainConfig, fine_tune
@@ -34,31 +38,43 @@ class HardenConfig:
     train_sigma: float | None = None  # drift sampled while training (+noise methods); default sigma
     search: str = "bo"
     kernel: str = "matern52"
-    objective: str = "accuracy"
+    objective: str = "accuracy"    # accuracy, loss, or a metric package.module:function
+    drift: str | None = None       # drift spec of the objective and sign-off; default lognormal at sigma
     lr: float = 1e-3
     batch_size: int = 64
     channel: bool = False
     seed: int = 0
     device: str = "cpu"
     time_budget: float | None = None  # seconds for the search; finished trials are kept
+    workers: int = 1               # local processes running trials in parallel (one torch thread each)
 
     def __post_init__(self) -> None:
         checks = [(self.method in METHODS, f"--method must be one of {', '.join(METHODS)}"),
                   (self.search in SEARCHES, f"--search must be one of {', '.join(SEARCHES)}"),
                   (self.kernel in KERNELS, f"--kernel must be one of {', '.join(KERNELS)}"),
-                  (self.objective in OBJECTIVES, f"--objective must be one of {', '.join(OBJECTIVES)}"),
+                  (self.objective in OBJECTIVES or ":" in self.objective,
+                   f"--objective must be one of {', '.join(OBJECTIVES)} or package.module:function"),
                   (self.sigma >= 0 and np.isfinite(self.sigma), "--sigma must be >= 0"),
                   (self.trials >= 1, "--trials must be >= 1"), (self.epochs >= 0, "--epochs must be >= 0"),
                   (self.final_epochs >= 0, "--final-epochs must be >= 0"), (self.samples >= 1, "--samples must be >= 1"),
                   (0 < self.max_rate < 1, "--max-rate must be in (0, 1)"), (0 <= self.rate < 1, "--rate must be in [0, 1)"),
                   (self.lr > 0, "--lr must be > 0"), (self.batch_size >= 1, "--batch-size must be >= 1"),
                   (self.device in ("cpu", "cuda") or self.device.startswith("cuda:"), "--device must be cpu or cuda"),
-                  (self.time_budget is None or self.time_budget > 0, "--time-budget must be > 0")]
+                  (self.time_budget is None or self.time_budget > 0, "--time-budget must be > 0"),
+                  (self.workers >= 1, "--workers must be >= 1")]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"{message}.")
+        self.drift_model(), self.metric()  # a bad spec fails here, before any work
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError("--device cuda: no CUDA device is visible to torch; use --device cpu.")
+
+    def drift_model(self) -> DriftModel:
+        return parse_drift(self.drift) if self.drift else LogNormalDrift(self.sigma)
+
+    def metric(self):
+        """The objective as the runtime's metric, or None for the built-in accuracy/loss."""
+        return None if self.objective in OBJECTIVES else parse_metric(self.objective)
 
     @property
     def searches(self) -> bool:
@@ -86,6 +102,75 @@ def _tensors(dataset, device: str) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(x).to(device), torch.from_numpy(dataset.labels).to(device)
 
 
+class TrialRunner:
+    """One trial: reset to the imported weights, set the rates, fine-tune, score under drift.
+
+    Picklable (module, sites, data and the objective's fixed draws travel together), so a worker process
+    runs exactly what this process would.
+    """
+
+    def __init__(self, module: torch.nn.Module, sites, x, y, objective: DriftObjective, cfg: HardenConfig):
+        self.module, self.sites, self.x, self.y, self.objective = module, sites, x, y, objective
+        self.base_state = copy.deepcopy(module.state_dict())
+        self.train = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, noise_sigma=cfg.noise)
+        self.device = cfg.device
+
+    def fit(self, rates, epochs: int, seed: int) -> Score:
+        self.module.load_state_dict(self.base_state)
+        self.sites.set_rates(list(rates))
+        fine_tune(self.module, self.x, self.y, replace(self.train, epochs=epochs, seed=seed), self.device)
+        return self.objective(self.module)
+
+    def __call__(self, task: TrialTask) -> Score:
+        return self.fit(task.rates, self.train.epochs, task.seed)
+
+
+def _observed(trials: list[TrialRecord], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    ok = [t for t in trials if t.status == "ok"]
+    return (torch.tensor([t.rates for t in ok], dtype=torch.double).reshape(-1, dim),
+            torch.tensor([t.objective for t in ok], dtype=torch.double))
+
+
+def run_trials(controller: Controller, executor: Executor, journal: Journal, cfg: HardenConfig, dim: int,
+               on_trial: Callable[[TrialRecord, TrialRecord], None] | None = None, retries: int = 1) -> None:
+    """Keep ``executor.slots`` trials in flight; each free slot gets a proposal made with the running
+    ones as pending points (asynchronous q-batch BO). Finished trials go to the journal at once."""
+    t0 = time.perf_counter()
+    finished = {t.trial for t in journal.trials}
+    todo = deque(i for i in range(cfg.trials) if i not in finished)
+    running: dict[int, TrialTask] = {}
+    attempts: Counter = Counter()
+    while todo or running:
+        in_time = cfg.time_budget is None or time.perf_counter() - t0 <= cfg.time_budget
+        free = min(executor.slots - len(running), len(todo)) if in_time else 0
+        if free > 0:
+            X, Y = _observed(journal.trials, dim)
+            pending = torch.tensor([t.rates for t in running.values()], dtype=torch.double) if running else None
+            for row in controller.propose(X, Y, q=free, pending=pending):
+                i = todo.popleft()
+                running[i] = TrialTask(i, tuple(float(r) for r in row), cfg.seed + 1000 + i)
+                executor.submit(running[i])
+        if not running:
+            break
+        done = executor.next_done()
+        task = done.task
+        if done.failed and attempts[task.trial] < retries:
+            attempts[task.trial] += 1
+            executor.submit(task)
+            continue
+        del running[task.trial]
+        if done.failed:
+            record = TrialRecord(task.trial, list(task.rates), float("nan"), float("nan"), done.seconds, task.seed,
+                                 status="failed", error=f"{type(done.result).__name__}: {done.result}"[:300])
+        else:
+            record = TrialRecord(task.trial, list(task.rates), done.result.mean, done.result.stderr, done.seconds,
+                                 task.seed)
+        journal.append(record)
+        if on_trial is not None:
+            ok = [t for t in journal.trials if t.status == "ok"]
+            on_trial(record, max(ok, key=lambda t: t.objective) if ok else record)
+
+
 def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, journal: Journal,
            on_trial: Callable[[TrialRecord, TrialRecord], None] | None = None) -> SearchOutcome:
     """Run the method's search (if any) and the final fine-tune; ``module`` ends with the final weights."""
@@ -94,48 +179,33 @@ def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, jou
     x_va, y_va = _tensors(val, cfg.device)
     module.to(cfg.device)
     objective = DriftObjective(module, x_va, y_va, sigma=cfg.sigma, samples=cfg.samples, seed=cfg.seed,
-                               kind=cfg.objective, device=cfg.device)
-    base_state = copy.deepcopy(module.state_dict())
+                               kind=cfg.metric() or cfg.objective, device=cfg.device, drift=cfg.drift_model())
+    runner = TrialRunner(module, sites, x_tr, y_tr, objective, cfg)
     outcome = SearchOutcome(rates=[0.0] * len(sites), base_score=objective(module))
-
-    def train_with(rates, epochs: int, seed: int) -> Score:
-        module.load_state_dict(base_state)
-        sites.set_rates(rates)
-        fine_tune(module, x_tr, y_tr, TrainConfig(epochs=epochs, lr=cfg.lr, batch_size=cfg.batch_size,
-                                                   noise_sigma=cfg.noise, seed=seed), cfg.device)
-        return objective(module)
 
     if cfg.searches and len(sites):
         controller = Controller(len(sites), max_rate=cfg.max_rate, search=cfg.search, kernel=cfg.kernel,
                                 seed=cfg.seed, trials=cfg.trials)
+        executor = make_executor("process" if cfg.workers > 1 else "local", runner, cfg.workers)
         try:
-            for i in range(len(journal.trials), cfg.trials):
-                if cfg.time_budget is not None and time.perf_counter() - t0 > cfg.time_budget:
-                    break
-                X = torch.tensor([t.rates for t in journal.trials], dtype=torch.double).reshape(-1, len(sites))
-                Y = torch.tensor([t.objective for t in journal.trials], dtype=torch.double)
-                rates = [float(r) for r in controller.propose(X, Y)[0]]
-                start = time.perf_counter()
-                score = train_with(rates, cfg.epochs, cfg.seed + 1000 + i)
-                record = TrialRecord(i, rates, score.mean, score.stderr, time.perf_counter() - start, cfg.seed + 1000 + i)
-                journal.append(record)
-                if on_trial is not None:
-                    best = max(journal.trials, key=lambda t: t.objective)
-                    on_trial(record, best)
+            run_trials(controller, executor, journal, cfg, len(sites), on_trial)
         except KeyboardInterrupt:
             raise Interrupted(f"search interrupted after {len(journal.trials)} trials; the journal "
                               f"{journal.path} keeps them, rerun with --resume to continue.") from None
+        finally:
+            executor.close()
         outcome.trials = list(journal.trials)
-        if outcome.trials:
-            X = torch.tensor([t.rates for t in outcome.trials], dtype=torch.double)
-            Y = torch.tensor([t.objective for t in outcome.trials], dtype=torch.double)
-            outcome.best_trial = controller.best(X, Y)
-            outcome.rates = list(outcome.trials[outcome.best_trial].rates)
+        X, Y = _observed(outcome.trials, len(sites))
+        if len(Y):
+            ok = [t for t in outcome.trials if t.status == "ok"]
+            best = ok[controller.best(X, Y)]
+            outcome.best_trial = best.trial
+            outcome.rates = list(best.rates)
     elif cfg.method == "fixed-dropout":
         outcome.rates = [cfg.rate] * len(sites)
     epochs = 0 if cfg.method == "erm" else cfg.final_epochs
     try:
-        outcome.final_score = train_with(outcome.rates, epochs, cfg.seed)
+        outcome.final_score = runner.fit(outcome.rates, epochs, cfg.seed)
     except KeyboardInterrupt:
         raise Interrupted("final fine-tuning interrupted; rerun with --resume to keep the search.") from None
     outcome.seconds = time.perf_counter() - t0
@@ -145,7 +215,8 @@ def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, jou
 def config_dict(cfg: HardenConfig) -> dict:
     """The settings that define a search (what a resumed run must share)."""
     d = asdict(cfg)
-    d.pop("time_budget")
+    for volatile in ("time_budget", "workers"):  # a resumed run may change these
+        d.pop(volatile)
     return d
 
 

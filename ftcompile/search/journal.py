@@ -20,7 +20,8 @@ class TrialRecord:
     stderr: float
     seconds: float
     seed: int
-    status: str = "ok"
+    status: str = "ok"          # "failed": the trial raised twice (or its worker died); not fed to the GP
+    error: str = ""
 
 
 class Journal:

@@ -3,15 +3,23 @@
 ``theta_k`` is drawn once per run for every parameter and sample, so every trial is scored under the
 same K drifts and differences between trials are not Monte-Carlo noise. Samples are evaluated in
 chunks with ``torch.func.vmap`` over ``functional_call`` (one batched forward per chunk).
+
+Any other drift model (a spec such as ``quantize:16,lognormal:0.6``, a measured table, a user's model)
+goes through the runtime's ``draw_sample``, whose draws are keyed by (seed, sample, tensor): the same K
+drifts for every trial again, applied to each trial's weights. A user metric ``(outputs, labels) ->
+float`` is called on each sample's numpy logits.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call, vmap
+
+from ftcompile.runtime.drift import LogNormalDrift, draw_sample
 
 OBJECTIVES = ("accuracy", "loss")
 
@@ -32,17 +40,25 @@ class DriftObjective:
     """
 
     def __init__(self, module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, sigma: float, samples: int,
-                 seed: int = 0, kind: str = "accuracy", chunk: int = 10, device: str = "cpu"):
-        if kind not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}")
+                 seed: int = 0, kind: "str | Callable" = "accuracy", chunk: int = 10, device: str = "cpu",
+                 drift=None):
+        if not callable(kind) and kind not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES} or a metric (outputs, labels) -> float")
         self.x, self.y = x.to(device), y.to(device)
-        self.sigma, self.samples, self.kind, self.chunk = float(sigma), int(samples), kind, chunk
+        self.sigma, self.samples, self.kind, self.chunk, self.seed = float(sigma), int(samples), kind, chunk, seed
+        self.drift = None if drift is None or isinstance(drift, LogNormalDrift) else drift
+        if isinstance(drift, LogNormalDrift):
+            self.sigma = drift.sigma
         gen = torch.Generator().manual_seed(seed)
-        self.theta = {name: torch.randn((samples, *p.shape), generator=gen).to(device)
-                      for name, p in module.named_parameters()}
+        self.theta = {} if self.drift is not None else {
+            name: torch.randn((samples, *p.shape), generator=gen).to(device) for name, p in module.named_parameters()}
         self._vmap_ok = True
 
     def _metric(self, logits: torch.Tensor) -> torch.Tensor:
+        if callable(self.kind):
+            y = self.y.cpu().numpy()
+            flat = logits.detach().cpu().numpy().reshape(-1, *logits.shape[-2:])
+            return torch.tensor([float(self.kind(out, y)) for out in flat]).view(logits.shape[:-2])
         if self.kind == "accuracy":
             return (logits.argmax(-1) == self.y).float().mean(-1)
         return -F.cross_entropy(logits.flatten(0, -2), self.y.repeat(logits.numel() // logits.shape[-1] // len(self.y)),
@@ -55,13 +71,25 @@ class DriftObjective:
         params = dict(module.named_parameters())
         buffers = dict(module.named_buffers())
         values = []
-        for start in range(0, self.samples, self.chunk):
+        if self.drift is not None:
+            values = self._drawn(module, params, buffers)
+        for start in range(0, self.samples if self.drift is None else 0, self.chunk):
             theta = {n: t[start:start + self.chunk] for n, t in self.theta.items()}
             values += self._chunk(module, params, buffers, theta).tolist()
         module.train(was_training)
         mean = sum(values) / len(values)
         var = sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1)
         return Score(mean, math.sqrt(var / len(values)), tuple(values))
+
+    def _drawn(self, module, params, buffers) -> list[float]:
+        clean = {n: p.detach().cpu().numpy() for n, p in params.items()}
+        values = []
+        for k in range(self.samples):
+            drifted = {n: torch.from_numpy(w).to(self.x.device)
+                       for n, w in draw_sample(self.drift, clean, self.seed, k).items()}
+            logits = functional_call(module, {**drifted, **buffers}, (self.x,))
+            values.append(float(self._metric(logits.unsqueeze(0))[0]))
+        return values
 
     def _chunk(self, module, params, buffers, theta) -> torch.Tensor:
         def forward(th):

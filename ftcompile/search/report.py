@@ -11,11 +11,18 @@ from ftcompile.runtime.report import package_versions, to_json
 SCHEMA = "ftcompile.harden/1"
 
 
+def _trial_json(t) -> dict:
+    row = asdict(t)
+    if t.status != "ok":  # strict JSON has no NaN
+        row["objective"] = row["stderr"] = None
+    return row
+
+
 def harden_json(result) -> dict:
     return {
         "schema": SCHEMA, "model": result.model, "out": str(result.out), "method": result.config["method"],
         "sigma": result.config["sigma"], "config": result.config, "sites": result.sites, "rates": result.rates,
-        "best_trial": result.best_trial, "trials": [asdict(t) for t in result.trials],
+        "best_trial": result.best_trial, "trials": [_trial_json(t) for t in result.trials],
         "torch_objective": {"before": result.torch_before, "after": result.torch_after},
         "before": to_json(result.before), "after": to_json(result.after), "verdict": result.verdict,
         "seconds": result.seconds, "plot": str(result.plot) if result.plot else None, "versions": package_versions(),
@@ -44,8 +51,9 @@ def harden_markdown(result) -> str:
         lines += ["", "| trial | rates | objective | +- se | seconds |", "| --- | --- | --- | --- | --- |"]
         for t in result.trials:
             mark = " (best)" if t.trial == result.best_trial else ""
-            lines.append(f"| {t.trial}{mark} | {', '.join(f'{r:.2f}' for r in t.rates)} | {pct(t.objective)} "
-                         f"| {pct(t.stderr)} | {t.seconds:.1f} |")
+            score = (pct(t.objective), pct(t.stderr)) if t.status == "ok" else (f"failed: {t.error}", "")
+            lines.append(f"| {t.trial}{mark} | {', '.join(f'{r:.2f}' for r in t.rates)} | {score[0]} "
+                         f"| {score[1]} | {t.seconds:.1f} |")
     for c in a.checks:
         lines.append(f"\nGate {c.name}: {c.value:.4f} -> {'pass' if c.passed else 'FAIL'}")
     return "\n".join(lines) + "\n"

@@ -148,3 +148,34 @@ def test_cli_harden(files, tmp_path):
     info = json.loads(insp.stdout)
     assert insp.exit_code == 0 and len(info["layers"]) == 2 and info["output_layers"] == ["fc1"]
     assert info["parity"]["ok"] and info["metadata"]["verdict"] == "not-signed-off"
+
+
+def test_cli_harden_with_worker_processes(files, tmp_path):
+    model, train, val = files
+    args = ["harden", str(model), "--train", str(train), "--val", str(val), "--trials", "4", "--epochs", "1",
+            "--final-epochs", "1", "--samples", "3", "--validate-samples", "4", "--no-plot",
+            "--out", str(tmp_path / "w.onnx")]
+    r = CliRunner().invoke(app, args + ["--workers", "2"])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in (tmp_path / "w.journal.jsonl").read_text().splitlines()[1:]]
+    assert sorted(row["trial"] for row in rows) == [0, 1, 2, 3] and all(row["status"] == "ok" for row in rows)
+    assert r.output.count("trial ") >= 4  # plain progress lines when not on a terminal
+    bad = CliRunner().invoke(app, args + ["--workers", "0"])
+    assert bad.exit_code == 2 and "--workers" in bad.output
+
+
+def test_harden_objective_and_signoff_use_a_user_drift_and_metric(files, tmp_path):
+    from tests.runtime import userplugins
+
+    model, train, val = files
+    userplugins.CALLS.clear()
+    cfg = HardenConfig(trials=2, epochs=1, final_epochs=1, samples=3, drift="tests.runtime.userplugins:device",
+                       objective="tests.runtime.userplugins:worst_class_recall")
+    r = ftcompile.harden(model, train, val, out=tmp_path / "u.onnx", config=cfg, validate_samples=4, plot=False)
+    assert r.after.drift == "table:measured-chip-7:4" and r.after.metric == "worst_class_recall"
+    # objective: (1 base + 2 trials + 1 final) x 3 samples; sign-off: 2 x (clean + 4 samples)
+    assert len(userplugins.CALLS) == 4 * 3 + 2 * 5
+    with pytest.raises(ConfigError, match="cannot load metric"):
+        HardenConfig(objective="tests.runtime.userplugins:nope")
+    with pytest.raises(ConfigError, match="unknown drift model"):
+        HardenConfig(drift="wobble:3")

@@ -1,0 +1,158 @@
+"""Where trials run: in this process, or in N local worker processes.
+
+The interface is three calls, small enough for a Ray executor to implement later:
+``submit(task)``, ``next_done() -> Done`` (blocks for any one finished trial) and ``close()``;
+``slots`` says how many trials may be in flight, which is the q of the controller's q-batch.
+A trial is a picklable callable ``runner(task) -> Score`` built once and shipped to each worker.
+"""
+from __future__ import annotations
+
+import pickle
+import signal
+import time
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+EXECUTORS = ("local", "process")
+
+
+@dataclass(frozen=True)
+class TrialTask:
+    trial: int
+    rates: tuple
+    seed: int
+
+
+@dataclass(frozen=True)
+class Done:
+    """A finished attempt: ``result`` is the runner's return value, or the exception that ended it."""
+
+    task: TrialTask
+    result: Any
+    seconds: float
+
+    @property
+    def failed(self) -> bool:
+        return isinstance(self.result, BaseException)
+
+
+class Executor(Protocol):
+    slots: int
+
+    def submit(self, task: TrialTask) -> None: ...
+
+    def next_done(self) -> Done: ...
+
+    def close(self) -> None: ...
+
+
+class LocalExecutor:
+    """Runs each trial when asked for a result, in this process, with torch's default threads."""
+
+    slots = 1
+
+    def __init__(self, runner: Callable[[TrialTask], Any]):
+        self.runner = runner
+        self.queue: deque[TrialTask] = deque()
+
+    def submit(self, task: TrialTask) -> None:
+        self.queue.append(task)
+
+    def next_done(self) -> Done:
+        task = self.queue.popleft()
+        start = time.perf_counter()
+        try:
+            result = self.runner(task)
+        except Exception as exc:  # a failed trial is recorded, the search goes on
+            result = exc
+        return Done(task, result, time.perf_counter() - start)
+
+    def close(self) -> None:
+        self.queue.clear()
+
+
+_RUNNER: Callable | None = None
+
+
+def _init_worker(payload: bytes, threads: int) -> None:
+    global _RUNNER
+    import torch
+
+    # the parent owns Ctrl-C: it stops the pool and keeps the journal consistent
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(threads)  # N one-thread workers; oversubscribed cores run ~30x slower
+    _RUNNER = pickle.loads(payload)
+
+
+def _run(task: TrialTask) -> tuple[Any, float]:
+    start = time.perf_counter()
+    result = _RUNNER(task)
+    return result, time.perf_counter() - start
+
+
+class ProcessExecutor:
+    """``workers`` spawned processes, each with one torch thread and its own copy of the runner.
+
+    A worker that dies (killed, out of memory) breaks the pool: it is rebuilt and the trials that were in
+    flight come back from ``next_done`` as failed attempts, for the caller to retry or record.
+    """
+
+    def __init__(self, runner: Callable[[TrialTask], Any], workers: int, *, threads: int = 1):
+        import multiprocessing
+
+        self.slots = workers
+        self._args = (pickle.dumps(runner), threads)
+        self._ctx = multiprocessing.get_context("spawn")  # fork after torch's thread pool starts can hang
+        self._pool = self._new_pool()
+        self._futures: dict[Future, tuple[TrialTask, float]] = {}
+        self._broken: deque[Done] = deque()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.slots, mp_context=self._ctx, initializer=_init_worker, initargs=self._args)
+
+    def submit(self, task: TrialTask) -> None:
+        try:
+            future = self._pool.submit(_run, task)
+        except BrokenProcessPool:
+            self._restart()
+            future = self._pool.submit(_run, task)
+        self._futures[future] = (task, time.perf_counter())
+
+    def next_done(self) -> Done:
+        if self._broken:
+            return self._broken.popleft()
+        done, _ = wait(self._futures, return_when=FIRST_COMPLETED)
+        future = done.pop()
+        task, start = self._futures.pop(future)
+        try:
+            result, seconds = future.result()
+        except BrokenProcessPool as exc:
+            # every trial in flight died with the pool; hand them back one by one as failures
+            self._broken.extend(Done(t, exc, time.perf_counter() - s) for t, s in self._futures.values())
+            self._futures.clear()
+            self._restart()
+            return Done(task, RuntimeError(f"worker process died: {exc}"), time.perf_counter() - start)
+        except Exception as exc:
+            return Done(task, exc, time.perf_counter() - start)
+        return Done(task, result, seconds)
+
+    def _restart(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = self._new_pool()
+
+    def close(self) -> None:
+        busy = [f for f in self._futures if not f.cancel()]
+        if busy:  # workers ignore SIGINT; end the busy ones so that Ctrl-C returns at once
+            for process in list((getattr(self._pool, "_processes", None) or {}).values()):
+                process.terminate()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._futures.clear()
+
+
+def make_executor(kind: str, runner: Callable[[TrialTask], Any], workers: int) -> Executor:
+    if kind == "local" or workers <= 1:
+        return LocalExecutor(runner)
+    return ProcessExecutor(runner, workers)
