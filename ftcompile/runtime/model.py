@@ -23,11 +23,12 @@ def load_onnx(model: "str | Path | onnx.ModelProto", *, check: bool = True) -> o
         if not path.is_file():
             raise ModelError(f"{path}: no such model file; check the path.")
         try:
-            proto = onnx.load(str(path), load_external_data=True)
+            proto = onnx.load(str(path), load_external_data=False)
         except DecodeError:
             raise ModelError(f"{path}: not an ONNX model (protobuf parse failed); the file is corrupt or of another format.") from None
-        except Exception as exc:  # onnx raises several types for external data and paths
+        except Exception as exc:
             raise ModelError(f"{path}: cannot load ONNX model ({_one_line(exc)}); re-export it.") from None
+        _load_external_data(proto, path)
     if len(proto.graph.node) == 0:
         raise ModelError(f"{where}: the ONNX graph has no nodes (empty or truncated file); re-export the model.")
     if check:
@@ -36,6 +37,28 @@ def load_onnx(model: "str | Path | onnx.ModelProto", *, check: bool = True) -> o
         except Exception as exc:
             raise ModelError(f"{where}: invalid ONNX model ({_one_line(exc)}); re-export it with a current exporter.") from None
     return proto
+
+
+def _load_external_data(proto: onnx.ModelProto, path: Path) -> None:
+    """Read external tensor data only from files inside the model's folder (a model must not read /etc/...)."""
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    folder = path.resolve().parent
+    external = [t for t in _get_all_tensors(proto) if uses_external_data(t)]
+    for tensor in external:
+        location = ExternalDataInfo(tensor).location
+        target = (folder / location).resolve()
+        if not location or Path(location).is_absolute() or folder not in target.parents:
+            raise ModelError(f"{path}: tensor {tensor.name!r} points its external data at {location!r}, outside the "
+                             "model's folder; refused. Keep the data file beside the model (re-save with onnx.save).")
+        if not target.is_file():
+            raise ModelError(f"{path}: external data file {location!r} of tensor {tensor.name!r} is missing; "
+                             "copy it beside the model.")
+    if external:
+        try:
+            onnx.load_external_data_for_model(proto, str(folder))
+        except Exception as exc:
+            raise ModelError(f"{path}: cannot read external tensor data ({_one_line(exc)}); re-save the model.") from None
 
 
 def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:

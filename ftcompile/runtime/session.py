@@ -8,7 +8,7 @@ import onnx
 import onnxruntime as ort
 
 from ftcompile.data import InputSpec
-from ftcompile.errors import ConfigError, UnsupportedModelError
+from ftcompile.errors import ConfigError, FtcompileError, ModelError, UnsupportedModelError
 from ftcompile.passes.onnx_graph import (
     DriftTarget,
     constants_to_initializers,
@@ -31,17 +31,15 @@ class DriftSession:
 
     def __init__(self, model: "str | Path | onnx.ModelProto", *, targets: str = "params", bias: bool = False,
                  output: str | None = None, provider: str = "cpu", threads: int = 0):
-        proto = constants_to_initializers(load_onnx(model))
+        proto = load_onnx(model)
         self.source = str(model) if not isinstance(model, onnx.ModelProto) else "<in-memory model>"
-        self.targets: list[DriftTarget] = find_drift_targets(proto, targets=targets, bias=bias)
-        if not self.targets:
-            raise UnsupportedModelError(f"{self.source}: no drifting weights found (no Conv/ConvTranspose/Gemm/MatMul "
-                                        "with initializer weights); export the model with its weights embedded.")
-        self.output = choose_output(proto, output)
-        self.weights = initializer_arrays(proto, [t.name for t in self.targets])
-        self.inputs = [InputSpec(v.name, tuple(input_shape(v)), elem_dtype(v)) for v in graph_inputs(proto)]
-        self.num_classes = _num_classes(proto, self.output)
-        prepared = weights_to_inputs(proto, [t.name for t in self.targets])
+        try:
+            prepared = self._prepare(proto, targets, bias, output)
+        except FtcompileError:
+            raise
+        except Exception as exc:  # a model onnx's checker passed but that the graph passes cannot read
+            raise ModelError(f"{self.source}: cannot prepare the model for drift injection ({type(exc).__name__}: "
+                             f"{_one_line(exc)}); re-export it.") from None
         if provider not in PROVIDERS:
             raise ConfigError(f"provider {provider!r} is unknown; use one of {sorted(PROVIDERS)}.")
         available = ort.get_available_providers()
@@ -51,13 +49,37 @@ class DriftSession:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
-        self.session = ort.InferenceSession(prepared.SerializeToString(), opts,
-                                            providers=chosen)
+        try:
+            self.session = ort.InferenceSession(prepared.SerializeToString(), opts, providers=chosen)
+        except Exception as exc:  # onnxruntime's own checks (types, shapes, ops) on a model onnx accepted
+            raise UnsupportedModelError(f"{self.source}: onnxruntime cannot load the model ({_one_line(exc)}); "
+                                        "re-export it with a supported opset.") from None
         self.provider = self.session.get_providers()[0]
+
+    def _prepare(self, proto: onnx.ModelProto, targets: str, bias: bool, output: str | None) -> onnx.ModelProto:
+        proto = constants_to_initializers(proto)
+        self.targets: list[DriftTarget] = find_drift_targets(proto, targets=targets, bias=bias)
+        if not self.targets:
+            raise UnsupportedModelError(f"{self.source}: no drifting weights found (no Conv/ConvTranspose/Gemm/MatMul "
+                                        "with initializer weights); export the model with its weights embedded.")
+        self.output = choose_output(proto, output)
+        self.weights = initializer_arrays(proto, [t.name for t in self.targets])
+        self.inputs = [InputSpec(v.name, tuple(input_shape(v)), elem_dtype(v)) for v in graph_inputs(proto)]
+        self.num_classes = _num_classes(proto, self.output)
+        return weights_to_inputs(proto, [t.name for t in self.targets])
 
     def run(self, feeds: dict, weights: dict) -> np.ndarray:
         """The chosen output for one batch, with ``weights`` (name -> array) in place of the stored ones."""
-        return self.session.run([self.output], {**feeds, **weights})[0]
+        try:
+            return self.session.run([self.output], {**feeds, **weights})[0]
+        except Exception as exc:  # e.g. a reshape that does not fit the data: name the model, not a traceback
+            raise ModelError(f"{self.source}: onnxruntime failed running the model ({_one_line(exc)}); check that "
+                             "the data matches the model's input and the model runs in onnxruntime.") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[-1] if text else type(exc).__name__)[:300]
 
 
 def _num_classes(model: onnx.ModelProto, output: str) -> int | None:

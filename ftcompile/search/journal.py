@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ftcompile.errors import ConfigError
+from ftcompile.fileio import write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -39,19 +40,28 @@ class Journal:
             self._write({"kind": "header", "config_key": self.key, "config": config})
 
     def _load(self) -> None:
-        lines = self.path.read_text().splitlines()
-        header = json.loads(lines[0]) if lines else {}
+        text = self.path.read_text()
+        lines = text.splitlines()
+        try:
+            header = json.loads(lines[0]) if lines else {}
+        except ValueError:
+            header = {}
         if header.get("config_key") != self.key:
             raise ConfigError(f"{self.path}: journal was written by a run with other settings; "
                               "drop --resume to start over, or rerun with the same flags.")
+        kept = [lines[0]]
         for line in lines[1:]:
             try:
                 row = json.loads(line)
-            except ValueError:  # a line cut by a crash: the trial it described is redone
+                if row.get("kind") == "trial":
+                    row.pop("kind")
+                    self.trials.append(TrialRecord(**row))
+                kept.append(line)
+            except (ValueError, TypeError):  # a line cut by a crash: the trial it described is redone
                 break
-            if row.get("kind") == "trial":
-                row.pop("kind")
-                self.trials.append(TrialRecord(**row))
+        if len(kept) < len(lines) or not text.endswith("\n"):
+            # drop the cut tail so that the next append starts on a line of its own
+            write_text_atomic(self.path, "\n".join(kept) + "\n")
 
     def append(self, record: TrialRecord) -> None:
         self.trials.append(record)

@@ -47,7 +47,7 @@ def fine_tune(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Tr
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total, count = total + float(loss) * len(idx), count + len(idx)
+            total, count = total + loss.item() * len(idx), count + len(idx)
         last = total / max(1, count)
     module.eval()
     return last
