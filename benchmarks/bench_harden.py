@@ -20,8 +20,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "examples" / "mnist_lenet"))
-from models import export, mlp  # noqa: E402
-from prepare import main as prepare_lenet, train_erm  # noqa: E402
+from models import export, mlp, train_erm  # noqa: E402
+from prepare import main as prepare_lenet  # noqa: E402
 
 import ftcompile  # noqa: E402
 

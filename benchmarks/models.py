@@ -28,6 +28,24 @@ def cifar_cnn(classes: int = 10, width: int = 32) -> nn.Module:
         nn.Linear(4 * w * 16, 256), nn.ReLU(), nn.Linear(256, classes))
 
 
+def train_erm(x, y, epochs=15, seed=0, net=None):
+    """Plain (ERM) training with Adam; a LeNet-5 unless ``net`` is given."""
+    torch.manual_seed(seed)
+    net = lenet5() if net is None else net
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        order = torch.randperm(len(xt), generator=gen)
+        for i in range(0, len(xt), 64):
+            idx = order[i:i + 64]
+            loss = torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return net.eval()
+
+
 def export(model: nn.Module, path, shape=(1, 1, 28, 28)) -> None:
     model.eval()
     torch.onnx.export(model, (torch.zeros(shape),), str(path), dynamo=False, opset_version=17,

@@ -18,6 +18,7 @@ from ftcompile.errors import ConfigError, Interrupted
 from ftcompile.fileio import sha256_file
 from ftcompile.runtime.drift import DriftModel, LogNormalDrift, parse_drift, with_sigma
 from ftcompile.runtime.metrics import Metric, accuracy, parse_metric
+from ftcompile.runtime.parallel import EXECUTORS, shard_job, sharded_sample_metrics
 from ftcompile.runtime.session import DriftSession
 from ftcompile.runtime.stats import summarize
 from ftcompile.runtime.validate import Gate, ValidationResult, clean_metric, evaluate, sample_metrics
@@ -49,22 +50,40 @@ def _sha(model) -> str:
 def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: float | None = None,
              samples: int = 100, seed: int = 0, batch_size: int = 1024, metric: "str | Metric" = accuracy,
              gate: Gate = Gate(), targets: str = "params", bias: bool = False, output: str | None = None,
-             provider: str = "cpu", on_sample: Callable[[int, float], None] | None = None) -> ValidationResult:
+             provider: str = "cpu", on_sample: Callable[[int, float], None] | None = None, workers: int = 1,
+             executor: str = "local", ray_address: str | None = None) -> ValidationResult:
     """Measure ``metric`` of an ONNX model under drift over ``samples`` Monte-Carlo draws and apply ``gate``.
 
     Args:
         model: path to an ONNX file (or a ``ModelProto``).
         data: ``.npz`` path with ``x``/``y``, a ``Dataset``, or an ``(x, y)`` tuple.
         drift: a spec such as ``"quantize:16,lognormal:0.6"`` or a drift model; default lognormal at ``sigma``.
+        workers, executor: shard the samples over ``workers`` local processes (``"process"``) or Ray tasks
+            (``"ray"``, at ``ray_address`` or a new local instance); the values equal the one-process run.
     Returns:
         ``ValidationResult`` with clean and per-sample metrics, statistics and the gate's checks.
     """
     drift_model = resolve_drift(drift, sigma)
+    metric = parse_metric(metric)
+    if workers < 1:
+        raise ConfigError(f"--workers {workers} must be >= 1.")
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor {executor!r} is unknown; use one of {', '.join(EXECUTORS)}.")
     session = open_session(model, targets=targets, bias=bias, output=output, provider=provider)
     dataset = bind_data(session, data)
+    sampler = None
+    if executor == "ray" or (executor == "process" and workers > 1):
+        from ftcompile.runtime.model import load_onnx
+
+        job = shard_job(load_onnx(model).SerializeToString(), dataset, drift_model, seed=seed,
+                        batch_size=batch_size, metric=metric, workers=workers,
+                        session_kwargs=dict(targets=targets, bias=bias, output=output, provider=provider))
+        sampler = lambda: sharded_sample_metrics(job, samples, workers=workers, executor=executor,  # noqa: E731
+                                                 ray_address=ray_address, on_sample=on_sample)
     try:
         return evaluate(session, dataset, drift_model, samples=samples, seed=seed, batch_size=batch_size,
-                        metric=parse_metric(metric), gate=gate, model_sha256=_sha(model), targets=targets, on_sample=on_sample)
+                        metric=metric, gate=gate, model_sha256=_sha(model), targets=targets, on_sample=on_sample,
+                        sampler=sampler)
     except KeyboardInterrupt:
         raise Interrupted("validation interrupted; no report was written.") from None
 

@@ -103,6 +103,9 @@ def validate(
     junit: Optional[Path] = typer.Option(None, help="Write JUnit XML here (one test case per gate)."),
     list_targets: bool = typer.Option(False, "--list-targets", help="Print the drifting tensors and exit."),
     provider: str = typer.Option("cpu", help="onnxruntime execution provider: cpu or cuda."),
+    workers: int = typer.Option(1, help="Shard the samples over this many processes or Ray tasks."),
+    executor: str = typer.Option("process", help="process (local) or ray; used when --workers > 1 or ray."),
+    ray_address: Optional[str] = typer.Option(None, help="Ray cluster: auto, ray://host:10001 (default: start one)."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON report to stdout."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
@@ -121,7 +124,8 @@ def validate(
         with progress(samples, "drift samples", quiet or as_json) as tick:
             result = api.validate(model, data, drift=drift, sigma=sigma, samples=samples, seed=seed,
                                   batch_size=batch_size, metric=metric or top_k_accuracy(top_k), gate=gate,
-                                  targets=targets, bias=bias, output=output, provider=provider, on_sample=tick)
+                                  targets=targets, bias=bias, output=output, provider=provider, on_sample=tick,
+                                  workers=workers, executor=executor, ray_address=ray_address)
         write_reports(result, json_path=report, markdown_path=markdown, junit_path=junit)
     if as_json:
         print(json.dumps(to_json(result), indent=2))
@@ -303,7 +307,9 @@ def harden(
     out: Optional[Path] = typer.Option(None, help="Hardened model path (default MODEL.hardened.onnx)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the search from its journal."),
     time_budget: Optional[str] = typer.Option(None, help="Stop starting trials after this long (e.g. 10m)."),
-    workers: int = typer.Option(1, help="Local processes running trials in parallel (one torch thread each)."),
+    workers: int = typer.Option(1, help="Trials run in parallel (processes or Ray tasks, one torch thread each)."),
+    executor: str = typer.Option("process", help="Where parallel trials run: process (local) or ray."),
+    ray_address: Optional[str] = typer.Option(None, help="Ray cluster: auto, ray://host:10001 (default: start one)."),
     seed: int = typer.Option(0),
     device: str = typer.Option("cpu", help="cpu or cuda (fine-tuning and the torch objective)."),
     no_plot: bool = typer.Option(False, "--no-plot", help="Skip the before/after sigma sweep and plot."),
@@ -319,7 +325,8 @@ def harden(
         cfg = HardenConfig(sigma=sigma, method=method, trials=trials, epochs=epochs, final_epochs=final_epochs,
                            samples=samples, max_rate=max_rate, rate=rate, train_sigma=train_sigma, search=search,
                            kernel=kernel, objective=objective, drift=drift, lr=lr, batch_size=batch_size, channel=channel,
-                           seed=seed, device=device, time_budget=_duration(time_budget), workers=workers)
+                           seed=seed, device=device, time_budget=_duration(time_budget), workers=workers,
+                           executor=executor, ray_address=ray_address)
         gate = Gate(min_accuracy=min_accuracy, stat=stat, max_drop=max_drop)
         board = TrialBoard(cfg.trials, cfg.workers, enabled=not (quiet or as_json))
 

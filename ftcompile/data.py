@@ -57,12 +57,16 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
     except ValueError as exc:
         if "pickle" in str(exc).lower():
             raise DataError(f"{path}: holds object arrays, which are refused; save plain numeric arrays.") from None
-        raise DataError(f"{path}: cannot read as .npz ({exc}); save it with numpy.savez.") from None
+        raise DataError(f"{path}: not a readable .npz file ({_short(exc)}); save it with numpy.savez.") from None
     except MemoryError:
         raise DataError(f"{path}: declares arrays too large for memory; the file is corrupt or not meant for this.") from None
     except Exception as exc:  # zip, header and CRC damage surface as many types (BadZipFile, TokenError, ...)
-        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: not a readable .npz file ({detail}); save it with numpy.savez.") from None
+        raise DataError(f"{path}: not a readable .npz file ({_short(exc)}); save it with numpy.savez.") from None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
 
 
 def as_dataset(data, specs: Sequence[InputSpec], *, num_classes: int | None = None,

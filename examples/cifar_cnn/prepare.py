@@ -16,9 +16,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT / "examples" / "mnist_lenet"))
-from models import cifar_cnn, export  # noqa: E402
-from prepare import train_erm  # noqa: E402
+from models import cifar_cnn, export, train_erm  # noqa: E402
 
 MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32).reshape(1, 3, 1, 1)
 STD = np.array([0.2470, 0.2435, 0.2616], np.float32).reshape(1, 3, 1, 1)

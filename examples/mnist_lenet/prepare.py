@@ -13,7 +13,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent / "benchmarks"))
-from models import export, lenet5  # noqa: E402
+from models import export, train_erm  # noqa: E402
 
 
 def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
@@ -24,24 +24,6 @@ def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
     with gzip.open(path, "rt") as f:
         rows = np.loadtxt(f, delimiter=",", dtype=np.float32)
     return (rows[:, :784] / 255.0).reshape(-1, 1, 28, 28).astype(np.float32), rows[:, 784].astype(np.int64)
-
-
-def train_erm(x, y, epochs=15, seed=0, net=None):
-    """Plain (ERM) training with Adam; a LeNet-5 unless ``net`` is given."""
-    torch.manual_seed(seed)
-    net = lenet5() if net is None else net
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        order = torch.randperm(len(xt), generator=gen)
-        for i in range(0, len(xt), 64):
-            idx = order[i:i + 64]
-            loss = torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return net.eval()
 
 
 def main(work: Path) -> None:

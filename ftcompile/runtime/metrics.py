@@ -10,20 +10,25 @@ from ftcompile.errors import ConfigError
 Metric = Callable[[np.ndarray, np.ndarray], float]
 
 
-def top_k_accuracy(k: int = 1) -> Metric:
-    """Fraction of examples whose label is among the ``k`` highest scores."""
-    if k < 1:
-        raise ConfigError(f"top-k needs k >= 1 (got {k}).")
+class TopKAccuracy:
+    """Fraction of examples whose label is among the ``k`` highest scores (a class: it pickles to workers)."""
 
-    def metric(outputs: np.ndarray, labels: np.ndarray) -> float:
+    def __init__(self, k: int = 1):
+        if k < 1:
+            raise ConfigError(f"top-k needs k >= 1 (got {k}).")
+        self.k = k
+        self.__name__ = "accuracy" if k == 1 else f"top{k}_accuracy"
+
+    def __call__(self, outputs: np.ndarray, labels: np.ndarray) -> float:
         scores = outputs.reshape(len(outputs), -1)
-        if k == 1:
+        if self.k == 1:
             return float(np.mean(scores.argmax(axis=1) == labels))
-        top = np.argpartition(-scores, kth=min(k, scores.shape[1]) - 1, axis=1)[:, :k]
+        top = np.argpartition(-scores, kth=min(self.k, scores.shape[1]) - 1, axis=1)[:, :self.k]
         return float(np.mean((top == labels[:, None]).any(axis=1)))
 
-    metric.__name__ = "accuracy" if k == 1 else f"top{k}_accuracy"
-    return metric
+
+def top_k_accuracy(k: int = 1) -> Metric:
+    return TopKAccuracy(k)
 
 
 accuracy = top_k_accuracy(1)

@@ -131,12 +131,22 @@ def _score(session: DriftSession, data: Dataset, weights: dict, batch_size: int,
 def evaluate(session: DriftSession, data: Dataset, drift: DriftModel, *, samples: int = 100, seed: int = 0,
              batch_size: int = 1024, metric: Metric = accuracy, gate: Gate = Gate(),
              model_sha256: str = "", targets: str = "params",
-             on_sample: Callable[[int, float], None] | None = None) -> ValidationResult:
-    """Clean metric, ``samples`` drifted ones, their statistics and the gate's checks."""
+             on_sample: Callable[[int, float], None] | None = None,
+             sampler: Callable[[], list[float]] | None = None) -> ValidationResult:
+    """Clean metric, ``samples`` drifted ones, their statistics and the gate's checks.
+
+    ``sampler`` computes the drifted values elsewhere (``parallel.sharded_sample_metrics``); they equal
+    the ones computed here, sample for sample.
+    """
+    if samples < 1:
+        raise ConfigError(f"--samples {samples} must be >= 1.")
     t0 = time.perf_counter()
     clean = clean_metric(session, data, batch_size=batch_size, metric=metric)
-    values = sample_metrics(session, data, drift, samples=samples, seed=seed, batch_size=batch_size,
-                            metric=metric, on_sample=on_sample)
+    if sampler is not None:
+        values = sampler()
+    else:
+        values = sample_metrics(session, data, drift, samples=samples, seed=seed, batch_size=batch_size,
+                                metric=metric, on_sample=on_sample)
     stats = summarize(values)
     return ValidationResult(
         model=session.source, model_sha256=model_sha256, drift=drift.spec(), targets=targets, seed=seed,

@@ -1,8 +1,9 @@
-"""Where trials run: in this process, or in N local worker processes.
+"""Where trials run: in this process, in N local worker processes, or as Ray tasks.
 
 The interface is three calls, small enough for a Ray executor to implement later:
 ``submit(task)``, ``next_done() -> Done`` (blocks for any one finished trial) and ``close()``;
 ``slots`` says how many trials may be in flight, which is the q of the controller's q-batch.
+A Ray cluster is one more implementation of the same three calls.
 A trial is a picklable callable ``runner(task) -> Score`` built once and shipped to each worker.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
-EXECUTORS = ("local", "process")
+EXECUTORS = ("local", "process", "ray")
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,57 @@ class ProcessExecutor:
         self._futures.clear()
 
 
-def make_executor(kind: str, runner: Callable[[TrialTask], Any], workers: int) -> Executor:
+def _ray_trial(runner, task: TrialTask, threads: int) -> tuple[Any, float]:
+    import torch
+
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    return runner(task), time.perf_counter() - start
+
+
+class RayExecutor:
+    """Trials as Ray tasks (one CPU, or one GPU, each) on a local instance or a cluster.
+
+    The runner goes to the object store once. Results stream back as they finish, so a slow trial holds
+    only its own slot. Ray's own retries are off: the search retries a failed trial once, then records it.
+    """
+
+    def __init__(self, runner: Callable[[TrialTask], Any], workers: int, *, address: str | None = None,
+                 cpus: int = 1, gpus: float = 0):
+        from ftcompile.runtime.parallel import connect_ray
+
+        self.ray = connect_ray(address)
+        self.slots = workers
+        self._runner = self.ray.put(runner)
+        self._threads = cpus
+        self._remote = self.ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(_ray_trial)
+        self._refs: dict = {}
+
+    def submit(self, task: TrialTask) -> None:
+        self._refs[self._remote.remote(self._runner, task, self._threads)] = (task, time.perf_counter())
+
+    def next_done(self) -> Done:
+        (ref,), _ = self.ray.wait(list(self._refs), num_returns=1)
+        task, start = self._refs.pop(ref)
+        try:
+            result, seconds = self.ray.get(ref)
+        except Exception as exc:  # RayTaskError (the trial raised), WorkerCrashedError (the worker died)
+            return Done(task, exc, time.perf_counter() - start)
+        return Done(task, result, seconds)
+
+    def close(self) -> None:
+        for ref in self._refs:
+            try:
+                self.ray.cancel(ref, force=True)
+            except Exception:  # already finished or its worker gone: nothing to stop
+                pass
+        self._refs.clear()
+
+
+def make_executor(kind: str, runner: Callable[[TrialTask], Any], workers: int, *, ray_address: str | None = None,
+                  gpus: float = 0) -> Executor:
+    if kind == "ray":
+        return RayExecutor(runner, workers, address=ray_address, gpus=gpus)
     if kind == "local" or workers <= 1:
         return LocalExecutor(runner)
     return ProcessExecutor(runner, workers)

@@ -46,7 +46,9 @@ class HardenConfig:
     seed: int = 0
     device: str = "cpu"
     time_budget: float | None = None  # seconds for the search; finished trials are kept
-    workers: int = 1               # local processes running trials in parallel (one torch thread each)
+    workers: int = 1               # trials in parallel (one torch thread each)
+    executor: str = "process"      # where parallel trials run: process (local) or ray
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         checks = [(self.method in METHODS, f"--method must be one of {', '.join(METHODS)}"),
@@ -61,7 +63,8 @@ class HardenConfig:
                   (self.lr > 0, "--lr must be > 0"), (self.batch_size >= 1, "--batch-size must be >= 1"),
                   (self.device in ("cpu", "cuda") or self.device.startswith("cuda:"), "--device must be cpu or cuda"),
                   (self.time_budget is None or self.time_budget > 0, "--time-budget must be > 0"),
-                  (self.workers >= 1, "--workers must be >= 1")]
+                  (self.workers >= 1, "--workers must be >= 1"),
+                  (self.executor in ("process", "ray"), "--executor must be process or ray")]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"{message}.")
@@ -186,7 +189,8 @@ def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, jou
     if cfg.searches and len(sites):
         controller = Controller(len(sites), max_rate=cfg.max_rate, search=cfg.search, kernel=cfg.kernel,
                                 seed=cfg.seed, trials=cfg.trials)
-        executor = make_executor("process" if cfg.workers > 1 else "local", runner, cfg.workers)
+        executor = make_executor(cfg.executor if cfg.workers > 1 or cfg.executor == "ray" else "local", runner,
+                                 cfg.workers, ray_address=cfg.ray_address, gpus=1 if cfg.device != "cpu" else 0)
         try:
             run_trials(controller, executor, journal, cfg, len(sites), on_trial)
         except KeyboardInterrupt:
@@ -215,7 +219,7 @@ def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, jou
 def config_dict(cfg: HardenConfig) -> dict:
     """The settings that define a search (what a resumed run must share)."""
     d = asdict(cfg)
-    for volatile in ("time_budget", "workers"):  # a resumed run may change these
+    for volatile in ("time_budget", "workers", "executor", "ray_address"):  # a resumed run may change these
         d.pop(volatile)
     return d
 

@@ -2,11 +2,12 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
 from ftcompile.cli import app
@@ -74,6 +75,25 @@ def _cases(tmp_path, model, data):
     np.savez(obj, x=np.array([object()] * 3, dtype=object), y=y[:3])
     nan = x.copy()
     nan[3, 2] = np.nan
+    (tmp_path / "sub").mkdir(exist_ok=True)
+    escape = teacher_mlp()
+    w = escape.graph.initializer[0]
+    w.ClearField("raw_data")
+    w.data_location = TensorProto.EXTERNAL
+    w.external_data.add(key="location", value="../../etc/passwd")
+    (tmp_path / "sub" / "escape.onnx").write_bytes(escape.SerializeToString())
+    cyclic = teacher_mlp()
+    next(n for n in cyclic.graph.node if n.op_type == "Relu").input[0] = "h1"
+    (tmp_path / "cyclic.onnx").write_bytes(cyclic.SerializeToString())
+    huge = teacher_mlp()
+    huge.graph.initializer[0].dims[:] = [10**9, 10**9]
+    (tmp_path / "huge.onnx").write_bytes(huge.SerializeToString())
+    zero = teacher_mlp()
+    zero.graph.initializer[0].CopyFrom(numpy_helper.from_array(np.zeros((0, 16), np.float32), "fc0.weight"))
+    (tmp_path / "zero.onnx").write_bytes(zero.SerializeToString())
+    corrupt = bytearray(data.read_bytes())
+    corrupt[122] = 0  # inside the first array's header
+    (tmp_path / "corrupt.npz").write_bytes(bytes(corrupt))
     return {
         "missing model": ([tmp_path / "nope.onnx", "--data", data], "no such model"),
         "not onnx": ([junk, "--data", data], "not an ONNX model"),
@@ -97,6 +117,14 @@ def _cases(tmp_path, model, data):
         "bad stat": ([model, "--data", data, "--stat", "max", "--min-accuracy", "0.5"], "--stat"),
         "bad threshold": ([model, "--data", data, "--min-accuracy", "90"], "fraction"),
         "unwritable report": ([model, "--data", data, "--report", tmp_path / "no" / "dir" / "r.json"], "does not exist"),
+        "external data outside the model folder": ([tmp_path / "sub" / "escape.onnx", "--data", data], "refused"),
+        "cyclic graph": ([tmp_path / "cyclic.onnx", "--data", data], "invalid ONNX"),
+        "huge declared dims": ([tmp_path / "huge.onnx", "--data", data], "model"),
+        "zero-size weight": ([tmp_path / "zero.onnx", "--data", data], "model"),
+        "corrupt npz": ([model, "--data", tmp_path / "corrupt.npz"], "not a readable .npz"),
+        "bad metric": ([model, "--data", data, "--metric", "f1ish"], "--metric"),
+        "bad executor": ([model, "--data", data, "--executor", "dask", "--workers", "2"], "--executor"),
+        "workers < 1": ([model, "--data", data, "--workers", "0"], "--workers"),
     }
 
 
@@ -109,6 +137,15 @@ def test_every_bad_input_is_one_line_exit_2(files, tmp_path):
         assert needle.lower() in r.output.lower(), (name, r.output)
         assert "Traceback" not in r.output, name
         assert not (tmp_path / f"{name}.md").exists(), name
+
+
+def test_readme_lists_every_bad_input_class(files, tmp_path):
+    """README's list of handled bad inputs is this test's list: neither may drift from the other."""
+    model, data = files
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("<!-- bad-inputs -->")[1]
+    listed = {line.strip()[2:].split(":")[0] for line in section.splitlines() if line.startswith("- ")}
+    assert listed == set(_cases(tmp_path, model, data)), listed ^ set(_cases(tmp_path, model, data))
 
 
 def test_usage_error_exits_2(files):
