@@ -285,14 +285,23 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
                       metric=metric)
     before.model, before.model_sha256 = str(model), _sha(model)
     sites = insert_dropout(imported.module, channel=cfg.channel)
+    head = None
+    if cfg.strategy.ecoc:
+        from ftcompile.passes.ecoc import attach_ecoc_head
+
+        head = attach_ecoc_head(imported, cfg.code_bits, cfg.seed)
     journal = Journal(journal_path_for(out), config_dict(cfg), resume=resume)
     stage(f"searching rates for {len(sites)} dropout sites" if cfg.searches else f"fine-tuning ({cfg.method})")
-    outcome = search(imported.module, sites, train_ds, val_ds, cfg, journal=journal, on_trial=on_trial)
+    outcome = search(head.model if head else imported.module, sites, train_ds, val_ds, cfg, journal=journal,
+                     on_trial=on_trial, loss_fn=head.loss if head else None)
     stage("exporting and signing off")
     imported.module.cpu()
     meta = {"method": cfg.method, "sigma": cfg.sigma, "drift": drift.spec(), "source_sha256": _sha(model),
             "dropout_rates": dict(zip(sites.layers, outcome.rates)), "verdict": "pending"}
-    proto = to_onnx(imported, sites=sites, metadata=meta)
+    if head is not None:
+        meta["ecoc_codes"] = head.codes.tolist()
+        head.model.cpu()
+    proto = to_onnx(imported, sites=sites, metadata=meta, head=head)
     after = validate(proto, signoff_ds, drift=drift, samples=validate_samples, seed=cfg.seed, gate=gate, metric=metric)
     result = HardenResult(str(model), out, config_dict(cfg), list(sites.layers), outcome.rates, outcome.trials,
                           outcome.best_trial, before, after, outcome.base_score.mean, outcome.final_score.mean,

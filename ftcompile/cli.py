@@ -283,7 +283,7 @@ def harden(
     val: Path = typer.Option(..., "--val", help=".npz validation data: the search's objective."),
     test: Optional[Path] = typer.Option(None, "--test", help=".npz held-out data for the sign-off (default --val)."),
     sigma: float = typer.Option(0.6, help="Target lognormal drift sigma."),
-    method: str = typer.Option("bayesft", help="bayesft, bayesft+noise, erm, fixed-dropout or noise-injection."),
+    method: str = typer.Option("bayesft", help="bayesft, bayesft+noise, erm, fixed-dropout, noise-injection, awp or ftna."),
     trials: int = typer.Option(20, help="Search trials (rates tried)."),
     epochs: int = typer.Option(3, help="Fine-tuning epochs per trial."),
     final_epochs: int = typer.Option(15, help="Fine-tuning epochs with the best rates."),
@@ -291,6 +291,8 @@ def harden(
     validate_samples: int = typer.Option(100, help="Monte-Carlo samples of the runtime sign-off."),
     max_rate: float = typer.Option(0.8, help="Upper bound of every dropout rate."),
     rate: float = typer.Option(0.3, help="The rate of --method fixed-dropout."),
+    awp_gamma: float = typer.Option(0.05, help="--method awp: perturbation norm relative to each weight tensor's."),
+    code_bits: int = typer.Option(16, help="--method ftna: output code length (Hadamard codes)."),
     train_sigma: Optional[float] = typer.Option(None, help="Drift sampled in training (+noise methods); default --sigma."),
     search: str = typer.Option("bo", help="bo (BoTorch), random or grid."),
     kernel: str = typer.Option("matern52", help="GP kernel: matern52 (ARD) or exp (the paper's)."),
@@ -323,7 +325,8 @@ def harden(
         from ftcompile.search.report import harden_json
 
         cfg = HardenConfig(sigma=sigma, method=method, trials=trials, epochs=epochs, final_epochs=final_epochs,
-                           samples=samples, max_rate=max_rate, rate=rate, train_sigma=train_sigma, search=search,
+                           samples=samples, max_rate=max_rate, rate=rate, awp_gamma=awp_gamma, code_bits=code_bits,
+                           train_sigma=train_sigma, search=search,
                            kernel=kernel, objective=objective, drift=drift, lr=lr, batch_size=batch_size, channel=channel,
                            seed=seed, device=device, time_budget=_duration(time_budget), workers=workers,
                            executor=executor, ray_address=ray_address)

@@ -43,13 +43,19 @@ def get_metadata(model: onnx.ModelProto) -> dict:
     return out
 
 
-def to_onnx(imported: ImportedModel, *, sites=None, metadata: dict | None = None, rtol: float = 1e-4) -> onnx.ModelProto:
-    """The source ONNX graph with the module's current weights, dropout sites and metadata."""
+def to_onnx(imported: ImportedModel, *, sites=None, metadata: dict | None = None, rtol: float = 1e-4,
+            head=None) -> onnx.ModelProto:
+    """The source ONNX graph with the module's current weights, dropout sites and metadata.
+
+    ``head`` (an ``ecoc.EcocHead``) replaces the output layer by FTNA's code layer and appends its decoder.
+    """
     state = imported.module.state_dict()
     model = onnx.ModelProto()
     model.CopyFrom(imported.onnx_model)
     inits = {i.name: i for i in model.graph.initializer}
     for key, src in imported.sources.items():
+        if head is not None and key in head.keys:
+            continue
         arr = state[key].detach().cpu().numpy()
         arr = (arr.T if src.transposed else arr).reshape(src.shape)
         dtype = helper.tensor_dtype_to_np_dtype(inits[src.name].data_type)
@@ -57,9 +63,15 @@ def to_onnx(imported: ImportedModel, *, sites=None, metadata: dict | None = None
     if sites is not None and len(sites):
         known = [(t, r) for t, r in zip(sites.tensors, sites.rates) if t]
         model = insert_dropout_onnx(model, [t for t, _ in known], [r for _, r in known])
+    reference = imported.module
+    if head is not None:
+        from ftcompile.passes.ecoc import ecoc_onnx
+
+        model = ecoc_onnx(model, head, imported.sources, imported.output)
+        reference = head.model
     set_metadata(model, {"version": __version__, **(metadata or {})})
     onnx.checker.check_model(model)
-    parity = compare(model, imported.module, imported.output, rtol=rtol)
+    parity = compare(model, reference, imported.output, rtol=rtol)
     if not parity.ok:
         raise ParityError(f"exported ONNX disagrees with the torch module (max abs diff {parity.max_abs:.3g}, "
                           f"{parity.rel:.3g} of range); please report the model.")

@@ -20,7 +20,29 @@ from ftcompile.search.journal import Journal, TrialRecord
 from ftcompile.search.objective import OBJECTIVES, DriftObjective, Score
 from ftcompile.search.trainer import TrainConfig, fine_tune
 
-METHODS = ("bayesft", "bayesft+noise", "erm", "fixed-dropout", "noise-injection")
+
+
+@dataclass(frozen=True)
+class Method:
+    """A method is a strategy over the shared loop: which rates, which training perturbation, which head."""
+
+    dropout: str = "none"   # none | fixed (--rate) | searched (BO over per-layer rates)
+    noise: bool = False     # fine-tune under sampled drift
+    awp: bool = False       # adversarial weight perturbation
+    ecoc: bool = False      # FTNA's error-correcting output code head
+    trains: bool = True     # erm only re-exports
+
+
+METHOD_TABLE = {
+    "erm": Method(trains=False),
+    "noise-injection": Method(noise=True),
+    "awp": Method(awp=True),
+    "ftna": Method(ecoc=True),
+    "fixed-dropout": Method(dropout="fixed"),
+    "bayesft": Method(dropout="searched"),
+    "bayesft+noise": Method(dropout="searched", noise=True),
+}
+METHODS = tuple(METHOD_TABLE)
 
 
 @dataclass(frozen=True)
@@ -35,6 +57,8 @@ class HardenConfig:
     samples: int = 20
     max_rate: float = 0.8
     rate: float = 0.3              # fixed-dropout's rate
+    awp_gamma: float = 0.05        # awp: perturbation norm relative to each weight tensor's norm
+    code_bits: int = 16            # ftna: code length (Hadamard codes, at least the next power of 2 > classes)
     train_sigma: float | None = None  # drift sampled while training (+noise methods); default sigma
     search: str = "bo"
     kernel: str = "matern52"
@@ -60,6 +84,8 @@ class HardenConfig:
                   (self.trials >= 1, "--trials must be >= 1"), (self.epochs >= 0, "--epochs must be >= 0"),
                   (self.final_epochs >= 0, "--final-epochs must be >= 0"), (self.samples >= 1, "--samples must be >= 1"),
                   (0 < self.max_rate < 1, "--max-rate must be in (0, 1)"), (0 <= self.rate < 1, "--rate must be in [0, 1)"),
+                  (0 <= self.awp_gamma <= 1, "--awp-gamma must be in [0, 1]"),
+                  (4 <= self.code_bits <= 1024, "--code-bits must be in [4, 1024]"),
                   (self.lr > 0, "--lr must be > 0"), (self.batch_size >= 1, "--batch-size must be >= 1"),
                   (self.device in ("cpu", "cuda") or self.device.startswith("cuda:"), "--device must be cpu or cuda"),
                   (self.time_budget is None or self.time_budget > 0, "--time-budget must be > 0"),
@@ -80,12 +106,16 @@ class HardenConfig:
         return None if self.objective in OBJECTIVES else parse_metric(self.objective)
 
     @property
+    def strategy(self) -> Method:
+        return METHOD_TABLE[self.method]
+
+    @property
     def searches(self) -> bool:
-        return self.method in ("bayesft", "bayesft+noise")
+        return self.strategy.dropout == "searched"
 
     @property
     def noise(self) -> float:
-        if self.method in ("bayesft+noise", "noise-injection"):
+        if self.strategy.noise:
             return self.sigma if self.train_sigma is None else self.train_sigma
         return 0.0
 
@@ -112,16 +142,20 @@ class TrialRunner:
     runs exactly what this process would.
     """
 
-    def __init__(self, module: torch.nn.Module, sites, x, y, objective: DriftObjective, cfg: HardenConfig):
+    def __init__(self, module: torch.nn.Module, sites, x, y, objective: DriftObjective, cfg: HardenConfig,
+                 loss_fn: Callable | None = None):
         self.module, self.sites, self.x, self.y, self.objective = module, sites, x, y, objective
+        self.loss_fn = loss_fn or torch.nn.functional.cross_entropy
         self.base_state = copy.deepcopy(module.state_dict())
-        self.train = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, noise_sigma=cfg.noise)
+        self.train = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, noise_sigma=cfg.noise,
+                                 awp_gamma=cfg.awp_gamma if cfg.strategy.awp else 0.0)
         self.device = cfg.device
 
     def fit(self, rates, epochs: int, seed: int) -> Score:
         self.module.load_state_dict(self.base_state)
         self.sites.set_rates(list(rates))
-        fine_tune(self.module, self.x, self.y, replace(self.train, epochs=epochs, seed=seed), self.device)
+        fine_tune(self.module, self.x, self.y, replace(self.train, epochs=epochs, seed=seed), self.device,
+                  loss_fn=self.loss_fn)
         return self.objective(self.module)
 
     def __call__(self, task: TrialTask) -> Score:
@@ -175,7 +209,8 @@ def run_trials(controller: Controller, executor: Executor, journal: Journal, cfg
 
 
 def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, journal: Journal,
-           on_trial: Callable[[TrialRecord, TrialRecord], None] | None = None) -> SearchOutcome:
+           on_trial: Callable[[TrialRecord, TrialRecord], None] | None = None,
+           loss_fn: Callable | None = None) -> SearchOutcome:
     """Run the method's search (if any) and the final fine-tune; ``module`` ends with the final weights."""
     t0 = time.perf_counter()
     x_tr, y_tr = _tensors(train, cfg.device)
@@ -183,7 +218,7 @@ def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, jou
     module.to(cfg.device)
     objective = DriftObjective(module, x_va, y_va, sigma=cfg.sigma, samples=cfg.samples, seed=cfg.seed,
                                kind=cfg.metric() or cfg.objective, device=cfg.device, drift=cfg.drift_model())
-    runner = TrialRunner(module, sites, x_tr, y_tr, objective, cfg)
+    runner = TrialRunner(module, sites, x_tr, y_tr, objective, cfg, loss_fn)
     outcome = SearchOutcome(rates=[0.0] * len(sites), base_score=objective(module))
 
     if cfg.searches and len(sites):
@@ -205,9 +240,9 @@ def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, jou
             best = ok[controller.best(X, Y)]
             outcome.best_trial = best.trial
             outcome.rates = list(best.rates)
-    elif cfg.method == "fixed-dropout":
+    elif cfg.strategy.dropout == "fixed":
         outcome.rates = [cfg.rate] * len(sites)
-    epochs = 0 if cfg.method == "erm" else cfg.final_epochs
+    epochs = cfg.final_epochs if cfg.strategy.trains else 0
     try:
         outcome.final_score = runner.fit(outcome.rates, epochs, cfg.seed)
     except KeyboardInterrupt:
