@@ -8,7 +8,7 @@ STAMP := .make/installed
 install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[harden,test,demo]'
+	$(PY) -m pip install -q -e '.[harden,test,demo,ray]'
 	@mkdir -p .make && touch $@
 
 test: install
@@ -17,9 +17,13 @@ test: install
 demo: install
 	$(PY) examples/mnist_lenet/demo.py
 
+# Every table and plot in README's benchmark section, about 50 minutes on 2 cores (see README).
 bench: install
 	$(PY) benchmarks/bench_validate.py
-	$(PY) benchmarks/bench_harden.py
+	$(PY) benchmarks/bench_harden.py --seeds 3
+	$(PY) benchmarks/bench_workers.py
+	$(PY) benchmarks/bench_ablation.py
+	$(PY) benchmarks/bench_methods.py
 
 clean:
 	rm -rf .make examples/*/work benchmarks/work

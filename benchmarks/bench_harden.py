@@ -55,6 +55,27 @@ def prepare_mlp(work: Path) -> None:
     export(net.eval(), work / "mlp.onnx")
 
 
+def _plot_search(best_so_far: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for (search, runs), color in zip(best_so_far.items(), ("tab:blue", "tab:orange", "tab:green")):
+        for i, run in enumerate(runs):
+            ax.plot(range(1, len(run) + 1), [100 * v for v in run], color=color, alpha=0.8,
+                    label=search if i == 0 else None)
+    ax.set_xlabel("trials")
+    ax.set_ylabel("best objective so far (%)")
+    ax.set_title("LeNet-5, sigma 0.6: search efficiency (one line per seed)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=3)
@@ -81,14 +102,14 @@ def main() -> None:
         for name, row in table.items():
             print(f"{task} {name:14s} " + "  ".join(f"{s:g}:{v:6.2f}" for s, v in zip(SIGMAS, row)), flush=True)
         results["tasks"][task] = {"target_sigma": sigma, "accuracy": table, "runs": runs}
-    # BO against random search at equal budgets, LeNet, best-so-far objective per trial
+    # BO against random search and a grid at equal budgets, LeNet, best-so-far objective per trial
     lenet_trials = {}
-    for search in ("bo", "random"):
-        for seed in range(args.seeds):
+    for search in ("bo", "random", "grid"):
+        for seed in range(args.seeds if search != "grid" else 1):  # the grid does not depend on the seed
             t = time.perf_counter()
             r = run_harden(work, "lenet.onnx", f"cmp.{search}.{seed}.onnx", search=search, seed=seed, final_epochs=0,
                            validate_samples=5)
-            best = np.maximum.accumulate([o for _, o in r["trials"]]).tolist()
+            best = np.maximum.accumulate([o for _, o in sorted(r["trials"]) if o is not None]).tolist()
             lenet_trials.setdefault(search, []).append(best)
             print(f"search {search} seed {seed}: best {100 * best[-1]:.2f}% ({time.perf_counter() - t:.0f} s)", flush=True)
     rnd_best = [b[-1] for b in lenet_trials["random"]]
@@ -98,6 +119,7 @@ def main() -> None:
         reach.append(hit)
     print(f"BO trials to reach random search's final best (per seed, of {len(rnd_best and lenet_trials['bo'][0])}): {reach}")
     results["search"] = {"best_so_far": lenet_trials, "bo_trials_to_reach_random_best": reach}
+    _plot_search(lenet_trials, args.out.with_name("search.png"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
 

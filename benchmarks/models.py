@@ -28,12 +28,50 @@ def cifar_cnn(classes: int = 10, width: int = 32) -> nn.Module:
         nn.Linear(4 * w * 16, 256), nn.ReLU(), nn.Linear(256, classes))
 
 
-def train_erm(x, y, epochs=15, seed=0, net=None):
+class _Block(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.short = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.short(x))
+
+
+def resnet18_cifar(classes: int = 10, width: int = 64) -> nn.Module:
+    """ResNet-18 for 32x32 inputs (3x3 stem, no max-pool), ``width`` channels in the first stage."""
+    layers, cin = [nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()], width
+    for i, mult in enumerate((1, 2, 4, 8)):
+        for j in range(2):
+            layers.append(_Block(cin, width * mult, 2 if (i > 0 and j == 0) else 1))
+            cin = width * mult
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, classes))
+
+
+def vgg11_cifar(classes: int = 10, width: int = 64) -> nn.Module:
+    """VGG-11 (configuration A) for 32x32 inputs, no batch norm, ``width`` channels in the first block."""
+    cfg, layers, cin = [1, "M", 2, "M", 4, 4, "M", 8, 8, "M", 8, 8, "M"], [], 3
+    for c in cfg:
+        if c == "M":
+            layers.append(nn.MaxPool2d(2))
+        else:
+            layers += [nn.Conv2d(cin, width * c, 3, padding=1), nn.ReLU()]
+            cin = width * c
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(cin, 512), nn.ReLU(), nn.Linear(512, classes))
+
+
+def train_erm(x, y, epochs=15, seed=0, net=None, device="cpu"):
     """Plain (ERM) training with Adam; a LeNet-5 unless ``net`` is given."""
     torch.manual_seed(seed)
-    net = lenet5() if net is None else net
+    net = (lenet5() if net is None else net).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         order = torch.randperm(len(xt), generator=gen)
@@ -43,7 +81,7 @@ def train_erm(x, y, epochs=15, seed=0, net=None):
             opt.zero_grad()
             loss.backward()
             opt.step()
-    return net.eval()
+    return net.cpu().eval()
 
 
 def export(model: nn.Module, path, shape=(1, 1, 28, 28)) -> None:

@@ -209,7 +209,7 @@ class HardenResult:
     trials: list
     best_trial: int | None
     before: ValidationResult
-    after: ValidationResult
+    after: "ValidationResult | None"  # set by the sign-off
     torch_before: float
     torch_after: float
     seconds: float
@@ -232,11 +232,15 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
            on_trial: Callable | None = None, on_stage: Callable[[str], None] | None = None) -> HardenResult:
     """Harden an ONNX model against drift at ``config.sigma`` and sign it off with the runtime.
 
+    The line: import (parity-checked) -> validate the source -> insert dropout (or FTNA's code head) ->
+    search rates x fine-tune weights -> write back into the source ONNX -> validate that ONNX (the sign-off)
+    -> write model, reports, plot.
+
     Args:
         model: ONNX (or ``.pt2``) path.
         train, val, test: datasets (``.npz`` paths, ``Dataset`` or ``(x, y)``); the search scores on ``val``,
             the sign-off runs on ``test`` when given, else ``val``.
-        config: ``HardenConfig`` (method, trials, epochs, samples, ...).
+        config: ``HardenConfig`` (method, trials, epochs, samples, workers, ...).
     Returns:
         ``HardenResult``; the hardened model is written to ``out`` even when the gate fails (marked so).
     Example:
@@ -245,13 +249,8 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
     """
     import time
 
-    from ftcompile.data import InputSpec
-    from ftcompile.export import save_onnx, set_metadata, to_onnx
-    from ftcompile.fileio import check_writable
     from ftcompile.frontend import load_model
     from ftcompile.passes.dropout import insert_dropout
-    from ftcompile.runtime.model import elem_dtype, graph_inputs, input_shape
-    from ftcompile.runtime.plot import plot_curves
     from ftcompile.search.harden import HardenConfig, config_dict, journal_path_for, search
     from ftcompile.search.journal import Journal
     from ftcompile.search.report import write_harden_reports
@@ -261,25 +260,11 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
     if validate_samples < 1:
         raise ConfigError(f"--validate-samples {validate_samples} must be >= 1.")
     t0 = time.perf_counter()
-    out = Path(out) if out else Path(str(model)).with_name(Path(str(model)).stem + ".hardened.onnx")
-    paths = {k: out.with_name(out.stem + suffix) for k, suffix in
-             (("json", ".report.json"), ("md", ".report.md"), ("png", ".sweep.png"))}
-    for p in (out, *paths.values()):
-        check_writable(p)
+    paths = _harden_paths(model, out)  # checked writable before any work
     stage("importing model")
     imported = load_model(model)
-    inputs = graph_inputs(imported.onnx_model)
-    if len(inputs) != 1:
-        raise ConfigError(f"{model}: harden supports single-input classifiers (this one has {len(inputs)} inputs).")
-    specs = [InputSpec(v.name, tuple(input_shape(v)), elem_dtype(v)) for v in inputs]
-    out_dims = input_shape(next(o for o in imported.onnx_model.graph.output if o.name == imported.output))
-    classes = out_dims[-1] if out_dims and isinstance(out_dims[-1], int) else None
-
-    train_ds = as_dataset(train, specs, num_classes=classes)
-    val_ds = as_dataset(val, specs, num_classes=classes)
-    signoff_ds = as_dataset(test, specs, num_classes=classes) if test is not None else val_ds
-    drift = cfg.drift_model()
-    metric = cfg.metric() or accuracy
+    train_ds, val_ds, signoff_ds = _harden_data(imported, model, train, val, test)
+    drift, metric = cfg.drift_model(), cfg.metric() or accuracy
     stage("validating the source model")
     before = validate(imported.onnx_model, signoff_ds, drift=drift, samples=validate_samples, seed=cfg.seed,
                       metric=metric)
@@ -290,35 +275,77 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
         from ftcompile.passes.ecoc import attach_ecoc_head
 
         head = attach_ecoc_head(imported, cfg.code_bits, cfg.seed)
-    journal = Journal(journal_path_for(out), config_dict(cfg), resume=resume)
+    journal = Journal(journal_path_for(paths["onnx"]), config_dict(cfg), resume=resume)
     stage(f"searching rates for {len(sites)} dropout sites" if cfg.searches else f"fine-tuning ({cfg.method})")
     outcome = search(head.model if head else imported.module, sites, train_ds, val_ds, cfg, journal=journal,
                      on_trial=on_trial, loss_fn=head.loss if head else None)
     stage("exporting and signing off")
+    result = HardenResult(str(model), paths["onnx"], config_dict(cfg), list(sites.layers), outcome.rates,
+                          outcome.trials, outcome.best_trial, before, None, outcome.base_score.mean,
+                          outcome.final_score.mean, 0.0, paths["json"], paths["md"], None, journal.path)
+    _sign_off(result, imported, sites, head, cfg, signoff_ds, gate, validate_samples, drift, metric)
+    if plot:
+        stage("sweeping sigma for the before/after plot")
+        result.plot = _before_after_plot(model, paths, signoff_ds, cfg, drift, metric)
+    result.seconds = time.perf_counter() - t0
+    write_harden_reports(result, paths["json"], paths["md"])
+    return result
+
+
+def _harden_paths(model, out) -> dict[str, Path]:
+    from ftcompile.fileio import check_writable
+
+    out = Path(out) if out else Path(str(model)).with_name(Path(str(model)).stem + ".hardened.onnx")
+    paths = {"onnx": out, **{k: out.with_name(out.stem + suffix) for k, suffix in
+                             (("json", ".report.json"), ("md", ".report.md"), ("png", ".sweep.png"))}}
+    for p in paths.values():
+        check_writable(p)
+    return paths
+
+
+def _harden_data(imported, model, train, val, test) -> tuple[Dataset, Dataset, Dataset]:
+    """The three datasets bound to the model's single input and its number of classes."""
+    from ftcompile.data import InputSpec
+    from ftcompile.runtime.model import elem_dtype, graph_inputs, input_shape
+
+    inputs = graph_inputs(imported.onnx_model)
+    if len(inputs) != 1:
+        raise ConfigError(f"{model}: harden supports single-input classifiers (this one has {len(inputs)} inputs).")
+    specs = [InputSpec(v.name, tuple(input_shape(v)), elem_dtype(v)) for v in inputs]
+    out_dims = input_shape(next(o for o in imported.onnx_model.graph.output if o.name == imported.output))
+    classes = out_dims[-1] if out_dims and isinstance(out_dims[-1], int) else None
+    train_ds = as_dataset(train, specs, num_classes=classes)
+    val_ds = as_dataset(val, specs, num_classes=classes)
+    return train_ds, val_ds, as_dataset(test, specs, num_classes=classes) if test is not None else val_ds
+
+
+def _sign_off(result: HardenResult, imported, sites, head, cfg, data: Dataset, gate: Gate, samples: int,
+              drift: DriftModel, metric: Metric) -> None:
+    """Export the fine-tuned module into the source ONNX, validate that ONNX with the runtime, write it."""
+    from ftcompile.export import save_onnx, set_metadata, to_onnx
+
     imported.module.cpu()
-    meta = {"method": cfg.method, "sigma": cfg.sigma, "drift": drift.spec(), "source_sha256": _sha(model),
-            "dropout_rates": dict(zip(sites.layers, outcome.rates)), "verdict": "pending"}
+    meta = {"method": cfg.method, "sigma": cfg.sigma, "drift": drift.spec(), "source_sha256": _sha(result.model),
+            "dropout_rates": dict(zip(sites.layers, result.rates)), "verdict": "pending"}
     if head is not None:
         meta["ecoc_codes"] = head.codes.tolist()
         head.model.cpu()
     proto = to_onnx(imported, sites=sites, metadata=meta, head=head)
-    after = validate(proto, signoff_ds, drift=drift, samples=validate_samples, seed=cfg.seed, gate=gate, metric=metric)
-    result = HardenResult(str(model), out, config_dict(cfg), list(sites.layers), outcome.rates, outcome.trials,
-                          outcome.best_trial, before, after, outcome.base_score.mean, outcome.final_score.mean,
-                          0.0, paths["json"], paths["md"], None, journal.path)
+    result.after = after = validate(proto, data, drift=drift, samples=samples, seed=cfg.seed, gate=gate,
+                                    metric=metric)
     set_metadata(proto, {"verdict": result.verdict, "signoff": {
         "mean": after.stats.mean, "p5": after.stats.p5, "clean": after.clean, "samples": after.samples,
         "examples": after.examples, "checks": [c.__dict__ for c in after.checks]}})
-    save_onnx(proto, out, source=model)
-    after.model, after.model_sha256 = str(out), sha256_file(out)
-    if plot:
-        stage("sweeping sigma for the before/after plot")
-        curves = sweep([model, out], signoff_ds, sigmas="0:1.2:0.2", drift=drift, samples=20, seed=cfg.seed,
-                       metric=metric)
-        labels = ["source (before)", f"hardened ({cfg.method})"]
-        result.plot = plot_curves(list(zip(labels, curves.curves.values())), paths["png"],
-                                  title=f"{metric.__name__} under {drift.spec().split(':')[0]} drift, "
-                                        f"hardened at sigma {cfg.sigma:g}")
-    result.seconds = time.perf_counter() - t0
-    write_harden_reports(result, paths["json"], paths["md"])
-    return result
+    save_onnx(proto, result.out, source=result.model)
+    after.model, after.model_sha256 = str(result.out), sha256_file(result.out)
+
+
+def _before_after_plot(model, paths: dict, data: Dataset, cfg, drift: DriftModel, metric: Metric) -> Path:
+    from ftcompile.runtime.plot import plot_curves
+
+    curves = sweep([model, paths["onnx"]], data, sigmas="0:1.2:0.2", drift=drift, samples=20, seed=cfg.seed,
+                   metric=metric)
+    labels = ["source (before)", f"hardened ({cfg.method})"]
+    return plot_curves(list(zip(labels, curves.curves.values())), paths["png"],
+                       title=f"{metric.__name__} under {drift.spec().split(':')[0]} drift, "
+                             f"hardened at sigma {cfg.sigma:g}")

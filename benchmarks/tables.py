@@ -1,0 +1,42 @@
+"""Markdown tables for README from the committed results JSON (so README's numbers are the measured ones).
+Usage: python benchmarks/tables.py
+"""
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def methods() -> str:
+    d = json.loads((RESULTS / "methods.json").read_text())
+    sigmas = d["sigmas"]
+    lines = []
+    for task, r in d["tasks"].items():
+        if "skipped" in r:
+            lines.append(f"\n{task}: skipped ({r['skipped']})")
+            continue
+        lines += [f"\n**{task}** (hardened at sigma {r['target_sigma']:g}; K = {d['samples']})\n",
+                  "| method | " + " | ".join(f"{s:g}" for s in sigmas) + " | harden s | peak MB |",
+                  "| --- |" + " --- |" * (len(sigmas) + 2)]
+        best = [max(row[i] for row in r["accuracy"].values()) for i in range(len(sigmas))]
+        for m, row in r["accuracy"].items():
+            cost = r.get("cost", {}).get(m, {})
+            cells = [f"**{v:.2f}**" if v == best[i] else f"{v:.2f}" for i, v in enumerate(row)]
+            lines.append(f"| {m} | " + " | ".join(cells) + f" | {cost.get('seconds', '')} | {cost.get('peak_mb', '')} |")
+    return "\n".join(lines)
+
+
+def ablation() -> str:
+    d = json.loads((RESULTS / "ablation.json").read_text())
+    sigmas = d["sigmas"]
+    lines = ["| panel | variant | " + " | ".join(f"{s:g}" for s in sigmas) + " |", "| --- | --- |" + " --- |" * len(sigmas)]
+    for panel, rows in d["panels"].items():
+        for label, row in rows.items():
+            lines.append(f"| {panel} | {label} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    for name, fn in (("methods", methods), ("ablation", ablation)):
+        if (RESULTS / f"{name}.json").exists():
+            print(f"<!-- {name} -->\n{fn()}\n")

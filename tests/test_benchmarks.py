@@ -1,0 +1,26 @@
+"""The GPU benchmark's code path, run on CPU at smoke size on synthetic CIFAR-shaped data."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_gpu_smoke_on_cpu(tmp_path):
+    rng = np.random.default_rng(0)
+    for name, n in (("cifar10_train20k", 700), ("cifar10_test", 300)):
+        np.savez(tmp_path / f"{name}.npz", x=rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+                 y=rng.integers(0, 10, n).astype(np.int64))
+    out = tmp_path / "gpu.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_gpu.py"), "--smoke", "--device", "cpu",
+                        "--data", str(tmp_path), "--work", str(tmp_path / "w"), "--out", str(out),
+                        "--methods", "bayesft,ftna"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(out.read_text())
+    for model in ("resnet18", "vgg11"):
+        acc = res["models"][model]["accuracy"]
+        assert set(acc) == {"erm", "bayesft", "ftna"} and all(len(v) == 6 for v in acc.values())
+        assert res["models"][model]["validate"]["provider"] == "CPUExecutionProvider"
