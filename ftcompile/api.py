@@ -293,13 +293,16 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
 
 
 def _harden_paths(model, out) -> dict[str, Path]:
-    from ftcompile.fileio import check_writable
+    from ftcompile.fileio import check_free_space, check_writable
 
     out = Path(out) if out else Path(str(model)).with_name(Path(str(model)).stem + ".hardened.onnx")
     paths = {"onnx": out, **{k: out.with_name(out.stem + suffix) for k, suffix in
                              (("json", ".report.json"), ("md", ".report.md"), ("png", ".sweep.png"))}}
     for p in paths.values():
         check_writable(p)
+    # the hardened model is about the source's size; reports, plot and journal add a few MiB
+    size = Path(str(model)).stat().st_size if Path(str(model)).is_file() else 0
+    check_free_space(out, 2 * size + 16 * 2**20)
     return paths
 
 

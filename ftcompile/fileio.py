@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -21,6 +22,15 @@ def check_writable(path: Path) -> None:
         raise OutputError(f"{path}: directory {parent} is not writable; choose a writable path.")
 
 
+def check_free_space(path: Path, needed: int) -> None:
+    """Fail before long work starts if ``path``'s file system has less than ``needed`` bytes free."""
+    parent = Path(path).parent if str(Path(path).parent) else Path(".")
+    free = shutil.disk_usage(parent).free
+    if free < needed:
+        raise OutputError(f"{path}: only {free / 2**20:.1f} MiB free in {parent}, about {needed / 2**20:.1f} MiB "
+                          "needed; free some space or choose another directory.")
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> Path:
     """Write to a temporary file beside ``path``, fsync, then rename over it."""
     path = Path(path)
@@ -32,11 +42,14 @@ def write_bytes_atomic(path: Path, data: bytes) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):  # disk full, quota, I/O error: the old file (if any) is intact
+            raise OutputError(f"{path}: cannot write ({exc.strerror or exc}); free some space or choose another "
+                              "path. Nothing was changed there.") from None
         raise
     return path
 

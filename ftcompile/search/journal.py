@@ -7,7 +7,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ftcompile.errors import ConfigError
+from ftcompile.errors import ConfigError, OutputError
 from ftcompile.fileio import write_text_atomic
 
 
@@ -68,7 +68,11 @@ class Journal:
         self._write({"kind": "trial", **asdict(record)})
 
     def _write(self, row: dict) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:  # a cut line is dropped on --resume: the journal stays consistent
+            raise OutputError(f"{self.path}: cannot append to the journal ({exc.strerror or exc}); free some space, "
+                              "then rerun with --resume (finished trials are kept).") from None

@@ -83,3 +83,33 @@ def test_a_journal_line_cut_by_a_crash_is_dropped_and_appends_stay_readable(tmp_
     assert [t.trial for t in resumed.trials] == [0]
     resumed.append(TrialRecord(1, [0.2], 0.8, 0.01, 1.0, 1001))
     assert [t.trial for t in Journal(path, {"a": 1}, resume=True).trials] == [0, 1]
+
+
+def test_disk_full_is_caught_before_the_search_and_on_write(tmp_path, monkeypatch):
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    from ftcompile.errors import OutputError
+    from ftcompile.fileio import write_bytes_atomic
+
+    model, data = teacher_files(tmp_path, n=100)
+    usage = namedtuple("usage", "total used free")
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
+    r = CliRunner().invoke(app, ["harden", str(model), "--train", str(data), "--val", str(data), "--trials", "1",
+                                 "--out", str(tmp_path / "h.onnx")])
+    assert r.exit_code == 2 and "MiB free" in r.output and not (tmp_path / "h.journal.jsonl").exists()
+    monkeypatch.setattr(shutil, "disk_usage", real)
+    (tmp_path / "keep.json").write_text("old")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    try:
+        write_bytes_atomic(tmp_path / "keep.json", b"new")
+        raise AssertionError("expected OutputError")
+    except OutputError as exc:
+        assert "No space left" in str(exc)
+    assert (tmp_path / "keep.json").read_text() == "old" and not list(tmp_path.glob(".keep.json.*"))
