@@ -68,6 +68,21 @@ def connect_ray(address: str | None = None):
     return ray
 
 
+def exit_with_parent() -> None:
+    """In a worker process: exit when the parent dies (``kill -9`` gives it no chance to stop its pool)."""
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="ftcompile-parent-watch").start()
+
+
 _SESSION = None
 _JOB: ShardJob | None = None
 
@@ -76,6 +91,7 @@ def _init_process(job: ShardJob) -> None:
     global _SESSION, _JOB
     import onnx
 
+    exit_with_parent()
     from ftcompile.runtime.session import DriftSession
 
     _JOB = job

@@ -82,6 +82,9 @@ def _init_worker(payload: bytes, threads: int) -> None:
     global _RUNNER
     import torch
 
+    from ftcompile.runtime.parallel import exit_with_parent
+
+    exit_with_parent()
     # the parent owns Ctrl-C: it stops the pool and keeps the journal consistent
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)  # N one-thread workers; oversubscribed cores run ~30x slower

@@ -26,6 +26,26 @@ def _trials(journal: Path) -> list[dict]:
     return rows
 
 
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in state  # a zombie has exited
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:  # field 4 of /proc/PID/stat, after the command name
+            kids.append(int(stat.parent.name))
+    return kids
+
+
 def test_kill_minus_nine_then_resume(tmp_path):
     model, data = teacher_files(tmp_path, n=300)
     d = np.load(data)
@@ -33,15 +53,21 @@ def test_kill_minus_nine_then_resume(tmp_path):
     np.savez(tmp_path / "val.npz", x=d["x"][200:], y=d["y"][200:])
     args = [sys.executable, "-m", "ftcompile.cli", "harden", str(model), "--train", str(tmp_path / "train.npz"),
             "--val", str(tmp_path / "val.npz"), "--trials", "6", "--epochs", "40", "--final-epochs", "0",
-            "--samples", "3", "--validate-samples", "2", "--no-plot", "--out", str(tmp_path / "h.onnx"), "--quiet"]
+            "--samples", "3", "--validate-samples", "2", "--no-plot", "--out", str(tmp_path / "h.onnx"), "--quiet",
+            "--workers", "2"]
     journal = tmp_path / "h.journal.jsonl"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while len(_trials(journal)) < 2 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
+    workers = _children(proc.pid)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    deadline = time.time() + 10
+    while any(_alive(p) for p in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert workers and not any(_alive(p) for p in workers), "orphaned workers must exit with their parent"
     before = _trials(journal)
     assert 2 <= len(before) < 6, "the kill must land mid-search"
     assert not (tmp_path / "h.onnx").exists() and not list(tmp_path.glob("*.tmp*"))  # nothing half-written
