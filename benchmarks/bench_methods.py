@@ -5,7 +5,9 @@ Tasks (data and budgets stated; see datasets.py):
 - mnist-lenet: LeNet-5, same data, hardened at sigma 0.6.
 - fashion-mlp: MLP 784-256-256-10 on Fashion-MNIST (10,000 train / 1,000 val / 2,000 test), sigma 1.0.
 - cifar-cnn (opt-in, --tasks ...,cifar-cnn): the examples/cifar_cnn CNN (18,000 / 2,000 / 2,000 CIFAR-10 images)
-  at sigma 0.6 with a reduced budget (10 trials x 1 epoch, 5 final epochs, --workers 2).
+  at sigma 0.6 with a reduced budget (10 trials x 1 epoch, 5 final epochs, 10 objective samples, --workers 2),
+  in the example's work folder: with --reuse, models that examples/cifar_cnn/run.py already hardened there with
+  these flags are measured, not hardened again.
 Each method runs `ftcompile.harden` in a fresh process (default flags unless stated: 20 trials x 3 epochs,
 15 final epochs, 20 objective samples) from the same ERM model; every number is `ftcompile.sweep` (onnxruntime,
 K samples) of the exported ONNX on the task's test split, which the search never saw.
@@ -34,18 +36,17 @@ TASKS = {
     "mnist-mlp": dict(sigma=1.0, data=mnist, net=lambda: mlp(512, 2)),
     "mnist-lenet": dict(sigma=0.6, data=mnist, net=lenet5),
     "fashion-mlp": dict(sigma=1.0, data=fashion_mnist, net=lambda: mlp(256, 2)),
-    "cifar-cnn": dict(sigma=0.6, data=None, net=None,
-                      flags=dict(trials=10, epochs=1, final_epochs=5, samples=10, workers=2)),
+    "cifar-cnn": dict(sigma=0.6, data=None, net=None, work=ROOT / "examples" / "cifar_cnn" / "work", base="cnn.onnx",
+                      prefix="cnn.", flags=dict(trials=10, epochs=1, final_epochs=5, samples=10, workers=2)),
 }
 
 
 def prepare(task: str, work: Path) -> None:
-    if (work / "base.onnx").exists():
-        return
     spec = TASKS[task]
     if spec["data"] is None:  # the CIFAR example builds its own splits and ERM model
         example("cifar_cnn").main(ROOT.parent / "shared" / "data", work)
-        (work / "base.onnx").write_bytes((work / "cnn.onnx").read_bytes())
+        return
+    if (work / "base.onnx").exists():
         return
     data = spec["data"]()
     save(data, work)
@@ -59,26 +60,34 @@ def main() -> None:
     ap.add_argument("--tasks", default="mnist-mlp,mnist-lenet,fashion-mlp")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--reuse", action="store_true", help="measure hardened models already in the work folder")
     ap.add_argument("--work", type=Path, default=HERE / "work" / "methods")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "methods.json")
     args = ap.parse_args()
     results = json.loads(args.out.read_text()) if args.out.exists() else {"sigmas": SIGMAS, "tasks": {}}
     results["samples"] = args.samples
     for task in args.tasks.split(","):
-        work = args.work / task
+        spec = TASKS[task]
+        work = spec.get("work", args.work / task)
         try:
             prepare(task, work)
         except (FileNotFoundError, SystemExit) as exc:  # data this machine lacks: say so, run the rest
             print(f"{task}: skipped ({exc})", flush=True)
             results["tasks"][task] = {"skipped": str(exc)}
             continue
-        spec, runs, models = TASKS[task], {}, [work / "base.onnx"]
+        base, prefix = spec.get("base", "base.onnx"), spec.get("prefix", "")
+        runs, models = {}, [work / base]
         for method in args.methods.split(","):
             if method == "erm":
                 continue
-            runs[method] = run_harden(work, "base.onnx", f"{method}.onnx", method=method, sigma=spec["sigma"],
-                                      validate_samples=20, **spec.get("flags", {}))
-            models.append(work / f"{method}.onnx")
+            out = work / f"{prefix}{method}.onnx"
+            report = out.with_name(out.stem + ".report.json")
+            if args.reuse and out.exists() and report.exists():
+                runs[method] = {"seconds": json.loads(report.read_text())["seconds"], "peak_mb": float("nan")}
+            else:
+                runs[method] = run_harden(work, base, out.name, method=method, sigma=spec["sigma"],
+                                          validate_samples=20, **spec.get("flags", {}))
+            models.append(out)
             print(f"{task} {method}: {runs[method]['seconds']:.0f} s, peak {runs[method]['peak_mb']:.0f} MB", flush=True)
         curves = ftcompile.sweep(models, work / "test.npz", sigmas=SIGMAS, samples=args.samples).curves
         labels = ["erm", *runs]
@@ -88,7 +97,8 @@ def main() -> None:
         plot_curves(list(zip(labels, curves.values())), args.out.with_name(f"methods_{task}.png"),
                     title=f"{task}: hardened at sigma {spec['sigma']:g}")
         results["tasks"][task] = {"target_sigma": spec["sigma"], "accuracy": table,
-                                  "cost": {m: {"seconds": round(r["seconds"], 1), "peak_mb": round(r["peak_mb"])}
+                                  "cost": {m: {"seconds": round(r["seconds"], 1),
+                                               "peak_mb": None if r["peak_mb"] != r["peak_mb"] else round(r["peak_mb"])}
                                            for m, r in runs.items()},
                                   "flags": spec.get("flags", "defaults")}
         args.out.parent.mkdir(parents=True, exist_ok=True)

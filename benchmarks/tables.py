@@ -22,7 +22,7 @@ def methods() -> str:
         for m, row in r["accuracy"].items():
             cost = r.get("cost", {}).get(m, {})
             cells = [f"**{v:.2f}**" if v == best[i] else f"{v:.2f}" for i, v in enumerate(row)]
-            lines.append(f"| {m} | " + " | ".join(cells) + f" | {cost.get('seconds', '')} | {cost.get('peak_mb', '')} |")
+            lines.append(f"| {m} | " + " | ".join(cells) + f" | {cost.get('seconds', '')} | {cost.get('peak_mb') or ''} |")
     return "\n".join(lines)
 
 

@@ -261,6 +261,7 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
         raise ConfigError(f"--validate-samples {validate_samples} must be >= 1.")
     t0 = time.perf_counter()
     paths = _harden_paths(model, out)  # checked writable before any work
+    journal = Journal(journal_path_for(paths["onnx"]), config_dict(cfg), resume=resume)  # --resume mismatch: now
     stage("importing model")
     imported = load_model(model)
     train_ds, val_ds, signoff_ds = _harden_data(imported, model, train, val, test)
@@ -275,14 +276,14 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
         from ftcompile.passes.ecoc import attach_ecoc_head
 
         head = attach_ecoc_head(imported, cfg.code_bits, cfg.seed)
-    journal = Journal(journal_path_for(paths["onnx"]), config_dict(cfg), resume=resume)
     stage(f"searching rates for {len(sites)} dropout sites" if cfg.searches else f"fine-tuning ({cfg.method})")
     outcome = search(head.model if head else imported.module, sites, train_ds, val_ds, cfg, journal=journal,
                      on_trial=on_trial, loss_fn=head.loss if head else None)
     stage("exporting and signing off")
     result = HardenResult(str(model), paths["onnx"], config_dict(cfg), list(sites.layers), outcome.rates,
                           outcome.trials, outcome.best_trial, before, None, outcome.base_score.mean,
-                          outcome.final_score.mean, 0.0, paths["json"], paths["md"], None, journal.path)
+                          outcome.final_score.mean, 0.0, paths["json"], paths["md"], None,
+                          journal.path if journal.path.exists() else None)
     _sign_off(result, imported, sites, head, cfg, signoff_ds, gate, validate_samples, drift, metric)
     if plot:
         stage("sweeping sigma for the before/after plot")

@@ -30,7 +30,9 @@ def main() -> None:
                "--sigma", "0.6", "--method", method, "--trials", "10", "--epochs", "1", "--final-epochs", "5",
                "--samples", "10", "--workers", "2", "--out", out, *extra]
         print("$ ftcompile " + " ".join(cmd), flush=True)
-        subprocess.run([sys.executable, "-m", "ftcompile.cli", *cmd], cwd=WORK)
+        code = subprocess.run([sys.executable, "-m", "ftcompile.cli", *cmd], cwd=WORK).returncode
+        if code not in (0, 1):  # 1: gate failed, the model and report are still written
+            sys.exit(f"harden {method} exited {code}; see the error above.")
         report = json.loads((WORK / f"cnn.{method}.report.json").read_text())
         results[method] = {k: report[k] for k in ("rates", "seconds", "verdict")}
         results[method].update(before=report["before"]["stats"]["mean"], after=report["after"]["stats"]["mean"],

@@ -26,18 +26,22 @@ class TrialRecord:
 
 
 class Journal:
-    """Append-only JSONL; the first line pins the search config so ``--resume`` cannot mix runs."""
+    """Append-only JSONL; the first line pins the search config so ``--resume`` cannot mix runs.
+
+    Opening checks a journal to resume at once (before any long work); nothing is written until the
+    first trial finishes, so a run that stops on bad input leaves no journal behind.
+    """
 
     def __init__(self, path: Path, config: dict, *, resume: bool):
         self.path = Path(path)
+        self.config = config
         self.key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
         self.trials: list[TrialRecord] = []
-        if resume and self.path.exists():
+        self._started = resume and self.path.exists()
+        if self._started:
             self._load()
-        else:
-            if self.path.exists() and not resume:
-                self.path.unlink()
-            self._write({"kind": "header", "config_key": self.key, "config": config})
+        elif not resume:
+            self.path.unlink(missing_ok=True)  # an old run's journal must not pass for this run's
 
     def _load(self) -> None:
         text = self.path.read_text()
@@ -64,6 +68,9 @@ class Journal:
             write_text_atomic(self.path, "\n".join(kept) + "\n")
 
     def append(self, record: TrialRecord) -> None:
+        if not self._started:
+            self._write({"kind": "header", "config_key": self.key, "config": self.config})
+            self._started = True
         self.trials.append(record)
         self._write({"kind": "trial", **asdict(record)})
 
