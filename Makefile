@@ -4,7 +4,7 @@ PY ?= python3
 TORCH ?= torch==2.13.0
 STAMP := .make/installed
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench bench-cifar clean
 install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PY) -m pip install -q $(TORCH)
@@ -24,6 +24,11 @@ bench: install
 	$(PY) benchmarks/bench_workers.py
 	$(PY) benchmarks/bench_ablation.py
 	$(PY) benchmarks/bench_methods.py
+
+# The CIFAR-10 rows of Figure 3 (needs ../shared/data or --data): about 70 minutes on 2 cores, so apart.
+bench-cifar: install
+	$(PY) examples/cifar_cnn/run.py
+	$(PY) benchmarks/bench_methods.py --tasks cifar-cnn --reuse --samples 30
 
 clean:
 	rm -rf .make examples/*/work benchmarks/work

@@ -81,13 +81,16 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--samples", type=int, default=100)
     ap.add_argument("--tasks", default="lenet,mlp")
+    ap.add_argument("--search-only", action="store_true", help="only BO vs random vs grid; keep the other results")
     ap.add_argument("--work", type=Path, default=HERE / "work")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "harden.json")
     args = ap.parse_args()
     work = args.work
     prepare_lenet(work)
     results = {"sigmas": SIGMAS, "samples": args.samples, "tasks": {}}
-    for task in args.tasks.split(","):
+    if args.search_only and args.out.exists():
+        results = json.loads(args.out.read_text())
+    for task in [] if args.search_only else args.tasks.split(","):
         base, sigma = ("lenet.onnx", 0.6) if task == "lenet" else ("mlp.onnx", 1.2)
         if task == "mlp":
             prepare_mlp(work)

@@ -65,7 +65,6 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "results" / "methods.json")
     args = ap.parse_args()
     results = json.loads(args.out.read_text()) if args.out.exists() else {"sigmas": SIGMAS, "tasks": {}}
-    results["samples"] = args.samples
     for task in args.tasks.split(","):
         spec = TASKS[task]
         work = spec.get("work", args.work / task)
@@ -96,7 +95,7 @@ def main() -> None:
             print(f"{task:12s} {m:16s} " + " ".join(f"{v:6.2f}" for v in row), flush=True)
         plot_curves(list(zip(labels, curves.values())), args.out.with_name(f"methods_{task}.png"),
                     title=f"{task}: hardened at sigma {spec['sigma']:g}")
-        results["tasks"][task] = {"target_sigma": spec["sigma"], "accuracy": table,
+        results["tasks"][task] = {"target_sigma": spec["sigma"], "samples": args.samples, "accuracy": table,
                                   "cost": {m: {"seconds": round(r["seconds"], 1),
                                                "peak_mb": None if r["peak_mb"] != r["peak_mb"] else round(r["peak_mb"])}
                                            for m, r in runs.items()},

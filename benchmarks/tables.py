@@ -15,7 +15,7 @@ def methods() -> str:
         if "skipped" in r:
             lines.append(f"\n{task}: skipped ({r['skipped']})")
             continue
-        lines += [f"\n**{task}** (hardened at sigma {r['target_sigma']:g}; K = {d['samples']})\n",
+        lines += [f"\n**{task}** (hardened at sigma {r['target_sigma']:g}; K = {r.get('samples', d.get('samples'))})\n",
                   "| method | " + " | ".join(f"{s:g}" for s in sigmas) + " | harden s | peak MB |",
                   "| --- |" + " --- |" * (len(sigmas) + 2)]
         best = [max(row[i] for row in r["accuracy"].values()) for i in range(len(sigmas))]

@@ -23,7 +23,8 @@ def main() -> None:
     ap.add_argument("--methods", default="bayesft,bayesft+noise")
     args, extra = ap.parse_known_args()
     prepare(args.data, WORK)
-    results = {}
+    out_json = HERE / "results.json"
+    results = json.loads(out_json.read_text()) if out_json.exists() else {}
     for method in args.methods.split(","):
         out = f"cnn.{method}.onnx"
         cmd = ["harden", "cnn.onnx", "--train", "train.npz", "--val", "val.npz", "--test", "test.npz",
@@ -35,9 +36,9 @@ def main() -> None:
             sys.exit(f"harden {method} exited {code}; see the error above.")
         report = json.loads((WORK / f"cnn.{method}.report.json").read_text())
         results[method] = {k: report[k] for k in ("rates", "seconds", "verdict")}
-        results[method].update(before=report["before"]["stats"]["mean"], after=report["after"]["stats"]["mean"],
+        results[method].update(before=report["before"]["mean"], after=report["after"]["mean"],
                                clean_before=report["before"]["clean"], clean_after=report["after"]["clean"])
-    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    out_json.write_text(json.dumps(results, indent=2) + "\n")
     for method, r in results.items():
         print(f"{method:14s} sigma 0.6: {100 * r['before']:.2f}% -> {100 * r['after']:.2f}% "
               f"(clean {100 * r['clean_before']:.2f} -> {100 * r['clean_after']:.2f}), {r['seconds']:.0f} s")
