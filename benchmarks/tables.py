@@ -36,7 +36,18 @@ def ablation() -> str:
     return "\n".join(lines)
 
 
+def search() -> str:
+    d = json.loads((RESULTS / "harden.json").read_text())["search"]
+    lines = ["| search | seed | best after 5 / 10 / 15 / 20 trials |", "| --- | --- | --- |"]
+    for name, runs in d["best_so_far"].items():
+        for seed, run in enumerate(runs):
+            picks = [run[min(i, len(run)) - 1] for i in (5, 10, 15, 20)]
+            lines.append(f"| {name} | {seed} | " + " / ".join(f"{100 * v:.2f}" for v in picks) + " |")
+    lines.append(f"\nBO trials to reach random search's final best, per seed: {d['bo_trials_to_reach_random_best']}")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    for name, fn in (("methods", methods), ("ablation", ablation)):
-        if (RESULTS / f"{name}.json").exists():
+    for name, fn in (("methods", methods), ("ablation", ablation), ("search", search)):
+        if (RESULTS / f"{'harden' if name == 'search' else name}.json").exists():
             print(f"<!-- {name} -->\n{fn()}\n")
