@@ -17,7 +17,7 @@ test: install
 demo: install
 	$(PY) examples/mnist_lenet/demo.py
 
-# Every table and plot in README's benchmark section, about 50 minutes on 2 cores (see README).
+# Every table and plot in README's benchmark section but CIFAR, about 40 minutes on 2 cores.
 bench: install
 	$(PY) benchmarks/bench_validate.py
 	$(PY) benchmarks/bench_harden.py --seeds 3
@@ -25,7 +25,7 @@ bench: install
 	$(PY) benchmarks/bench_ablation.py
 	$(PY) benchmarks/bench_methods.py
 
-# The CIFAR-10 rows of Figure 3 (needs ../shared/data or --data): about 70 minutes on 2 cores, so apart.
+# The CIFAR-10 rows of Figure 3 (needs ../shared/data or --data): about 75 minutes on 2 cores, so apart.
 bench-cifar: install
 	$(PY) examples/cifar_cnn/run.py
 	$(PY) benchmarks/bench_methods.py --tasks cifar-cnn --reuse --samples 30

@@ -368,7 +368,8 @@ class TrialBoard:
             score = (f"objective {100 * record.objective:6.2f}% +- {100 * record.stderr:.2f}"
                      if record.status == "ok" else f"FAILED ({record.error})")
             err.print(f"trial {record.trial:3d}  rates [{', '.join(f'{r:.2f}' for r in record.rates)}]  {score}"
-                      f"  best {100 * best.objective:6.2f}%  ({record.seconds:.1f} s)", highlight=False)
+                      f"  best {100 * best.objective:6.2f}%  ({record.seconds:.1f} s)", highlight=False,
+                      soft_wrap=True)
             return
         if self.live is None:
             from rich.live import Live
@@ -409,11 +410,12 @@ def _render_harden(result) -> None:
         s = r.stats
         table.add_row(label, pct(r.clean), pct(s.mean), f"{pct(s.ci_low)}-{pct(s.ci_high)}", pct(s.p5), pct(s.min))
     out.print(table)
-    out.print("rates: " + ", ".join(f"{site}={rate:.2f}" for site, rate in zip(result.sites, result.rates)))
+    out.print("rates: " + ", ".join(f"{site}={rate:.2f}" for site, rate in zip(result.sites, result.rates)),
+              soft_wrap=True)
     for c in result.after.checks:
         out.print(f"gate {c.name}: {c.value:.4f} -> {'[green]pass[/]' if c.passed else '[bold red]FAIL[/]'}")
     out.print(f"verdict: {result.verdict}; wrote {result.out}, {result.report_json}, {result.report_markdown}"
-              + (f", {result.plot}" if result.plot else "") + f" ({result.seconds:.0f} s)")
+              + (f", {result.plot}" if result.plot else "") + f" ({result.seconds:.0f} s)", soft_wrap=True)
 
 
 @app.command()
