@@ -54,9 +54,11 @@ class Controller:
         from botorch.optim import optimize_acqf
 
         model = self._fit(X, Y)
-        acq = qLogNoisyExpectedImprovement(model, X_baseline=X.to(DTYPE), X_pending=pending, prune_baseline=True)
         with warnings.catch_warnings():
+            # repeated rates make the GP's covariance near-singular; gpytorch adds jitter and says so
             warnings.simplefilter("ignore")
+            acq = qLogNoisyExpectedImprovement(model, X_baseline=X.to(DTYPE), X_pending=pending,
+                                               prune_baseline=True)
             cand, _ = optimize_acqf(acq, bounds=self.bounds, q=q, num_restarts=8, raw_samples=256,
                                     options={"seed": self.seed + n})
         return cand.detach()
@@ -82,6 +84,7 @@ class Controller:
         if self.search != "bo" or len(X) < 3:
             return int(torch.argmax(Y))
         model = self._fit(X, Y)
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             mean = model.posterior(X.to(DTYPE)).mean.reshape(-1)
         return int(torch.argmax(mean))
