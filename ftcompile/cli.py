@@ -51,7 +51,7 @@ def guarded():
 
 
 @contextmanager
-def progress(total: int, label: str, quiet: bool):
+def progress(total: int | None, label: str, quiet: bool):
     """A rich progress bar on a terminal; nothing when piped, in CI, or with --quiet."""
     if quiet or not err.is_terminal:
         yield lambda *a: None
@@ -238,9 +238,7 @@ def analyze(
 
     with guarded():
         _outputs(report, markdown, plot)
-        session = api.open_session(model, targets=targets, bias=bias, output=output)
-        layers = len({t.node for t in session.targets}) + 1
-        with progress(layers, "layers", quiet or as_json) as tick:
+        with progress(None, "layers", quiet or as_json) as tick:  # the count is known once the model is read
             result = api.analyze(model, data, drift=drift, sigma=sigma, samples=samples, seed=seed,
                                  batch_size=batch_size, metric=metric, targets=targets, bias=bias, output=output,
                                  provider=provider, on_layer=tick)

@@ -5,14 +5,13 @@ with ``x`` (or the model's input names) and ``y``; they are loaded with ``allow_
 """
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
-from ftcompile.errors import DataError
+from ftcompile.errors import DataError, one_line
 
 
 @dataclass(frozen=True)
@@ -54,19 +53,13 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise DataError(f"{path}: holds object arrays, which are refused; save plain numeric arrays.") from None
-        raise DataError(f"{path}: not a readable .npz file ({_short(exc)}); save it with numpy.savez.") from None
     except MemoryError:
         raise DataError(f"{path}: declares arrays too large for memory; the file is corrupt or not meant for this.") from None
     except Exception as exc:  # zip, header and CRC damage surface as many types (BadZipFile, TokenError, ...)
-        raise DataError(f"{path}: not a readable .npz file ({_short(exc)}); save it with numpy.savez.") from None
+        if isinstance(exc, ValueError) and "pickle" in str(exc).lower():
+            raise DataError(f"{path}: holds object arrays, which are refused; save plain numeric arrays.") from None
+        raise DataError(f"{path}: not a readable .npz file ({one_line(exc)}); save it with numpy.savez.") from None
 
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:160] if text else type(exc).__name__
 
 
 def as_dataset(data, specs: Sequence[InputSpec], *, num_classes: int | None = None,

@@ -45,3 +45,10 @@ class Interrupted(FtcompileError):
     """The user interrupted a long run; everything finished so far is kept."""
 
     exit_code = EXIT_INTERRUPTED
+
+
+def one_line(exc: BaseException, *, last: bool = False) -> str:
+    """An exception as one short line for an error message: its first line (``last``: its last, where
+    onnxruntime puts the useful part), or its type when it has no text."""
+    lines = str(exc).strip().splitlines()
+    return (lines[-1 if last else 0] if lines else type(exc).__name__)[:300]

@@ -2,8 +2,9 @@
 
 A layer is the node that consumes drifting tensors (a Conv's weight and bias, a norm's affine). Sample k of
 a layer uses the very draws that sample k of the all-layers run uses (draws are keyed by seed, sample and
-tensor name), so layers are compared under common random numbers. Drops compound: on the demo LeNet the
-all-layers drop (17 points at sigma 0.6) is about 3x the sum of the single-layer drops.
+tensor name), so layers are compared under common random numbers. Drops compound: on the demo LeNet
+(sigma 0.6, 10 samples, validation digits) the all-layers drop, 16.6 points, was 3.6x the sum of the
+single-layer drops, 4.6.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import onnx
 from google.protobuf.message import DecodeError
 
-from ftcompile.errors import ModelError, UnsupportedModelError
+from ftcompile.errors import ModelError, UnsupportedModelError, one_line
 
 STANDARD_DOMAINS = ("", "ai.onnx")
 
@@ -27,7 +27,7 @@ def load_onnx(model: "str | Path | onnx.ModelProto", *, check: bool = True) -> o
         except DecodeError:
             raise ModelError(f"{path}: not an ONNX model (protobuf parse failed); the file is corrupt or of another format.") from None
         except Exception as exc:
-            raise ModelError(f"{path}: cannot load ONNX model ({_one_line(exc)}); re-export it.") from None
+            raise ModelError(f"{path}: cannot load ONNX model ({one_line(exc)}); re-export it.") from None
         _load_external_data(proto, path)
     if len(proto.graph.node) == 0:
         raise ModelError(f"{where}: the ONNX graph has no nodes (empty or truncated file); re-export the model.")
@@ -35,7 +35,7 @@ def load_onnx(model: "str | Path | onnx.ModelProto", *, check: bool = True) -> o
         try:
             onnx.checker.check_model(proto)
         except Exception as exc:
-            raise ModelError(f"{where}: invalid ONNX model ({_one_line(exc)}); re-export it with a current exporter.") from None
+            raise ModelError(f"{where}: invalid ONNX model ({one_line(exc)}); re-export it with a current exporter.") from None
     return proto
 
 
@@ -58,7 +58,7 @@ def _load_external_data(proto: onnx.ModelProto, path: Path) -> None:
         try:
             onnx.load_external_data_for_model(proto, str(folder))
         except Exception as exc:
-            raise ModelError(f"{path}: cannot read external tensor data ({_one_line(exc)}); re-save the model.") from None
+            raise ModelError(f"{path}: cannot read external tensor data ({one_line(exc)}); re-save the model.") from None
 
 
 def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
@@ -93,8 +93,3 @@ def choose_output(model: onnx.ModelProto, output: str | None) -> str:
     if len(names) != 1:
         raise UnsupportedModelError(f"model has {len(names)} outputs {names}; choose the class scores with --output NAME.")
     return names[0]
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]

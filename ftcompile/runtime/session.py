@@ -8,7 +8,7 @@ import onnx
 import onnxruntime as ort
 
 from ftcompile.data import InputSpec
-from ftcompile.errors import ConfigError, FtcompileError, ModelError, UnsupportedModelError
+from ftcompile.errors import ConfigError, FtcompileError, ModelError, UnsupportedModelError, one_line
 from ftcompile.passes.onnx_graph import (
     DriftTarget,
     constants_to_initializers,
@@ -39,7 +39,7 @@ class DriftSession:
             raise
         except Exception as exc:  # a model onnx's checker passed but that the graph passes cannot read
             raise ModelError(f"{self.source}: cannot prepare the model for drift injection ({type(exc).__name__}: "
-                             f"{_one_line(exc)}); re-export it.") from None
+                             f"{one_line(exc, last=True)}); re-export it.") from None
         if provider not in PROVIDERS:
             raise ConfigError(f"provider {provider!r} is unknown; use one of {sorted(PROVIDERS)}.")
         available = ort.get_available_providers()
@@ -52,7 +52,7 @@ class DriftSession:
         try:
             self.session = ort.InferenceSession(prepared.SerializeToString(), opts, providers=chosen)
         except Exception as exc:  # onnxruntime's own checks (types, shapes, ops) on a model onnx accepted
-            raise UnsupportedModelError(f"{self.source}: onnxruntime cannot load the model ({_one_line(exc)}); "
+            raise UnsupportedModelError(f"{self.source}: onnxruntime cannot load the model ({one_line(exc, last=True)}); "
                                         "re-export it with a supported opset.") from None
         self.provider = self.session.get_providers()[0]
 
@@ -73,13 +73,8 @@ class DriftSession:
         try:
             return self.session.run([self.output], {**feeds, **weights})[0]
         except Exception as exc:  # e.g. a reshape that does not fit the data: name the model, not a traceback
-            raise ModelError(f"{self.source}: onnxruntime failed running the model ({_one_line(exc)}); check that "
+            raise ModelError(f"{self.source}: onnxruntime failed running the model ({one_line(exc, last=True)}); check that "
                              "the data matches the model's input and the model runs in onnxruntime.") from None
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[-1] if text else type(exc).__name__)[:300]
 
 
 def _num_classes(model: onnx.ModelProto, output: str) -> int | None:

@@ -17,9 +17,6 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
-EXECUTORS = ("local", "process", "ray")
-
-
 @dataclass(frozen=True)
 class TrialTask:
     trial: int
@@ -205,8 +202,7 @@ class RayExecutor:
 
 def make_executor(kind: str, runner: Callable[[TrialTask], Any], workers: int, *, ray_address: str | None = None,
                   gpus: float = 0) -> Executor:
+    """``kind`` "ray": Ray tasks (even one); otherwise N > 1 workers are local processes, one is this process."""
     if kind == "ray":
         return RayExecutor(runner, workers, address=ray_address, gpus=gpus)
-    if kind == "local" or workers <= 1:
-        return LocalExecutor(runner)
-    return ProcessExecutor(runner, workers)
+    return ProcessExecutor(runner, workers) if workers > 1 else LocalExecutor(runner)

@@ -224,8 +224,8 @@ def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, jou
     if cfg.searches and len(sites):
         controller = Controller(len(sites), max_rate=cfg.max_rate, search=cfg.search, kernel=cfg.kernel,
                                 seed=cfg.seed, trials=cfg.trials)
-        executor = make_executor(cfg.executor if cfg.workers > 1 or cfg.executor == "ray" else "local", runner,
-                                 cfg.workers, ray_address=cfg.ray_address, gpus=1 if cfg.device != "cpu" else 0)
+        executor = make_executor(cfg.executor, runner, cfg.workers, ray_address=cfg.ray_address,
+                                 gpus=1 if cfg.device != "cpu" else 0)
         try:
             run_trials(controller, executor, journal, cfg, len(sites), on_trial)
         except KeyboardInterrupt:

@@ -53,10 +53,11 @@ class DriftObjective:
         self.theta = {} if self.drift is not None else {
             name: torch.randn((samples, *p.shape), generator=gen).to(device) for name, p in module.named_parameters()}
         self._vmap_ok = True
+        self._labels_np = self.y.cpu().numpy()  # a user metric takes numpy labels, the same every call
 
     def _metric(self, logits: torch.Tensor) -> torch.Tensor:
         if callable(self.kind):
-            y = self.y.cpu().numpy()
+            y = self._labels_np
             flat = logits.detach().cpu().numpy().reshape(-1, *logits.shape[-2:])
             return torch.tensor([float(self.kind(out, y)) for out in flat]).view(logits.shape[:-2])
         if self.kind == "accuracy":
