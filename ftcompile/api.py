@@ -16,12 +16,11 @@ import numpy as np
 from ftcompile.data import Dataset, as_dataset
 from ftcompile.errors import ConfigError, Interrupted
 from ftcompile.fileio import sha256_file
-from ftcompile.runtime.drift import DriftModel, LogNormalDrift, parse_drift, with_sigma
+from ftcompile.runtime.drift import DriftModel, LogNormalDrift, is_identity, parse_drift, sweep_term, term_name, with_sigma
 from ftcompile.runtime.metrics import Metric, accuracy, parse_metric
 from ftcompile.runtime.parallel import EXECUTORS, shard_job, sharded_sample_metrics
 from ftcompile.runtime.session import DriftSession
-from ftcompile.runtime.stats import summarize
-from ftcompile.runtime.validate import Gate, ValidationResult, clean_metric, evaluate, sample_metrics
+from ftcompile.runtime.validate import Gate, Samples, ValidationResult, clean_metric, evaluate, run_samples
 
 if TYPE_CHECKING:
     from ftcompile.runtime.analyze import Sensitivity
@@ -51,15 +50,16 @@ def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: flo
              samples: int = 100, seed: int = 0, batch_size: int = 1024, metric: "str | Metric" = accuracy,
              gate: Gate = Gate(), targets: str = "params", bias: bool = False, output: str | None = None,
              provider: str = "cpu", on_sample: Callable[[int, float], None] | None = None, workers: int = 1,
-             executor: str = "local", ray_address: str | None = None) -> ValidationResult:
+             executor: str = "process", ray_address: str | None = None) -> ValidationResult:
     """Measure ``metric`` of an ONNX model under drift over ``samples`` Monte-Carlo draws and apply ``gate``.
 
     Args:
         model: path to an ONNX file (or a ``ModelProto``).
         data: ``.npz`` path with ``x``/``y``, a ``Dataset``, or an ``(x, y)`` tuple.
         drift: a spec such as ``"quantize:16,lognormal:0.6"`` or a drift model; default lognormal at ``sigma``.
-        workers, executor: shard the samples over ``workers`` local processes (``"process"``) or Ray tasks
-            (``"ray"``, at ``ray_address`` or a new local instance); the values equal the one-process run.
+        workers, executor: shard the samples over ``workers`` local processes (``"process"``; one worker
+            runs in this process) or Ray tasks (``"ray"``, at ``ray_address`` or a new local instance); the
+            values equal the one-process run.
     Returns:
         ``ValidationResult`` with clean and per-sample metrics, statistics and the gate's checks.
     """
@@ -90,20 +90,26 @@ def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: flo
 
 @dataclass(frozen=True)
 class SweepPoint:
+    """The metric at one sigma; ``drift`` is the whole spec measured there. Intervals as in ``SampleStats``."""
+
     sigma: float
+    drift: str
     mean: float
     std: float
     p5: float
     p95: float
-    ci_low: float
-    ci_high: float
+    drift_ci_low: float | None
+    drift_ci_high: float | None
+    total_ci_low: float | None
+    total_ci_high: float | None
 
 
 @dataclass
 class SweepResult:
-    """One curve per model: the metric's statistics at each sigma."""
+    """One curve per model: the metric's statistics at each sigma of the ``vary`` term of ``drift``."""
 
     drift: str
+    vary: str
     samples: int
     seed: int
     curves: dict = field(default_factory=dict)  # model label -> list[SweepPoint]
@@ -132,12 +138,20 @@ def parse_sigmas(spec: "str | Sequence[float]") -> list[float]:
 def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.1",
           drift: "str | DriftModel | None" = None, samples: int = 50, seed: int = 0, batch_size: int = 1024,
           metric: "str | Metric" = accuracy, targets: str = "params", bias: bool = False, output: str | None = None,
-          provider: str = "cpu", on_point: Callable[[str, SweepPoint], None] | None = None) -> SweepResult:
-    """Accuracy-vs-sigma curves of several models; one session per model, reused across sigmas."""
+          provider: str = "cpu", vary: str | None = None,
+          on_point: Callable[[str, SweepPoint], None] | None = None) -> SweepResult:
+    """Accuracy-vs-sigma curves of several models; one session per model, reused across sigmas.
+
+    ``sigmas`` set the sigma of one term of ``drift``: the one named ``vary`` (``"lognormal"``,
+    ``"gaussian"``), else the spec's only sigma term; every other term applies at every point, so
+    ``quantize:2,lognormal:0.6`` at sigma 0 measures the quantization alone. A spec with no sigma term,
+    or several and no ``vary``, is refused.
+    """
     grid = parse_sigmas(sigmas)
     base = resolve_drift(drift, grid[0])
+    term = term_name(base.parts[sweep_term(base, vary)] if hasattr(base, "parts") else base)
     metric = parse_metric(metric)
-    result = SweepResult(drift=base.spec(), samples=samples, seed=seed)
+    result = SweepResult(drift=base.spec(), vary=term, samples=samples, seed=seed)
     try:
         for model in models:
             session = open_session(model, targets=targets, bias=bias, output=output, provider=provider)
@@ -145,15 +159,15 @@ def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.
             label = Path(str(model)).stem
             points = []
             for sigma in grid:
-                d = with_sigma(base, sigma)
-                if sigma == 0:
-                    values = [clean_metric(session, dataset, batch_size=batch_size, metric=metric)]
+                d = with_sigma(base, sigma, term)
+                if is_identity(d):  # nothing drifts: one clean pass is exact
+                    run = Samples([clean_metric(session, dataset, batch_size=batch_size, metric=metric)])
                 else:
-                    values = sample_metrics(session, dataset, d, samples=samples, seed=seed,
-                                            batch_size=batch_size, metric=metric)
-                s = summarize(values)
-                ci = (s.mean, s.mean) if len(values) == 1 else (s.ci_low, s.ci_high)
-                points.append(SweepPoint(sigma, s.mean, s.std, s.p5, s.p95, *ci))
+                    run = run_samples(session, dataset, d, samples=samples, seed=seed, batch_size=batch_size,
+                                      metric=metric)
+                s = run.summary()
+                points.append(SweepPoint(sigma, d.spec(), s.mean, s.std, s.p5, s.p95, s.drift_ci_low,
+                                         s.drift_ci_high, s.total_ci_low, s.total_ci_high))
                 if on_point is not None:
                     on_point(label, points[-1])
             result.curves[label] = points
@@ -268,7 +282,7 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
     drift, metric = cfg.drift_model(), cfg.metric() or accuracy
     stage("validating the source model")
     before = validate(imported.onnx_model, signoff_ds, drift=drift, samples=validate_samples, seed=cfg.seed,
-                      metric=metric)
+                      metric=metric, targets=cfg.targets, bias=cfg.bias)
     before.model, before.model_sha256 = str(model), _sha(model)
     sites = insert_dropout(imported.module, channel=cfg.channel)
     head = None
@@ -278,19 +292,43 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
         head = attach_ecoc_head(imported, cfg.code_bits, cfg.seed)
     stage(f"searching rates for {len(sites)} dropout sites" if cfg.searches else f"fine-tuning ({cfg.method})")
     outcome = search(head.model if head else imported.module, sites, train_ds, val_ds, cfg, journal=journal,
-                     on_trial=on_trial, loss_fn=head.loss if head else None)
+                     on_trial=on_trial, loss_fn=head.loss if head else None,
+                     digital=_digital_params(imported, cfg.targets, cfg.bias))
     stage("exporting and signing off")
     result = HardenResult(str(model), paths["onnx"], config_dict(cfg), list(sites.layers), outcome.rates,
                           outcome.trials, outcome.best_trial, before, None, outcome.base_score.mean,
                           outcome.final_score.mean, 0.0, paths["json"], paths["md"], None,
                           journal.path if journal.path.exists() else None)
     _sign_off(result, imported, sites, head, cfg, signoff_ds, gate, validate_samples, drift, metric)
-    if plot:
+    if plot and _sweepable(drift):
         stage("sweeping sigma for the before/after plot")
         result.plot = _before_after_plot(model, paths, signoff_ds, cfg, drift, metric)
+    elif plot:
+        stage(f"no before/after plot: drift {drift.spec()} has no single sigma term to sweep")
     result.seconds = time.perf_counter() - t0
     write_harden_reports(result, paths["json"], paths["md"])
     return result
+
+
+def _digital_params(imported, targets: str, bias: bool) -> set[int]:
+    """Ids of the module's parameters that the runtime's ``targets`` leaves undrifted (none for ``params``)."""
+    if targets == "params":
+        return set()
+    from ftcompile.passes.onnx_graph import find_drift_targets
+
+    drifting = {t.name for t in find_drift_targets(imported.onnx_model, targets=targets, bias=bias)}
+    params = dict(imported.module.named_parameters())
+    return {id(params[key]) for key, src in imported.sources.items() if key in params and src.name not in drifting}
+
+
+def _sweepable(drift: DriftModel) -> bool:
+    from ftcompile.errors import ConfigError as _Refused
+
+    try:
+        sweep_term(drift)
+        return True
+    except _Refused:
+        return False
 
 
 def _harden_paths(model, out) -> dict[str, Path]:
@@ -329,16 +367,19 @@ def _sign_off(result: HardenResult, imported, sites, head, cfg, data: Dataset, g
     from ftcompile.export import save_onnx, set_metadata, to_onnx
 
     imported.module.cpu()
-    meta = {"method": cfg.method, "sigma": cfg.sigma, "drift": drift.spec(), "source_sha256": _sha(result.model),
+    # the drift actually used: the spec, its lognormal sigma (None if it has none) and the drifting tensors
+    meta = {"method": cfg.method, "sigma": cfg.sigma, "drift": drift.spec(), "targets": cfg.targets,
+            "bias": cfg.bias, "source_sha256": _sha(result.model),
             "dropout_rates": dict(zip(sites.layers, result.rates)), "verdict": "pending"}
     if head is not None:
         meta["ecoc_codes"] = head.codes.tolist()
         head.model.cpu()
     proto = to_onnx(imported, sites=sites, metadata=meta, head=head)
     result.after = after = validate(proto, data, drift=drift, samples=samples, seed=cfg.seed, gate=gate,
-                                    metric=metric)
+                                    metric=metric, targets=cfg.targets, bias=cfg.bias)
     set_metadata(proto, {"verdict": result.verdict, "signoff": {
-        "mean": after.stats.mean, "p5": after.stats.p5, "clean": after.clean, "samples": after.samples,
+        "mean": after.stats.mean, "total_ci_low": after.stats.total_ci_low, "p5": after.stats.p5,
+        "clean": after.clean, "samples": after.samples,
         "examples": after.examples, "checks": [c.__dict__ for c in after.checks]}})
     save_onnx(proto, result.out, source=result.model)
     after.model, after.model_sha256 = str(result.out), sha256_file(result.out)
@@ -348,8 +389,8 @@ def _before_after_plot(model, paths: dict, data: Dataset, cfg, drift: DriftModel
     from ftcompile.runtime.plot import plot_curves
 
     curves = sweep([model, paths["onnx"]], data, sigmas="0:1.2:0.2", drift=drift, samples=20, seed=cfg.seed,
-                   metric=metric)
+                   metric=metric, targets=cfg.targets, bias=cfg.bias)
     labels = ["source (before)", f"hardened ({cfg.method})"]
     return plot_curves(list(zip(labels, curves.curves.values())), paths["png"],
-                       title=f"{metric.__name__} under {drift.spec().split(':')[0]} drift, "
-                             f"hardened at sigma {cfg.sigma:g}")
+                       title=f"{getattr(metric, '__name__', 'metric')} under {drift.spec()}, hardened there",
+                       xlabel=f"{curves.vary} sigma")

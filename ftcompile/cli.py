@@ -19,6 +19,7 @@ from rich.table import Table
 from ftcompile import api
 from ftcompile.errors import EXIT_GATE_FAILED, EXIT_INTERRUPTED, FtcompileError
 from ftcompile.fileio import check_writable
+from ftcompile.runtime.stats import format_ci, strict_json
 
 EXIT_INTERNAL = 3
 HELP = ("Harden neural networks against analog weight drift and sign them off.\n\n"
@@ -64,15 +65,66 @@ def progress(total: int | None, label: str, quiet: bool):
         yield lambda *a: bar.advance(task)
 
 
+def _workers_opt(text: str):
+    return typer.Option(1, "--workers", help=text)
+
+
+def _executor_opt():
+    return typer.Option("process", "--executor", help="process (local; one worker runs in this process) or ray.")
+
+
+def _ray_opt():
+    return typer.Option(None, "--ray-address", help="Ray cluster: auto, ray://host:10001 (default: start one).")
+
+
+def _json(payload, **kwargs) -> str:
+    """Strict JSON (NaN and infinities become null): what every report and ``--json`` prints."""
+    return json.dumps(strict_json(payload), indent=2, allow_nan=False, **kwargs)
+
+
 def _outputs(*paths: Optional[Path]) -> None:
     for p in paths:
         if p is not None:
             check_writable(p)
 
 
+# Options shared by several commands are declared once here, with one default everywhere.
 def _metric_opt():
     return typer.Option(None, "--metric", help="accuracy (default), top5, or package.module:function taking "
                         "(outputs, labels) -> float, higher is better.")
+
+
+def _targets_opt():
+    return typer.Option("params", "--targets", help="'params' (every learned parameter) or 'crossbar' (layer weights).")
+
+
+def _bias_opt():
+    return typer.Option(False, "--bias", help="With --targets crossbar, drift layer biases too.")
+
+
+def _output_opt():
+    return typer.Option(None, "--output", help="Output holding class scores, if the model has several.")
+
+
+def _provider_opt():
+    return typer.Option("cpu", "--provider", help="onnxruntime execution provider: cpu or cuda (refused when "
+                        "onnxruntime has no such provider).")
+
+
+def _seed_opt():
+    return typer.Option(0, "--seed", help="Seed; sample k of a seed is reproducible on its own.")
+
+
+def _batch_opt():
+    return typer.Option(1024, "--batch-size", help="Examples per onnxruntime run.")
+
+
+def _quiet_opt():
+    return typer.Option(False, "--quiet", help="No progress bar or live table.")
+
+
+def _json_opt():
+    return typer.Option(False, "--json", help="Print the JSON report to stdout.")
 
 
 def _drift_opt():
@@ -88,26 +140,27 @@ def validate(
     sigma: float = typer.Option(0.6, help="Lognormal drift sigma (the paper's eq. 1)."),
     drift: Optional[str] = _drift_opt(),
     samples: int = typer.Option(100, help="Monte-Carlo samples K."),
-    seed: int = typer.Option(0, help="Seed; sample k of a seed is reproducible on its own."),
-    batch_size: int = typer.Option(1024, help="Examples per onnxruntime run."),
+    seed: int = _seed_opt(),
+    batch_size: int = _batch_opt(),
     top_k: int = typer.Option(1, help="Score top-k accuracy."),
     metric: Optional[str] = _metric_opt(),
-    targets: str = typer.Option("params", help="'params' (every learned parameter) or 'crossbar' (layer weights)."),
-    bias: bool = typer.Option(False, "--bias", help="With --targets crossbar, drift layer biases too."),
-    output: Optional[str] = typer.Option(None, help="Output holding class scores, if the model has several."),
+    targets: str = _targets_opt(),
+    bias: bool = _bias_opt(),
+    output: Optional[str] = _output_opt(),
     min_accuracy: Optional[float] = typer.Option(None, help="Gate: --stat accuracy must be >= this (0-1)."),
-    stat: str = typer.Option("mean", help="Statistic gated by --min-accuracy: mean, p5 or min."),
+    stat: str = typer.Option("mean", help="Statistic gated by --min-accuracy: mean, total_ci_low (95% lower "
+                             "bound over drift and the finite example set), drift_ci_low, p5 or min."),
     max_drop: Optional[float] = typer.Option(None, help="Gate: clean - mean accuracy must be <= this."),
     report: Optional[Path] = typer.Option(None, help="Write the JSON report here."),
     markdown: Optional[Path] = typer.Option(None, help="Write the Markdown report here."),
     junit: Optional[Path] = typer.Option(None, help="Write JUnit XML here (one test case per gate)."),
     list_targets: bool = typer.Option(False, "--list-targets", help="Print the drifting tensors and exit."),
-    provider: str = typer.Option("cpu", help="onnxruntime execution provider: cpu or cuda."),
-    workers: int = typer.Option(1, help="Shard the samples over this many processes or Ray tasks."),
-    executor: str = typer.Option("process", help="process (local) or ray; used when --workers > 1 or ray."),
-    ray_address: Optional[str] = typer.Option(None, help="Ray cluster: auto, ray://host:10001 (default: start one)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the JSON report to stdout."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    provider: str = _provider_opt(),
+    workers: int = _workers_opt("Shard the samples over this many processes or Ray tasks."),
+    executor: str = _executor_opt(),
+    ray_address: Optional[str] = _ray_opt(),
+    as_json: bool = _json_opt(),
+    quiet: bool = _quiet_opt(),
 ) -> None:
     """Measure accuracy under drift; exit 1 when a gate fails."""
     from ftcompile.runtime.metrics import top_k_accuracy
@@ -128,7 +181,7 @@ def validate(
                                   workers=workers, executor=executor, ray_address=ray_address)
         write_reports(result, json_path=report, markdown_path=markdown, junit_path=junit)
     if as_json:
-        print(json.dumps(to_json(result), indent=2))
+        print(_json(to_json(result)))
     else:
         _render_validation(result)
     raise typer.Exit(0 if result.passed else EXIT_GATE_FAILED)
@@ -149,11 +202,11 @@ def _print_targets(session, as_json: bool) -> None:
 def _render_validation(result) -> None:
     s = result.stats
     table = Table(title=f"{Path(result.model).name} under {result.drift} ({result.samples} samples)")
-    for col in ("clean", "mean", "95% CI", "std", "p5", "p50", "p95", "min"):
+    for col in ("clean", "mean", "95% CI (drift+examples)", "95% CI (drift)", "std", "p5", "p50", "p95", "min"):
         table.add_column(col, justify="right")
     pct = lambda x: f"{100 * x:.2f}"  # noqa: E731
-    table.add_row(pct(result.clean), pct(s.mean), f"{pct(s.ci_low)}-{pct(s.ci_high)}", pct(s.std), pct(s.p5),
-                  pct(s.p50), pct(s.p95), pct(s.min))
+    table.add_row(pct(result.clean), pct(s.mean), format_ci(s.total_ci_low, s.total_ci_high),
+                  format_ci(s.drift_ci_low, s.drift_ci_high), pct(s.std), pct(s.p5), pct(s.p50), pct(s.p95), pct(s.min))
     out.print(table)
     for c in result.checks:
         mark = "[green]pass[/]" if c.passed else "[bold red]FAIL[/]"
@@ -167,19 +220,22 @@ def sweep(
     data: Path = typer.Option(..., "--data", help=".npz with 'x' and integer 'y'."),
     sigmas: str = typer.Option("0:1.5:0.1", help="start:stop:step (stop included) or a list 0,0.3,0.6."),
     drift: Optional[str] = _drift_opt(),
+    vary: Optional[str] = typer.Option(None, "--vary", help="The drift term whose sigma --sigmas sets (lognormal, "
+                                       "gaussian); default the spec's only sigma term. Other terms stay as given."),
     samples: int = typer.Option(50, help="Monte-Carlo samples per sigma."),
-    seed: int = typer.Option(0),
-    batch_size: int = typer.Option(1024),
-    metric: str = typer.Option("accuracy", help="accuracy, top5, or package.module:function."),
-    targets: str = typer.Option("params"),
-    output: Optional[str] = typer.Option(None, help="Output holding class scores, if several."),
+    seed: int = _seed_opt(),
+    batch_size: int = _batch_opt(),
+    metric: Optional[str] = _metric_opt(),
+    targets: str = _targets_opt(),
+    bias: bool = _bias_opt(),
+    output: Optional[str] = _output_opt(),
     plot: Optional[Path] = typer.Option(None, help="Write an accuracy-vs-sigma PNG here."),
     report: Optional[Path] = typer.Option(None, help="Write the curves as JSON here."),
-    provider: str = typer.Option("cpu"),
-    as_json: bool = typer.Option(False, "--json", help="Print the curves as JSON."),
-    quiet: bool = typer.Option(False, "--quiet"),
+    provider: str = _provider_opt(),
+    as_json: bool = _json_opt(),
+    quiet: bool = _quiet_opt(),
 ) -> None:
-    """Accuracy-vs-sigma curves of one or more models (the paper's Figure 3)."""
+    """Accuracy-vs-sigma curves of one or more models (the paper's Figure 3): --sigmas sets one term of --drift."""
     from dataclasses import asdict
 
     from ftcompile.fileio import write_text_atomic
@@ -190,18 +246,19 @@ def sweep(
         grid = api.parse_sigmas(sigmas)
         with progress(len(grid) * len(models), "sigmas", quiet or as_json) as tick:
             result = api.sweep(models, data, sigmas=grid, drift=drift, samples=samples, seed=seed,
-                               batch_size=batch_size, metric=metric, targets=targets, output=output, provider=provider,
-                               on_point=tick)
-        payload = {"schema": "ftcompile.sweep/1", "drift": result.drift, "samples": result.samples,
+                               batch_size=batch_size, metric=metric or "accuracy", targets=targets, bias=bias,
+                               output=output, provider=provider, vary=vary, on_point=tick)
+        payload = {"schema": "ftcompile.sweep/2", "drift": result.drift, "vary": result.vary, "samples": result.samples,
                    "seed": result.seed, "curves": {k: [asdict(p) for p in v] for k, v in result.curves.items()}}
         if plot:
-            plot_curves(list(result.curves.items()), plot, title=f"accuracy under {result.drift.split(':')[0]} drift")
+            plot_curves(list(result.curves.items()), plot, title=f"accuracy under {result.drift}",
+                        xlabel=f"{result.vary} sigma")
         if report:
-            write_text_atomic(report, json.dumps(payload, indent=2) + "\n")
+            write_text_atomic(report, _json(payload) + "\n")
     if as_json:
-        print(json.dumps(payload, indent=2))
+        print(_json(payload))
         return
-    table = Table(title=f"mean accuracy (%) under {result.drift.split(':')[0]} drift, {samples} samples")
+    table = Table(title=f"mean accuracy (%) under {result.drift}, {result.vary} sigma swept, {samples} samples")
     table.add_column("sigma", justify="right")
     for name in result.curves:
         table.add_column(name, justify="right")
@@ -218,18 +275,18 @@ def analyze(
     sigma: float = typer.Option(0.6, help="Lognormal drift sigma."),
     drift: Optional[str] = _drift_opt(),
     samples: int = typer.Option(30, help="Monte-Carlo samples per layer."),
-    seed: int = typer.Option(0),
-    batch_size: int = typer.Option(1024),
-    metric: str = typer.Option("accuracy", help="accuracy, top5, or package.module:function."),
-    targets: str = typer.Option("params", help="'params' or 'crossbar'."),
-    bias: bool = typer.Option(False, "--bias", help="With --targets crossbar, drift layer biases too."),
-    output: Optional[str] = typer.Option(None, help="Output holding class scores, if several."),
+    seed: int = _seed_opt(),
+    batch_size: int = _batch_opt(),
+    metric: Optional[str] = _metric_opt(),
+    targets: str = _targets_opt(),
+    bias: bool = _bias_opt(),
+    output: Optional[str] = _output_opt(),
     report: Optional[Path] = typer.Option(None, help="Write the JSON report here."),
     markdown: Optional[Path] = typer.Option(None, help="Write the Markdown table here."),
     plot: Optional[Path] = typer.Option(None, help="Write a bar plot PNG of the drops here."),
-    provider: str = typer.Option("cpu"),
-    as_json: bool = typer.Option(False, "--json", help="Print the JSON report to stdout."),
-    quiet: bool = typer.Option(False, "--quiet"),
+    provider: str = _provider_opt(),
+    as_json: bool = _json_opt(),
+    quiet: bool = _quiet_opt(),
 ) -> None:
     """Per-layer drift sensitivity: drift one layer at a time, rank layers by the accuracy they cost."""
     from ftcompile.fileio import write_text_atomic
@@ -240,17 +297,17 @@ def analyze(
         _outputs(report, markdown, plot)
         with progress(None, "layers", quiet or as_json) as tick:  # the count is known once the model is read
             result = api.analyze(model, data, drift=drift, sigma=sigma, samples=samples, seed=seed,
-                                 batch_size=batch_size, metric=metric, targets=targets, bias=bias, output=output,
-                                 provider=provider, on_layer=tick)
+                                 batch_size=batch_size, metric=metric or "accuracy", targets=targets, bias=bias,
+                                 output=output, provider=provider, on_layer=tick)
         payload = {"schema": "ftcompile.analysis/1", **result.to_dict()}
         if report:
-            write_text_atomic(report, json.dumps(payload, indent=2) + "\n")
+            write_text_atomic(report, _json(payload) + "\n")
         if markdown:
             write_text_atomic(markdown, sensitivity_markdown(result))
         if plot:
             plot_sensitivity(result, plot)
     if as_json:
-        print(json.dumps(payload, indent=2))
+        print(_json(payload))
         return
     pct = lambda x: f"{100 * x:.2f}"  # noqa: E731
     table = Table(title=f"{Path(str(model)).name}: one layer drifted at a time, {result.drift}, {samples} samples "
@@ -258,7 +315,7 @@ def analyze(
     for col in ("layer", "op", "weights", "mean %", "95% CI", "drop (points)"):
         table.add_column(col, justify="right" if col != "layer" else "left")
     for r in [*result.layers, result.all_layers]:
-        table.add_row(r.layer, r.op, f"{r.weights:,}", pct(r.mean), f"{pct(r.ci_low)}-{pct(r.ci_high)}",
+        table.add_row(r.layer, r.op, f"{r.weights:,}", pct(r.mean), format_ci(r.drift_ci_low, r.drift_ci_high),
                       pct(r.drop), style="dim" if r is result.all_layers else None)
     out.print(table)
 
@@ -280,7 +337,7 @@ def harden(
     train: Path = typer.Option(..., "--train", help=".npz training data ('x', integer 'y')."),
     val: Path = typer.Option(..., "--val", help=".npz validation data: the search's objective."),
     test: Optional[Path] = typer.Option(None, "--test", help=".npz held-out data for the sign-off (default --val)."),
-    sigma: float = typer.Option(0.6, help="Target lognormal drift sigma."),
+    sigma: Optional[float] = typer.Option(None, help="Target lognormal drift sigma (0.6 unless --drift gives the drift)."),
     method: str = typer.Option("bayesft", help="bayesft, bayesft+noise, erm, fixed-dropout, noise-injection, awp or ftna."),
     trials: int = typer.Option(20, help="Search trials (rates tried)."),
     epochs: int = typer.Option(3, help="Fine-tuning epochs per trial."),
@@ -297,24 +354,27 @@ def harden(
     objective: str = typer.Option("accuracy", help="accuracy, loss, or a metric package.module:function."),
     drift: Optional[str] = typer.Option(None, "--drift", help="Drift spec of the objective and the sign-off "
                                         "(e.g. 'quantize:16,lognormal:0.6', table:chip.csv); default lognormal "
-                                        "at --sigma. Training noise (+noise methods) stays lognormal."),
+                                        "at --sigma. Training noise (+noise methods) is lognormal at its sigma "
+                                        "(or --train-sigma)."),
+    targets: str = _targets_opt(),
+    bias: bool = _bias_opt(),
     lr: float = typer.Option(1e-3, help="Adam learning rate."),
     batch_size: int = typer.Option(64, help="Training batch size."),
     channel: bool = typer.Option(False, "--channel", help="Channel dropout after convolutions."),
     min_accuracy: Optional[float] = typer.Option(None, help="Gate on the sign-off's --stat accuracy (0-1)."),
-    stat: str = typer.Option("mean", help="mean, p5 or min."),
+    stat: str = typer.Option("mean", help="mean, total_ci_low, drift_ci_low, p5 or min."),
     max_drop: Optional[float] = typer.Option(None, help="Gate: clean - mean accuracy <= this."),
     out: Optional[Path] = typer.Option(None, help="Hardened model path (default MODEL.hardened.onnx)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the search from its journal."),
     time_budget: Optional[str] = typer.Option(None, help="Stop starting trials after this long (e.g. 10m)."),
-    workers: int = typer.Option(1, help="Trials run in parallel (processes or Ray tasks, one torch thread each)."),
-    executor: str = typer.Option("process", help="Where parallel trials run: process (local) or ray."),
-    ray_address: Optional[str] = typer.Option(None, help="Ray cluster: auto, ray://host:10001 (default: start one)."),
-    seed: int = typer.Option(0),
+    workers: int = _workers_opt("Trials run in parallel (processes or Ray tasks, one torch thread each)."),
+    executor: str = _executor_opt(),
+    ray_address: Optional[str] = _ray_opt(),
+    seed: int = _seed_opt(),
     device: str = typer.Option("cpu", help="cpu or cuda (fine-tuning and the torch objective)."),
     no_plot: bool = typer.Option(False, "--no-plot", help="Skip the before/after sigma sweep and plot."),
-    as_json: bool = typer.Option(False, "--json", help="Print the JSON report to stdout."),
-    quiet: bool = typer.Option(False, "--quiet"),
+    as_json: bool = _json_opt(),
+    quiet: bool = _quiet_opt(),
 ) -> None:
     """Harden a model against drift (BayesFT), export it to ONNX and sign it off; exit 1 when the gate fails."""
     with guarded():
@@ -325,7 +385,7 @@ def harden(
         cfg = HardenConfig(sigma=sigma, method=method, trials=trials, epochs=epochs, final_epochs=final_epochs,
                            samples=samples, max_rate=max_rate, rate=rate, awp_gamma=awp_gamma, code_bits=code_bits,
                            train_sigma=train_sigma, search=search,
-                           kernel=kernel, objective=objective, drift=drift, lr=lr, batch_size=batch_size, channel=channel,
+                           kernel=kernel, objective=objective, drift=drift, targets=targets, bias=bias, lr=lr, batch_size=batch_size, channel=channel,
                            seed=seed, device=device, time_budget=_duration(time_budget), workers=workers,
                            executor=executor, ray_address=ray_address)
         gate = Gate(min_accuracy=min_accuracy, stat=stat, max_drop=max_drop)
@@ -343,7 +403,7 @@ def harden(
         finally:
             board.stop()
     if as_json:
-        print(json.dumps(harden_json(result), indent=2))
+        print(_json(harden_json(result)))
     else:
         _render_harden(result)
     raise typer.Exit(0 if result.passed else EXIT_GATE_FAILED)
@@ -402,11 +462,12 @@ def _render_harden(result) -> None:
     pct = lambda x: f"{100 * x:.2f}"  # noqa: E731
     table = Table(title=f"{Path(result.model).name} -> {result.out.name} ({result.config['method']}, "
                         f"drift {result.after.drift}, {result.after.samples} samples)")
-    for col in ("model", "clean %", "mean %", "95% CI", "p5 %", "min %"):
+    for col in ("model", "clean %", "mean %", "95% CI (drift+examples)", "p5 %", "min %"):
         table.add_column(col, justify="right")
     for label, r in (("before", result.before), ("after", result.after)):
         s = r.stats
-        table.add_row(label, pct(r.clean), pct(s.mean), f"{pct(s.ci_low)}-{pct(s.ci_high)}", pct(s.p5), pct(s.min))
+        table.add_row(label, pct(r.clean), pct(s.mean), format_ci(s.total_ci_low, s.total_ci_high), pct(s.p5),
+                      pct(s.min))
     out.print(table)
     out.print("rates: " + ", ".join(f"{site}={rate:.2f}" for site, rate in zip(result.sites, result.rates)),
               soft_wrap=True)
@@ -444,7 +505,7 @@ def inspect(
                 "parity": {"ok": imported.parity.ok, "max_abs": imported.parity.max_abs, "rel": imported.parity.rel,
                            "rtol": imported.parity.rtol}}
     if as_json:
-        print(json.dumps(info, indent=2, default=str))
+        print(_json(info, default=str))
         return
     table = Table(title=f"{model} (opset {info['opset']})")
     for col in ("layer", "op", "weight shape", "params", "output", "dropout"):

@@ -19,6 +19,7 @@ from ftcompile.fileio import write_bytes_atomic
 from ftcompile.frontend.onnx_import import ImportedModel
 from ftcompile.frontend.parity import compare
 from ftcompile.passes.onnx_graph import insert_dropout_onnx
+from ftcompile.runtime.stats import strict_json
 
 META_PREFIX = "ftcompile."
 
@@ -29,7 +30,8 @@ def set_metadata(model: onnx.ModelProto, values: dict) -> None:
     del model.metadata_props[:]
     model.metadata_props.extend(keep)
     for key, value in values.items():
-        model.metadata_props.add(key=META_PREFIX + key, value=value if isinstance(value, str) else json.dumps(value))
+        model.metadata_props.add(key=META_PREFIX + key, value=value if isinstance(value, str)
+                                   else json.dumps(strict_json(value), allow_nan=False))
 
 
 def get_metadata(model: onnx.ModelProto) -> dict:

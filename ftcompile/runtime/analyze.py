@@ -16,7 +16,7 @@ from ftcompile.data import Dataset
 from ftcompile.runtime.drift import DriftModel
 from ftcompile.runtime.metrics import Metric, accuracy
 from ftcompile.runtime.session import DriftSession
-from ftcompile.runtime.stats import summarize
+from ftcompile.runtime.stats import format_ci, strict_json, summarize
 from ftcompile.runtime.validate import clean_metric, sample_metrics
 
 ALL = "(all layers)"
@@ -24,15 +24,16 @@ ALL = "(all layers)"
 
 @dataclass(frozen=True)
 class LayerSensitivity:
-    """The metric with only this layer drifted; ``drop`` = clean - mean, with the mean's 95% CI."""
+    """The metric with only this layer drifted; ``drop`` = clean - mean, with the mean's 95% CI over drift
+    samples (layers share the examples and the draws, so drift sampling is what separates them)."""
 
     layer: str
     op: str
     tensors: tuple
     weights: int
     mean: float
-    ci_low: float
-    ci_high: float
+    drift_ci_low: float | None
+    drift_ci_high: float | None
     p5: float
     drop: float
 
@@ -53,7 +54,7 @@ class Sensitivity:
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "most_sensitive": self.layers[0].layer if self.layers else None}
+        return strict_json({**asdict(self), "most_sensitive": self.layers[0].layer if self.layers else None})
 
 
 def layer_groups(session: DriftSession) -> dict[str, list]:
@@ -75,7 +76,7 @@ def analyze_session(session: DriftSession, data: Dataset, drift: DriftModel, *, 
                                 metric=metric, only=[t.name for t in targets])
         s = summarize(values)
         row = LayerSensitivity(layer, op, tuple(t.name for t in targets), sum(t.size for t in targets), s.mean,
-                               s.ci_low, s.ci_high, s.p5, clean - s.mean)
+                               s.drift_ci_low, s.drift_ci_high, s.p5, clean - s.mean)
         if on_layer is not None:
             on_layer(row)
         return row
@@ -95,6 +96,6 @@ def sensitivity_markdown(result: Sensitivity) -> str:
              f"clean {result.metric} {pct(result.clean)}%.", "",
              "| layer | op | weights | mean % | 95% CI | drop (points) |", "| --- | --- | --- | --- | --- | --- |"]
     for r in [*result.layers, result.all_layers]:
-        lines.append(f"| {r.layer} | {r.op} | {r.weights:,} | {pct(r.mean)} | {pct(r.ci_low)} - {pct(r.ci_high)} "
+        lines.append(f"| {r.layer} | {r.op} | {r.weights:,} | {pct(r.mean)} | {format_ci(r.drift_ci_low, r.drift_ci_high, sep=' - ')} "
                      f"| {pct(r.drop)} |")
     return "\n".join(lines) + "\n"

@@ -280,22 +280,56 @@ def _load_user_drift(module: str, attr: str):
         raise ConfigError(f"cannot load drift model {module}:{attr} ({exc}); check the module is importable.") from None
 
 
-def with_sigma(drift: DriftModel, sigma: float) -> DriftModel:
-    """The same drift with every sigma-parameterized part set to ``sigma`` (for sweeps)."""
-    if isinstance(drift, CompositeDrift):
-        return CompositeDrift(tuple(with_sigma(p, sigma) for p in drift.parts))
-    if dataclasses.is_dataclass(drift) and hasattr(drift, "sigma"):
-        return dataclasses.replace(drift, sigma=float(sigma))
-    return drift
+def _parts(drift: DriftModel) -> tuple:
+    return drift.parts if isinstance(drift, CompositeDrift) else (drift,)
+
+
+def term_name(part: DriftModel) -> str:
+    """The name a spec term starts with: ``lognormal`` for ``lognormal:0.6``."""
+    return part.spec().split(":")[0]
+
+
+def sweep_term(drift: DriftModel, term: str | None = None) -> int:
+    """Index of the part whose sigma a sweep varies: the one named ``term``, else the only sigma part.
+
+    Raises ``ConfigError`` (one line, naming the fix) when the spec has no such part or several.
+    """
+    parts = _parts(drift)
+    swept = [i for i, p in enumerate(parts) if dataclasses.is_dataclass(p) and hasattr(p, "sigma")]
+    spec = drift.spec()
+    if term is not None:
+        named = [i for i, p in enumerate(parts) if term_name(p) == term]
+        if len(named) != 1 or named[0] not in swept:
+            why = "has no such term" if not named else "has it twice" if len(named) > 1 else "has no sigma there"
+            names = ", ".join(term_name(parts[i]) for i in swept) or "none"
+            raise ConfigError(f"--vary {term}: drift {spec!r} {why}; sweepable terms: {names}.")
+        return named[0]
+    if not swept:
+        raise ConfigError(f"drift {spec!r} has no sigma to sweep; add a term such as lognormal:0.6 (e.g. "
+                          f"'{spec},lognormal:0.6') or measure it once with validate.")
+    if len(swept) > 1:
+        names = ", ".join(term_name(parts[i]) for i in swept)
+        raise ConfigError(f"drift {spec!r} has several sigma terms ({names}); choose the one to sweep with --vary NAME.")
+    return swept[0]
+
+
+def with_sigma(drift: DriftModel, sigma: float, term: str | None = None) -> DriftModel:
+    """The same drift with one sigma term (``sweep_term``) set to ``sigma``; the other terms stay as given."""
+    parts = list(_parts(drift))
+    i = sweep_term(drift, term)
+    parts[i] = dataclasses.replace(parts[i], sigma=float(sigma))
+    return parts[0] if len(parts) == 1 else CompositeDrift(tuple(parts))
+
+
+def is_identity(drift: DriftModel) -> bool:
+    """True when the drift changes no weight: every part is a sigma term at sigma 0 (or there is none)."""
+    return all(dataclasses.is_dataclass(p) and getattr(p, "sigma", None) == 0 for p in _parts(drift))
 
 
 def sigma_of(drift: DriftModel) -> float | None:
-    """The sigma of the first sigma-parameterized part, if any."""
-    parts = drift.parts if isinstance(drift, CompositeDrift) else (drift,)
-    for p in parts:
-        if hasattr(p, "sigma"):
-            return float(p.sigma)
-    return None
+    """The sigma of the lognormal term (the paper's drift), if the spec has one."""
+    found = [p.sigma for p in _parts(drift) if isinstance(p, LogNormalDrift)]
+    return float(found[0]) if found else None
 
 
 BLOCK = 1 << 16

@@ -1,4 +1,8 @@
-"""Metrics over a whole dataset's outputs: ``metric(outputs, labels) -> float`` (higher is better)."""
+"""Metrics over a whole dataset's outputs: ``metric(outputs, labels) -> float`` (higher is better).
+
+A metric that is a mean over examples also has ``per_example(outputs, labels) -> array``; validation then
+reports a confidence interval that covers the finite example set too (``stats.summarize``).
+"""
 from __future__ import annotations
 
 from typing import Callable
@@ -19,12 +23,25 @@ class TopKAccuracy:
         self.k = k
         self.__name__ = "accuracy" if k == 1 else f"top{k}_accuracy"
 
-    def __call__(self, outputs: np.ndarray, labels: np.ndarray) -> float:
+    def per_example(self, outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """1.0 where the example is right, else 0.0 (the metric is their mean)."""
         scores = outputs.reshape(len(outputs), -1)
         if self.k == 1:
-            return float(np.mean(scores.argmax(axis=1) == labels))
+            return (scores.argmax(axis=1) == labels).astype(np.float64)
         top = np.argpartition(-scores, kth=min(self.k, scores.shape[1]) - 1, axis=1)[:, :self.k]
-        return float(np.mean((top == labels[:, None]).any(axis=1)))
+        return (top == labels[:, None]).any(axis=1).astype(np.float64)
+
+    def __call__(self, outputs: np.ndarray, labels: np.ndarray) -> float:
+        return float(np.mean(self.per_example(outputs, labels)))
+
+
+def example_scores(metric: Metric, outputs: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
+    """Per-example scores whose mean is the metric, or None when the metric is not such a mean.
+
+    A user metric opts in with a ``per_example(outputs, labels) -> array`` attribute.
+    """
+    fn = getattr(metric, "per_example", None)
+    return None if fn is None else np.asarray(fn(outputs, labels), dtype=np.float64).reshape(-1)
 
 
 def top_k_accuracy(k: int = 1) -> Metric:

@@ -16,7 +16,8 @@ from ftcompile.errors import ConfigError
 from ftcompile.runtime.drift import DriftModel
 from ftcompile.runtime.metrics import Metric
 
-EXECUTORS = ("local", "process", "ray")
+# One set of names for validate and harden: "process" runs in this process when workers == 1.
+EXECUTORS = ("process", "ray")
 
 
 @dataclass(frozen=True)
@@ -32,16 +33,16 @@ class ShardJob:
     metric: Metric
     threads: int
 
-    def run(self, first: int, count: int, session=None) -> list[float]:
+    def run(self, first: int, count: int, session=None) -> "Samples":
         import onnx
 
         from ftcompile.runtime.session import DriftSession
-        from ftcompile.runtime.validate import sample_metrics
+        from ftcompile.runtime.validate import run_samples
 
         if session is None:
             session = DriftSession(onnx.load_from_string(self.model), threads=self.threads, **self.session)
-        return sample_metrics(session, self.data, self.drift, samples=count, seed=self.seed,
-                              batch_size=self.batch_size, metric=self.metric, first=first)
+        return run_samples(session, self.data, self.drift, samples=count, seed=self.seed,
+                           batch_size=self.batch_size, metric=self.metric, first=first)
 
 
 def shards(samples: int, pieces: int) -> list[tuple[int, int]]:
@@ -98,23 +99,25 @@ def _init_process(job: ShardJob) -> None:
     _SESSION = DriftSession(onnx.load_from_string(job.model), threads=job.threads, **job.session)
 
 
-def _process_shard(first: int, count: int) -> tuple[int, list[float]]:
+def _process_shard(first: int, count: int) -> tuple[int, "Samples"]:
     return first, _JOB.run(first, count, _SESSION)
 
 
 def sharded_sample_metrics(job: ShardJob, samples: int, *, workers: int, executor: str = "process",
                            ray_address: str | None = None,
-                           on_sample: Callable[[int, float], None] | None = None) -> list[float]:
-    """The values of samples ``0 .. samples-1``, computed by ``workers`` processes or Ray tasks."""
+                           on_sample: Callable[[int, float], None] | None = None) -> "Samples":
+    """Samples ``0 .. samples-1``, computed by ``workers`` processes or Ray tasks, merged in order."""
+    from ftcompile.runtime.validate import Samples
+
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor {executor!r} is unknown; use one of {', '.join(EXECUTORS)}.")
     ranges = shards(samples, workers * 4)  # several shards per worker: progress, and slow workers even out
-    results: dict[int, list[float]] = {}
+    results: dict[int, Samples] = {}
 
-    def collect(first: int, values: list[float]) -> None:
-        results[first] = values
+    def collect(first: int, part: Samples) -> None:
+        results[first] = part
         if on_sample is not None:
-            for i, v in enumerate(values):
+            for i, v in enumerate(part.values):
                 on_sample(first + i, v)
 
     if executor == "ray":
@@ -132,7 +135,10 @@ def sharded_sample_metrics(job: ShardJob, samples: int, *, workers: int, executo
                                  initializer=_init_process, initargs=(job,)) as pool:
             for future in as_completed([pool.submit(_process_shard, a, n) for a, n in ranges]):
                 collect(*future.result())
-    return [v for first in sorted(results) for v in results[first]]
+    merged = Samples([], None)
+    for first in sorted(results):
+        merged = results[first] if not merged.values else merged.merged(results[first])
+    return merged
 
 
 def shard_job(model_bytes: bytes, data: Dataset, drift: DriftModel, *, seed: int, batch_size: int,

@@ -44,7 +44,8 @@ def plot_sensitivity(result, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 1.2 + 0.35 * len(rows)), dpi=120)
     drops = [100 * r.drop for r in rows]
     # the drop's CI is the mean's CI mirrored around the clean metric
-    err = [[100 * (r.ci_high - r.mean) for r in rows], [100 * (r.mean - r.ci_low) for r in rows]]
+    err = [[100 * (r.drift_ci_high - r.mean) if r.drift_ci_high is not None else 0 for r in rows],
+           [100 * (r.mean - r.drift_ci_low) if r.drift_ci_low is not None else 0 for r in rows]]
     colors = ["0.55" if r is result.all_layers else "tab:red" for r in rows]
     ax.barh([r.layer for r in rows], drops, xerr=err, color=colors, capsize=3)
     ax.set_xlabel(f"{result.metric} drop (points) with only this layer drifted, 95% CI")

@@ -1,4 +1,4 @@
-"""Validation reports: JSON (schema ``ftcompile.validation/1``), Markdown and JUnit XML.
+"""Validation reports: JSON (schema ``ftcompile.validation/2``), Markdown and JUnit XML.
 
 All are built from ``ValidationResult`` and written atomically.
 """
@@ -11,9 +11,11 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from ftcompile.fileio import write_text_atomic
+from ftcompile.runtime.stats import format_ci, strict_json
 from ftcompile.runtime.validate import ValidationResult
 
-SCHEMA = "ftcompile.validation/1"
+# /2: the one "ci" became drift_ci_* (drift sampling only) and total_ci_* (drift + finite example set)
+SCHEMA = "ftcompile.validation/2"
 
 
 def package_versions() -> dict:
@@ -29,8 +31,8 @@ def package_versions() -> dict:
 def to_json(result: ValidationResult) -> dict:
     d = result.to_dict()
     stats = d.pop("stats")
-    return {"schema": SCHEMA, **{k: v for k, v in d.items() if k != "values"}, **stats,
-            "values": d["values"], "versions": package_versions()}
+    return strict_json({"schema": SCHEMA, **{k: v for k, v in d.items() if k != "values"}, **stats,
+                        "values": d["values"], "versions": package_versions()})
 
 
 def to_markdown(result: ValidationResult) -> str:
@@ -43,10 +45,15 @@ def to_markdown(result: ValidationResult) -> str:
         f"{result.drifting_tensors} tensors ({result.drifting_weights:,} weights, targets `{result.targets}`), "
         f"{result.samples} samples, seed {result.seed}, {result.examples} examples.",
         "",
-        "| clean | mean | 95% CI | std | p5 | p50 | p95 | min |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        f"| {_pct(result.clean)} | {_pct(s.mean)} | {_pct(s.ci_low)} - {_pct(s.ci_high)} | {_pct(s.std)} "
+        "| clean | mean | 95% CI, drift + examples | 95% CI, drift only | std | p5 | p50 | p95 | min |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| {_pct(result.clean)} | {_pct(s.mean)} | {format_ci(s.total_ci_low, s.total_ci_high, sep=' - ')} "
+        f"| {format_ci(s.drift_ci_low, s.drift_ci_high, sep=' - ')} | {_pct(s.std)} "
         f"| {_pct(s.p5)} | {_pct(s.p50)} | {_pct(s.p95)} | {_pct(s.min)} |",
+        "",
+        "The drift-only interval covers Monte-Carlo sampling of the drift; the other also covers the finite "
+        f"set of {result.examples} examples (what a gate on `--stat total_ci_low` uses)."
+        + (f" {s.ci_note[0].upper() + s.ci_note[1:]}." if s.ci_note else ""),
     ]
     if result.checks:
         lines += ["", "| gate | value | threshold | result |", "| --- | --- | --- | --- |"]
@@ -62,7 +69,9 @@ def to_junit(result: ValidationResult) -> str:
     props = ET.SubElement(suite, "properties")
     for key in ("model", "model_sha256", "drift", "samples", "seed", "clean"):
         ET.SubElement(props, "property", name=key, value=str(getattr(result, key)))
-    ET.SubElement(props, "property", name="mean", value=str(result.stats.mean))
+    for key in ("mean", "total_ci_low", "total_ci_high", "drift_ci_low", "drift_ci_high"):
+        value = getattr(result.stats, key)
+        ET.SubElement(props, "property", name=key, value="null" if value is None else str(value))
     if not checks:
         ET.SubElement(suite, "testcase", classname="ftcompile.validate", name="measured (no gate)")
     for c in checks:
@@ -77,7 +86,7 @@ def write_reports(result: ValidationResult, *, json_path=None, markdown_path=Non
     """Render every report first, then write each atomically (no half-written set on a render error)."""
     rendered = []
     if json_path:
-        rendered.append((json_path, json.dumps(to_json(result), indent=2) + "\n"))
+        rendered.append((json_path, json.dumps(to_json(result), indent=2, allow_nan=False) + "\n"))
     if markdown_path:
         rendered.append((markdown_path, to_markdown(result)))
     if junit_path:

@@ -15,19 +15,22 @@ import numpy as np
 from ftcompile.data import Dataset
 from ftcompile.errors import ConfigError
 from ftcompile.runtime.drift import DriftModel, draw_sample
-from ftcompile.runtime.metrics import Metric, accuracy
+from ftcompile.runtime.metrics import Metric, accuracy, example_scores
 from ftcompile.runtime.session import DriftSession
-from ftcompile.runtime.stats import SampleStats, summarize
+from ftcompile.runtime.stats import SampleStats, strict_json, summarize
 
-STATS = ("mean", "p5", "min")
+# total_ci_low: the lower bound of the interval covering drift sampling and the finite example set
+STATS = ("mean", "total_ci_low", "drift_ci_low", "p5", "min")
 
 
 @dataclass(frozen=True)
 class Gate:
     """Sign-off thresholds; an unset threshold is not checked.
 
-    ``min_accuracy`` applies to the statistic ``stat`` (mean, p5 or min over samples); ``max_drop``
-    bounds ``clean - mean`` in accuracy units (0.05 = five points).
+    ``min_accuracy`` applies to the statistic ``stat``: the mean, ``total_ci_low`` (the 95% lower bound
+    that covers drift sampling and the finite example set: the conservative sign-off), ``drift_ci_low``
+    (drift sampling only), p5 or min over samples. ``max_drop`` bounds ``clean - mean`` in accuracy
+    units (0.05 = five points).
     """
 
     min_accuracy: float | None = None
@@ -45,6 +48,9 @@ class Gate:
         checks = []
         if self.min_accuracy is not None:
             value = getattr(stats, self.stat)
+            if value is None:
+                raise ConfigError(f"--stat {self.stat} cannot be computed here ({stats.ci_note}); "
+                                  "gate on --stat mean or p5.")
             checks.append(GateCheck(f"{self.stat} accuracy >= {self.min_accuracy:g}", value,
                                     self.min_accuracy, value >= self.min_accuracy))
         if self.max_drop is not None:
@@ -97,7 +103,23 @@ class ValidationResult:
         d = asdict(self)
         d["stats"] = asdict(self.stats)
         d["verdict"] = self.verdict
-        return d
+        return strict_json(d)
+
+
+@dataclass
+class Samples:
+    """Per-sample metric values and, for a per-example metric, each example's score summed over them."""
+
+    values: list
+    example_sum: np.ndarray | None = None
+
+    def merged(self, other: "Samples") -> "Samples":
+        both = None if self.example_sum is None or other.example_sum is None else self.example_sum + other.example_sum
+        return Samples(self.values + other.values, both)
+
+    def summary(self) -> SampleStats:
+        means = None if self.example_sum is None else self.example_sum / len(self.values)
+        return summarize(self.values, example_means=means)
 
 
 def clean_metric(session: DriftSession, data: Dataset, *, batch_size: int = 1024,
@@ -109,30 +131,43 @@ def sample_metrics(session: DriftSession, data: Dataset, drift: DriftModel, *, s
                    batch_size: int = 1024, metric: Metric = accuracy, only: Sequence[str] | None = None,
                    first: int = 0, on_sample: Callable[[int, float], None] | None = None) -> list[float]:
     """Metric of samples ``first .. first+samples-1``; sample k's drift depends on (seed, k) alone."""
+    return run_samples(session, data, drift, samples=samples, seed=seed, batch_size=batch_size, metric=metric,
+                       only=only, first=first, on_sample=on_sample).values
+
+
+def run_samples(session: DriftSession, data: Dataset, drift: DriftModel, *, samples: int, seed: int = 0,
+                batch_size: int = 1024, metric: Metric = accuracy, only: Sequence[str] | None = None,
+                first: int = 0, on_sample: Callable[[int, float], None] | None = None) -> Samples:
+    """``sample_metrics`` that also keeps each example's score summed over the samples (for the total CI)."""
     if samples < 1:
         raise ConfigError(f"--samples {samples} must be >= 1.")
     if batch_size < 1:
         raise ConfigError(f"--batch-size {batch_size} must be >= 1.")
-    ids = range(first, first + samples)
-    values: list[float] = []
-    for k in ids:
-        weights = draw_sample(drift, session.weights, seed, k, only)
-        values.append(_score(session, data, weights, batch_size, metric))
+    out = Samples([], None)
+    for k in range(first, first + samples):
+        outputs = _outputs(session, data, draw_sample(drift, session.weights, seed, k, only), batch_size)
+        per = example_scores(metric, outputs, data.labels)
+        out.values.append(float(per.mean()) if per is not None else float(metric(outputs, data.labels)))
+        if per is not None:
+            out.example_sum = per if out.example_sum is None else out.example_sum + per
         if on_sample is not None:
-            on_sample(k, values[-1])
-    return values
+            on_sample(k, out.values[-1])
+    return out
+
+
+def _outputs(session: DriftSession, data: Dataset, weights: dict, batch_size: int) -> np.ndarray:
+    return np.concatenate([session.run(feeds, weights) for feeds, _ in data.batches(batch_size)])
 
 
 def _score(session: DriftSession, data: Dataset, weights: dict, batch_size: int, metric: Metric) -> float:
-    outputs = [session.run(feeds, weights) for feeds, _ in data.batches(batch_size)]
-    return float(metric(np.concatenate(outputs), data.labels))
+    return float(metric(_outputs(session, data, weights, batch_size), data.labels))
 
 
 def evaluate(session: DriftSession, data: Dataset, drift: DriftModel, *, samples: int = 100, seed: int = 0,
              batch_size: int = 1024, metric: Metric = accuracy, gate: Gate = Gate(),
              model_sha256: str = "", targets: str = "params",
              on_sample: Callable[[int, float], None] | None = None,
-             sampler: Callable[[], list[float]] | None = None) -> ValidationResult:
+             sampler: Callable[[], Samples] | None = None) -> ValidationResult:
     """Clean metric, ``samples`` drifted ones, their statistics and the gate's checks.
 
     ``sampler`` computes the drifted values elsewhere (``parallel.sharded_sample_metrics``); they equal
@@ -143,11 +178,12 @@ def evaluate(session: DriftSession, data: Dataset, drift: DriftModel, *, samples
     t0 = time.perf_counter()
     clean = clean_metric(session, data, batch_size=batch_size, metric=metric)
     if sampler is not None:
-        values = sampler()
+        run = sampler()
     else:
-        values = sample_metrics(session, data, drift, samples=samples, seed=seed, batch_size=batch_size,
-                                metric=metric, on_sample=on_sample)
-    stats = summarize(values)
+        run = run_samples(session, data, drift, samples=samples, seed=seed, batch_size=batch_size, metric=metric,
+                          on_sample=on_sample)
+    stats = run.summary()
+    values = run.values
     return ValidationResult(
         model=session.source, model_sha256=model_sha256, drift=drift.spec(), targets=targets, seed=seed,
         samples=samples, examples=len(data), metric=getattr(metric, "__name__", "metric"), clean=clean,

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from ftcompile.errors import ConfigError, Interrupted
-from ftcompile.runtime.drift import DriftModel, LogNormalDrift, parse_drift
+from ftcompile.passes.onnx_graph import TARGET_MODES
+from ftcompile.runtime.drift import DriftModel, LogNormalDrift, parse_drift, sigma_of
 from ftcompile.runtime.metrics import parse_metric
 from ftcompile.search.controller import KERNELS, SEARCHES, Controller
 from ftcompile.search.executor import Executor, TrialTask, make_executor
@@ -47,9 +48,14 @@ METHODS = tuple(METHOD_TABLE)
 
 @dataclass(frozen=True)
 class HardenConfig:
-    """Every knob of ``harden``; defaults are the measured ones (README)."""
+    """Every knob of ``harden``; defaults are the measured ones (README).
 
-    sigma: float = 0.6
+    The drift has one source of truth: ``drift`` (a spec) when given, else lognormal at ``sigma`` (0.6 when
+    neither is given). After construction ``sigma`` is the lognormal sigma of that drift (None when it has
+    no lognormal term); a ``sigma`` that disagrees with ``drift`` is refused.
+    """
+
+    sigma: float | None = None
     method: str = "bayesft"
     trials: int = 20
     epochs: int = 3
@@ -64,6 +70,8 @@ class HardenConfig:
     kernel: str = "matern52"
     objective: str = "accuracy"    # accuracy, loss, or a metric package.module:function
     drift: str | None = None       # drift spec of the objective and sign-off; default lognormal at sigma
+    targets: str = "params"        # which tensors drift: params (every learned parameter) or crossbar
+    bias: bool = False             # with targets=crossbar: layer biases drift too
     lr: float = 1e-3
     batch_size: int = 64
     channel: bool = False
@@ -80,7 +88,8 @@ class HardenConfig:
                   (self.kernel in KERNELS, f"--kernel must be one of {', '.join(KERNELS)}"),
                   (self.objective in OBJECTIVES or ":" in self.objective,
                    f"--objective must be one of {', '.join(OBJECTIVES)} or package.module:function"),
-                  (self.sigma >= 0 and np.isfinite(self.sigma), "--sigma must be >= 0"),
+                  (self.sigma is None or (self.sigma >= 0 and np.isfinite(self.sigma)), "--sigma must be >= 0"),
+                  (self.targets in TARGET_MODES, f"--targets must be one of {', '.join(TARGET_MODES)}"),
                   (self.trials >= 1, "--trials must be >= 1"), (self.epochs >= 0, "--epochs must be >= 0"),
                   (self.final_epochs >= 0, "--final-epochs must be >= 0"), (self.samples >= 1, "--samples must be >= 1"),
                   (0 < self.max_rate < 1, "--max-rate must be in (0, 1)"), (0 <= self.rate < 1, "--rate must be in [0, 1)"),
@@ -94,9 +103,22 @@ class HardenConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"{message}.")
-        self.drift_model(), self.metric()  # a bad spec fails here, before any work
+        object.__setattr__(self, "sigma", self._resolve_sigma())
+        self.metric()  # a bad spec fails here, before any work
+        if self.strategy.noise and self.noise is None:
+            raise ConfigError(f"--method {self.method} trains under lognormal noise, and drift {self.drift!r} has no "
+                              "lognormal term; give --train-sigma.")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError("--device cuda: no CUDA device is visible to torch; use --device cpu.")
+
+    def _resolve_sigma(self) -> float | None:
+        if not self.drift:
+            return 0.6 if self.sigma is None else float(self.sigma)
+        spec_sigma = sigma_of(parse_drift(self.drift))
+        if self.sigma is not None and self.sigma != spec_sigma:
+            raise ConfigError(f"--sigma {self.sigma:g} and --drift {self.drift!r} disagree (the drift's lognormal "
+                              f"sigma is {spec_sigma}); give the drift once, in --drift.")
+        return spec_sigma
 
     def drift_model(self) -> DriftModel:
         return parse_drift(self.drift) if self.drift else LogNormalDrift(self.sigma)
@@ -114,7 +136,8 @@ class HardenConfig:
         return self.strategy.dropout == "searched"
 
     @property
-    def noise(self) -> float:
+    def noise(self) -> float | None:
+        """The lognormal sigma sampled in training (0 for methods without noise)."""
         if self.strategy.noise:
             return self.sigma if self.train_sigma is None else self.train_sigma
         return 0.0
@@ -143,12 +166,12 @@ class TrialRunner:
     """
 
     def __init__(self, module: torch.nn.Module, sites, x, y, objective: DriftObjective, cfg: HardenConfig,
-                 loss_fn: Callable | None = None):
+                 loss_fn: Callable | None = None, drifting: tuple | None = None):
         self.module, self.sites, self.x, self.y, self.objective = module, sites, x, y, objective
         self.loss_fn = loss_fn or torch.nn.functional.cross_entropy
         self.base_state = copy.deepcopy(module.state_dict())
         self.train = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, noise_sigma=cfg.noise,
-                                 awp_gamma=cfg.awp_gamma if cfg.strategy.awp else 0.0)
+                                 noise_params=drifting, awp_gamma=cfg.awp_gamma if cfg.strategy.awp else 0.0)
         self.device = cfg.device
 
     def fit(self, rates, epochs: int, seed: int) -> Score:
@@ -210,15 +233,21 @@ def run_trials(controller: Controller, executor: Executor, journal: Journal, cfg
 
 def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, journal: Journal,
            on_trial: Callable[[TrialRecord, TrialRecord], None] | None = None,
-           loss_fn: Callable | None = None) -> SearchOutcome:
-    """Run the method's search (if any) and the final fine-tune; ``module`` ends with the final weights."""
+           loss_fn: Callable | None = None, digital: "set[int] | None" = None) -> SearchOutcome:
+    """Run the method's search (if any) and the final fine-tune; ``module`` ends with the final weights.
+
+    ``digital``: ids of parameters that do not drift (``--targets crossbar`` leaves biases and norms digital);
+    the objective and the training noise leave them alone, as the runtime does.
+    """
     t0 = time.perf_counter()
     x_tr, y_tr = _tensors(train, cfg.device)
     x_va, y_va = _tensors(val, cfg.device)
     module.to(cfg.device)
-    objective = DriftObjective(module, x_va, y_va, sigma=cfg.sigma, samples=cfg.samples, seed=cfg.seed,
-                               kind=cfg.metric() or cfg.objective, device=cfg.device, drift=cfg.drift_model())
-    runner = TrialRunner(module, sites, x_tr, y_tr, objective, cfg, loss_fn)
+    drifting = None if not digital else tuple(n for n, p in module.named_parameters() if id(p) not in digital)
+    objective = DriftObjective(module, x_va, y_va, drift=cfg.drift_model(), samples=cfg.samples, seed=cfg.seed,
+                               kind=cfg.metric() or cfg.objective, device=cfg.device,
+                               only=None if drifting is None else set(drifting))
+    runner = TrialRunner(module, sites, x_tr, y_tr, objective, cfg, loss_fn, drifting)
     outcome = SearchOutcome(rates=[0.0] * len(sites), base_score=objective(module))
 
     if cfg.searches and len(sites):

@@ -34,24 +34,27 @@ class Score:
 
 
 class DriftObjective:
-    """``score(module)``: mean accuracy (or minus cross-entropy) of ``module`` under lognormal drift.
+    """``score(module)``: mean accuracy (or minus cross-entropy) of ``module`` under ``drift``.
 
+    ``drift`` is a runtime drift model (lognormal takes the vmapped torch path); ``only`` names the
+    parameters that drift (default all: the runtime's ``--targets params``).
     Shapes: ``x`` is ``n x ...`` inputs, ``y`` ``n`` labels; theta per parameter is ``K x *param.shape``.
     """
 
-    def __init__(self, module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, sigma: float, samples: int,
+    def __init__(self, module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, drift, samples: int,
                  seed: int = 0, kind: "str | Callable" = "accuracy", chunk: int = 10, device: str = "cpu",
-                 drift=None):
+                 only: "set[str] | None" = None):
         if not callable(kind) and kind not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES} or a metric (outputs, labels) -> float")
         self.x, self.y = x.to(device), y.to(device)
-        self.sigma, self.samples, self.kind, self.chunk, self.seed = float(sigma), int(samples), kind, chunk, seed
-        self.drift = None if drift is None or isinstance(drift, LogNormalDrift) else drift
-        if isinstance(drift, LogNormalDrift):
-            self.sigma = drift.sigma
+        self.samples, self.kind, self.chunk, self.seed = int(samples), kind, chunk, seed
+        self.only = None if only is None else set(only)
+        self.sigma = drift.sigma if isinstance(drift, LogNormalDrift) else None
+        self.drift = None if self.sigma is not None else drift
         gen = torch.Generator().manual_seed(seed)
         self.theta = {} if self.drift is not None else {
-            name: torch.randn((samples, *p.shape), generator=gen).to(device) for name, p in module.named_parameters()}
+            name: torch.randn((samples, *p.shape), generator=gen).to(device) for name, p in module.named_parameters()
+            if self.only is None or name in self.only}
         self._vmap_ok = True
         self._labels_np = self.y.cpu().numpy()  # a user metric takes numpy labels, the same every call
 
@@ -87,14 +90,14 @@ class DriftObjective:
         values = []
         for k in range(self.samples):
             drifted = {n: torch.from_numpy(w).to(self.x.device)
-                       for n, w in draw_sample(self.drift, clean, self.seed, k).items()}
+                       for n, w in draw_sample(self.drift, clean, self.seed, k, self.only).items()}
             logits = functional_call(module, {**drifted, **buffers}, (self.x,))
             values.append(float(self._metric(logits.unsqueeze(0))[0]))
         return values
 
     def _chunk(self, module, params, buffers, theta) -> torch.Tensor:
         def forward(th):
-            drifted = {n: p * torch.exp(self.sigma * th[n]) for n, p in params.items()}
+            drifted = {n: p * torch.exp(self.sigma * th[n]) if n in th else p for n, p in params.items()}
             return functional_call(module, {**drifted, **buffers}, (self.x,))
 
         if self._vmap_ok:

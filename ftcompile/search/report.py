@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ftcompile.fileio import write_text_atomic
 from ftcompile.runtime.report import package_versions, to_json
+from ftcompile.runtime.stats import format_ci, strict_json
 
 SCHEMA = "ftcompile.harden/1"
 
@@ -19,14 +20,14 @@ def _trial_json(t) -> dict:
 
 
 def harden_json(result) -> dict:
-    return {
+    return strict_json({
         "schema": SCHEMA, "model": result.model, "out": str(result.out), "method": result.config["method"],
         "sigma": result.config["sigma"], "config": result.config, "sites": result.sites, "rates": result.rates,
         "best_trial": result.best_trial, "trials": [_trial_json(t) for t in result.trials],
         "torch_objective": {"before": result.torch_before, "after": result.torch_after},
         "before": to_json(result.before), "after": to_json(result.after), "verdict": result.verdict,
         "seconds": result.seconds, "plot": str(result.plot) if result.plot else None, "versions": package_versions(),
-    }
+    })
 
 
 def harden_markdown(result) -> str:
@@ -36,12 +37,13 @@ def harden_markdown(result) -> str:
         f"### ftcompile harden: **{result.verdict.upper()}**", "",
         f"`{Path(result.model).name}` -> `{Path(result.out).name}`, method `{result.config['method']}`, "
         f"drift `{a.drift}`, {len(result.trials)} trials, {result.seconds:.0f} s.", "",
-        "| model | clean | mean under drift | 95% CI | p5 | min |", "| --- | --- | --- | --- | --- | --- |",
+        "| model | clean | mean under drift | 95% CI, drift + examples | 95% CI, drift only | p5 | min |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for label, r in (("before", b), ("after", a)):
         s = r.stats
-        lines.append(f"| {label} | {pct(r.clean)} | {pct(s.mean)} | {pct(s.ci_low)} - {pct(s.ci_high)} "
-                     f"| {pct(s.p5)} | {pct(s.min)} |")
+        lines.append(f"| {label} | {pct(r.clean)} | {pct(s.mean)} | {format_ci(s.total_ci_low, s.total_ci_high, sep=' - ')} "
+                     f"| {format_ci(s.drift_ci_low, s.drift_ci_high, sep=' - ')} | {pct(s.p5)} | {pct(s.min)} |")
     lines += ["", f"Sign-off measured by onnxruntime on {a.examples} examples, {a.samples} samples. "
               f"The torch objective (validation set, {result.config['samples']} common drift samples) went from "
               f"{pct(result.torch_before)} to {pct(result.torch_after)}; the runtime measured {pct(a.stats.mean)}.", ""]
@@ -60,7 +62,7 @@ def harden_markdown(result) -> str:
 
 
 def write_harden_reports(result, json_path: Path, markdown_path: Path) -> None:
-    payload = json.dumps(harden_json(result), indent=2) + "\n"
+    payload = json.dumps(harden_json(result), indent=2, allow_nan=False) + "\n"
     text = harden_markdown(result)
     write_text_atomic(json_path, payload)
     write_text_atomic(markdown_path, text)

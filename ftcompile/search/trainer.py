@@ -24,6 +24,7 @@ class TrainConfig:
     batch_size: int = 64
     weight_decay: float = 0.0
     noise_sigma: float = 0.0
+    noise_params: tuple | None = None  # the parameters that drift (None: all of them)
     awp_gamma: float = 0.0
     seed: int = 0
 
@@ -53,7 +54,7 @@ def fine_tune(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Tr
     def forward(xb: torch.Tensor, noise: dict | None) -> torch.Tensor:
         if noise is None:
             return module(xb)
-        return functional_call(module, {n: p * noise[n] for n, p in params.items()}, (xb,))
+        return functional_call(module, {n: p * noise[n] if n in noise else p for n, p in params.items()}, (xb,))
 
     for _ in range(cfg.epochs):
         order = torch.randperm(len(x), generator=gen)
@@ -64,7 +65,7 @@ def fine_tune(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Tr
             noise = None
             if cfg.noise_sigma > 0:
                 noise = {n: torch.exp(cfg.noise_sigma * torch.randn(p.shape, generator=gen)).to(device)
-                         for n, p in params.items()}
+                         for n, p in params.items() if cfg.noise_params is None or n in cfg.noise_params}
             loss = loss_fn(forward(xb, noise), yb)
             if cfg.awp_gamma > 0:
                 grads = dict(zip(weights, torch.autograd.grad(loss, list(weights.values()))))

@@ -86,12 +86,18 @@ def test_roundtrip_parity(name, exporter):
     assert [layer.is_output for layer in layers][-1]
     sites = insert_dropout(imported.module)
     assert len(sites) == EXPECTED_LAYERS[name]
-    out = to_onnx(imported, sites=sites, metadata={"rates": sites.rates})
     x = np.random.default_rng(1).standard_normal((5, *shape[1:])).astype(np.float32)  # another batch size
-    name_in = out.graph.input[0].name
-    ref = ort.InferenceSession(proto.SerializeToString()).run(None, {name_in: x})[0]
+    name_in = proto.graph.input[0].name
+    source = ort.InferenceSession(proto.SerializeToString()).run(None, {name_in: x})[0]
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():  # "fine-tune": every parameter changes, each differently
+        for p in imported.module.parameters():
+            p.mul_(1 + 0.2 * torch.randn(p.shape, generator=gen))
+        want = imported.module.eval()(torch.from_numpy(x)).numpy()
+    out = to_onnx(imported, sites=sites, metadata={"rates": sites.rates})
     got = ort.InferenceSession(out.SerializeToString()).run(None, {name_in: x})[0]
-    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)  # the new weights, every one of them
+    assert np.abs(got - source).max() > 1e-2  # and not the source's
     assert sum(n.op_type == "Dropout" for n in out.graph.node) >= len(sites)
     assert get_metadata(out)["rates"] == [0.0] * len(sites)
 

@@ -43,7 +43,7 @@ def test_analyze_names_the_harmful_layer_first_with_separated_intervals(tmp_path
     first, last = result.layers
     assert (first.layer, last.layer) == ("signal", "whisper") and result.clean == 1.0
     assert first.drop > 0.1 and abs(last.drop) < 0.01
-    assert first.ci_high < last.ci_low  # separated beyond Monte-Carlo noise
+    assert first.drift_ci_high < last.drift_ci_low  # separated beyond Monte-Carlo noise
     assert result.all_layers.drop >= first.drop - 0.02 and result.all_layers.weights == 2 * 64 + 2 * 4
 
 

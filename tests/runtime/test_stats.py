@@ -1,21 +1,58 @@
+import json
+
 import numpy as np
 import pytest
 
-from ftcompile.runtime.stats import summarize, t_quantile
+from ftcompile.runtime.stats import strict_json, summarize, t_quantile
 
 
-@pytest.mark.parametrize("dof,expected", [(4, 2.7764), (9, 2.2622), (29, 2.0452), (99, 1.9842), (2, 4.3027)])
+# two-sided 95% Student-t quantiles from printed tables
+@pytest.mark.parametrize("dof,expected", [(1, 12.7062), (2, 4.3027), (3, 3.1824), (4, 2.7764), (9, 2.2622),
+                                          (29, 2.0452), (99, 1.9842)])
 def test_t_quantile(dof, expected):
-    assert t_quantile(0.975, dof) == pytest.approx(expected, abs=2e-3)
+    assert t_quantile(0.975, dof) == pytest.approx(expected, abs=1e-4)
 
 
 @pytest.mark.parametrize("k", [5, 20])
-def test_confidence_interval_coverage(k):
+def test_drift_interval_coverage(k):
     rng = np.random.default_rng(0)
     reps = 3000
-    hits = sum(s.ci_low <= 0.7 <= s.ci_high for s in (summarize(rng.normal(0.7, 0.05, k)) for _ in range(reps)))
+    stats = [summarize(rng.normal(0.7, 0.05, k)) for _ in range(reps)]
+    hits = sum(s.drift_ci_low <= 0.7 <= s.drift_ci_high for s in stats)
     # a 95% interval covers the true mean 95% of the time; 4 binomial std either way
     assert abs(hits / reps - 0.95) < 4 * np.sqrt(0.95 * 0.05 / reps)
+
+
+def _crossed(rng, n, k):
+    """K drift samples x n examples of 0/1 scores; the population accuracy is 0.8 exactly."""
+    p = rng.beta(4, 1, n)                     # each example's chance of being right (population mean 0.8)
+    shift = rng.normal(0, 0.01, k)            # some drift samples hurt everything a bit more
+    a = rng.random((k, n)) < np.clip(p[None, :] + shift[:, None], 0, 1)
+    return a.mean(1), a.mean(0)
+
+
+def test_total_interval_covers_the_population_and_drift_only_does_not():
+    rng = np.random.default_rng(1)
+    reps, total, drift_only = 600, 0, 0
+    for _ in range(reps):
+        values, example_means = _crossed(rng, n=300, k=100)
+        s = summarize(values, example_means=example_means)
+        total += s.total_ci_low <= 0.8 <= s.total_ci_high
+        drift_only += s.drift_ci_low <= 0.8 <= s.drift_ci_high
+    assert 0.93 <= total / reps <= 0.995  # nominal 95%, slightly conservative by construction
+    assert drift_only / reps < 0.6        # the drift-only interval ignores the example set
+
+
+def test_one_sample_has_no_interval_and_says_why():
+    s = summarize([0.9])
+    assert s.drift_ci_low is None and s.total_ci_high is None and "2 drift samples" in s.ci_note
+    text = json.dumps(strict_json({"x": float("inf"), "y": [float("nan"), 1.0]}), allow_nan=False)
+    assert json.loads(text) == {"x": None, "y": [None, 1.0]}
+
+
+def test_total_interval_needs_a_per_example_metric():
+    s = summarize([0.5, 0.6, 0.7])
+    assert s.drift_ci_low is not None and s.total_ci_low is None and "mean over examples" in s.ci_note
 
 
 def test_percentiles():

@@ -90,6 +90,10 @@ def test_ftna_and_awp_end_to_end(files, tmp_path):
     # the decoder is digital: the runtime drifts only the two layers' weights and biases
     assert ftcompile.api.open_session(tmp_path / "f.onnx").weights.keys() == {"fc0.weight", "fc0.bias",
                                                                               "fc1.weight", "fc1.bias"}
-    a = ftcompile.harden(model, train, val, out=tmp_path / "a.onnx", plot=False, validate_samples=4,
-                         config=HardenConfig(method="awp", final_epochs=2, samples=3, awp_gamma=0.1))
-    assert a.trials == [] and a.after.clean > 0.5
+    weights = {}
+    for gamma in (0.1, 0.0):  # the same run but for the perturbation: gamma must reach the training loop
+        a = ftcompile.harden(model, train, val, out=tmp_path / f"a{gamma}.onnx", plot=False, validate_samples=4,
+                             config=HardenConfig(method="awp", final_epochs=2, samples=3, awp_gamma=gamma))
+        assert a.trials == [] and a.after.clean > 0.5
+        weights[gamma] = onnx.numpy_helper.to_array(onnx.load(tmp_path / f"a{gamma}.onnx").graph.initializer[0])
+    assert np.abs(weights[0.1] - weights[0.0]).max() > 1e-4
