@@ -16,7 +16,7 @@ import numpy as np
 from ftcompile.data import Dataset, as_dataset
 from ftcompile.errors import ConfigError, Interrupted
 from ftcompile.fileio import sha256_file
-from ftcompile.runtime.drift import DriftModel, LogNormalDrift, is_identity, parse_drift, sweep_term, term_name, with_sigma
+from ftcompile.runtime.drift import CompositeDrift, DriftModel, LogNormalDrift, is_identity, parse_drift, sweep_term, term_name, with_sigma
 from ftcompile.runtime.metrics import Metric, accuracy, parse_metric
 from ftcompile.runtime.parallel import EXECUTORS, shard_job, sharded_sample_metrics
 from ftcompile.runtime.session import DriftSession
@@ -149,7 +149,8 @@ def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.
     """
     grid = parse_sigmas(sigmas)
     base = resolve_drift(drift, grid[0])
-    term = term_name(base.parts[sweep_term(base, vary)] if hasattr(base, "parts") else base)
+    index = sweep_term(base, vary)
+    term = term_name(base.parts[index] if isinstance(base, CompositeDrift) else base)
     metric = parse_metric(metric)
     result = SweepResult(drift=base.spec(), vary=term, samples=samples, seed=seed)
     try:

@@ -16,10 +16,19 @@ def check_writable(path: Path) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise OutputError(f"{path}: is a directory; give a file path for the output.")
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"{path}: {parent} is a file, not a directory; choose another path.")
     if not parent.is_dir():
         raise OutputError(f"{path}: directory {parent} does not exist; create it or choose another path.")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"{path}: directory {parent} is not writable; choose a writable path.")
+    # create and remove a file rather than ask os.access: root passes access() on read-only mounts,
+    # /sys, /proc and immutable directories, then fails only when the output is written
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"{path}: directory {parent} is not writable ({exc.strerror or exc}); choose a writable "
+                          "path.") from None
 
 
 def check_free_space(path: Path, needed: int) -> None:

@@ -28,7 +28,7 @@ from torch import nn
 
 from ftcompile.errors import UnsupportedModelError
 from ftcompile.frontend import ops
-from ftcompile.passes.onnx_graph import constants_to_initializers
+from ftcompile.passes.onnx_graph import constants_to_initializers, unshare_weights
 from ftcompile.runtime.model import STANDARD_DOMAINS, choose_output, graph_inputs, load_onnx
 
 
@@ -156,7 +156,7 @@ def import_onnx(model: "str | Path | onnx.ModelProto", *, output: str | None = N
         >>> imported = import_onnx("lenet.onnx")          # doctest: +SKIP
         >>> imported.module.graph.print_tabular()           # doctest: +SKIP
     """
-    proto = constants_to_initializers(load_onnx(model))
+    proto = unshare_weights(constants_to_initializers(load_onnx(model)))  # each layer its own weights
     out_name = choose_output(proto, output)
     _check_supported(proto)
     b = _Builder(proto)

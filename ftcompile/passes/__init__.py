@@ -2,6 +2,7 @@
 from ftcompile.passes.onnx_graph import (  # noqa: F401
     DriftTarget,
     constants_to_initializers,
+    unshare_weights,
     find_drift_targets,
     insert_dropout_onnx,
     weights_to_inputs,

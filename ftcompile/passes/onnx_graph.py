@@ -66,6 +66,29 @@ def constants_to_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
+def _parameter_uses(model: onnx.ModelProto, inits: dict) -> list[tuple[onnx.NodeProto, int, str]]:
+    """Every (node, input slot, role) that reads a learned float parameter, in graph order.
+
+    Roles: "weight"/"bias" of crossbar layers (Conv, ConvTranspose, Gemm, MatMul by a constant and the
+    Add right after it), "norm" for normalization scale and shift.
+    """
+    uses = []
+    matmul_outputs: set[str] = set()
+    for node in model.graph.node:
+        op = node.op_type
+        slots = {**_LAYER_SLOTS.get(op, {}), **_NORM_SLOTS.get(op, {})}
+        if op == "MatMul":
+            slot = 1 if node.input[1] in inits else 0 if node.input[0] in inits else None
+            if slot is not None:
+                slots = {slot: "weight"}
+                matmul_outputs.add(node.output[0])
+        if op == "Add" and any(i in matmul_outputs for i in node.input):
+            slots = {k: "bias" for k, i in enumerate(node.input) if i in inits}
+        uses += [(node, slot, role) for slot, role in slots.items()
+                 if slot < len(node.input) and node.input[slot] in inits]
+    return uses
+
+
 def find_drift_targets(model: onnx.ModelProto, *, targets: str = "params", bias: bool = False) -> list[DriftTarget]:
     """The tensors that drift, in graph order.
 
@@ -78,32 +101,59 @@ def find_drift_targets(model: onnx.ModelProto, *, targets: str = "params", bias:
         raise ValueError(f"targets must be one of {TARGET_MODES}")
     inits = {i.name: i for i in model.graph.initializer if _is_float(i)}
     found: dict[str, DriftTarget] = {}
-    matmul_outputs: set[str] = set()
-
-    def add(name: str, role: str, node: onnx.NodeProto, slot: int) -> None:
-        if name in inits and name not in found:
+    for node, slot, role in _parameter_uses(model, inits):
+        if targets == "crossbar" and (role == "norm" or (role == "bias" and not bias)):
+            continue
+        name = node.input[slot]
+        if name not in found:
             found[name] = DriftTarget(name, role, node.op_type, node.name or node.output[0], slot,
                                       tuple(inits[name].dims))
-
-    for node in model.graph.node:
-        op = node.op_type
-        slots = dict(_LAYER_SLOTS.get(op, {}))
-        if targets == "params":
-            slots.update(_NORM_SLOTS.get(op, {}))
-        if op == "MatMul":
-            slot = 1 if node.input[1] in inits else 0 if node.input[0] in inits else None
-            if slot is not None:
-                slots = {slot: "weight"}
-                matmul_outputs.add(node.output[0])
-        if op == "Add" and any(i in matmul_outputs for i in node.input):
-            slots = {k: "bias" for k, i in enumerate(node.input) if i in inits}
-        for slot, role in slots.items():
-            if slot >= len(node.input) or not node.input[slot]:
-                continue
-            if role == "bias" and targets == "crossbar" and not bias:
-                continue
-            add(node.input[slot], role, node, slot)
     return list(found.values())
+
+
+def unshare_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Give every layer its own copy of the parameters it reads (a new model; the input is untouched).
+
+    Exporters store identical constants once: the TorchScript exporter lets several layers read one
+    initializer, directly or through ``Identity`` nodes (the all-zero conv biases BatchNorm folding
+    leaves, for one). On a crossbar each layer has its own devices, so each must drift on its own and
+    be fine-tuned on its own. Two steps:
+
+    1. an ``Identity`` of an initializer becomes an initializer of its own under the Identity's output
+       name (unless that name is a graph output);
+    2. a float initializer read at a parameter slot by several nodes keeps its name for the first reader;
+       each further reader gets a copy named ``<name>.ftcompile<k>``.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    inits = {i.name: i for i in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    keep = []
+    for node in graph.node:
+        if node.op_type == "Identity" and node.input[0] in inits and node.output[0] not in outputs:
+            copy = onnx.TensorProto()
+            copy.CopyFrom(inits[node.input[0]])
+            copy.name = node.output[0]
+            graph.initializer.append(copy)
+            inits[copy.name] = copy
+        else:
+            keep.append(node)
+    if len(keep) != len(graph.node):
+        del graph.node[:]
+        graph.node.extend(keep)
+    floats = {n: t for n, t in inits.items() if _is_float(t)}
+    readers: dict[str, int] = {}
+    for node, slot, _ in _parameter_uses(out, floats):
+        name = node.input[slot]
+        readers[name] = readers.get(name, 0) + 1
+        if readers[name] > 1:
+            copy = onnx.TensorProto()
+            copy.CopyFrom(floats[name])
+            copy.name = f"{name}.ftcompile{readers[name] - 1}"
+            graph.initializer.append(copy)
+            node.input[slot] = copy.name
+    return out
 
 
 def initializer_arrays(model: onnx.ModelProto, names: Iterable[str]) -> dict[str, np.ndarray]:

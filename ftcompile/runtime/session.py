@@ -14,6 +14,7 @@ from ftcompile.passes.onnx_graph import (
     constants_to_initializers,
     find_drift_targets,
     initializer_arrays,
+    unshare_weights,
     weights_to_inputs,
 )
 from ftcompile.runtime.model import choose_output, elem_dtype, graph_inputs, input_shape, load_onnx
@@ -57,11 +58,15 @@ class DriftSession:
         self.provider = self.session.get_providers()[0]
 
     def _prepare(self, proto: onnx.ModelProto, targets: str, bias: bool, output: str | None) -> onnx.ModelProto:
-        proto = constants_to_initializers(proto)
+        proto = unshare_weights(constants_to_initializers(proto))  # each layer drifts on its own
         self.targets: list[DriftTarget] = find_drift_targets(proto, targets=targets, bias=bias)
         if not self.targets:
             raise UnsupportedModelError(f"{self.source}: no drifting weights found (no Conv/ConvTranspose/Gemm/MatMul "
                                         "with initializer weights); export the model with its weights embedded.")
+        empty = [t for t in self.targets if t.size == 0]
+        if empty:
+            raise ModelError(f"{self.source}: weight {empty[0].name!r} of {empty[0].node} has no elements (shape "
+                             f"{list(empty[0].shape)}); the export lost it, re-export the model.")
         self.output = choose_output(proto, output)
         self.weights = initializer_arrays(proto, [t.name for t in self.targets])
         self.inputs = [InputSpec(v.name, tuple(input_shape(v)), elem_dtype(v)) for v in graph_inputs(proto)]

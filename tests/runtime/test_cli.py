@@ -97,7 +97,7 @@ def _cases(tmp_path, model, data):
     return {
         "missing model": ([tmp_path / "nope.onnx", "--data", data], "no such model"),
         "not onnx": ([junk, "--data", data], "not an ONNX model"),
-        "truncated": ([trunc, "--data", data], "model"),
+        "truncated": ([trunc, "--data", data], "protobuf parse failed"),
         "no weights": ([noweights, "--data", data], "no drifting weights"),
         "several outputs": ([twoout, "--data", data], "--output"),
         "shape": ([model, "--data", _bad_data(tmp_path, x=x[:, :8], y=y)], "expects"),
@@ -119,8 +119,8 @@ def _cases(tmp_path, model, data):
         "unwritable report": ([model, "--data", data, "--report", tmp_path / "no" / "dir" / "r.json"], "does not exist"),
         "external data outside the model folder": ([tmp_path / "sub" / "escape.onnx", "--data", data], "refused"),
         "cyclic graph": ([tmp_path / "cyclic.onnx", "--data", data], "invalid ONNX"),
-        "huge declared dims": ([tmp_path / "huge.onnx", "--data", data], "model"),
-        "zero-size weight": ([tmp_path / "zero.onnx", "--data", data], "model"),
+        "huge declared dims": ([tmp_path / "huge.onnx", "--data", data], "too small for the declared shape"),
+        "zero-size weight": ([tmp_path / "zero.onnx", "--data", data], "'fc0.weight' of fc0 has no elements"),
         "corrupt npz": ([model, "--data", tmp_path / "corrupt.npz"], "not a readable .npz"),
         "bad metric": ([model, "--data", data, "--metric", "f1ish"], "--metric"),
         "bad executor": ([model, "--data", data, "--executor", "dask", "--workers", "2"], "--executor"),
@@ -135,6 +135,7 @@ def test_every_bad_input_is_one_line_exit_2(files, tmp_path):
         r = run("validate", *args, *extra, "--markdown", tmp_path / f"{name}.md")
         assert r.exit_code == 2, (name, r.output)
         assert needle.lower() in r.output.lower(), (name, r.output)
+        assert len(r.output.strip().splitlines()) == 1 and r.output.startswith("error: "), (name, r.output)
         assert "Traceback" not in r.output, name
         assert not (tmp_path / f"{name}.md").exists(), name
 

@@ -107,3 +107,53 @@ def test_sweep_curves(files):
     assert list(res.curves) == ["model", "other"]
     means = [p.mean for p in res.curves["model"]]
     assert means[0] == 1.0 and means[0] > means[1] > means[2]
+
+
+def test_sweep_keeps_the_other_terms_and_refuses_what_it_cannot_sweep(files):
+    from ftcompile.errors import ConfigError
+
+    model, data = files
+    quantized = ftcompile.validate(model, data, drift="quantize:2", samples=2).stats.mean
+    assert quantized < 0.9  # two levels per layer really cost accuracy on this model
+    res = ftcompile.sweep([model], data, drift="quantize:2,lognormal:0.6", sigmas="0,0.6", samples=4)
+    first, second = res.curves["model"]
+    assert res.vary == "lognormal" and first.drift == "quantize:2,lognormal:0"
+    assert first.mean == quantized  # sigma 0 of the lognormal term is quantization alone, not clean
+    assert second.drift == "quantize:2,lognormal:0.6"
+    for spec, needle in (("stuck-at:0.1:0", "no sigma"), ("quantize:4", "no sigma"),
+                         ("gaussian:0.1,lognormal:0.6", "--vary")):
+        with pytest.raises(ConfigError, match=needle):
+            ftcompile.sweep([model], data, drift=spec, sigmas="0,0.5", samples=2)
+    mixed = ftcompile.sweep([model], data, drift="gaussian:0.1,lognormal:0.6", sigmas="0,0.5", samples=2,
+                            vary="lognormal").curves["model"]
+    assert [p.drift for p in mixed] == ["gaussian:0.1,lognormal:0", "gaussian:0.1,lognormal:0.5"]
+    assert mixed[0].mean < 1.0  # the gaussian term stays on at sigma 0
+    with pytest.raises(ConfigError, match="--vary wobble"):
+        ftcompile.sweep([model], data, drift="lognormal:0.6", sigmas="0", samples=2, vary="wobble")
+
+
+def test_one_sample_report_is_strict_json_and_names_both_intervals(files, tmp_path):
+    model, data = files
+    r = ftcompile.validate(model, data, samples=1)
+    text = json.dumps(to_json(r), allow_nan=False)  # raises on NaN or infinity
+
+    def refuse(token):
+        raise AssertionError(f"non-JSON constant {token}")
+
+    report = json.loads(text, parse_constant=refuse)
+    assert report["drift_ci_low"] is None and report["total_ci_low"] is None and "2 drift samples" in report["ci_note"]
+    many = to_json(ftcompile.validate(model, data, samples=8))
+    assert many["total_ci_low"] < many["drift_ci_low"] <= many["mean"] <= many["drift_ci_high"] < many["total_ci_high"]
+    md = to_markdown(ftcompile.validate(model, data, samples=8))
+    assert "drift + examples" in md and "drift only" in md
+
+
+def test_gate_on_total_lower_bound_and_its_refusal_for_a_user_metric(files):
+    from ftcompile.errors import ConfigError
+
+    model, data = files
+    r = ftcompile.validate(model, data, sigma=0.6, samples=10, gate=Gate(min_accuracy=0.5, stat="total_ci_low"))
+    assert r.checks[0].value == r.stats.total_ci_low and r.checks[0].value < r.stats.mean
+    with pytest.raises(ConfigError, match="total_ci_low cannot be computed"):
+        ftcompile.validate(model, data, samples=4, metric=lambda out, y: float((out.argmax(1) == y).mean()),
+                           gate=Gate(min_accuracy=0.5, stat="total_ci_low"))

@@ -190,3 +190,25 @@ def test_harden_objective_and_signoff_use_a_user_drift_and_metric(files, tmp_pat
         HardenConfig(objective="tests.runtime.userplugins:nope")
     with pytest.raises(ConfigError, match="unknown drift model"):
         HardenConfig(drift="wobble:3")
+
+
+def test_sigma_and_drift_have_one_source_of_truth():
+    assert HardenConfig().sigma == 0.6 and HardenConfig().drift_model().spec() == "lognormal:0.6"
+    assert HardenConfig(drift="quantize:16,lognormal:0.9").sigma == 0.9  # the spec's sigma, also for training
+    assert HardenConfig(drift="quantize:16,lognormal:0.9", method="noise-injection").noise == 0.9
+    assert HardenConfig(sigma=0.9, drift="lognormal:0.9").sigma == 0.9
+    with pytest.raises(ConfigError, match="disagree"):
+        HardenConfig(sigma=0.6, drift="lognormal:0.9")
+    assert HardenConfig(drift="gaussian:0.1").sigma is None
+    with pytest.raises(ConfigError, match="--train-sigma"):
+        HardenConfig(drift="gaussian:0.1", method="bayesft+noise")
+    assert HardenConfig(drift="gaussian:0.1", method="bayesft+noise", train_sigma=0.3).noise == 0.3
+
+
+def test_crossbar_targets_leave_biases_digital_in_the_objective_and_the_signoff(files, tmp_path):
+    model, train, val = files
+    cfg = HardenConfig(method="noise-injection", sigma=0.8, final_epochs=1, samples=3, targets="crossbar")
+    r = ftcompile.harden(model, train, val, out=tmp_path / "c.onnx", config=cfg, validate_samples=3, plot=False)
+    assert r.after.targets == "crossbar" and r.before.targets == "crossbar"
+    assert r.after.drifting_tensors == 2  # the two weight matrices, not their biases
+    assert get_metadata(onnx.load(tmp_path / "c.onnx"))["targets"] == "crossbar"
