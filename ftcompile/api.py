@@ -200,6 +200,16 @@ def analyze(model, data, *, drift: "str | DriftModel | None" = None, sigma: floa
         raise Interrupted("analysis interrupted; no report was written.") from None
 
 
+def require_torch(verb: str) -> None:
+    """A one-line error (exit 2) naming what to install, instead of an ImportError deep inside ``verb``."""
+    import importlib.util
+
+    missing = [m for m in ("torch", "botorch") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"{verb} needs {' and '.join(missing)}; install them with pip install 'ftcompile[harden]' "
+                          "(validate, sweep and analyze run without).")
+
+
 def load_model(path, *, output: str | None = None):
     """Import an ONNX or ``.pt2`` model into a trainable ``torch.fx`` graph, parity-checked (needs torch).
 
@@ -207,6 +217,7 @@ def load_model(path, *, output: str | None = None):
         >>> m = ftcompile.load_model("lenet.onnx")            # doctest: +SKIP
         >>> m.module, m.parity.ok, m.sources["conv1.weight"]   # doctest: +SKIP
     """
+    require_torch("importing a model for training (load_model, inspect)")
     from ftcompile.frontend import load_model as _load
 
     return _load(path, output=output)
@@ -264,6 +275,7 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
     """
     import time
 
+    require_torch("harden")
     from ftcompile.frontend import load_model
     from ftcompile.passes.dropout import insert_dropout
     from ftcompile.search.harden import HardenConfig, config_dict, journal_path_for, search

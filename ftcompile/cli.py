@@ -379,6 +379,8 @@ def harden(
     """Harden a model against drift (BayesFT), export it to ONNX and sign it off; exit 1 when the gate fails."""
     with guarded():
         from ftcompile.runtime.validate import Gate
+
+        api.require_torch("harden")
         from ftcompile.search.harden import HardenConfig
         from ftcompile.search.report import harden_json
 
@@ -479,17 +481,27 @@ def _render_harden(result) -> None:
 
 @app.command()
 def inspect(
-    model: Path = typer.Argument(..., help="ONNX model (or .pt2)."),
-    output: Optional[str] = typer.Option(None, help="Output holding class scores, if several."),
+    model: Optional[Path] = typer.Argument(None, help="ONNX model (or .pt2)."),
+    output: Optional[str] = _output_opt(),
+    ops: bool = typer.Option(False, "--ops", help="List the ONNX ops the importer (harden, inspect) supports."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Layers (crossbar-mapped), output layers, op histogram, metadata, and import parity."""
+    if ops:
+        with guarded():
+            api.require_torch("inspect --ops")
+            from ftcompile.frontend.onnx_import import SUPPORTED
+        print(_json(SUPPORTED) if as_json else "\n".join(SUPPORTED))
+        return
+    if model is None:
+        err.print("error: give a MODEL to inspect (or --ops).", highlight=False)
+        raise typer.Exit(2)
     with guarded():
         from collections import Counter
         from dataclasses import asdict
 
+        from ftcompile.api import load_model
         from ftcompile.export import get_metadata
-        from ftcompile.frontend import load_model
         from ftcompile.passes.layers import find_layers
         from ftcompile.passes.onnx_graph import dropout_rates_onnx
 

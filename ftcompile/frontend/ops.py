@@ -157,3 +157,30 @@ def instance_norm(x, scale, bias, eps: float):
 
 def hard_sigmoid(x, alpha: float = 0.2, beta: float = 0.5):
     return torch.clamp(alpha * x + beta, 0, 1)
+
+
+def split(x, sizes=None, axis: int = 0, num_outputs: int | None = None):
+    """ONNX Split: explicit ``sizes`` or ``num_outputs`` parts (the last one smaller when uneven)."""
+    if sizes is None:
+        n = num_outputs
+        step = -(-x.shape[axis] // n)
+        return tuple(torch.split(x, step, dim=axis))
+    return tuple(torch.split(x, [int(s) for s in (sizes.tolist() if torch.is_tensor(sizes) else sizes)], dim=axis))
+
+
+def mod(a, b, fmod: int = 0):
+    """ONNX Mod: ``fmod=1`` is C's fmod (sign of the dividend), ``fmod=0`` Python's (sign of the divisor)."""
+    return torch.fmod(a, b) if fmod else torch.remainder(a, b)
+
+
+_GRID_MODES = {"linear": "bilinear", "cubic": "bicubic"}
+
+
+def grid_sample(x, grid, mode: str = "bilinear", padding_mode: str = "zeros", align_corners: int = 0):
+    """ONNX GridSample (opset 16 names bilinear/bicubic, opset 20 linear/cubic)."""
+    return F.grid_sample(x, grid, mode=_GRID_MODES.get(mode, mode), padding_mode=padding_mode,
+                         align_corners=bool(align_corners))
+
+
+def affine_grid(theta, size, align_corners: int = 0):
+    return F.affine_grid(theta, [int(s) for s in size.tolist()], align_corners=bool(align_corners))

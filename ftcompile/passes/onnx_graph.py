@@ -21,6 +21,10 @@ _LAYER_SLOTS = {
     "Conv": {1: "weight", 2: "bias"},
     "ConvTranspose": {1: "weight", 2: "bias"},
     "Gemm": {1: "weight", 2: "bias"},
+    # recurrent layers: input weights W, recurrent weights R, biases B (both are crossbar matrices)
+    "LSTM": {1: "weight", 2: "weight", 3: "bias"},
+    "GRU": {1: "weight", 2: "weight", 3: "bias"},
+    "RNN": {1: "weight", 2: "weight", 3: "bias"},
 }
 _NORM_SLOTS = {
     "BatchNormalization": {1: "norm", 2: "norm"},

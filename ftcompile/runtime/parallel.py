@@ -9,12 +9,15 @@ from __future__ import annotations
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ftcompile.data import Dataset
 from ftcompile.errors import ConfigError
 from ftcompile.runtime.drift import DriftModel
 from ftcompile.runtime.metrics import Metric
+
+if TYPE_CHECKING:
+    from ftcompile.runtime.validate import Samples
 
 # One set of names for validate and harden: "process" runs in this process when workers == 1.
 EXECUTORS = ("process", "ray")

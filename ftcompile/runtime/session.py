@@ -44,9 +44,10 @@ class DriftSession:
         if provider not in PROVIDERS:
             raise ConfigError(f"provider {provider!r} is unknown; use one of {sorted(PROVIDERS)}.")
         available = ort.get_available_providers()
-        chosen = [PROVIDERS[provider]] if PROVIDERS[provider] in available else []
-        if PROVIDERS["cpu"] not in chosen:
-            chosen.append(PROVIDERS["cpu"])
+        if PROVIDERS[provider] not in available:  # never fall back silently: the report names what ran
+            raise ConfigError(f"--provider {provider}: this onnxruntime has no {PROVIDERS[provider]} (it has "
+                              f"{', '.join(available)}); install onnxruntime-gpu or use --provider cpu.")
+        chosen = [PROVIDERS[provider]] + ([PROVIDERS["cpu"]] if provider != "cpu" else [])
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
