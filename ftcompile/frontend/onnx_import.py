@@ -102,6 +102,8 @@ class _Builder:
         if all(not isinstance(a, fx.Node) for a in args):
             with torch.no_grad():
                 return fn(*args, **kwargs)
+        # constant tensors in keyword arguments become lists: fx writes kwargs into generated code
+        kwargs = {k: v.tolist() if torch.is_tensor(v) else v for k, v in kwargs.items()}
         return self.graph.call_function(fn, tuple(self.as_node(a) for a in args), kwargs)
 
     def module(self, base: str, mod: nn.Module, x, params: dict, extra: tuple = ()) -> fx.Node:

@@ -66,10 +66,14 @@ def transpose(x, perm=None):
     return x.permute(*(perm if perm is not None else reversed(range(x.dim()))))
 
 
+def _ints(v) -> list[int]:
+    return [int(i) for i in (v.tolist() if torch.is_tensor(v) else v)]
+
+
 def slice_(x, starts, ends, axes=None, steps=None):
-    starts, ends = [int(v) for v in starts.tolist()], [int(v) for v in ends.tolist()]
-    axes = list(range(len(starts))) if axes is None else [int(a) for a in axes.tolist()]
-    steps = [1] * len(starts) if steps is None else [int(s) for s in steps.tolist()]
+    starts, ends = _ints(starts), _ints(ends)
+    axes = list(range(len(starts))) if axes is None else _ints(axes)
+    steps = [1] * len(starts) if steps is None else _ints(steps)
     index = [slice(None)] * x.dim()
     for s, e, a, st in zip(starts, ends, axes, steps):
         if st <= 0:
@@ -165,7 +169,7 @@ def split(x, sizes=None, axis: int = 0, num_outputs: int | None = None):
         n = num_outputs
         step = -(-x.shape[axis] // n)
         return tuple(torch.split(x, step, dim=axis))
-    return tuple(torch.split(x, [int(s) for s in (sizes.tolist() if torch.is_tensor(sizes) else sizes)], dim=axis))
+    return tuple(torch.split(x, _ints(sizes), dim=axis))
 
 
 def mod(a, b, fmod: int = 0):
