@@ -202,9 +202,14 @@ def analyze(model, data, *, drift: "str | DriftModel | None" = None, sigma: floa
 
 def require_torch(verb: str) -> None:
     """A one-line error (exit 2) naming what to install, instead of an ImportError deep inside ``verb``."""
-    import importlib.util
+    import importlib
 
-    missing = [m for m in ("torch", "botorch") if importlib.util.find_spec(m) is None]
+    missing = []
+    for name in ("torch", "botorch"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
     if missing:
         raise ConfigError(f"{verb} needs {' and '.join(missing)}; install them with pip install 'ftcompile[harden]' "
                           "(validate, sweep and analyze run without).")

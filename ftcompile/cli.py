@@ -14,6 +14,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ftcompile import api
@@ -31,7 +32,7 @@ err = Console(stderr=True)
 
 def fail(exc: BaseException) -> None:
     if isinstance(exc, FtcompileError):
-        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code)
     if isinstance(exc, KeyboardInterrupt):
         err.print("interrupted", highlight=False)
@@ -359,7 +360,7 @@ def harden(
     targets: str = _targets_opt(),
     bias: bool = _bias_opt(),
     lr: float = typer.Option(1e-3, help="Adam learning rate."),
-    batch_size: int = typer.Option(64, help="Training batch size."),
+    batch_size: int = typer.Option(64, "--train-batch-size", help="Training batch size (fine-tuning)."),
     channel: bool = typer.Option(False, "--channel", help="Channel dropout after convolutions."),
     min_accuracy: Optional[float] = typer.Option(None, help="Gate on the sign-off's --stat accuracy (0-1)."),
     stat: str = typer.Option("mean", help="mean, total_ci_low, drift_ci_low, p5 or min."),
@@ -499,6 +500,8 @@ def inspect(
     with guarded():
         from collections import Counter
         from dataclasses import asdict
+
+        api.require_torch("inspect")
 
         from ftcompile.api import load_model
         from ftcompile.export import get_metadata

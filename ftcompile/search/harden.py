@@ -95,7 +95,7 @@ class HardenConfig:
                   (0 < self.max_rate < 1, "--max-rate must be in (0, 1)"), (0 <= self.rate < 1, "--rate must be in [0, 1)"),
                   (0 <= self.awp_gamma <= 1, "--awp-gamma must be in [0, 1]"),
                   (4 <= self.code_bits <= 1024, "--code-bits must be in [4, 1024]"),
-                  (self.lr > 0, "--lr must be > 0"), (self.batch_size >= 1, "--batch-size must be >= 1"),
+                  (self.lr > 0, "--lr must be > 0"), (self.batch_size >= 1, "--train-batch-size must be >= 1"),
                   (self.device in ("cpu", "cuda") or self.device.startswith("cuda:"), "--device must be cpu or cuda"),
                   (self.time_budget is None or self.time_budget > 0, "--time-budget must be > 0"),
                   (self.workers >= 1, "--workers must be >= 1"),

@@ -173,3 +173,45 @@ def test_validate_runs_without_torch(files):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "verdict" in r.stdout
+
+
+def test_torch_free_machine_gets_an_install_hint_for_harden_and_inspect(files, tmp_path):
+    model, data = files
+    for args in (["inspect", str(model)], ["inspect", "--ops"],
+                 ["harden", str(model), "--train", str(data), "--val", str(data)]):
+        code = (NO_TORCH + "from ftcompile.cli import app\n"
+                f"app({args!r})\n")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2, (args, r.stderr)
+        assert "pip install 'ftcompile[harden]'" in r.stderr and "internal error" not in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_missing_provider_is_refused_not_silently_replaced(files):
+    model, data = files
+    r = run("validate", model, "--data", data, "--samples", "2", "--provider", "cuda")
+    assert r.exit_code == 2 and "CUDAExecutionProvider" in r.output and "--provider cpu" in r.output
+
+
+def test_inspect_lists_the_supported_ops():
+    r = run("inspect", "--ops")
+    assert r.exit_code == 0 and {"Conv", "LSTM", "GridSample", "Split"} <= set(r.stdout.split())
+
+
+def test_shared_options_are_the_same_everywhere():
+    """Options several commands take are declared once: same flags, same defaults."""
+    import typer
+
+    commands = {c.name: c for c in typer.main.get_command(app).commands.values()}
+    shared = ("--targets", "--bias", "--seed", "--output", "--metric", "--provider", "--batch-size", "--quiet",
+              "--json", "--workers", "--executor")
+    seen = {}
+    for name, cmd in commands.items():
+        for p in cmd.params:
+            if getattr(p, "param_type_name", "") == "option":
+                for flag in p.opts:
+                    if flag in shared:
+                        seen.setdefault(flag, {})[name] = p.default
+    for flag, defaults in seen.items():
+        assert len(set(map(str, defaults.values()))) == 1, (flag, defaults)
+    assert {"--targets", "--bias"} <= {f for f, d in seen.items() if "harden" in d and "sweep" in d}
