@@ -27,14 +27,15 @@ import ftcompile  # noqa: E402
 
 SIGMAS = [0.0, 0.4, 0.6, 0.8, 1.0, 1.2]
 RUNNER = """
-import json, resource, sys, time
+import json, sys, time
 import ftcompile
+from ftcompile.resources import peak_rss_mb
 from ftcompile.search.harden import HardenConfig
 args = json.loads(sys.argv[1])
 t = time.perf_counter()
 r = ftcompile.harden(args.pop("model"), args.pop("train"), args.pop("val"), test=args.pop("test"), out=args.pop("out"),
                      validate_samples=args.pop("validate_samples"), plot=False, config=HardenConfig(**args))
-print(json.dumps({"seconds": time.perf_counter() - t, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print(json.dumps({"seconds": time.perf_counter() - t, "peak_mb": peak_rss_mb(),
                   "rates": r.rates, "trials": [[t.trial, t.objective] for t in r.trials], "after_mean": r.after.stats.mean}))
 """
 

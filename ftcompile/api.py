@@ -248,6 +248,7 @@ class HardenResult:
     report_markdown: Path | None = None
     plot: Path | None = None
     journal: Path | None = None
+    peak_mb: float = 0.0  # this process's own peak memory (worker processes not included)
 
     @property
     def passed(self) -> bool:
@@ -283,6 +284,7 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
     require_torch("harden")
     from ftcompile.frontend import load_model
     from ftcompile.passes.dropout import insert_dropout
+    from ftcompile.resources import peak_rss_mb
     from ftcompile.search.harden import HardenConfig, config_dict, journal_path_for, search
     from ftcompile.search.journal import Journal
     from ftcompile.search.report import write_harden_reports
@@ -324,6 +326,7 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
     elif plot:
         stage(f"no before/after plot: drift {drift.spec()} has no single sigma term to sweep")
     result.seconds = time.perf_counter() - t0
+    result.peak_mb = peak_rss_mb()
     write_harden_reports(result, paths["json"], paths["md"])
     return result
 

@@ -26,7 +26,7 @@ def harden_json(result) -> dict:
         "best_trial": result.best_trial, "trials": [_trial_json(t) for t in result.trials],
         "torch_objective": {"before": result.torch_before, "after": result.torch_after},
         "before": to_json(result.before), "after": to_json(result.after), "verdict": result.verdict,
-        "seconds": result.seconds, "plot": str(result.plot) if result.plot else None, "versions": package_versions(),
+        "seconds": result.seconds, "peak_mb": result.peak_mb, "plot": str(result.plot) if result.plot else None, "versions": package_versions(),
     })
 
 
