@@ -408,7 +408,7 @@ def _constant_of_shape(b, node, inputs, attrs):
     value = attrs.get("value")
     arr = numpy_helper.to_array(value) if value is not None else np.zeros(1, np.float32)
     return b.call(ops.constant_of_shape, (inputs[0],), {"value": arr.reshape(-1)[0].item(),
-                                                         "dtype": torch.from_numpy(arr).dtype})
+                                                         "dtype": torch.from_numpy(arr.copy()).dtype})
 
 
 @converts("Expand")

@@ -75,14 +75,20 @@ def slice_(x, starts, ends, axes=None, steps=None):
     axes = list(range(len(starts))) if axes is None else _ints(axes)
     steps = [1] * len(starts) if steps is None else _ints(steps)
     index = [slice(None)] * x.dim()
+    backward = []
     for s, e, a, st in zip(starts, ends, axes, steps):
-        if st <= 0:
-            raise NotImplementedError("Slice with a non-positive step")
+        if st == 0:
+            raise ValueError("Slice with step 0")
         n = x.shape[a]
-        s = max(0, min(n, s + n if s < 0 else s))
-        e = max(0, min(n, e + n if e < 0 else e))
-        index[a % x.dim()] = slice(s, e, st)
-    return x[tuple(index)]
+        s, e = s + n if s < 0 else s, e + n if e < 0 else e
+        if st > 0:
+            index[a % x.dim()] = slice(max(0, min(n, s)), max(0, min(n, e)), st)
+        else:  # ONNX clamps a backward slice to [0, n-1] and [-1, n-1]; torch has no negative steps
+            backward.append((a % x.dim(), max(-1, min(n - 1, s)), max(-1, min(n - 1, e)), st))
+    x = x[tuple(index)]
+    for axis, s, e, st in backward:
+        x = x.index_select(axis, torch.arange(s, e, st, device=x.device))
+    return x
 
 
 def cast(x, dtype: torch.dtype):

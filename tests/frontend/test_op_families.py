@@ -134,3 +134,18 @@ def test_harden_end_to_end(name, exporter, tmp_path):
                                  "--samples", "2", "--validate-samples", "2", "--no-plot", "--quiet",
                                  "--method", "bayesft+noise"])
     assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize("starts,ends,steps", [([-1], [-(2**63) + 1], [-1]), ([5], [1], [-2]), ([0], [2**63 - 1], [2])])
+def test_slice_backward_and_strided_matches_onnxruntime(starts, ends, steps):
+    """F.pad's export reverses its pads with a step -1 Slice; option-A ResNet shortcuts use step 2."""
+    from onnx import TensorProto, helper
+
+    inits = [onnx.numpy_helper.from_array(np.array(v, np.int64), k)
+             for k, v in (("s", starts), ("e", ends), ("a", [1]), ("t", steps))]
+    g = helper.make_graph([helper.make_node("Slice", ["x", "s", "e", "a", "t"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "M"])], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    imported = import_onnx(model)
+    assert imported.parity.ok and imported.parity.max_abs == 0

@@ -1,0 +1,148 @@
+"""ResNet-20 on CIFAR-10 (He et al. 2016, the CIFAR variant): the ERM model the search benchmarks harden.
+
+3 stages x 3 basic blocks, 16/32/64 channels, BatchNorm, identity shortcuts (option A: subsample and zero-pad
+the new channels), 0.27 M parameters, 19 dropout sites once imported.
+Data (from --data, default ../shared/data, see its SOURCES.md): the 20,000-image training subset split
+(seed 0) into 18,000 train / 2,000 val; all 10,000 test images. Training: SGD (momentum 0.9, Nesterov,
+weight decay 5e-4), batch 128, learning rate 0.1 with cosine decay, random crop (padding 4) and horizontal flip.
+Writes the normalized splits to --work and the ERM model to benchmarks/models/resnet20_cifar10.onnx
+(kept in the repository so that benchmarks never retrain it), with its training log beside it.
+Usage: python examples/cifar_resnet20/prepare.py [--epochs 40] [--threads 2] [--data DIR] [--work DIR]
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from models import export  # noqa: E402
+
+MODEL = ROOT / "benchmarks" / "models" / "resnet20_cifar10.onnx"
+MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32).reshape(1, 3, 1, 1)
+STD = np.array([0.2470, 0.2435, 0.2616], np.float32).reshape(1, 3, 1, 1)
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.pad = cout - cin  # option A (the paper's for CIFAR): subsample, zero-pad the new channels
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        short = x if not self.pad else F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+        return F.relu(self.bn2(self.conv2(out)) + short)
+
+
+class ResNet20(nn.Module):
+    def __init__(self, classes: int = 10, widths=(16, 32, 64), blocks: int = 3):
+        super().__init__()
+        self.conv = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(widths[0])
+        layers, cin = [], widths[0]
+        for i, w in enumerate(widths):
+            for j in range(blocks):
+                layers.append(BasicBlock(cin, w, 2 if i > 0 and j == 0 else 1))
+                cin = w
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        x = self.layers(F.relu(self.bn(self.conv(x))))
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+def normalize(x: np.ndarray) -> np.ndarray:
+    return ((x.transpose(0, 3, 1, 2).astype(np.float32) / 255.0 - MEAN) / STD).astype(np.float32)
+
+
+def augment(xb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random crop with padding 4 and horizontal flip, per image."""
+    n = len(xb)
+    padded = F.pad(xb, (4, 4, 4, 4))
+    dx, dy = torch.randint(0, 9, (2, n), generator=gen)
+    rows = (dy[:, None] + torch.arange(32))[:, :, None].expand(n, 32, 32)
+    cols = (dx[:, None] + torch.arange(32))[:, None, :].expand(n, 32, 32)
+    idx = torch.arange(n)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[idx, rows, cols].permute(0, 3, 1, 2)
+    flip = torch.rand(n, generator=gen) < 0.5
+    out[flip] = out[flip].flip(-1)
+    return out
+
+
+def train(x: np.ndarray, y: np.ndarray, epochs: int, log: list) -> nn.Module:
+    torch.manual_seed(0)
+    net = ResNet20()
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    steps = epochs * -(-len(x) // 128)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 0.1, total_steps=steps, pct_start=0.15,
+                                                anneal_strategy="cos")
+    gen = torch.Generator().manual_seed(0)
+    for epoch in range(epochs):
+        net.train()
+        t0, total, correct = time.perf_counter(), 0.0, 0
+        for idx in torch.randperm(len(x), generator=gen).split(128):
+            xb, yb = augment(xt[idx], gen), yt[idx]
+            out = net(xb)
+            loss = F.cross_entropy(out, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(idx)
+            correct += (out.argmax(1) == yb).sum().item()
+        log.append({"epoch": epoch, "loss": total / len(x), "train_acc": correct / len(x),
+                    "seconds": time.perf_counter() - t0})
+        print(json.dumps(log[-1]), flush=True)
+    return net.eval()
+
+
+def main(data: Path, work: Path, epochs: int, threads: int) -> None:
+    work.mkdir(parents=True, exist_ok=True)
+    files = {name: data / f"cifar10_{name}.npz" for name in ("train20k", "test")}
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        sys.exit(f"error: {', '.join(missing)} not found; point --data at a folder with cifar10_train20k.npz "
+                 "and cifar10_test.npz (x uint8 NHWC, y int64).")
+    train_set, test = np.load(files["train20k"]), np.load(files["test"])
+    order = np.random.default_rng(0).permutation(len(train_set["y"]))
+    x, y = normalize(train_set["x"]), train_set["y"].astype(np.int64)
+    np.savez(work / "train.npz", x=x[order[:18000]], y=y[order[:18000]])
+    np.savez(work / "val.npz", x=x[order[18000:]], y=y[order[18000:]])
+    np.savez(work / "test.npz", x=normalize(test["x"]), y=test["y"].astype(np.int64))
+    if MODEL.exists():
+        print(f"{MODEL} exists; wrote the splits only")
+        return
+    torch.set_num_threads(threads)
+    log: list = []
+    net = train(x[order[:18000]], y[order[:18000]], epochs, log)
+    MODEL.parent.mkdir(parents=True, exist_ok=True)
+    export(net, MODEL, shape=(1, 3, 32, 32))
+    with torch.no_grad():
+        xt, yt = torch.from_numpy(normalize(test["x"])), torch.from_numpy(test["y"])
+        acc = float(torch.cat([net(b).argmax(1) for b in xt.split(1000)]).eq(yt).float().mean())
+    MODEL.with_suffix(".json").write_text(json.dumps({"epochs": epochs, "test_accuracy": acc, "log": log,
+                                                      "params": sum(p.numel() for p in net.parameters())}, indent=2))
+    print(f"wrote {MODEL}: test accuracy {100 * acc:.2f}% on 10,000 CIFAR-10 test images")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--work", type=Path, default=HERE / "work")
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    main(a.data, a.work, a.epochs, a.threads)
