@@ -351,6 +351,10 @@ def harden(
     code_bits: int = typer.Option(16, help="--method ftna: output code length (Hadamard codes)."),
     train_sigma: Optional[float] = typer.Option(None, help="Drift sampled in training (+noise methods); default --sigma."),
     search: str = typer.Option("bo", help="bo (BoTorch), random or grid."),
+    rates: str = typer.Option("per-layer", "--rates", help="Search space: per-layer (one rate per site, the "
+                              "paper's), per-stage (sites after layers of one width share a rate) or shared."),
+    trial_fraction: float = typer.Option(1.0, help="Share of the training set each trial fine-tunes on "
+                                         "(the final fine-tune uses all of it)."),
     kernel: str = typer.Option("matern52", help="GP kernel: matern52 (ARD) or exp (the paper's)."),
     objective: str = typer.Option("accuracy", help="accuracy, loss, or a metric package.module:function."),
     drift: Optional[str] = typer.Option(None, "--drift", help="Drift spec of the objective and the sign-off "
@@ -387,7 +391,7 @@ def harden(
 
         cfg = HardenConfig(sigma=sigma, method=method, trials=trials, epochs=epochs, final_epochs=final_epochs,
                            samples=samples, max_rate=max_rate, rate=rate, awp_gamma=awp_gamma, code_bits=code_bits,
-                           train_sigma=train_sigma, search=search,
+                           train_sigma=train_sigma, search=search, rates=rates, trial_fraction=trial_fraction,
                            kernel=kernel, objective=objective, drift=drift, targets=targets, bias=bias, lr=lr, batch_size=batch_size, channel=channel,
                            seed=seed, device=device, time_budget=_duration(time_budget), workers=workers,
                            executor=executor, ray_address=ray_address)
@@ -428,7 +432,7 @@ class TrialBoard:
         if not err.is_terminal:
             score = (f"objective {100 * record.objective:6.2f}% +- {100 * record.stderr:.2f}"
                      if record.status == "ok" else f"FAILED ({record.error})")
-            err.print(f"trial {record.trial:3d}  rates [{', '.join(f'{r:.2f}' for r in record.rates)}]  {score}"
+            err.print(f"trial {record.trial:3d}  {record.origin or '':6s}  rates [{', '.join(f'{r:.2f}' for r in record.x)}]  {score}"
                       f"  best {100 * best.objective:6.2f}%  ({record.seconds:.1f} s)", highlight=False,
                       soft_wrap=True)
             return
@@ -446,12 +450,12 @@ class TrialBoard:
         eta = (time.perf_counter() - self.t0) / done * left if done else 0.0
         table = Table(title=f"trials (best {100 * best.objective:.2f}% at trial {best.trial}, "
                             f"{self.workers} worker{'s' if self.workers > 1 else ''}, ETA {eta:.0f} s)")
-        for col in ("trial", "rates", "objective %", "+- se", "s"):
+        for col in ("trial", "from", "rates", "objective %", "+- se", "s"):
             table.add_column(col, justify="right")
         for r in self.rows[-12:]:
             style = "bold green" if r.trial == best.trial else ("red" if r.status != "ok" else None)
             score = (f"{100 * r.objective:.2f}", f"{100 * r.stderr:.2f}") if r.status == "ok" else ("failed", "")
-            table.add_row(str(r.trial), ", ".join(f"{x:.2f}" for x in r.rates), *score, f"{r.seconds:.1f}",
+            table.add_row(str(r.trial), r.origin, ", ".join(f"{x:.2f}" for x in r.x), *score, f"{r.seconds:.1f}",
                           style=style)
         return table
 

@@ -1,14 +1,22 @@
 """Proposers of dropout rates: BoTorch Bayesian optimization (the paper's method), random search, grid.
 
-All share ``propose(X, Y, q) -> q x d`` rates and ``best(X, Y) -> index``. BO: Sobol initial design of
-``max(5, 2d+1)`` points, then a ``SingleTaskGP`` (learned homoskedastic noise: the objective is noisy
-through Monte Carlo and training) with Matern-5/2 ARD or the paper's exponential kernel (Matern-1/2),
+All share ``propose(X, Y, q, ...) -> Proposal`` (``q x d`` points and where they came from) and
+``best(X, Y) -> index``. BO: a scrambled Sobol design of ``n_init`` points, at most a quarter of the
+trials (``max(2, min(2d+1, trials // 4))``) so that BO proposes most of the budget even at 20-60
+dimensions; then a ``SingleTaskGP`` (learned homoskedastic noise: the objective is noisy through
+Monte Carlo and training) with Matern-5/2 ARD or the paper's exponential kernel (Matern-1/2),
 ``qLogNoisyExpectedImprovement`` and ``optimize_acqf``. The best trial is the one with the highest
 posterior mean, not the luckiest draw.
+
+Failures: the design index counts every proposal ever made (finished, failed or running), so a design
+point is never proposed twice. A failed point enters the GP scored as the worst objective seen so far:
+the posterior mean is low around it, so the acquisition moves away from that region without ever being
+told a number the trial did not produce.
 """
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import torch
 from torch.quasirandom import SobolEngine
@@ -18,8 +26,21 @@ SEARCHES = ("bo", "random", "grid")
 DTYPE = torch.double
 
 
+@dataclass(frozen=True)
+class Proposal:
+    """``points`` (``q x d``) and where each came from: design, bo, random or grid."""
+
+    points: torch.Tensor
+    origin: str
+
+
+def initial_design_size(dim: int, trials: int) -> int:
+    """Sobol points before the GP starts: ``2d+1`` at most, a quarter of the trials at most, 2 at least."""
+    return max(2, min(2 * dim + 1, trials // 4))
+
+
 class Controller:
-    """Search over rates in ``[0, max_rate]^dim``. ``X``: ``n x d`` rates tried, ``Y``: ``n`` objectives."""
+    """Search over points in ``[0, max_rate]^dim``. ``X``: ``n x d`` points tried, ``Y``: ``n`` objectives."""
 
     def __init__(self, dim: int, *, max_rate: float = 0.8, search: str = "bo", kernel: str = "matern52",
                  seed: int = 0, n_init: int | None = None, trials: int = 20):
@@ -28,7 +49,7 @@ class Controller:
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}")
         self.dim, self.max_rate, self.search, self.kernel, self.seed = dim, max_rate, search, kernel, seed
-        self.n_init = max(5, 2 * dim + 1) if n_init is None else n_init
+        self.n_init = initial_design_size(dim, trials) if n_init is None else n_init
         self.bounds = torch.stack([torch.zeros(dim, dtype=DTYPE), torch.full((dim,), max_rate, dtype=DTYPE)])
         if search == "grid":
             per_axis = max(2, round(trials ** (1 / dim)))
@@ -45,23 +66,35 @@ class Controller:
         sobol = SobolEngine(self.dim, scramble=True, seed=self.seed).draw(start + q, dtype=DTYPE)
         return sobol[start:] * self.max_rate
 
-    def propose(self, X: torch.Tensor, Y: torch.Tensor, q: int = 1,
-                pending: torch.Tensor | None = None) -> torch.Tensor:
-        n = len(X) + (0 if pending is None else len(pending))
-        if self.search != "bo" or len(X) < self.n_init:  # the GP starts from n_init finished trials
-            return self._design(n, q)
+    def propose(self, X: torch.Tensor, Y: torch.Tensor, q: int = 1, pending: torch.Tensor | None = None,
+                proposed: int | None = None, failed: torch.Tensor | None = None) -> Proposal:
+        """``q`` new points.
+
+        Args:
+            X, Y: finished trials (``n x d``, ``n``).
+            pending: points still running (``p x d``), so a q-batch does not propose them again.
+            proposed: how many points were ever proposed (finished, failed, running); the design continues
+                from there. Default ``n + p``.
+            failed: points whose trials failed (``f x d``).
+        """
+        n = len(X) + (0 if pending is None else len(pending)) if proposed is None else proposed
+        if self.search != "bo":
+            return Proposal(self._design(n, q), self.search)
+        if len(X) < self.n_init:  # the GP starts from n_init finished trials
+            return Proposal(self._design(n, q), "design")
         from botorch.acquisition.logei import qLogNoisyExpectedImprovement
         from botorch.optim import optimize_acqf
 
-        model = self._fit(X, Y)
+        X_all, Y_all = with_failures(X, Y, failed)
+        model = self._fit(X_all, Y_all)
         with warnings.catch_warnings():
             # repeated rates make the GP's covariance near-singular; gpytorch adds jitter and says so
             warnings.simplefilter("ignore")
-            acq = qLogNoisyExpectedImprovement(model, X_baseline=X.to(DTYPE), X_pending=pending,
+            acq = qLogNoisyExpectedImprovement(model, X_baseline=X_all.to(DTYPE), X_pending=pending,
                                                prune_baseline=True)
             cand, _ = optimize_acqf(acq, bounds=self.bounds, q=q, num_restarts=8, raw_samples=256,
                                     options={"seed": self.seed + n})
-        return cand.detach()
+        return Proposal(cand.detach(), "bo")
 
     def _fit(self, X: torch.Tensor, Y: torch.Tensor):
         from botorch.fit import fit_gpytorch_mll
@@ -88,3 +121,11 @@ class Controller:
             warnings.simplefilter("ignore")
             mean = model.posterior(X.to(DTYPE)).mean.reshape(-1)
         return int(torch.argmax(mean))
+
+
+def with_failures(X: torch.Tensor, Y: torch.Tensor, failed: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Finished points plus failed ones, each failure scored as the worst objective seen so far."""
+    if failed is None or not len(failed) or not len(Y):
+        return X, Y
+    worst = torch.full((len(failed),), float(Y.min()), dtype=Y.dtype)
+    return torch.cat([X, failed.to(X.dtype)]), torch.cat([Y, worst])

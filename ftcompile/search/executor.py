@@ -20,8 +20,10 @@ from typing import Any, Callable, Protocol
 @dataclass(frozen=True)
 class TrialTask:
     trial: int
-    rates: tuple
+    rates: tuple            # one rate per dropout site
     seed: int
+    point: tuple = ()       # the controller's point (one value per group of sites)
+    origin: str = ""        # design, bo, random, grid or retry
 
 
 @dataclass(frozen=True)

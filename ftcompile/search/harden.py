@@ -19,6 +19,7 @@ from ftcompile.search.controller import KERNELS, SEARCHES, Controller
 from ftcompile.search.executor import Executor, TrialTask, make_executor
 from ftcompile.search.journal import Journal, TrialRecord
 from ftcompile.search.objective import OBJECTIVES, DriftObjective, Score
+from ftcompile.search.space import SPACES, RateSpace, rate_space, site_widths
 from ftcompile.search.trainer import TrainConfig, fine_tune
 
 
@@ -67,6 +68,8 @@ class HardenConfig:
     code_bits: int = 16            # ftna: code length (Hadamard codes, at least the next power of 2 > classes)
     train_sigma: float | None = None  # drift sampled while training (+noise methods); default sigma
     search: str = "bo"
+    rates: str = "per-layer"       # search space: per-layer (the paper's), per-stage or shared (space.py)
+    trial_fraction: float = 1.0    # share of the training set each trial fine-tunes on (the final fit: all)
     kernel: str = "matern52"
     objective: str = "accuracy"    # accuracy, loss, or a metric package.module:function
     drift: str | None = None       # drift spec of the objective and sign-off; default lognormal at sigma
@@ -85,6 +88,8 @@ class HardenConfig:
     def __post_init__(self) -> None:
         checks = [(self.method in METHODS, f"--method must be one of {', '.join(METHODS)}"),
                   (self.search in SEARCHES, f"--search must be one of {', '.join(SEARCHES)}"),
+                  (self.rates in SPACES, f"--rates must be one of {', '.join(SPACES)}"),
+                  (0 < self.trial_fraction <= 1, "--trial-fraction must be in (0, 1]"),
                   (self.kernel in KERNELS, f"--kernel must be one of {', '.join(KERNELS)}"),
                   (self.objective in OBJECTIVES or ":" in self.objective,
                    f"--objective must be one of {', '.join(OBJECTIVES)} or package.module:function"),
@@ -161,6 +166,8 @@ def _tensors(dataset, device: str) -> tuple[torch.Tensor, torch.Tensor]:
 class TrialRunner:
     """One trial: reset to the imported weights, set the rates, fine-tune, score under drift.
 
+    Trials fine-tune on a fixed random ``cfg.trial_fraction`` of the training set (the same subset for
+    every trial, so their scores compare); the final fit (``fit``) uses all of it.
     Picklable (module, sites, data and the objective's fixed draws travel together), so a worker process
     runs exactly what this process would.
     """
@@ -168,33 +175,43 @@ class TrialRunner:
     def __init__(self, module: torch.nn.Module, sites, x, y, objective: DriftObjective, cfg: HardenConfig,
                  loss_fn: Callable | None = None, drifting: tuple | None = None):
         self.module, self.sites, self.x, self.y, self.objective = module, sites, x, y, objective
+        keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
+        keep = keep[:max(1, round(cfg.trial_fraction * len(x)))].sort().values
+        self.x_trial, self.y_trial = (x, y) if cfg.trial_fraction >= 1 else (x[keep], y[keep])
         self.loss_fn = loss_fn or torch.nn.functional.cross_entropy
         self.base_state = copy.deepcopy(module.state_dict())
         self.train = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, noise_sigma=cfg.noise,
                                  noise_params=drifting, awp_gamma=cfg.awp_gamma if cfg.strategy.awp else 0.0)
         self.device = cfg.device
 
-    def fit(self, rates, epochs: int, seed: int) -> Score:
+    def fit(self, rates, epochs: int, seed: int, trial: bool = False) -> Score:
         self.module.load_state_dict(self.base_state)
         self.sites.set_rates(list(rates))
-        fine_tune(self.module, self.x, self.y, replace(self.train, epochs=epochs, seed=seed), self.device,
-                  loss_fn=self.loss_fn)
+        x, y = (self.x_trial, self.y_trial) if trial else (self.x, self.y)
+        fine_tune(self.module, x, y, replace(self.train, epochs=epochs, seed=seed), self.device, loss_fn=self.loss_fn)
         return self.objective(self.module)
 
     def __call__(self, task: TrialTask) -> Score:
-        return self.fit(task.rates, self.train.epochs, task.seed)
+        return self.fit(task.rates, self.train.epochs, task.seed, trial=True)
 
 
-def _observed(trials: list[TrialRecord], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _observed(trials: list[TrialRecord], dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Finished points and objectives, and the points whose trials failed (all ``n x dim``)."""
     ok = [t for t in trials if t.status == "ok"]
-    return (torch.tensor([t.rates for t in ok], dtype=torch.double).reshape(-1, dim),
-            torch.tensor([t.objective for t in ok], dtype=torch.double))
+    failed = [t.x for t in trials if t.status != "ok"]
+    return (torch.tensor([t.x for t in ok], dtype=torch.double).reshape(-1, dim),
+            torch.tensor([t.objective for t in ok], dtype=torch.double),
+            torch.tensor(failed, dtype=torch.double).reshape(-1, dim))
 
 
-def run_trials(controller: Controller, executor: Executor, journal: Journal, cfg: HardenConfig, dim: int,
+def run_trials(controller: Controller, executor: Executor, journal: Journal, cfg: HardenConfig, space: RateSpace,
                on_trial: Callable[[TrialRecord, TrialRecord], None] | None = None, retries: int = 1) -> None:
     """Keep ``executor.slots`` trials in flight; each free slot gets a proposal made with the running
-    ones as pending points (asynchronous q-batch BO). Finished trials go to the journal at once."""
+    ones as pending points (asynchronous q-batch BO). Finished trials go to the journal at once.
+
+    A trial that raises is run once more (origin "retry"); if it fails again it is journaled as failed,
+    its point is never proposed again and the GP sees it as the worst objective so far.
+    """
     t0 = time.perf_counter()
     finished = {t.trial for t in journal.trials}
     todo = deque(i for i in range(cfg.trials) if i not in finished)
@@ -204,11 +221,14 @@ def run_trials(controller: Controller, executor: Executor, journal: Journal, cfg
         in_time = cfg.time_budget is None or time.perf_counter() - t0 <= cfg.time_budget
         free = min(executor.slots - len(running), len(todo)) if in_time else 0
         if free > 0:
-            X, Y = _observed(journal.trials, dim)
-            pending = torch.tensor([t.rates for t in running.values()], dtype=torch.double) if running else None
-            for row in controller.propose(X, Y, q=free, pending=pending):
+            X, Y, failed = _observed(journal.trials, space.dim)
+            pending = torch.tensor([t.point for t in running.values()], dtype=torch.double) if running else None
+            proposal = controller.propose(X, Y, q=free, pending=pending, proposed=len(journal.trials) + len(running),
+                                          failed=failed)
+            for row in proposal.points:
                 i = todo.popleft()
-                running[i] = TrialTask(i, tuple(float(r) for r in row), cfg.seed + 1000 + i)
+                point = tuple(float(v) for v in row)
+                running[i] = TrialTask(i, tuple(space.rates(point)), cfg.seed + 1000 + i, point, proposal.origin)
                 executor.submit(running[i])
         if not running:
             break
@@ -216,15 +236,18 @@ def run_trials(controller: Controller, executor: Executor, journal: Journal, cfg
         task = done.task
         if done.failed and attempts[task.trial] < retries:
             attempts[task.trial] += 1
+            running[task.trial] = task = replace(task, origin="retry")
             executor.submit(task)
             continue
         del running[task.trial]
+        point = None if space.kind == "per-layer" else list(task.point)
         if done.failed:
             record = TrialRecord(task.trial, list(task.rates), float("nan"), float("nan"), done.seconds, task.seed,
-                                 status="failed", error=f"{type(done.result).__name__}: {done.result}"[:300])
+                                 status="failed", error=f"{type(done.result).__name__}: {done.result}"[:300],
+                                 origin=task.origin, point=point)
         else:
             record = TrialRecord(task.trial, list(task.rates), done.result.mean, done.result.stderr, done.seconds,
-                                 task.seed)
+                                 task.seed, origin=task.origin, point=point)
         journal.append(record)
         if on_trial is not None:
             ok = [t for t in journal.trials if t.status == "ok"]
@@ -250,20 +273,21 @@ def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, jou
     runner = TrialRunner(module, sites, x_tr, y_tr, objective, cfg, loss_fn, drifting)
     outcome = SearchOutcome(rates=[0.0] * len(sites), base_score=objective(module))
 
+    space = rate_space(cfg.rates, site_widths(sites.gm, sites))
     if cfg.searches and len(sites):
-        controller = Controller(len(sites), max_rate=cfg.max_rate, search=cfg.search, kernel=cfg.kernel,
+        controller = Controller(space.dim, max_rate=cfg.max_rate, search=cfg.search, kernel=cfg.kernel,
                                 seed=cfg.seed, trials=cfg.trials)
         executor = make_executor(cfg.executor, runner, cfg.workers, ray_address=cfg.ray_address,
                                  gpus=1 if cfg.device != "cpu" else 0)
         try:
-            run_trials(controller, executor, journal, cfg, len(sites), on_trial)
+            run_trials(controller, executor, journal, cfg, space, on_trial)
         except KeyboardInterrupt:
             raise Interrupted(f"search interrupted after {len(journal.trials)} trials; the journal "
                               f"{journal.path} keeps them, rerun with --resume to continue.") from None
         finally:
             executor.close()
         outcome.trials = list(journal.trials)
-        X, Y = _observed(outcome.trials, len(sites))
+        X, Y, _ = _observed(outcome.trials, space.dim)
         if len(Y):
             ok = [t for t in outcome.trials if t.status == "ok"]
             best = ok[controller.best(X, Y)]

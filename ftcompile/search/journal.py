@@ -21,8 +21,15 @@ class TrialRecord:
     stderr: float
     seconds: float
     seed: int
-    status: str = "ok"          # "failed": the trial raised twice (or its worker died); not fed to the GP
+    status: str = "ok"          # "failed": the trial raised twice (or its worker died); the GP sees it as the worst
     error: str = ""
+    origin: str = ""            # where the point came from: design, bo, random, grid, or retry (second attempt)
+    point: list | None = None   # the controller's point when sites share rates (None: the rates themselves)
+
+    @property
+    def x(self) -> list:
+        """The point in the search space (what the GP learns from)."""
+        return self.rates if self.point is None else self.point
 
 
 class Journal:

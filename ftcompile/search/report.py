@@ -50,11 +50,11 @@ def harden_markdown(result) -> str:
     lines += ["| site (after layer) | rate |", "| --- | --- |"]
     lines += [f"| {site} | {rate:.3f} |" for site, rate in zip(result.sites, result.rates)]
     if result.trials:
-        lines += ["", "| trial | rates | objective | +- se | seconds |", "| --- | --- | --- | --- | --- |"]
+        lines += ["", "| trial | from | rates | objective | +- se | seconds |", "| --- | --- | --- | --- | --- | --- |"]
         for t in result.trials:
             mark = " (best)" if t.trial == result.best_trial else ""
             score = (pct(t.objective), pct(t.stderr)) if t.status == "ok" else (f"failed: {t.error}", "")
-            lines.append(f"| {t.trial}{mark} | {', '.join(f'{r:.2f}' for r in t.rates)} | {score[0]} "
+            lines.append(f"| {t.trial}{mark} | {t.origin} | {', '.join(f'{r:.2f}' for r in t.x)} | {score[0]} "
                          f"| {score[1]} | {t.seconds:.1f} |")
     for c in a.checks:
         lines.append(f"\nGate {c.name}: {c.value:.4f} -> {'pass' if c.passed else 'FAIL'}")

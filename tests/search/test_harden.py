@@ -61,15 +61,16 @@ def test_noise_injection_changes_the_gradient(files):
 
 
 def test_controller_design_bounds_and_best():
-    c = Controller(3, max_rate=0.5, seed=0)
+    c = Controller(3, max_rate=0.5, seed=0, trials=28)
     assert c.n_init == 7
-    X = c.propose(torch.empty(0, 3), torch.empty(0), q=7)
-    assert X.shape == (7, 3) and X.min() >= 0 and X.max() <= 0.5
+    first = c.propose(torch.empty(0, 3), torch.empty(0), q=7)
+    X = first.points
+    assert first.origin == "design" and X.shape == (7, 3) and X.min() >= 0 and X.max() <= 0.5
     Y = -((X - 0.2) ** 2).sum(1)
     nxt = c.propose(X, Y)
-    assert nxt.shape == (1, 3) and nxt.min() >= 0 and nxt.max() <= 0.5
+    assert nxt.origin == "bo" and nxt.points.shape == (1, 3) and nxt.points.min() >= 0 and nxt.points.max() <= 0.5
     assert c.best(X, Y) == int(torch.argmax(Y))
-    assert Controller(2, search="random", seed=1).propose(torch.empty(0, 2), torch.empty(0)).shape == (1, 2)
+    assert Controller(2, search="random", seed=1).propose(torch.empty(0, 2), torch.empty(0)).points.shape == (1, 2)
 
 
 def test_harden_end_to_end_and_resume(files, tmp_path):
