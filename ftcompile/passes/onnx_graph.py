@@ -32,6 +32,8 @@ _NORM_SLOTS = {
     "InstanceNormalization": {1: "norm", 2: "norm"},
     "GroupNormalization": {1: "norm", 2: "norm"},
 }
+# tensors the importer turns into a layer's state without drifting them: each layer needs its own copy too
+_STATE_SLOTS = {"BatchNormalization": {3: "stat", 4: "stat"}}
 TARGET_MODES = ("params", "crossbar")
 
 
@@ -70,17 +72,18 @@ def constants_to_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
-def _parameter_uses(model: onnx.ModelProto, inits: dict) -> list[tuple[onnx.NodeProto, int, str]]:
+def _parameter_uses(model: onnx.ModelProto, inits: dict, state: bool = False) -> list[tuple[onnx.NodeProto, int, str]]:
     """Every (node, input slot, role) that reads a learned float parameter, in graph order.
 
     Roles: "weight"/"bias" of crossbar layers (Conv, ConvTranspose, Gemm, MatMul by a constant and the
-    Add right after it), "norm" for normalization scale and shift.
+    Add right after it), "norm" for normalization scale and shift; with ``state``, also "stat" for
+    BatchNorm running statistics (trained, written back, never drifted).
     """
     uses = []
     matmul_outputs: set[str] = set()
     for node in model.graph.node:
         op = node.op_type
-        slots = {**_LAYER_SLOTS.get(op, {}), **_NORM_SLOTS.get(op, {})}
+        slots = {**_LAYER_SLOTS.get(op, {}), **_NORM_SLOTS.get(op, {}), **(_STATE_SLOTS.get(op, {}) if state else {})}
         if op == "MatMul":
             slot = 1 if node.input[1] in inits else 0 if node.input[0] in inits else None
             if slot is not None:
@@ -125,8 +128,10 @@ def unshare_weights(model: onnx.ModelProto) -> onnx.ModelProto:
 
     1. an ``Identity`` of an initializer becomes an initializer of its own under the Identity's output
        name (unless that name is a graph output);
-    2. a float initializer read at a parameter slot by several nodes keeps its name for the first reader;
-       each further reader gets a copy named ``<name>.ftcompile<k>``.
+    2. a float initializer read at a parameter slot (or as BatchNorm running statistics) by several nodes
+       keeps its name for the first reader; each further reader gets a copy named ``<name>.ftcompile<k>``.
+       A freshly initialized network has every BatchNorm at mean 0 and variance 1, and the dynamo
+       exporter stores those once.
     """
     out = onnx.ModelProto()
     out.CopyFrom(model)
@@ -148,7 +153,7 @@ def unshare_weights(model: onnx.ModelProto) -> onnx.ModelProto:
         graph.node.extend(keep)
     floats = {n: t for n, t in inits.items() if _is_float(t)}
     readers: dict[str, int] = {}
-    for node, slot, _ in _parameter_uses(out, floats):
+    for node, slot, _ in _parameter_uses(out, floats, state=True):
         name = node.input[slot]
         readers[name] = readers.get(name, 0) + 1
         if readers[name] > 1:

@@ -76,3 +76,29 @@ def test_harden_runs_on_a_model_with_shared_tensors(tmp_path):
                                  str(tmp_path / "d.npz"), "--trials", "1", "--epochs", "1", "--final-epochs", "1",
                                  "--samples", "2", "--validate-samples", "2", "--no-plot", "--quiet"])
     assert r.exit_code == 0, r.output
+
+
+def test_batchnorm_running_statistics_shared_by_two_layers_are_unshared():
+    """The dynamo exporter stores the mean-0/variance-1 statistics of fresh BatchNorms once; after fine-tuning
+    each layer's differ, so each needs its own (a DenseNet-121 export disagreed by 40% of its range)."""
+    rng = np.random.default_rng(0)
+    t = lambda name, a: numpy_helper.from_array(np.asarray(a, np.float32), name)  # noqa: E731
+    inits = [t("w0", rng.standard_normal((4, 3, 3, 3))), t("w1", rng.standard_normal((4, 4, 3, 3))),
+             t("g0", np.ones(4)), t("b0", np.zeros(4)), t("g1", np.ones(4)) , t("b1", np.zeros(4)),
+             t("mean", np.zeros(4)), t("var", np.ones(4))]
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["c0"], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c0", "g0", "b0", "mean", "var"], ["n0"]),
+             helper.make_node("Conv", ["n0", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c1", "g1", "b1", "mean", "var"], ["y"])]
+    g = helper.make_graph(nodes, "bn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 5, 5])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 5, 5])], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    imported = import_onnx(model)
+    bns = [m for m in imported.module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    with torch.no_grad():
+        bns[0].running_mean.add_(0.5)
+        bns[1].running_var.mul_(3.0)
+    x = np.random.default_rng(1).standard_normal((2, 3, 5, 5)).astype(np.float32)
+    want = imported.module(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(ort.InferenceSession(to_onnx(imported).SerializeToString()).run(None, {"x": x})[0],
+                               want, rtol=1e-5, atol=1e-5)
