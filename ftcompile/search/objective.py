@@ -1,8 +1,10 @@
 """The Monte-Carlo objective of BayesFT (eq. 4), in torch, with common random numbers.
 
-``theta_k`` is drawn once per run for every parameter and sample, so every trial is scored under the
-same K drifts and differences between trials are not Monte-Carlo noise. Samples are evaluated in
-chunks with ``torch.func.vmap`` over ``functional_call`` (one batched forward per chunk).
+``theta_k`` is drawn from a generator keyed by (seed, k) for every parameter, so every trial is scored
+under the same K drifts and differences between trials are not Monte-Carlo noise. Samples are evaluated
+in chunks with ``torch.func.vmap`` over ``functional_call``, and each chunk runs over the validation
+inputs in batches: at most ``max_batch`` (sample, input) pairs go through the network at once, so
+peak memory does not grow with the validation set or K. The draws are made per chunk, not kept.
 
 Any other drift model (a spec such as ``quantize:16,lognormal:0.6``, a measured table, a user's model)
 goes through the runtime's ``draw_sample``, whose draws are keyed by (seed, sample, tensor): the same K
@@ -43,18 +45,16 @@ class DriftObjective:
 
     def __init__(self, module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, drift, samples: int,
                  seed: int = 0, kind: "str | Callable" = "accuracy", chunk: int = 10, device: str = "cpu",
-                 only: "set[str] | None" = None):
+                 only: "set[str] | None" = None, max_batch: int = 1024):
         if not callable(kind) and kind not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES} or a metric (outputs, labels) -> float")
         self.x, self.y = x.to(device), y.to(device)
-        self.samples, self.kind, self.chunk, self.seed = int(samples), kind, chunk, seed
+        self.samples, self.kind, self.seed = int(samples), kind, seed
+        self.chunk = max(1, min(chunk, self.samples))
+        self.batch = max(1, max_batch // self.chunk)  # inputs per vmapped forward
         self.only = None if only is None else set(only)
         self.sigma = drift.sigma if isinstance(drift, LogNormalDrift) else None
         self.drift = None if self.sigma is not None else drift
-        gen = torch.Generator().manual_seed(seed)
-        self.theta = {} if self.drift is not None else {
-            name: torch.randn((samples, *p.shape), generator=gen).to(device) for name, p in module.named_parameters()
-            if self.only is None or name in self.only}
         self._vmap_ok = True
         self._labels_np = self.y.cpu().numpy()  # a user metric takes numpy labels, the same every call
 
@@ -78,12 +78,25 @@ class DriftObjective:
         if self.drift is not None:
             values = self._drawn(module, params, buffers)
         for start in range(0, self.samples if self.drift is None else 0, self.chunk):
-            theta = {n: t[start:start + self.chunk] for n, t in self.theta.items()}
-            values += self._chunk(module, params, buffers, theta).tolist()
+            ks = range(start, min(self.samples, start + self.chunk))
+            values += self._chunk(module, params, buffers, self._theta(params, ks)).tolist()
         module.train(was_training)
         mean = sum(values) / len(values)
         var = sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1)
         return Score(mean, math.sqrt(var / len(values)), tuple(values))
+
+    def _theta(self, params: dict, ks: range) -> dict[str, torch.Tensor]:
+        """Standard normals for samples ``ks`` (``len(ks) x *param.shape`` each), keyed by (seed, k) alone."""
+        drifting = [n for n in params if self.only is None or n in self.only]
+        rows = []
+        for k in ks:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + k)
+            rows.append([torch.randn(params[n].shape, generator=gen) for n in drifting])
+        return {n: torch.stack([r[i] for r in rows]).to(self.x.device) for i, n in enumerate(drifting)}
+
+    def _batched(self, forward: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``forward`` over the inputs in batches, logits concatenated along the example axis (-2)."""
+        return torch.cat([forward(xb) for xb in self.x.split(self.batch)], dim=-2)
 
     def _drawn(self, module, params, buffers) -> list[float]:
         clean = {n: p.detach().cpu().numpy() for n, p in params.items()}
@@ -91,19 +104,20 @@ class DriftObjective:
         for k in range(self.samples):
             drifted = {n: torch.from_numpy(w).to(self.x.device)
                        for n, w in draw_sample(self.drift, clean, self.seed, k, self.only).items()}
-            logits = functional_call(module, {**drifted, **buffers}, (self.x,))
+            logits = self._batched(lambda xb: functional_call(module, {**drifted, **buffers}, (xb,)))
             values.append(float(self._metric(logits.unsqueeze(0))[0]))
         return values
 
     def _chunk(self, module, params, buffers, theta) -> torch.Tensor:
-        def forward(th):
+        def forward(th, xb):
             drifted = {n: p * torch.exp(self.sigma * th[n]) if n in th else p for n, p in params.items()}
-            return functional_call(module, {**drifted, **buffers}, (self.x,))
+            return functional_call(module, {**drifted, **buffers}, (xb,))
 
         if self._vmap_ok:
             try:
-                return self._metric(vmap(forward)(theta))
+                return self._metric(self._batched(lambda xb: vmap(forward, in_dims=(0, None))(theta, xb)))
             except Exception:  # some graphs (data-dependent shapes) do not vmap; loop instead
                 self._vmap_ok = False
         k = next(iter(theta.values())).shape[0]
-        return torch.stack([self._metric(forward({n: t[i] for n, t in theta.items()})) for i in range(k)])
+        return torch.stack([self._metric(self._batched(lambda xb: forward({n: t[i] for n, t in theta.items()}, xb)))
+                            for i in range(k)])
