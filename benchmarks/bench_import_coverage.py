@@ -117,6 +117,8 @@ def main():
     import torch
     import torchvision
 
+    # rows of (model, exporter) pairs not run this time are kept from the last results
+    old = json.loads(args.out.read_text())["rows"] if args.out.exists() else []
     rows = []
     env = {**os.environ, "PYTHONPATH": str(HERE.parent), "OMP_NUM_THREADS": "1"}
     for name in args.models.split(","):
@@ -138,8 +140,12 @@ def main():
                   f"{' | '.join(row[s]['message'] for s in ('validate', 'import', 'harden') if s in row and 'message' in row[s])}"
                   f"  ({row['seconds']:.0f} s)", flush=True)
             args.out.parent.mkdir(parents=True, exist_ok=True)
+            done = {(r["model"], r["exporter"]) for r in rows}
+            kept = [r for r in old if (r["model"], r["exporter"]) not in done]
+            order = {name: i for i, name in enumerate(MODELS)}
+            merged = sorted(kept + rows, key=lambda r: (order.get(r["model"], 99), r["exporter"] != "torchscript"))
             args.out.write_text(json.dumps({"torch": torch.__version__, "torchvision": torchvision.__version__,
-                                            "input": SIZE, "rows": rows}, indent=2) + "\n")
+                                            "input": SIZE, "rows": merged}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

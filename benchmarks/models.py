@@ -1,5 +1,6 @@
 """The benchmark networks (torch), shared by the benchmarks and the demo."""
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -64,6 +65,47 @@ def vgg11_cifar(classes: int = 10, width: int = 64) -> nn.Module:
             layers += [nn.Conv2d(cin, width * c, 3, padding=1), nn.ReLU()]
             cin = width * c
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(cin, 512), nn.ReLU(), nn.Linear(512, classes))
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with BatchNorm; the shortcut subsamples and zero-pads new channels (option A)."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.pad = cout - cin  # option A (the paper's for CIFAR): subsample, zero-pad the new channels
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        short = x if not self.pad else F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+        return F.relu(self.bn2(self.conv2(out)) + short)
+
+
+class ResNet20(nn.Module):
+    """ResNet-20 for CIFAR (He et al. 2016): 3 stages x 3 basic blocks, 16/32/64 channels, option-A shortcuts."""
+
+    def __init__(self, classes: int = 10, widths=(16, 32, 64), blocks: int = 3):
+        super().__init__()
+        self.conv = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(widths[0])
+        layers, cin = [], widths[0]
+        for i, w in enumerate(widths):
+            for j in range(blocks):
+                layers.append(BasicBlock(cin, w, 2 if i > 0 and j == 0 else 1))
+                cin = w
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        x = self.layers(F.relu(self.bn(self.conv(x))))
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+def resnet20(classes: int = 10) -> nn.Module:
+    return ResNet20(classes)
 
 
 def train_erm(x, y, epochs=15, seed=0, net=None, device="cpu"):

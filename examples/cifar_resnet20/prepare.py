@@ -18,49 +18,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from models import export  # noqa: E402
+from models import export, resnet20  # noqa: E402
 
 MODEL = ROOT / "benchmarks" / "models" / "resnet20_cifar10.onnx"
 MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32).reshape(1, 3, 1, 1)
 STD = np.array([0.2470, 0.2435, 0.2616], np.float32).reshape(1, 3, 1, 1)
-
-
-class BasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.pad = cout - cin  # option A (the paper's for CIFAR): subsample, zero-pad the new channels
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        short = x if not self.pad else F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
-        return F.relu(self.bn2(self.conv2(out)) + short)
-
-
-class ResNet20(nn.Module):
-    def __init__(self, classes: int = 10, widths=(16, 32, 64), blocks: int = 3):
-        super().__init__()
-        self.conv = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
-        self.bn = nn.BatchNorm2d(widths[0])
-        layers, cin = [], widths[0]
-        for i, w in enumerate(widths):
-            for j in range(blocks):
-                layers.append(BasicBlock(cin, w, 2 if i > 0 and j == 0 else 1))
-                cin = w
-        self.layers = nn.Sequential(*layers)
-        self.fc = nn.Linear(cin, classes)
-
-    def forward(self, x):
-        x = self.layers(F.relu(self.bn(self.conv(x))))
-        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
 def normalize(x: np.ndarray) -> np.ndarray:
@@ -81,9 +47,9 @@ def augment(xb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
-def train(x: np.ndarray, y: np.ndarray, epochs: int, log: list) -> nn.Module:
+def train(x: np.ndarray, y: np.ndarray, epochs: int, log: list) -> torch.nn.Module:
     torch.manual_seed(0)
-    net = ResNet20()
+    net = resnet20()
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
     steps = epochs * -(-len(x) // 128)
