@@ -58,6 +58,10 @@ name, expr, shape, exporter, work = sys.argv[1], sys.argv[2], json.loads(sys.arg
 row = {"model": name, "exporter": exporter}
 torch.manual_seed(0)
 model = eval(expr).eval()
+with torch.no_grad():  # torchvision zero-initializes some heads (ViT): random weights, or every output is 0
+    for p in model.parameters():
+        if p.dim() > 1 and not p.any():
+            p.normal_(0, 0.02)
 x = torch.randn(2, *shape)
 t = time.perf_counter()
 try:

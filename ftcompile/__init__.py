@@ -5,11 +5,6 @@ The runtime verbs (``validate``, ``sweep``, ``analyze``) need only numpy and onn
 """
 __version__ = "0.1.0"
 
-from ftcompile.resources import bound_allocator  # noqa: E402
-
-# before torch starts its threads (it does at import): afterwards glibc keeps the arenas it made
-bound_allocator()
-
 from ftcompile.api import HardenResult, SweepResult, analyze, harden, load_model, sweep, validate  # noqa: F401,E402
 from ftcompile.errors import FtcompileError  # noqa: F401,E402
 from ftcompile.runtime.drift import DriftModel, parse_drift, register_drift  # noqa: F401,E402

@@ -109,15 +109,18 @@ class DriftObjective:
         return values
 
     def _chunk(self, module, params, buffers, theta) -> torch.Tensor:
-        def forward(th, xb):
-            drifted = {n: p * torch.exp(self.sigma * th[n]) if n in th else p for n, p in params.items()}
-            return functional_call(module, {**drifted, **buffers}, (xb,))
+        # the drifted weights of the chunk, once (not per input batch); clean ones are shared, not batched
+        drifted = {n: params[n] * torch.exp(self.sigma * th) for n, th in theta.items()}
+        clean = {n: p for n, p in params.items() if n not in drifted}
+
+        def forward(d, xb):
+            return functional_call(module, {**d, **clean, **buffers}, (xb,))
 
         if self._vmap_ok:
             try:
-                return self._metric(self._batched(lambda xb: vmap(forward, in_dims=(0, None))(theta, xb)))
+                return self._metric(self._batched(lambda xb: vmap(forward, in_dims=(0, None))(drifted, xb)))
             except Exception:  # some graphs (data-dependent shapes) do not vmap; loop instead
                 self._vmap_ok = False
-        k = next(iter(theta.values())).shape[0]
-        return torch.stack([self._metric(self._batched(lambda xb: forward({n: t[i] for n, t in theta.items()}, xb)))
+        k = next(iter(drifted.values())).shape[0]
+        return torch.stack([self._metric(self._batched(lambda xb: forward({n: t[i] for n, t in drifted.items()}, xb)))
                             for i in range(k)])
