@@ -218,7 +218,15 @@ _REGISTRY: dict[str, Callable[..., DriftModel]] = {
     "stuck-at": lambda off, on="0": StuckAtDrift(float(off), float(on)),
     "quantize": lambda levels: QuantizeDrift(int(levels)),
     "table": lambda path, bins=8: TableDrift.load(str(path), int(bins)),
+    "pcm": lambda t, **kw: _devices().pcm(t, **kw),
+    "reram-wan2022": lambda t, **kw: _devices().reram_wan2022(t, **kw),
 }
+
+
+def _devices():
+    from ftcompile.runtime.devices import models
+
+    return models
 
 
 def register_drift(name: str, factory: Callable[..., DriftModel]) -> None:
@@ -235,18 +243,29 @@ def register_drift(name: str, factory: Callable[..., DriftModel]) -> None:
 def parse_drift(spec: str) -> DriftModel:
     """Parse ``"quantize:16,lognormal:0.6"`` (applied in order) into a drift model.
 
-    An item ``package.module:attr[:arg...]`` loads a user's drift model or factory from Python.
+    An item ``package.module:attr[:arg...]`` loads a user's drift model or factory from Python. Items
+    ``key=value`` are keyword arguments of the term before them: ``pcm:1h,g_max=25,comp=global``.
     """
     if isinstance(spec, DriftModel) and not isinstance(spec, str):
         return spec
     items = [s.strip() for s in str(spec).split(",") if s.strip()]
     if not items:
         raise ConfigError(f"drift spec {spec!r} is empty; use e.g. 'lognormal:0.6'.")
-    parts = [_parse_item(item) for item in items]
+    terms: list[tuple[str, dict]] = []
+    for item in items:
+        key, eq, value = item.partition("=")
+        if eq and ":" not in key:
+            if not terms:
+                raise ConfigError(f"drift spec {spec!r} starts with {item!r}; keyword arguments follow a term "
+                                  "(pcm:1d,comp=global).")
+            terms[-1][1][key.strip()] = value.strip()
+        else:
+            terms.append((item, {}))
+    parts = [_parse_item(item, kwargs) for item, kwargs in terms]
     return parts[0] if len(parts) == 1 else CompositeDrift(tuple(parts))
 
 
-def _parse_item(item: str) -> DriftModel:
+def _parse_item(item: str, kwargs: dict | None = None) -> DriftModel:
     name, *args = item.split(":")
     factory = _REGISTRY.get(name)
     if factory is None and "." in name and args:
@@ -256,7 +275,7 @@ def _parse_item(item: str) -> DriftModel:
         raise ConfigError(f"unknown drift model {name!r} in {item!r}; use one of {known}, or module.path:attr.")
     try:
         is_instance = isinstance(factory, DriftModel) and not isinstance(factory, type)
-        model = factory if is_instance else factory(*[_number(a) for a in args])
+        model = factory if is_instance else factory(*[_number(a) for a in args], **(kwargs or {}))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad arguments in drift spec {item!r} ({exc}); e.g. lognormal:0.6, stuck-at:0.01:0.01.") from None
     if not isinstance(model, DriftModel) or isinstance(model, type):

@@ -1,0 +1,164 @@
+"""Device presets as drift models: a weight tensor -> differential conductance pairs -> physics -> weights.
+
+Each layer's weights map to a pair of devices per weight (``physics.differential_targets``; ``|w| = max|W|``
+at ``g_max``, per layer or, with ``per_channel``, per output channel); both devices are programmed and
+drift (the one targeted at 0 ends slightly above it), and the read-back is ``(g+ - g-) * max|W| / g_max``.
+Specs: ``pcm:1d``, ``pcm:1y,comp=global``, ``reram-wan2022:2d``, with ``key=value`` terms after the time
+(``pcm:1h,g_max=25,prog_scale=1,drift_scale=1,read_scale=1,comp=none|global|column,per_channel=1``).
+Biases: the runtime's ``--targets crossbar`` keeps them digital (undrifted), as on most chips.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ftcompile.errors import ConfigError
+from ftcompile.runtime.devices import physics
+
+COMPENSATIONS = ("none", "global", "column")
+_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0, "m": 30 * 86400.0,
+          "y": 365 * 86400.0}
+
+
+def parse_time(text) -> float:
+    """``30s``, ``10min``, ``1h``, ``1d``, ``1w``, ``1m`` (30 days), ``1y`` (365 days) or plain seconds."""
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        s = str(text).strip()
+        unit = next((u for u in sorted(_UNITS, key=len, reverse=True) if s.endswith(u)), "")
+        try:
+            seconds = float(s[: len(s) - len(unit)] if unit else s) * _UNITS.get(unit, 1.0)
+        except ValueError:
+            raise ConfigError(f"time {text!r} is malformed; use seconds or 30s, 10min, 1h, 1d, 1w, 1m, 1y.") from None
+    if not np.isfinite(seconds) or seconds < 0:
+        raise ConfigError(f"time {text!r} must be >= 0 seconds.")
+    return seconds
+
+
+def format_time(seconds: float) -> str:
+    for unit in ("y", "m", "w", "d", "h", "min", "s"):
+        value = seconds / _UNITS[unit]
+        if value >= 1 and abs(value - round(value)) < 1e-9:
+            return f"{round(value)}{unit}"
+    return f"{seconds:g}s"
+
+
+def _scales(w: np.ndarray, per_channel: bool) -> np.ndarray:
+    if per_channel and w.ndim > 1:
+        scale = np.max(np.abs(w.reshape(w.shape[0], -1)), axis=1).reshape((-1,) + (1,) * (w.ndim - 1))
+        return np.where(scale > 0, scale, 1.0).astype(np.float64)
+    scale = float(np.max(np.abs(w))) if w.size else 0.0
+    return np.float64(scale if scale > 0 else 1.0)
+
+
+def _check(compensation: str, **scales) -> None:
+    if compensation not in COMPENSATIONS:
+        raise ConfigError(f"comp={compensation!r} is unknown; use one of {', '.join(COMPENSATIONS)}.")
+    for name, value in scales.items():
+        if not np.isfinite(value) or value < 0:
+            raise ConfigError(f"{name}={value} must be a number >= 0.")
+
+
+@dataclass(frozen=True)
+class PCMDrift:
+    """Phase-change memory at ``t`` seconds after programming (Nandakumar et al. 2019; Joshi et al. 2020).
+
+    Programming noise, a per-device drift exponent, 1/f read noise (``physics.pcm_*``), then optional global
+    or per-column drift compensation against a read right after programming.
+    """
+
+    t: float
+    g_max: float = 25.0
+    prog_scale: float = 1.0
+    drift_scale: float = 1.0
+    read_scale: float = 1.0
+    comp: str = "none"
+    per_channel: bool = False
+
+    def __post_init__(self) -> None:
+        _check(self.comp, g_max=self.g_max, prog_scale=self.prog_scale, drift_scale=self.drift_scale,
+               read_scale=self.read_scale)
+        if self.g_max <= 0:
+            raise ConfigError("g_max must be > 0 (uS).")
+
+    def apply(self, w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if not w.size:
+            return w
+        w64 = w.astype(np.float64)
+        scale = _scales(w64, self.per_channel)
+        targets = physics.differential_targets(w64, scale, self.g_max)
+        reads, baseline = [], []
+        for g_t in targets:  # g+ then g-: each device has its own noise
+            z = rng.standard_normal((4,) + w.shape)
+            g_p = physics.pcm_program(g_t, z[0], self.g_max, self.prog_scale)
+            nu = physics.pcm_drift_exponent(g_t, z[1], self.g_max, self.drift_scale)
+            g_d = physics.pcm_drifted(g_p, nu, self.t)
+            reads.append(physics.pcm_read(g_d, g_p, z[2], self.t, self.g_max, self.read_scale))
+            if self.comp != "none":  # the calibration read right after programming
+                baseline.append(physics.pcm_read(g_p, g_p, z[3], 0.0, self.g_max, self.read_scale))
+        out = physics.differential_weights(reads[0], reads[1], scale, self.g_max)
+        if self.comp != "none":
+            ref = physics.differential_weights(baseline[0], baseline[1], scale, self.g_max)
+            out = out * physics.global_compensation(ref, out, per_column=self.comp == "column")
+        return out.astype(w.dtype)
+
+    def spec(self) -> str:
+        extra = [f"{k}={getattr(self, k):g}" for k in ("g_max", "prog_scale", "drift_scale", "read_scale")
+                 if getattr(self, k) != PCMDrift.__dataclass_fields__[k].default]
+        extra += [f"comp={self.comp}"] if self.comp != "none" else []
+        extra += ["per_channel=1"] if self.per_channel else []
+        return ",".join([f"pcm:{format_time(self.t)}", *extra])
+
+
+@dataclass(frozen=True)
+class ReRAMDrift:
+    """ReRAM read-back spread of Wan et al. 2022 (NeuRRAM) at 1 s, 1 day or 2 days after programming."""
+
+    t: float
+    g_max: float = physics.RERAM_G_MAX
+    scale: float = 1.0
+    per_channel: bool = False
+
+    def __post_init__(self) -> None:
+        _check("none", g_max=self.g_max, scale=self.scale)
+        if self.t not in physics.RERAM_WAN2022:
+            times = ", ".join(format_time(t) for t in physics.RERAM_WAN2022)
+            raise ConfigError(f"reram-wan2022 has fits at {times} only (got {format_time(self.t)}); pick one.")
+
+    def apply(self, w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if not w.size:
+            return w
+        w64 = w.astype(np.float64)
+        scale = _scales(w64, self.per_channel)
+        coeffs = physics.RERAM_WAN2022[self.t]
+        reads = [physics.reram_read(g_t, rng.standard_normal(w.shape), coeffs, self.g_max, self.scale)
+                 for g_t in physics.differential_targets(w64, scale, self.g_max)]
+        return physics.differential_weights(reads[0], reads[1], scale, self.g_max).astype(w.dtype)
+
+    def spec(self) -> str:
+        extra = [f"g_max={self.g_max:g}"] if self.g_max != physics.RERAM_G_MAX else []
+        extra += [f"scale={self.scale:g}"] if self.scale != 1.0 else []
+        extra += ["per_channel=1"] if self.per_channel else []
+        return ",".join([f"reram-wan2022:{format_time(self.t)}", *extra])
+
+
+def pcm(t, **kwargs) -> PCMDrift:
+    return PCMDrift(parse_time(t), **_kwargs(kwargs))
+
+
+def reram_wan2022(t, **kwargs) -> ReRAMDrift:
+    return ReRAMDrift(parse_time(t), **_kwargs(kwargs))
+
+
+def _kwargs(kwargs: dict) -> dict:
+    out = {}
+    for key, value in kwargs.items():
+        if key == "per_channel":
+            out[key] = str(value).lower() in ("1", "true", "yes")
+        elif key == "comp":
+            out[key] = str(value)
+        else:
+            out[key] = float(value)
+    return out

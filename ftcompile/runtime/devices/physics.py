@@ -1,0 +1,121 @@
+"""The device equations, each written once against the array API (numpy in the runtime, torch in training).
+
+Every function takes arrays of any namespace ``array_api_compat.array_namespace`` knows and returns the
+same kind; randomness comes in as standard-normal arrays drawn by the caller, so the numpy runtime (counter-
+keyed generators) and torch training (autograd) share the formulas and differ only in where the noise
+comes from. Conductances are in microsiemens (uS), times in seconds.
+
+Sources:
+- PCM: Nandakumar et al., "Phase-change memory models for deep learning training and inference",
+  ICECS 2019; the model used by Joshi et al., "Accurate deep neural network inference using computational
+  phase-change memory", Nat. Commun. 11, 2473 (2020), and by IBM's aihwkit (``PCMLikeNoiseModel``).
+- ReRAM: polynomial fits of the conductance spread of Wan et al., "A compute-in-memory chip based on
+  resistive random-access memory", Nature 608 (2022) (NeuRRAM), at 1 s, 1 day and 2 days.
+"""
+from __future__ import annotations
+
+import math
+
+from array_api_compat import array_namespace
+
+PCM_T0 = 20.0        # s: the time of the first read after programming
+PCM_T_READ = 250e-9  # s: duration of one read
+
+
+def _clip(xp, x, lo, hi):
+    return xp.minimum(xp.maximum(x, lo), hi)
+
+
+def pcm_programming_sigma(g_target, g_max: float = 25.0):
+    """Std (uS) of PCM programming noise at target conductance ``g_target``:
+    ``s_p = 0.26348 + 1.9650 g_r - 1.1731 g_r^2``, ``g_r = g_target / g_max``."""
+    g_r = g_target / g_max
+    return 0.26348 + 1.9650 * g_r - 1.1731 * g_r ** 2
+
+
+def pcm_program(g_target, z, g_max: float = 25.0, scale: float = 1.0):
+    """Programmed conductance ``g_p = max(g_T + scale * s_p(g_T) * z, 0)`` for standard normals ``z``."""
+    xp = array_namespace(g_target, z)
+    return xp.maximum(g_target + scale * pcm_programming_sigma(g_target, g_max) * z, 0.0)
+
+
+def pcm_drift_exponent_moments(g_target, g_max: float = 25.0):
+    """Mean and std of the drift exponent at ``g_target`` (``g_r`` floored at 1e-7):
+    ``mu = clip(-0.0155 ln g_r + 0.0244, 0.049, 0.1)``, ``s = clip(-0.0125 ln g_r - 0.0059, 0.008, 0.045)``."""
+    xp = array_namespace(g_target)
+    log_gr = xp.log(xp.maximum(g_target / g_max, 1e-7))
+    return _clip(xp, -0.0155 * log_gr + 0.0244, 0.049, 0.1), _clip(xp, -0.0125 * log_gr - 0.0059, 0.008, 0.045)
+
+
+def pcm_drift_exponent(g_target, z, g_max: float = 25.0, scale: float = 1.0):
+    """Per-device drift exponent ``nu = |mu + s z|``, times ``scale`` (aihwkit's ``drift_scale``)."""
+    xp = array_namespace(g_target, z)
+    mu, s = pcm_drift_exponent_moments(g_target, g_max)
+    return scale * xp.abs(mu + s * z)
+
+
+def pcm_drifted(g_programmed, nu, t: float, t0: float = PCM_T0):
+    """Conductance at ``t`` s after programming: ``g_d = g_p ((t + t0) / t0)^(-nu)``."""
+    xp = array_namespace(g_programmed, nu)
+    return g_programmed * xp.exp(-nu * math.log((t + t0) / t0))
+
+
+def pcm_read_sigma_rel(g_programmed, t: float, g_max: float = 25.0, t0: float = PCM_T0,
+                       t_read: float = PCM_T_READ):
+    """Relative std of 1/f read noise: ``Q sqrt(ln((t + t0 + t_r) / (2 t_r)))``,
+    ``Q = min(0.0088 / max((g_p / g_max)^0.65, 1e-3), 0.2)``."""
+    xp = array_namespace(g_programmed)
+    q = xp.minimum(0.0088 / xp.maximum((xp.maximum(g_programmed, 0.0) / g_max) ** 0.65, 1e-3), 0.2)
+    return q * math.sqrt(math.log((t + t0 + t_read) / (2 * t_read)))
+
+
+def pcm_read(g_drifted, g_programmed, z, t: float, g_max: float = 25.0, scale: float = 1.0, t0: float = PCM_T0):
+    """One read at ``t``: ``g = max(g_d + |g_d| * scale * sigma_rel * z, 0)``."""
+    xp = array_namespace(g_drifted, z)
+    sigma = pcm_read_sigma_rel(g_programmed, t, g_max, t0)
+    return xp.maximum(g_drifted + xp.abs(g_drifted) * scale * sigma * z, 0.0)
+
+
+# Wan et al. 2022: std (uS) of the read-back conductance as a polynomial in g_r = g_T / g_max, per time
+RERAM_WAN2022 = {1.0: (0.348, 16.030, -43.853, 45.393, -16.815),
+                 86400.0: (0.701, 22.086, -50.773, 47.095, -16.458),
+                 172800.0: (0.782, 20.274, -43.507, 37.062, -11.934)}
+RERAM_G_MAX = 40.0
+
+
+def reram_sigma(g_target, coefficients, g_max: float = RERAM_G_MAX):
+    """``s = c0 + c1 g_r + c2 g_r^2 + c3 g_r^3 + c4 g_r^4`` (uS), ``g_r = g_target / g_max``."""
+    g_r = g_target / g_max
+    return sum(c * g_r ** k for k, c in enumerate(coefficients))
+
+
+def reram_read(g_target, z, coefficients, g_max: float = RERAM_G_MAX, scale: float = 1.0):
+    """Read-back conductance ``g = max(g_T + scale * s(g_r) * z, 0)``."""
+    xp = array_namespace(g_target, z)
+    return xp.maximum(g_target + scale * reram_sigma(g_target, coefficients, g_max) * z, 0.0)
+
+
+def differential_targets(w, scale, g_max: float):
+    """Targets of the differential pair: ``g+ = max(w, 0) / scale * g_max``, ``g- = max(-w, 0) / scale * g_max``."""
+    xp = array_namespace(w)
+    return xp.maximum(w, 0.0) / scale * g_max, xp.maximum(-w, 0.0) / scale * g_max
+
+
+def differential_weights(g_plus, g_minus, scale, g_max: float):
+    """Read-back weights ``w' = (g+ - g-) * scale / g_max``."""
+    return (g_plus - g_minus) * scale / g_max
+
+
+def global_compensation(w_reference, w_now, per_column: bool = False):
+    """Digital output scale that restores a layer's read-out (Joshi et al. 2020; aihwkit's
+    ``GlobalDriftCompensation`` reads an all-ones input): the ratio of the summed absolute outputs of
+    ``w_reference`` (read once after programming) and ``w_now`` for an all-ones input. Weights are
+    ``out x ...``; ``per_column`` gives one factor per output (shape ``out x 1 x ...``)."""
+    xp = array_namespace(w_reference, w_now)
+    ref = xp.reshape(w_reference, (w_reference.shape[0], -1))
+    now = xp.reshape(w_now, (w_now.shape[0], -1))
+    ref_out, now_out = xp.abs(xp.sum(ref, axis=1)), xp.abs(xp.sum(now, axis=1))
+    if per_column:
+        ratio = ref_out / xp.maximum(now_out, 1e-12)
+        return xp.reshape(ratio, (w_now.shape[0],) + (1,) * (len(w_now.shape) - 1))
+    return xp.sum(ref_out) / xp.maximum(xp.sum(now_out), 1e-12)

@@ -1,0 +1,112 @@
+"""Device physics: each equation against its closed form (Monte-Carlo error bounds), the presets as drift
+models, compensation, numpy/torch agreement of the shared equations."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ftcompile.errors import ConfigError
+from ftcompile.runtime.devices import physics
+from ftcompile.runtime.devices.models import PCMDrift, parse_time
+from ftcompile.runtime.drift import parse_drift
+
+N = 200_000
+
+
+def _z(seed, n=N):
+    return np.random.default_rng(seed).standard_normal(n)
+
+
+@pytest.mark.parametrize("g_t", [5.0, 12.5, 20.0])
+def test_pcm_programming_mean_and_spread(g_t):
+    g = physics.pcm_program(np.full(N, g_t), _z(0))
+    s_p = 0.26348 + 1.9650 * g_t / 25 - 1.1731 * (g_t / 25) ** 2
+    assert abs(g.mean() - g_t) < 4 * s_p / math.sqrt(N)
+    assert abs(g.std() / s_p - 1) < 4 / math.sqrt(2 * N)
+
+
+@pytest.mark.parametrize("g_t,t", [(20.0, 86400.0), (5.0, 3.15e7)])
+def test_pcm_drift_decays_by_the_median_exponent(g_t, t):
+    g_t_arr = np.full(N, g_t)
+    nu = physics.pcm_drift_exponent(g_t_arr, _z(1))
+    mu, s = (float(v[0]) for v in physics.pcm_drift_exponent_moments(g_t_arr[:1]))
+    assert abs(nu.mean() - mu) < 4 * s / math.sqrt(N) and abs(nu.std() / s - 1) < 0.02  # |.| rarely folds here
+    ratio = physics.pcm_drifted(np.ones(N), nu, t) / 1.0
+    assert np.median(ratio) == pytest.approx(((t + 20) / 20) ** -mu, rel=0.01)
+
+
+def test_pcm_read_noise_spread():
+    g_p = np.full(N, 10.0)
+    t = 3600.0
+    g = physics.pcm_read(g_p, g_p, _z(2), t)
+    q = min(0.0088 / (10 / 25) ** 0.65, 0.2)
+    want = q * math.sqrt(math.log((t + 20 + 250e-9) / (2 * 250e-9)))
+    assert abs((g / 10 - 1).std() / want - 1) < 4 / math.sqrt(2 * N)
+
+
+@pytest.mark.parametrize("t", [1.0, 86400.0, 172800.0])
+def test_reram_spread_follows_the_wan2022_fit(t):
+    g_t = 16.0
+    coeffs = physics.RERAM_WAN2022[t]
+    g = physics.reram_read(np.full(N, g_t), _z(3), coeffs)
+    s = sum(c * (g_t / 40) ** k for k, c in enumerate(coeffs))
+    assert abs(g.mean() - g_t) < 4 * s / math.sqrt(N) and abs(g.std() / s - 1) < 4 / math.sqrt(2 * N)
+
+
+def test_global_compensation_restores_the_mean_readout_at_one_year():
+    w = np.random.default_rng(4).standard_normal((256, 128)).astype(np.float32)
+    ones = np.ones(128, np.float32)
+    readout = lambda m: np.abs(m @ ones).sum()  # noqa: E731  (what the compensation reads)
+    raw = [readout(PCMDrift(parse_time("1y")).apply(w, np.random.default_rng(k))) for k in range(20)]
+    comp = [readout(PCMDrift(parse_time("1y"), comp="global").apply(w, np.random.default_rng(k))) for k in range(20)]
+    assert np.mean(raw) < 0.75 * readout(w)                      # a year of drift loses a quarter or more
+    assert abs(np.mean(comp) / readout(w) - 1) < 0.02            # compensation brings it back within 2%
+    rows = lambda m: np.abs(m @ ones)  # noqa: E731  per-output read-outs
+    col = PCMDrift(parse_time("1y"), comp="column").apply(w, np.random.default_rng(0))
+    raw0 = PCMDrift(parse_time("1y")).apply(w, np.random.default_rng(0))
+    assert np.median(np.abs(rows(col) - rows(w))) < 0.5 * np.median(np.abs(rows(raw0) - rows(w)))
+
+
+def test_differential_pair_reads_back_the_weights_without_noise():
+    w = np.random.default_rng(5).standard_normal((8, 9))
+    scale = np.abs(w).max()
+    gp, gm = physics.differential_targets(w, scale, 25.0)
+    assert gp.max() == pytest.approx(25.0) and (gp * gm == 0).all()
+    np.testing.assert_allclose(physics.differential_weights(gp, gm, scale, 25.0), w, rtol=1e-12)
+    d = PCMDrift(parse_time("1s"), prog_scale=0, drift_scale=0, read_scale=0)
+    np.testing.assert_allclose(d.apply(w.astype(np.float32), np.random.default_rng(0)), w, rtol=1e-5, atol=1e-6)
+
+
+def test_the_equations_agree_on_numpy_and_torch():
+    g = np.linspace(0, 25, 101)
+    z = np.random.default_rng(6).standard_normal(101)
+    gt, zt = torch.from_numpy(g), torch.from_numpy(z)
+    for fn in (lambda a, b: physics.pcm_program(a, b), lambda a, b: physics.pcm_drift_exponent(a, b),
+               lambda a, b: physics.pcm_read(a, a, b, 86400.0),
+               lambda a, b: physics.reram_read(a, b, physics.RERAM_WAN2022[1.0])):
+        np.testing.assert_allclose(fn(gt, zt).numpy(), fn(g, z), rtol=1e-12)
+
+
+def test_specs_times_and_errors():
+    assert parse_time("30s") == 30 and parse_time("1h") == 3600 and parse_time("1d") == 86400
+    assert parse_time("1m") == 30 * 86400 and parse_time("10min") == 600 and parse_time("2.5") == 2.5
+    assert parse_drift("pcm:1h,g_max=25,prog_scale=1,drift_scale=1").spec() == "pcm:1h"
+    assert parse_drift("pcm:1y,comp=global").spec() == "pcm:1y,comp=global"
+    assert parse_drift("quantize:16,reram-wan2022:1d").spec() == "quantize:16,reram-wan2022:1d"
+    for spec, needle in (("reram-wan2022:3d", "1s, 1d, 2d"), ("pcm:soon", "malformed"), ("pcm:1d,comp=magic", "comp"),
+                         ("pcm:1d,wobble=2", "bad arguments"), ("comp=global", "follow a term")):
+        with pytest.raises(ConfigError, match=needle):
+            parse_drift(spec)
+
+
+def test_validate_runs_a_device_preset(tmp_path):
+    import ftcompile
+    from tests.helpers import teacher_files
+
+    model, data = teacher_files(tmp_path)
+    early = ftcompile.validate(model, data, drift="pcm:1s", samples=5, targets="crossbar")
+    late = ftcompile.validate(model, data, drift="pcm:1y", samples=5, targets="crossbar")
+    fixed = ftcompile.validate(model, data, drift="pcm:1y,comp=global", samples=5, targets="crossbar")
+    assert late.drift == "pcm:1y" and late.drifting_tensors == 2
+    assert early.stats.mean > late.stats.mean and fixed.stats.mean > late.stats.mean
