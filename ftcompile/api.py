@@ -16,7 +16,8 @@ import numpy as np
 from ftcompile.data import Dataset, as_dataset
 from ftcompile.errors import ConfigError, Interrupted
 from ftcompile.fileio import sha256_file
-from ftcompile.runtime.drift import CompositeDrift, DriftModel, LogNormalDrift, is_identity, parse_drift, sweep_term, term_name, with_sigma
+from ftcompile.runtime.drift import (CompositeDrift, DriftModel, LogNormalDrift, is_identity, parse_drift,
+                                     sweep_term, term_name, with_value)
 from ftcompile.runtime.metrics import Metric, accuracy, parse_metric
 from ftcompile.runtime.parallel import EXECUTORS, shard_job, sharded_sample_metrics
 from ftcompile.runtime.session import DriftSession
@@ -90,9 +91,10 @@ def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: flo
 
 @dataclass(frozen=True)
 class SweepPoint:
-    """The metric at one sigma; ``drift`` is the whole spec measured there. Intervals as in ``SampleStats``."""
+    """The metric at one point of the axis (a sigma, or a time in seconds); ``drift`` is the whole spec
+    measured there. Intervals as in ``SampleStats``."""
 
-    sigma: float
+    x: float
     drift: str
     mean: float
     std: float
@@ -103,13 +105,19 @@ class SweepPoint:
     total_ci_low: float | None
     total_ci_high: float | None
 
+    @property
+    def sigma(self) -> float:
+        return self.x
+
 
 @dataclass
 class SweepResult:
-    """One curve per model: the metric's statistics at each sigma of the ``vary`` term of ``drift``."""
+    """One curve per model: the metric's statistics at each value of ``axis`` (``sigma`` or ``t``, seconds)
+    of the ``vary`` term of ``drift``."""
 
     drift: str
     vary: str
+    axis: str
     samples: int
     seed: int
     curves: dict = field(default_factory=dict)  # model label -> list[SweepPoint]
@@ -135,39 +143,51 @@ def parse_sigmas(spec: "str | Sequence[float]") -> list[float]:
     return [float(v) for v in values]
 
 
+def parse_times(spec: "str | Sequence") -> list[float]:
+    """``"1s,1h,1d,1w,1m,1y"`` (or seconds) -> seconds; ``m`` is a 30-day month, ``min`` a minute."""
+    from ftcompile.runtime.devices.models import parse_time
+
+    items = [p for p in spec.split(",") if p.strip()] if isinstance(spec, str) else list(spec)
+    if not items:
+        raise ConfigError("--times is empty; give times such as 1s,1h,1d,1y.")
+    return [parse_time(p) for p in items]
+
+
 def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.1",
           drift: "str | DriftModel | None" = None, samples: int = 50, seed: int = 0, batch_size: int = 1024,
           metric: "str | Metric" = accuracy, targets: str = "params", bias: bool = False, output: str | None = None,
-          provider: str = "cpu", vary: str | None = None,
+          provider: str = "cpu", vary: str | None = None, times: "str | Sequence | None" = None,
           on_point: Callable[[str, SweepPoint], None] | None = None) -> SweepResult:
     """Accuracy-vs-sigma curves of several models; one session per model, reused across sigmas.
 
     ``sigmas`` set the sigma of one term of ``drift``: the one named ``vary`` (``"lognormal"``,
     ``"gaussian"``), else the spec's only sigma term; every other term applies at every point, so
     ``quantize:2,lognormal:0.6`` at sigma 0 measures the quantization alone. A spec with no sigma term,
-    or several and no ``vary``, is refused.
+    or several and no ``vary``, is refused. ``times`` (``"1s,1h,1d,1y"``) sweeps the time since programming
+    of a device term (``pcm:1d``; ``pcm`` when no drift is given) instead of a sigma.
     """
-    grid = parse_sigmas(sigmas)
-    base = resolve_drift(drift, grid[0])
-    index = sweep_term(base, vary)
+    axis = "sigma" if times is None else "t"
+    grid = parse_sigmas(sigmas) if times is None else parse_times(times)
+    base = resolve_drift(drift if drift is not None or times is None else "pcm:1s", grid[0])
+    index = sweep_term(base, vary, axis)
     term = term_name(base.parts[index] if isinstance(base, CompositeDrift) else base)
     metric = parse_metric(metric)
-    result = SweepResult(drift=base.spec(), vary=term, samples=samples, seed=seed)
+    result = SweepResult(drift=base.spec(), vary=term, axis=axis, samples=samples, seed=seed)
     try:
         for model in models:
             session = open_session(model, targets=targets, bias=bias, output=output, provider=provider)
             dataset = bind_data(session, data)
             label = Path(str(model)).stem
             points = []
-            for sigma in grid:
-                d = with_sigma(base, sigma, term)
+            for value in grid:
+                d = with_value(base, value, term, axis)
                 if is_identity(d):  # nothing drifts: one clean pass is exact
                     run = Samples([clean_metric(session, dataset, batch_size=batch_size, metric=metric)])
                 else:
                     run = run_samples(session, dataset, d, samples=samples, seed=seed, batch_size=batch_size,
                                       metric=metric)
                 s = run.summary()
-                points.append(SweepPoint(sigma, d.spec(), s.mean, s.std, s.p5, s.p95, s.drift_ci_low,
+                points.append(SweepPoint(value, d.spec(), s.mean, s.std, s.p5, s.p95, s.drift_ci_low,
                                          s.drift_ci_high, s.total_ci_low, s.total_ci_high))
                 if on_point is not None:
                     on_point(label, points[-1])

@@ -20,6 +20,7 @@ from rich.table import Table
 from ftcompile import api
 from ftcompile.errors import EXIT_GATE_FAILED, EXIT_INTERRUPTED, FtcompileError
 from ftcompile.fileio import check_writable
+from ftcompile.runtime.devices.models import format_time
 from ftcompile.runtime.stats import format_ci, strict_json
 
 EXIT_INTERNAL = 3
@@ -223,6 +224,8 @@ def sweep(
     drift: Optional[str] = _drift_opt(),
     vary: Optional[str] = typer.Option(None, "--vary", help="The drift term whose sigma --sigmas sets (lognormal, "
                                        "gaussian); default the spec's only sigma term. Other terms stay as given."),
+    times: Optional[str] = typer.Option(None, "--times", help="Sweep the time since programming of a device term "
+                                        "instead (1s,1h,1d,1w,1m,1y; m = 30 days); --drift default pcm. Log-time plot."),
     samples: int = typer.Option(50, help="Monte-Carlo samples per sigma."),
     seed: int = _seed_opt(),
     batch_size: int = _batch_opt(),
@@ -244,27 +247,30 @@ def sweep(
 
     with guarded():
         _outputs(plot, report)
-        grid = api.parse_sigmas(sigmas)
-        with progress(len(grid) * len(models), "sigmas", quiet or as_json) as tick:
+        grid = api.parse_sigmas(sigmas) if times is None else api.parse_times(times)
+        with progress(len(grid) * len(models), "points", quiet or as_json) as tick:
             result = api.sweep(models, data, sigmas=grid, drift=drift, samples=samples, seed=seed,
                                batch_size=batch_size, metric=metric or "accuracy", targets=targets, bias=bias,
-                               output=output, provider=provider, vary=vary, on_point=tick)
-        payload = {"schema": "ftcompile.sweep/2", "drift": result.drift, "vary": result.vary, "samples": result.samples,
-                   "seed": result.seed, "curves": {k: [asdict(p) for p in v] for k, v in result.curves.items()}}
+                               output=output, provider=provider, vary=vary, times=times, on_point=tick)
+        payload = {"schema": "ftcompile.sweep/2", "drift": result.drift, "vary": result.vary, "axis": result.axis,
+                   "samples": result.samples, "seed": result.seed,
+                   "curves": {k: [asdict(p) for p in v] for k, v in result.curves.items()}}
         if plot:
             plot_curves(list(result.curves.items()), plot, title=f"accuracy under {result.drift}",
-                        xlabel=f"{result.vary} sigma")
+                        xlabel=f"{result.vary} sigma" if times is None else "time since programming (s)",
+                        log_x=times is not None)
         if report:
             write_text_atomic(report, _json(payload) + "\n")
     if as_json:
         print(_json(payload))
         return
-    table = Table(title=f"mean accuracy (%) under {result.drift}, {result.vary} sigma swept, {samples} samples")
-    table.add_column("sigma", justify="right")
+    swept = f"{result.vary} sigma" if times is None else f"{result.vary} time"
+    table = Table(title=f"mean accuracy (%) under {result.drift}, {swept} swept, {samples} samples")
+    table.add_column("sigma" if times is None else "time", justify="right")
     for name in result.curves:
         table.add_column(name, justify="right")
-    for i, sigma in enumerate(grid):
-        table.add_row(f"{sigma:g}", *[f"{100 * pts[i].mean:.2f} ({100 * pts[i].p5:.1f}-{100 * pts[i].p95:.1f})"
+    for i, value in enumerate(grid):
+        table.add_row(f"{value:g}" if times is None else format_time(value), *[f"{100 * pts[i].mean:.2f} ({100 * pts[i].p5:.1f}-{100 * pts[i].p95:.1f})"
                                        for pts in result.curves.values()])
     out.print(table)
 

@@ -308,36 +308,44 @@ def term_name(part: DriftModel) -> str:
     return part.spec().split(":")[0]
 
 
-def sweep_term(drift: DriftModel, term: str | None = None) -> int:
-    """Index of the part whose sigma a sweep varies: the one named ``term``, else the only sigma part.
+def sweep_term(drift: DriftModel, term: str | None = None, field: str = "sigma") -> int:
+    """Index of the part whose ``field`` a sweep varies (``sigma``, or ``t`` for device presets): the part
+    named ``term``, else the only part that has the field.
 
     Raises ``ConfigError`` (one line, naming the fix) when the spec has no such part or several.
     """
     parts = _parts(drift)
-    swept = [i for i, p in enumerate(parts) if dataclasses.is_dataclass(p) and hasattr(p, "sigma")]
+    swept = [i for i, p in enumerate(parts) if dataclasses.is_dataclass(p) and hasattr(p, field)]
     spec = drift.spec()
+    what = "sigma" if field == "sigma" else "time (a device preset such as pcm:1d)"
     if term is not None:
         named = [i for i, p in enumerate(parts) if term_name(p) == term]
         if len(named) != 1 or named[0] not in swept:
-            why = "has no such term" if not named else "has it twice" if len(named) > 1 else "has no sigma there"
+            why = "has no such term" if not named else "has it twice" if len(named) > 1 else f"has no {field} there"
             names = ", ".join(term_name(parts[i]) for i in swept) or "none"
             raise ConfigError(f"--vary {term}: drift {spec!r} {why}; sweepable terms: {names}.")
         return named[0]
     if not swept:
-        raise ConfigError(f"drift {spec!r} has no sigma to sweep; add a term such as lognormal:0.6 (e.g. "
-                          f"'{spec},lognormal:0.6') or measure it once with validate.")
+        example = "'{spec},lognormal:0.6'" if field == "sigma" else "'pcm:1d'"
+        raise ConfigError(f"drift {spec!r} has no {what} to sweep; add a term such as {example.format(spec=spec)} "
+                          "or measure it once with validate.")
     if len(swept) > 1:
         names = ", ".join(term_name(parts[i]) for i in swept)
-        raise ConfigError(f"drift {spec!r} has several sigma terms ({names}); choose the one to sweep with --vary NAME.")
+        raise ConfigError(f"drift {spec!r} has several {field} terms ({names}); choose the one to sweep with --vary NAME.")
     return swept[0]
 
 
-def with_sigma(drift: DriftModel, sigma: float, term: str | None = None) -> DriftModel:
-    """The same drift with one sigma term (``sweep_term``) set to ``sigma``; the other terms stay as given."""
+def with_value(drift: DriftModel, value: float, term: str | None = None, field: str = "sigma") -> DriftModel:
+    """The same drift with one term's ``field`` (``sweep_term``) set to ``value``; the others stay as given."""
     parts = list(_parts(drift))
-    i = sweep_term(drift, term)
-    parts[i] = dataclasses.replace(parts[i], sigma=float(sigma))
+    i = sweep_term(drift, term, field)
+    parts[i] = dataclasses.replace(parts[i], **{field: float(value)})
     return parts[0] if len(parts) == 1 else CompositeDrift(tuple(parts))
+
+
+def with_sigma(drift: DriftModel, sigma: float, term: str | None = None) -> DriftModel:
+    """``with_value`` for the sigma of a term."""
+    return with_value(drift, sigma, term, "sigma")
 
 
 def is_identity(drift: DriftModel) -> bool:

@@ -9,8 +9,8 @@ from ftcompile.fileio import write_bytes_atomic
 
 
 def plot_curves(curves: Sequence[tuple[str, Sequence]], path: Path, *, title: str = "Accuracy under drift",
-                xlabel: str = "drift sigma") -> Path:
-    """``curves``: (label, points) where each point has ``sigma``, ``mean``, ``p5``, ``p95``."""
+                xlabel: str = "drift sigma", log_x: bool = False) -> Path:
+    """``curves``: (label, points) where each point has ``x``, ``mean``, ``p5``, ``p95``; ``log_x`` for times."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -18,10 +18,12 @@ def plot_curves(curves: Sequence[tuple[str, Sequence]], path: Path, *, title: st
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     for label, points in curves:
-        xs = [p.sigma for p in points]
+        xs = [p.x for p in points]
         ax.plot(xs, [100 * p.mean for p in points], marker="o", ms=3, label=label)
         ax.fill_between(xs, [100 * p.p5 for p in points], [100 * p.p95 for p in points], alpha=0.2)
     ax.set_xlabel(xlabel)
+    if log_x:
+        ax.set_xscale("log")
     ax.set_ylabel("accuracy (%), mean and p5-p95")
     ax.set_title(title)
     ax.grid(alpha=0.3)

@@ -110,3 +110,26 @@ def test_validate_runs_a_device_preset(tmp_path):
     fixed = ftcompile.validate(model, data, drift="pcm:1y,comp=global", samples=5, targets="crossbar")
     assert late.drift == "pcm:1y" and late.drifting_tensors == 2
     assert early.stats.mean > late.stats.mean and fixed.stats.mean > late.stats.mean
+
+
+def test_sweep_over_time_since_programming(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    import ftcompile
+    from ftcompile.cli import app
+    from tests.helpers import teacher_files
+
+    model, data = teacher_files(tmp_path)
+    res = ftcompile.sweep([model], data, times="1s,1d,1y", drift="pcm:1s,comp=global", samples=4, targets="crossbar")
+    pts = res.curves["model"]
+    assert res.axis == "t" and [p.x for p in pts] == [1.0, 86400.0, 365 * 86400.0]
+    assert [p.drift for p in pts] == ["pcm:1s,comp=global", "pcm:1d,comp=global", "pcm:1y,comp=global"]
+    r = CliRunner().invoke(app, ["sweep", str(model), "--data", str(data), "--times", "1s,1h,1y", "--samples", "3",
+                                 "--plot", str(tmp_path / "t.png"), "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["axis"] == "t" and out["drift"] == "pcm:1s" and (tmp_path / "t.png").exists()
+    bad = CliRunner().invoke(app, ["sweep", str(model), "--data", str(data), "--times", "1s,1d", "--drift", "lognormal:0.5"])
+    assert bad.exit_code == 2 and "no time" in bad.output
