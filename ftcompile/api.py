@@ -17,7 +17,7 @@ from ftcompile.data import Dataset, as_dataset
 from ftcompile.errors import ConfigError, Interrupted
 from ftcompile.fileio import sha256_file
 from ftcompile.runtime.drift import (CompositeDrift, DriftModel, LogNormalDrift, is_identity, parse_drift,
-                                     sweep_term, term_name, with_value)
+                                     sweep_term, term_name, with_compensation, with_value)
 from ftcompile.runtime.metrics import Metric, accuracy, parse_metric
 from ftcompile.runtime.parallel import EXECUTORS, shard_job, sharded_sample_metrics
 from ftcompile.runtime.session import DriftSession
@@ -27,11 +27,15 @@ if TYPE_CHECKING:
     from ftcompile.runtime.analyze import Sensitivity
 
 
-def resolve_drift(drift: "str | DriftModel | None", sigma: float | None) -> DriftModel:
-    """``drift`` (spec or model) wins; else lognormal at ``sigma`` (the paper's model)."""
+def resolve_drift(drift: "str | DriftModel | None", sigma: float | None,
+                  compensation: str | None = None) -> DriftModel:
+    """``drift`` (spec or model) wins; else lognormal at ``sigma`` (the paper's model). ``compensation``
+    (``none``/``global``/``column``) sets the drift compensation of its device terms."""
     if drift is not None:
-        return parse_drift(drift) if isinstance(drift, str) else drift
-    return LogNormalDrift(0.6 if sigma is None else float(sigma))
+        model = parse_drift(drift) if isinstance(drift, str) else drift
+    else:
+        model = LogNormalDrift(0.6 if sigma is None else float(sigma))
+    return with_compensation(model, compensation)
 
 
 def open_session(model, *, targets: str = "params", bias: bool = False, output: str | None = None,
@@ -51,7 +55,8 @@ def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: flo
              samples: int = 100, seed: int = 0, batch_size: int = 1024, metric: "str | Metric" = accuracy,
              gate: Gate = Gate(), targets: str = "params", bias: bool = False, output: str | None = None,
              provider: str = "cpu", on_sample: Callable[[int, float], None] | None = None, workers: int = 1,
-             executor: str = "process", ray_address: str | None = None) -> ValidationResult:
+             executor: str = "process", ray_address: str | None = None,
+             compensation: str | None = None) -> ValidationResult:
     """Measure ``metric`` of an ONNX model under drift over ``samples`` Monte-Carlo draws and apply ``gate``.
 
     Args:
@@ -64,7 +69,7 @@ def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: flo
     Returns:
         ``ValidationResult`` with clean and per-sample metrics, statistics and the gate's checks.
     """
-    drift_model = resolve_drift(drift, sigma)
+    drift_model = resolve_drift(drift, sigma, compensation)
     metric = parse_metric(metric)
     if workers < 1:
         raise ConfigError(f"--workers {workers} must be >= 1.")
@@ -157,6 +162,7 @@ def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.
           drift: "str | DriftModel | None" = None, samples: int = 50, seed: int = 0, batch_size: int = 1024,
           metric: "str | Metric" = accuracy, targets: str = "params", bias: bool = False, output: str | None = None,
           provider: str = "cpu", vary: str | None = None, times: "str | Sequence | None" = None,
+          compensation: str | None = None,
           on_point: Callable[[str, SweepPoint], None] | None = None) -> SweepResult:
     """Accuracy-vs-sigma curves of several models; one session per model, reused across sigmas.
 
@@ -168,7 +174,7 @@ def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.
     """
     axis = "sigma" if times is None else "t"
     grid = parse_sigmas(sigmas) if times is None else parse_times(times)
-    base = resolve_drift(drift if drift is not None or times is None else "pcm:1s", grid[0])
+    base = resolve_drift(drift if drift is not None or times is None else "pcm:1s", grid[0], compensation)
     index = sweep_term(base, vary, axis)
     term = term_name(base.parts[index] if isinstance(base, CompositeDrift) else base)
     metric = parse_metric(metric)
@@ -200,7 +206,7 @@ def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.
 def analyze(model, data, *, drift: "str | DriftModel | None" = None, sigma: float | None = None, samples: int = 30,
             seed: int = 0, batch_size: int = 1024, metric: "str | Metric" = accuracy, targets: str = "params",
             bias: bool = False, output: str | None = None, provider: str = "cpu",
-            on_layer: Callable | None = None) -> "Sensitivity":
+            on_layer: Callable | None = None, compensation: str | None = None) -> "Sensitivity":
     """Per-layer drift sensitivity: drift one layer at a time (and all of them) and rank layers by the drop.
 
     Example:
@@ -210,7 +216,7 @@ def analyze(model, data, *, drift: "str | DriftModel | None" = None, sigma: floa
     """
     from ftcompile.runtime.analyze import analyze_session
 
-    drift_model = resolve_drift(drift, sigma)
+    drift_model = resolve_drift(drift, sigma, compensation)
     session = open_session(model, targets=targets, bias=bias, output=output, provider=provider)
     dataset = bind_data(session, data)
     try:

@@ -113,6 +113,11 @@ def _provider_opt():
                         "onnxruntime has no such provider).")
 
 
+def _compensation_opt():
+    return typer.Option(None, "--compensation", help="Drift compensation of device terms (pcm): none, global "
+                        "(one digital scale per layer) or column (per output); default as the --drift spec says.")
+
+
 def _seed_opt():
     return typer.Option(0, "--seed", help="Seed; sample k of a seed is reproducible on its own.")
 
@@ -141,6 +146,7 @@ def validate(
     data: Path = typer.Option(..., "--data", help=".npz with 'x' (or the model's input names) and integer 'y'."),
     sigma: float = typer.Option(0.6, help="Lognormal drift sigma (the paper's eq. 1)."),
     drift: Optional[str] = _drift_opt(),
+    compensation: Optional[str] = _compensation_opt(),
     samples: int = typer.Option(100, help="Monte-Carlo samples K."),
     seed: int = _seed_opt(),
     batch_size: int = _batch_opt(),
@@ -180,7 +186,8 @@ def validate(
             result = api.validate(model, data, drift=drift, sigma=sigma, samples=samples, seed=seed,
                                   batch_size=batch_size, metric=metric or top_k_accuracy(top_k), gate=gate,
                                   targets=targets, bias=bias, output=output, provider=provider, on_sample=tick,
-                                  workers=workers, executor=executor, ray_address=ray_address)
+                                  workers=workers, executor=executor, ray_address=ray_address,
+                                  compensation=compensation)
         write_reports(result, json_path=report, markdown_path=markdown, junit_path=junit)
     if as_json:
         print(_json(to_json(result)))
@@ -226,6 +233,7 @@ def sweep(
                                        "gaussian); default the spec's only sigma term. Other terms stay as given."),
     times: Optional[str] = typer.Option(None, "--times", help="Sweep the time since programming of a device term "
                                         "instead (1s,1h,1d,1w,1m,1y; m = 30 days); --drift default pcm. Log-time plot."),
+    compensation: Optional[str] = _compensation_opt(),
     samples: int = typer.Option(50, help="Monte-Carlo samples per sigma."),
     seed: int = _seed_opt(),
     batch_size: int = _batch_opt(),
@@ -251,7 +259,8 @@ def sweep(
         with progress(len(grid) * len(models), "points", quiet or as_json) as tick:
             result = api.sweep(models, data, sigmas=grid, drift=drift, samples=samples, seed=seed,
                                batch_size=batch_size, metric=metric or "accuracy", targets=targets, bias=bias,
-                               output=output, provider=provider, vary=vary, times=times, on_point=tick)
+                               output=output, provider=provider, vary=vary, times=times, compensation=compensation,
+                               on_point=tick)
         payload = {"schema": "ftcompile.sweep/2", "drift": result.drift, "vary": result.vary, "axis": result.axis,
                    "samples": result.samples, "seed": result.seed,
                    "curves": {k: [asdict(p) for p in v] for k, v in result.curves.items()}}
@@ -281,6 +290,7 @@ def analyze(
     data: Path = typer.Option(..., "--data", help=".npz with 'x' and integer 'y'."),
     sigma: float = typer.Option(0.6, help="Lognormal drift sigma."),
     drift: Optional[str] = _drift_opt(),
+    compensation: Optional[str] = _compensation_opt(),
     samples: int = typer.Option(30, help="Monte-Carlo samples per layer."),
     seed: int = _seed_opt(),
     batch_size: int = _batch_opt(),
@@ -305,7 +315,7 @@ def analyze(
         with progress(None, "layers", quiet or as_json) as tick:  # the count is known once the model is read
             result = api.analyze(model, data, drift=drift, sigma=sigma, samples=samples, seed=seed,
                                  batch_size=batch_size, metric=metric or "accuracy", targets=targets, bias=bias,
-                                 output=output, provider=provider, on_layer=tick)
+                                 output=output, provider=provider, on_layer=tick, compensation=compensation)
         payload = {"schema": "ftcompile.analysis/1", **result.to_dict()}
         if report:
             write_text_atomic(report, _json(payload) + "\n")
@@ -367,6 +377,7 @@ def harden(
                                         "(e.g. 'quantize:16,lognormal:0.6', table:chip.csv); default lognormal "
                                         "at --sigma. Training noise (+noise methods) is lognormal at its sigma "
                                         "(or --train-sigma)."),
+    compensation: Optional[str] = _compensation_opt(),
     targets: str = _targets_opt(),
     bias: bool = _bias_opt(),
     lr: float = typer.Option(1e-3, help="Adam learning rate."),
@@ -398,7 +409,7 @@ def harden(
         cfg = HardenConfig(sigma=sigma, method=method, trials=trials, epochs=epochs, final_epochs=final_epochs,
                            samples=samples, max_rate=max_rate, rate=rate, awp_gamma=awp_gamma, code_bits=code_bits,
                            train_sigma=train_sigma, search=search, rates=rates, trial_fraction=trial_fraction,
-                           kernel=kernel, objective=objective, drift=drift, targets=targets, bias=bias, lr=lr, batch_size=batch_size, channel=channel,
+                           kernel=kernel, objective=objective, drift=drift, compensation=compensation, targets=targets, bias=bias, lr=lr, batch_size=batch_size, channel=channel,
                            seed=seed, device=device, time_budget=_duration(time_budget), workers=workers,
                            executor=executor, ray_address=ray_address)
         gate = Gate(min_accuracy=min_accuracy, stat=stat, max_drop=max_drop)

@@ -348,6 +348,21 @@ def with_sigma(drift: DriftModel, sigma: float, term: str | None = None) -> Drif
     return with_value(drift, sigma, term, "sigma")
 
 
+def with_compensation(drift: DriftModel, compensation: str | None) -> DriftModel:
+    """The drift with every device term's drift compensation set (``none``, ``global``, ``column``);
+    ``None`` leaves the spec as written. Refused for a spec with no term that has compensation."""
+    if compensation is None:
+        return drift
+    parts = list(_parts(drift))
+    hit = [i for i, p in enumerate(parts) if dataclasses.is_dataclass(p) and hasattr(p, "comp")]
+    if not hit:
+        raise ConfigError(f"--compensation {compensation}: drift {drift.spec()!r} has no device term that drifts over "
+                          "time; use a preset such as --drift pcm:1d.")
+    for i in hit:
+        parts[i] = dataclasses.replace(parts[i], comp=compensation)
+    return parts[0] if len(parts) == 1 else CompositeDrift(tuple(parts))
+
+
 def is_identity(drift: DriftModel) -> bool:
     """True when the drift changes no weight: every part is a sigma term at sigma 0 (or there is none)."""
     return all(dataclasses.is_dataclass(p) and getattr(p, "sigma", None) == 0 for p in _parts(drift))

@@ -13,7 +13,7 @@ import torch
 
 from ftcompile.errors import ConfigError, Interrupted
 from ftcompile.passes.onnx_graph import TARGET_MODES
-from ftcompile.runtime.drift import DriftModel, LogNormalDrift, parse_drift, sigma_of
+from ftcompile.runtime.drift import DriftModel, LogNormalDrift, parse_drift, sigma_of, with_compensation
 from ftcompile.runtime.metrics import parse_metric
 from ftcompile.search.controller import KERNELS, SEARCHES, Controller
 from ftcompile.search.executor import Executor, TrialTask, make_executor
@@ -73,6 +73,7 @@ class HardenConfig:
     kernel: str = "matern52"
     objective: str = "accuracy"    # accuracy, loss, or a metric package.module:function
     drift: str | None = None       # drift spec of the objective and sign-off; default lognormal at sigma
+    compensation: str | None = None  # drift compensation of device terms (none, global, column)
     targets: str = "params"        # which tensors drift: params (every learned parameter) or crossbar
     bias: bool = False             # with targets=crossbar: layer biases drift too
     lr: float = 1e-3
@@ -109,7 +110,7 @@ class HardenConfig:
             if not ok:
                 raise ConfigError(f"{message}.")
         object.__setattr__(self, "sigma", self._resolve_sigma())
-        self.metric()  # a bad spec fails here, before any work
+        self.metric(), self.drift_model()  # a bad spec fails here, before any work
         if self.strategy.noise and self.noise is None:
             raise ConfigError(f"--method {self.method} trains under lognormal noise, and drift {self.drift!r} has no "
                               "lognormal term; give --train-sigma.")
@@ -126,7 +127,8 @@ class HardenConfig:
         return spec_sigma
 
     def drift_model(self) -> DriftModel:
-        return parse_drift(self.drift) if self.drift else LogNormalDrift(self.sigma)
+        model = parse_drift(self.drift) if self.drift else LogNormalDrift(self.sigma)
+        return with_compensation(model, self.compensation)
 
     def metric(self):
         """The objective as the runtime's metric, or None for the built-in accuracy/loss."""

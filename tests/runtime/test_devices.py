@@ -133,3 +133,23 @@ def test_sweep_over_time_since_programming(tmp_path):
     assert out["axis"] == "t" and out["drift"] == "pcm:1s" and (tmp_path / "t.png").exists()
     bad = CliRunner().invoke(app, ["sweep", str(model), "--data", str(data), "--times", "1s,1d", "--drift", "lognormal:0.5"])
     assert bad.exit_code == 2 and "no time" in bad.output
+
+
+def test_compensation_flag_sets_the_device_terms_and_is_refused_without_one(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from ftcompile.cli import app
+    from tests.helpers import teacher_files
+
+    model, data = teacher_files(tmp_path)
+    r = CliRunner().invoke(app, ["validate", str(model), "--data", str(data), "--drift", "pcm:1d", "--compensation",
+                                 "global", "--samples", "3", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["drift"] == "pcm:1d,comp=global"
+    bad = CliRunner().invoke(app, ["validate", str(model), "--data", str(data), "--compensation", "global"])
+    assert bad.exit_code == 2 and "no device term" in bad.output
+    wrong = CliRunner().invoke(app, ["validate", str(model), "--data", str(data), "--drift", "pcm:1d",
+                                     "--compensation", "sometimes"])
+    assert wrong.exit_code == 2 and "comp='sometimes'" in wrong.output
