@@ -39,8 +39,19 @@ def resolve_drift(drift: "str | DriftModel | None", sigma: float | None,
 
 
 def open_session(model, *, targets: str = "params", bias: bool = False, output: str | None = None,
-                 provider: str = "cpu") -> DriftSession:
-    return DriftSession(model, targets=targets, bias=bias, output=output, provider=provider)
+                 provider: str = "cpu", dac_bits: int | None = None, adc_bits: int | None = None,
+                 data=None) -> DriftSession:
+    """The drift session; with ``dac_bits``/``adc_bits`` the analog twin, its converter ranges calibrated on
+    the first batches (up to 4,096 examples) of ``data``."""
+    if dac_bits is None and adc_bits is None:
+        return DriftSession(model, targets=targets, bias=bias, output=output, provider=provider)
+    from ftcompile.passes.converters import ConverterSpec
+
+    spec = ConverterSpec(dac_bits, adc_bits)
+    plain = DriftSession(model, targets=targets, bias=bias, output=output, provider=provider)
+    batches = (feeds for feeds, _ in bind_data(plain, data).batches(1024))
+    return DriftSession(model, targets=targets, bias=bias, output=output, provider=provider, converters=spec,
+                        calibration=batches)
 
 
 def bind_data(session: DriftSession, data) -> Dataset:
@@ -56,7 +67,8 @@ def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: flo
              gate: Gate = Gate(), targets: str = "params", bias: bool = False, output: str | None = None,
              provider: str = "cpu", on_sample: Callable[[int, float], None] | None = None, workers: int = 1,
              executor: str = "process", ray_address: str | None = None,
-             compensation: str | None = None) -> ValidationResult:
+             compensation: str | None = None, dac_bits: int | None = None,
+             adc_bits: int | None = None) -> ValidationResult:
     """Measure ``metric`` of an ONNX model under drift over ``samples`` Monte-Carlo draws and apply ``gate``.
 
     Args:
@@ -75,9 +87,12 @@ def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: flo
         raise ConfigError(f"--workers {workers} must be >= 1.")
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor {executor!r} is unknown; use one of {', '.join(EXECUTORS)}.")
-    session = open_session(model, targets=targets, bias=bias, output=output, provider=provider)
+    session = open_session(model, targets=targets, bias=bias, output=output, provider=provider, dac_bits=dac_bits,
+                           adc_bits=adc_bits, data=data)
     dataset = bind_data(session, data)
     sampler = None
+    if (dac_bits is not None or adc_bits is not None) and workers > 1:
+        raise ConfigError("--dac-bits/--adc-bits run in one process for now; drop --workers.")
     if executor == "ray" or (executor == "process" and workers > 1):
         from ftcompile.runtime.model import load_onnx
 
@@ -87,11 +102,15 @@ def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: flo
         sampler = lambda: sharded_sample_metrics(job, samples, workers=workers, executor=executor,  # noqa: E731
                                                  ray_address=ray_address, on_sample=on_sample)
     try:
-        return evaluate(session, dataset, drift_model, samples=samples, seed=seed, batch_size=batch_size,
-                        metric=metric, gate=gate, model_sha256=_sha(model), targets=targets, on_sample=on_sample,
-                        sampler=sampler)
+        result = evaluate(session, dataset, drift_model, samples=samples, seed=seed, batch_size=batch_size,
+                          metric=metric, gate=gate, model_sha256=_sha(model), targets=targets, on_sample=on_sample,
+                          sampler=sampler)
     except KeyboardInterrupt:
         raise Interrupted("validation interrupted; no report was written.") from None
+    if session.converters is not None:
+        spec = session.converters
+        result.converters = f"dac {spec.dac_bits or 'float'} bits, adc {spec.adc_bits or 'float'} bits"
+    return result
 
 
 @dataclass(frozen=True)

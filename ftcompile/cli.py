@@ -118,6 +118,16 @@ def _compensation_opt():
                         "(one digital scale per layer) or column (per output); default as the --drift spec says.")
 
 
+def _dac_opt():
+    return typer.Option(None, "--dac-bits", help="Run the analog twin: inputs of every crossbar layer clipped to "
+                        "their calibrated range and quantized to 2^B levels.")
+
+
+def _adc_opt():
+    return typer.Option(None, "--adc-bits", help="Run the analog twin: outputs of every crossbar layer clipped to "
+                        "their calibrated bound and quantized to 2^B levels (the bias is added digitally after).")
+
+
 def _seed_opt():
     return typer.Option(0, "--seed", help="Seed; sample k of a seed is reproducible on its own.")
 
@@ -147,6 +157,8 @@ def validate(
     sigma: float = typer.Option(0.6, help="Lognormal drift sigma (the paper's eq. 1)."),
     drift: Optional[str] = _drift_opt(),
     compensation: Optional[str] = _compensation_opt(),
+    dac_bits: Optional[int] = _dac_opt(),
+    adc_bits: Optional[int] = _adc_opt(),
     samples: int = typer.Option(100, help="Monte-Carlo samples K."),
     seed: int = _seed_opt(),
     batch_size: int = _batch_opt(),
@@ -187,7 +199,7 @@ def validate(
                                   batch_size=batch_size, metric=metric or top_k_accuracy(top_k), gate=gate,
                                   targets=targets, bias=bias, output=output, provider=provider, on_sample=tick,
                                   workers=workers, executor=executor, ray_address=ray_address,
-                                  compensation=compensation)
+                                  compensation=compensation, dac_bits=dac_bits, adc_bits=adc_bits)
         write_reports(result, json_path=report, markdown_path=markdown, junit_path=junit)
     if as_json:
         print(_json(to_json(result)))
@@ -499,6 +511,41 @@ def _render_harden(result) -> None:
         out.print(f"gate {c.name}: {c.value:.4f} -> {'[green]pass[/]' if c.passed else '[bold red]FAIL[/]'}")
     out.print(f"verdict: {result.verdict}; wrote {result.out}, {result.report_json}, {result.report_markdown}"
               + (f", {result.plot}" if result.plot else "") + f" ({result.seconds:.0f} s)", soft_wrap=True)
+
+
+@app.command("export-twin")
+def export_twin(
+    model: Path = typer.Argument(..., help="ONNX model."),
+    data: Path = typer.Option(..., "--data", help=".npz whose first batches calibrate the converter ranges."),
+    out: Path = typer.Option(..., "-o", "--out", help="Where to write the analog twin (ONNX)."),
+    dac_bits: Optional[int] = typer.Option(8, "--dac-bits", help="Input converter bits (0: full precision)."),
+    adc_bits: Optional[int] = typer.Option(8, "--adc-bits", help="Output converter bits (0: full precision)."),
+    output: Optional[str] = _output_opt(),
+) -> None:
+    """Write the analog twin: DAC/ADC quantizers with calibrated ranges around every crossbar layer, weights
+    as overridable inputs; a plain ONNX file onnxruntime runs."""
+    with guarded():
+        from ftcompile.fileio import write_bytes_atomic
+        from ftcompile.metadata import set_metadata
+        from ftcompile.passes.converters import ConverterSpec, calibrate, insert_converters
+        from ftcompile.passes.onnx_graph import constants_to_initializers, unshare_weights
+        from ftcompile.runtime.model import load_onnx
+
+        check_writable(out)
+        spec = ConverterSpec(dac_bits or None, adc_bits or None)
+        session = api.open_session(model, output=output)
+        batches = (feeds for feeds, _ in api.bind_data(session, data).batches(1024))
+        proto = unshare_weights(constants_to_initializers(load_onnx(model)))
+        ranges = calibrate(proto, batches)
+        twin = insert_converters(proto, ranges, spec)
+        set_metadata(twin, {"analog_twin": {"dac_bits": spec.dac_bits, "adc_bits": spec.adc_bits, "ranges": ranges}})
+        if out.exists() and out.resolve() == Path(model).resolve():
+            from ftcompile.errors import OutputError
+            raise OutputError(f"{out}: is the input model; choose another -o (inputs are never overwritten).")
+        write_bytes_atomic(out, twin.SerializeToString())
+    out_console = f"wrote {out}: {len(ranges) // 2} crossbar layers, DAC {spec.dac_bits or 'float'} bits, " \
+                  f"ADC {spec.adc_bits or 'float'} bits, ranges calibrated on {data}"
+    print(out_console)
 
 
 @app.command()

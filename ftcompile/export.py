@@ -7,7 +7,6 @@ their rates (inert at inference), and the result is checked against the torch mo
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import onnx
@@ -19,30 +18,8 @@ from ftcompile.fileio import write_bytes_atomic
 from ftcompile.frontend.onnx_import import ImportedModel
 from ftcompile.frontend.parity import compare
 from ftcompile.passes.onnx_graph import insert_dropout_onnx
-from ftcompile.runtime.stats import strict_json
+from ftcompile.metadata import get_metadata, set_metadata  # noqa: F401  (re-exported)
 
-META_PREFIX = "ftcompile."
-
-
-def set_metadata(model: onnx.ModelProto, values: dict) -> None:
-    """Set ``ftcompile.*`` metadata_props (JSON-encoded unless a string), replacing old values."""
-    keep = [p for p in model.metadata_props if not (p.key.startswith(META_PREFIX) and p.key[len(META_PREFIX):] in values)]
-    del model.metadata_props[:]
-    model.metadata_props.extend(keep)
-    for key, value in values.items():
-        model.metadata_props.add(key=META_PREFIX + key, value=value if isinstance(value, str)
-                                   else json.dumps(strict_json(value), allow_nan=False))
-
-
-def get_metadata(model: onnx.ModelProto) -> dict:
-    out = {}
-    for p in model.metadata_props:
-        if p.key.startswith(META_PREFIX):
-            try:
-                out[p.key[len(META_PREFIX):]] = json.loads(p.value)
-            except ValueError:
-                out[p.key[len(META_PREFIX):]] = p.value
-    return out
 
 
 def to_onnx(imported: ImportedModel, *, sites=None, metadata: dict | None = None, rtol: float = 1e-4,

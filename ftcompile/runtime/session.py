@@ -31,11 +31,15 @@ class DriftSession:
     """
 
     def __init__(self, model: "str | Path | onnx.ModelProto", *, targets: str = "params", bias: bool = False,
-                 output: str | None = None, provider: str = "cpu", threads: int = 0):
+                 output: str | None = None, provider: str = "cpu", threads: int = 0, converters=None,
+                 calibration=None):
+        """``converters`` (a ``passes.converters.ConverterSpec``) runs the analog twin: DAC/ADC quantizers
+        around every crossbar layer, ranges calibrated on ``calibration`` (an iterable of feed dicts)."""
         proto = load_onnx(model)
         self.source = str(model) if not isinstance(model, onnx.ModelProto) else "<in-memory model>"
+        self.converters = converters
         try:
-            prepared = self._prepare(proto, targets, bias, output)
+            prepared = self._prepare(proto, targets, bias, output, calibration)
         except FtcompileError:
             raise
         except Exception as exc:  # a model onnx's checker passed but that the graph passes cannot read
@@ -58,8 +62,13 @@ class DriftSession:
                                         "re-export it with a supported opset.") from None
         self.provider = self.session.get_providers()[0]
 
-    def _prepare(self, proto: onnx.ModelProto, targets: str, bias: bool, output: str | None) -> onnx.ModelProto:
+    def _prepare(self, proto: onnx.ModelProto, targets: str, bias: bool, output: str | None,
+                 calibration=None) -> onnx.ModelProto:
         proto = unshare_weights(constants_to_initializers(proto))  # each layer drifts on its own
+        if self.converters is not None:
+            from ftcompile.passes.converters import calibrate, insert_converters
+
+            proto = insert_converters(proto, calibrate(proto, calibration), self.converters, expose_weights=False)
         self.targets: list[DriftTarget] = find_drift_targets(proto, targets=targets, bias=bias)
         if not self.targets:
             raise UnsupportedModelError(f"{self.source}: no drifting weights found (no Conv/ConvTranspose/Gemm/MatMul "

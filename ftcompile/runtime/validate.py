@@ -93,6 +93,7 @@ class ValidationResult:
     provider: str = "CPUExecutionProvider"
     drifting_tensors: int = 0
     drifting_weights: int = 0
+    converters: str = ""  # the analog twin's DAC/ADC precision, when validate ran one
 
     @property
     def passed(self) -> bool:

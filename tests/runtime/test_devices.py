@@ -153,3 +153,36 @@ def test_compensation_flag_sets_the_device_terms_and_is_refused_without_one(tmp_
     wrong = CliRunner().invoke(app, ["validate", str(model), "--data", str(data), "--drift", "pcm:1d",
                                      "--compensation", "sometimes"])
     assert wrong.exit_code == 2 and "comp='sometimes'" in wrong.output
+
+
+def test_converters_have_exactly_two_to_the_b_levels_and_the_twin_runs_in_plain_onnxruntime(tmp_path):
+    import onnx
+    import onnxruntime as ort
+    from typer.testing import CliRunner
+
+    import ftcompile
+    from ftcompile.cli import app
+    from ftcompile.passes.converters import ConverterSpec, calibrate, insert_converters
+    from tests.helpers import teacher_files, teacher_mlp
+
+    model, data = teacher_files(tmp_path)
+    x, y = np.load(data)["x"], np.load(data)["y"]
+    ramp = np.linspace(-10, 10, 4000, dtype=np.float32).reshape(250, 16)  # beyond the calibrated range too
+    ranges = calibrate(teacher_mlp(), [{"x": x}])
+    for bits in (2, 3, 8):
+        twin = insert_converters(teacher_mlp(), ranges, ConverterSpec(bits, None))
+        dac = [o for o in twin.graph.node if o.name == "ftcompile_dac_0_add"][0].output[0]
+        twin.graph.output.append(onnx.helper.make_tensor_value_info(dac, onnx.TensorProto.FLOAT, None))
+        levels = ort.InferenceSession(twin.SerializeToString()).run([dac], {"x": ramp})[0]
+        assert len(np.unique(levels)) == 2 ** bits
+        assert levels.min() == pytest.approx(ranges["fc0:in"][0]) and levels.max() == pytest.approx(ranges["fc0:in"][1])
+    out = tmp_path / "twin.onnx"
+    r = CliRunner().invoke(app, ["export-twin", str(model), "--data", str(data), "-o", str(out), "--dac-bits", "4",
+                                 "--adc-bits", "4"])
+    assert r.exit_code == 0, r.output
+    twin = onnx.load(out)
+    got = ort.InferenceSession(twin.SerializeToString()).run(None, {"x": x})[0]
+    assert 0.5 < (got.argmax(1) == y).mean() < 1.0  # 4-bit converters cost accuracy, the model still works
+    fine = ftcompile.validate(model, data, drift="lognormal:0.01", samples=2, dac_bits=16, adc_bits=16)
+    coarse = ftcompile.validate(model, data, drift="lognormal:0.01", samples=2, dac_bits=2, adc_bits=2)
+    assert fine.stats.mean > 0.97 and coarse.stats.mean < fine.stats.mean and coarse.converters.startswith("dac 2")

@@ -1,0 +1,189 @@
+"""The analog twin: DAC and ADC quantizers around every crossbar layer, as plain ONNX nodes.
+
+A crossbar reads its inputs through digital-to-analog converters and its outputs through analog-to-digital
+converters of limited precision. ``insert_converters`` rewrites each Conv/ConvTranspose/Gemm (and MatMul by
+a weight) as
+
+    x -> Clip(lo, hi) -> quantize to 2^B levels (DAC) -> layer without its bias -> Clip(-b, b) ->
+    quantize to 2^B levels (ADC) -> + bias (digital)
+
+with the ranges calibrated on a few batches of the user's data (``calibrate``): the DAC range is the
+observed [min, max] of the layer's input, the ADC bound the largest observed |output| of the analog
+product. Quantizing to ``2^B`` levels over ``[lo, hi]`` is ``round((clip(x) - lo) / step) * step + lo``
+with ``step = (hi - lo) / (2^B - 1)``. The result is a plain ONNX file anyone can run with onnxruntime;
+the drifting weights stay initializers that are also listed as graph inputs, so a caller may feed drifted
+copies (the runtime's own session does that for every sample).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from ftcompile.errors import ConfigError
+from ftcompile.passes.onnx_graph import _keep_header
+
+LAYERS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+@dataclass(frozen=True)
+class ConverterSpec:
+    """Bits of the input (DAC) and output (ADC) converters; ``None`` leaves that side in full precision."""
+
+    dac_bits: int | None = 8
+    adc_bits: int | None = 8
+
+    def __post_init__(self) -> None:
+        for name, bits in (("--dac-bits", self.dac_bits), ("--adc-bits", self.adc_bits)):
+            if bits is not None and not 1 <= bits <= 24:
+                raise ConfigError(f"{name} {bits} must be between 1 and 24.")
+
+
+def crossbar_layers(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """Layers whose weight is an initializer (MatMul only when one operand is)."""
+    inits = {i.name for i in model.graph.initializer}
+    out = []
+    for node in model.graph.node:
+        if node.op_type in ("Conv", "ConvTranspose", "Gemm") and len(node.input) > 1 and node.input[1] in inits:
+            out.append(node)
+        elif node.op_type == "MatMul" and (node.input[1] in inits or node.input[0] in inits):
+            out.append(node)
+    return out
+
+
+def calibrate(model: onnx.ModelProto, feeds_batches, max_batches: int = 4) -> dict[str, tuple[float, float]]:
+    """Observed ranges per layer: ``{"<node>:in": (min, max), "<node>:out": (-b, b)}`` of the analog product.
+
+    ``feeds_batches`` yields onnxruntime feed dicts; the model runs with each layer's input and bias-free
+    product exposed as outputs.
+    """
+    import onnxruntime as ort
+
+    probe, names = _with_products(model)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    lo: dict[str, float] = {}
+    hi: dict[str, float] = {}
+    for i, feeds in enumerate(feeds_batches):
+        if i >= max_batches:
+            break
+        values = session.run(list(names.values()), feeds)
+        for key, v in zip(names, values):
+            lo[key] = min(lo.get(key, np.inf), float(np.min(v)))
+            hi[key] = max(hi.get(key, -np.inf), float(np.max(v)))
+    if not lo:
+        raise ConfigError("calibration data is empty; give a few batches of inputs.")
+    ranges = {}
+    for key in names:
+        if key.endswith(":out"):
+            bound = max(abs(lo[key]), abs(hi[key]), 1e-12)
+            ranges[key] = (-bound, bound)
+        else:
+            ranges[key] = (lo[key], hi[key] if hi[key] > lo[key] else lo[key] + 1e-12)
+    return ranges
+
+
+def insert_converters(model: onnx.ModelProto, ranges: dict, spec: ConverterSpec = ConverterSpec(), *,
+                      expose_weights: bool = True) -> onnx.ModelProto:
+    """The analog twin of ``model`` with ``spec``'s converters at the calibrated ``ranges`` (see module doc).
+
+    ``expose_weights``: also list the layer weights as graph inputs (overridable initializers).
+    """
+    graph = gs.import_onnx(model)
+    weights = set()
+    for k, node in enumerate(_layer_nodes(graph)):
+        key = node.name or node.outputs[0].name
+        if spec.dac_bits is not None:
+            x = node.inputs[0] if node.op != "MatMul" or not isinstance(node.inputs[0], gs.Constant) else node.inputs[1]
+            q = _quantizer(graph, x, *ranges[f"{key}:in"], spec.dac_bits, f"ftcompile_dac_{k}")
+            node.inputs[node.inputs.index(x)] = q
+        if spec.adc_bits is not None:
+            bias = None
+            if node.op in ("Conv", "ConvTranspose", "Gemm") and len(node.inputs) > 2:
+                bias = node.inputs.pop(2)
+            y = node.outputs[0]
+            product = gs.Variable(f"{y.name}_ftcompile_analog", dtype=y.dtype)
+            node.outputs[0] = product
+            q = _quantizer(graph, product, *ranges[f"{key}:out"], spec.adc_bits, f"ftcompile_adc_{k}")
+            if bias is not None:
+                shaped = _bias_for(graph, node, bias, k)
+                graph.nodes.append(gs.Node("Add", name=f"ftcompile_bias_{k}", inputs=[q, shaped], outputs=[y]))
+            else:
+                graph.nodes.append(gs.Node("Identity", name=f"ftcompile_adc_out_{k}", inputs=[q], outputs=[y]))
+        weights.update(t.name for t in node.inputs if isinstance(t, gs.Constant) and t.values.dtype.kind == "f")
+    graph.cleanup().toposort()
+    out = gs.export_onnx(graph)
+    _keep_header(model, out)
+    if out.ir_version < 4:
+        out.ir_version = 4
+    # weights stay initializers and are also graph inputs: the twin runs as it is, or on fed drifted weights
+    inits = {i.name: i for i in out.graph.initializer}
+    for name in sorted(weights & set(inits)) if expose_weights else ():
+        out.graph.input.append(onnx.helper.make_tensor_value_info(name, inits[name].data_type, list(inits[name].dims)))
+    onnx.checker.check_model(out)
+    return out
+
+
+def _layer_nodes(graph: gs.Graph) -> list[gs.Node]:
+    nodes = []
+    for node in graph.nodes:
+        if node.op in ("Conv", "ConvTranspose", "Gemm") and len(node.inputs) > 1 and isinstance(node.inputs[1], gs.Constant):
+            nodes.append(node)
+        elif node.op == "MatMul" and any(isinstance(t, gs.Constant) for t in node.inputs[:2]):
+            nodes.append(node)
+    return nodes
+
+
+def _quantizer(graph: gs.Graph, x: gs.Tensor, lo: float, hi: float, bits: int, name: str) -> gs.Variable:
+    """Clip to [lo, hi], then round to one of 2^bits levels: (round((x - lo) / step)) * step + lo."""
+    step = (hi - lo) / (2 ** bits - 1)
+    c = lambda suffix, v: gs.Constant(f"{name}_{suffix}", np.array(v, dtype=np.float32))  # noqa: E731
+    clipped = gs.Variable(f"{name}_clipped", dtype=np.float32)
+    shifted = gs.Variable(f"{name}_shifted", dtype=np.float32)
+    levels = gs.Variable(f"{name}_levels", dtype=np.float32)
+    rounded = gs.Variable(f"{name}_rounded", dtype=np.float32)
+    scaled = gs.Variable(f"{name}_scaled", dtype=np.float32)
+    out = gs.Variable(f"{name}_out", dtype=np.float32)
+    graph.nodes += [
+        gs.Node("Clip", name=f"{name}_clip", inputs=[x, c("lo", lo), c("hi", hi)], outputs=[clipped]),
+        gs.Node("Sub", name=f"{name}_sub", inputs=[clipped, c("lo2", lo)], outputs=[shifted]),
+        gs.Node("Div", name=f"{name}_div", inputs=[shifted, c("step", step)], outputs=[levels]),
+        gs.Node("Round", name=f"{name}_round", inputs=[levels], outputs=[rounded]),
+        gs.Node("Mul", name=f"{name}_mul", inputs=[rounded, c("step2", step)], outputs=[scaled]),
+        gs.Node("Add", name=f"{name}_add", inputs=[scaled, c("lo3", lo)], outputs=[out]),
+    ]
+    return out
+
+
+def _bias_for(graph: gs.Graph, node: gs.Node, bias: gs.Tensor, k: int) -> gs.Tensor:
+    """A convolution's per-channel bias broadcast over the spatial dims (C -> 1 x C x 1 ...)."""
+    if node.op == "Gemm" or not isinstance(bias, gs.Constant):
+        return bias
+    rank = len(node.inputs[1].values.shape)
+    return gs.Constant(f"{bias.name}_ftcompile_shaped_{k}", bias.values.reshape((1, -1) + (1,) * (rank - 2)))
+
+
+def _with_products(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """A copy that also outputs each layer's input and its bias-free product (the analog read-out)."""
+    graph = gs.import_onnx(model)
+    names = {}
+    for k, node in enumerate(_layer_nodes(graph)):
+        key = node.name or node.outputs[0].name
+        x = node.inputs[0] if node.op != "MatMul" or not isinstance(node.inputs[0], gs.Constant) else node.inputs[1]
+        seen = gs.Variable(f"ftcompile_probe_in_{k}", dtype=np.float32)  # an Identity: x may be a graph input
+        graph.nodes.append(gs.Node("Identity", name=f"ftcompile_probe_in_node_{k}", inputs=[x], outputs=[seen]))
+        graph.outputs.append(seen)
+        names[f"{key}:in"] = seen.name
+        product = gs.Variable(f"ftcompile_probe_{k}", dtype=np.float32)
+        inputs = list(node.inputs[:2]) if node.op != "MatMul" else list(node.inputs)
+        graph.nodes.append(gs.Node(node.op, name=f"ftcompile_probe_node_{k}", attrs=dict(node.attrs),
+                                   inputs=inputs, outputs=[product]))
+        names[f"{key}:out"] = product.name
+        graph.outputs.append(product)
+    graph.cleanup().toposort()
+    probe = gs.export_onnx(graph)
+    _keep_header(model, probe)
+    return probe, names
