@@ -111,9 +111,9 @@ class HardenConfig:
                 raise ConfigError(f"{message}.")
         object.__setattr__(self, "sigma", self._resolve_sigma())
         self.metric(), self.drift_model()  # a bad spec fails here, before any work
-        if self.strategy.noise and self.noise is None:
-            raise ConfigError(f"--method {self.method} trains under lognormal noise, and drift {self.drift!r} has no "
-                              "lognormal term; give --train-sigma.")
+        if self.strategy.noise and self.noise is None and self.train_device() is None:
+            raise ConfigError(f"--method {self.method} trains under sampled drift, and drift {self.drift!r} has neither "
+                              "a lognormal term nor a device preset (pcm, reram-wan2022); give --train-sigma.")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError("--device cuda: no CUDA device is visible to torch; use --device cpu.")
 
@@ -141,6 +141,15 @@ class HardenConfig:
     @property
     def searches(self) -> bool:
         return self.strategy.dropout == "searched"
+
+    def train_device(self):
+        """The device preset training samples (hardware-aware training), when the drift has one and no
+        --train-sigma asks for lognormal noise instead."""
+        if not self.strategy.noise or self.train_sigma is not None:
+            return None
+        drift = self.drift_model()
+        parts = drift.parts if hasattr(drift, "parts") else (drift,)
+        return next((p for p in parts if hasattr(p, "apply_torch")), None)
 
     @property
     def noise(self) -> float | None:
@@ -182,7 +191,9 @@ class TrialRunner:
         self.x_trial, self.y_trial = (x, y) if cfg.trial_fraction >= 1 else (x[keep], y[keep])
         self.loss_fn = loss_fn or torch.nn.functional.cross_entropy
         self.base_state = copy.deepcopy(module.state_dict())
-        self.train = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, noise_sigma=cfg.noise,
+        device_model = cfg.train_device()
+        self.train = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+                                 noise_sigma=0.0 if device_model is not None else cfg.noise, noise_model=device_model,
                                  noise_params=drifting, awp_gamma=cfg.awp_gamma if cfg.strategy.awp else 0.0)
         self.device = cfg.device
 

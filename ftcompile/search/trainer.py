@@ -3,12 +3,16 @@ FTNA, the loss on its code head).
 
 - ``noise_sigma > 0``: each step runs on freshly drawn lognormal drift, gradients flow through the
   drifted weights to the stored ones (variation-aware training, the ReRAM-V idea).
+- ``noise_model`` (a device preset such as ``pcm:1d``): each step runs on weights read back through the
+  device physics (``apply_torch``: the runtime's equations on torch tensors), differentiable in the weights:
+  hardware-aware training under the very model the sign-off uses.
 - ``awp_gamma > 0``: adversarial weight perturbation (Wu et al., NeurIPS 2020): each step first moves
   every weight tensor up its loss gradient by ``gamma`` times its own norm, takes the gradient there,
   and applies it to the unperturbed weights.
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -25,6 +29,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     noise_sigma: float = 0.0
     noise_params: tuple | None = None  # the parameters that drift (None: all of them)
+    noise_model: object = None     # a device drift model with apply_torch(w, generator); wins over noise_sigma
     awp_gamma: float = 0.0
     seed: int = 0
 
@@ -54,18 +59,30 @@ def fine_tune(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Tr
     def forward(xb: torch.Tensor, noise: dict | None) -> torch.Tensor:
         if noise is None:
             return module(xb)
-        return functional_call(module, {n: p * noise[n] if n in noise else p for n, p in params.items()}, (xb,))
+        return functional_call(module, {n: noise[n](p) if n in noise else p for n, p in params.items()}, (xb,))
 
+    def draw(step: int) -> dict | None:
+        """Per drifting parameter, the drift of this step as a function of the (possibly perturbed) weight."""
+        chosen = [n for n in params if cfg.noise_params is None or n in cfg.noise_params]
+        if cfg.noise_model is not None:  # re-seeded per call: AWP's two forwards see the same devices
+            seeds = {n: cfg.seed * 1_000_003 + step * 7919 + zlib.crc32(n.encode()) for n in chosen}
+            return {n: (lambda p, s=seeds[n]: cfg.noise_model.apply_torch(p, torch.Generator().manual_seed(s)))
+                    for n in chosen}
+        if cfg.noise_sigma > 0:
+            factors = {n: torch.exp(cfg.noise_sigma * torch.randn(params[n].shape, generator=gen)).to(device)
+                       for n in chosen}
+            return {n: (lambda p, f=factors[n]: p * f) for n in chosen}
+        return None
+
+    step = 0
     for _ in range(cfg.epochs):
         order = torch.randperm(len(x), generator=gen)
         total, count = 0.0, 0
         for start in range(0, len(x), cfg.batch_size):
             idx = order[start:start + cfg.batch_size]
             xb, yb = x[idx].to(device), y[idx].to(device)
-            noise = None
-            if cfg.noise_sigma > 0:
-                noise = {n: torch.exp(cfg.noise_sigma * torch.randn(p.shape, generator=gen)).to(device)
-                         for n, p in params.items() if cfg.noise_params is None or n in cfg.noise_params}
+            step += 1
+            noise = draw(step)
             loss = loss_fn(forward(xb, noise), yb)
             if cfg.awp_gamma > 0:
                 grads = dict(zip(weights, torch.autograd.grad(loss, list(weights.values()))))

@@ -228,3 +228,23 @@ def test_objective_runs_in_bounded_batches_with_the_same_scores():
     assert seen and max(seen) * 10 <= 640  # chunks of 10 samples (vmapped) x 64 inputs
     big = DriftObjective(net, x, y, drift=LogNormalDrift(0.5), samples=20, max_batch=10**9)(net)
     assert big.values == pytest.approx(tiny.values, abs=1e-9)
+
+
+def test_hardware_aware_training_under_the_device_physics(files, tmp_path):
+    """harden --drift pcm:1d fine-tunes on weights read back through the PCM model (differentiable), and the
+    objective and sign-off measure the same physics."""
+    model, train, val = files
+    cfg = HardenConfig(method="noise-injection", drift="pcm:1d,comp=global", final_epochs=2, samples=3,
+                       targets="crossbar")
+    assert cfg.train_device().spec() == "pcm:1d,comp=global" and cfg.sigma is None
+    r = ftcompile.harden(model, train, val, out=tmp_path / "p.onnx", config=cfg, validate_samples=3, plot=False)
+    assert r.after.drift == "pcm:1d,comp=global" and r.after.stats.mean > 0.5
+    d = np.load(train)
+    x, y = torch.from_numpy(d["x"]), torch.from_numpy(d["y"])
+    trained = []
+    for noise_model in (None, cfg.train_device()):
+        m = import_onnx(model).module
+        fine_tune(m, x, y, TrainConfig(epochs=1, noise_model=noise_model, seed=0))
+        trained.append(next(m.parameters()).detach().clone())
+    assert not torch.allclose(trained[0], trained[1])  # the physics reached the gradient
+    assert HardenConfig(method="noise-injection", drift="pcm:1d", train_sigma=0.3).train_device() is None

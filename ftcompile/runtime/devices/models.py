@@ -53,6 +53,18 @@ def _scales(w: np.ndarray, per_channel: bool) -> np.ndarray:
     return np.float64(scale if scale > 0 else 1.0)
 
 
+def _torch_scales(w, per_channel: bool):
+    """``_scales`` for a torch tensor; the mapping scale is a fixed property of the chip, not a gradient path."""
+    import torch
+
+    a = w.detach().abs()
+    if per_channel and w.dim() > 1:
+        scale = a.reshape(w.shape[0], -1).amax(1).reshape((-1,) + (1,) * (w.dim() - 1))
+    else:
+        scale = a.max()
+    return torch.where(scale > 0, scale, torch.ones_like(scale))
+
+
 def _check(compensation: str, **scales) -> None:
     if compensation not in COMPENSATIONS:
         raise ConfigError(f"comp={compensation!r} is unknown; use one of {', '.join(COMPENSATIONS)}.")
@@ -87,11 +99,22 @@ class PCMDrift:
         if not w.size:
             return w
         w64 = w.astype(np.float64)
-        scale = _scales(w64, self.per_channel)
-        targets = physics.differential_targets(w64, scale, self.g_max)
+        out = self._read(w64, _scales(w64, self.per_channel), lambda shape: rng.standard_normal(shape))
+        return out.astype(w.dtype)
+
+    def apply_torch(self, w, gen):
+        """The same physics on a torch tensor, differentiable in ``w`` (hardware-aware training)."""
+        import torch
+
+        scale = _torch_scales(w, self.per_channel)
+        return self._read(w, scale, lambda shape: torch.randn(shape, generator=gen, dtype=w.dtype).to(w.device))
+
+    def _read(self, w, scale, normal):
+        """Program, drift to ``t`` and read both devices of every weight; compensate; read back (any namespace)."""
+        targets = physics.differential_targets(w, scale, self.g_max)
         reads, baseline = [], []
         for g_t in targets:  # g+ then g-: each device has its own noise
-            z = rng.standard_normal((4,) + w.shape)
+            z = normal((4,) + tuple(w.shape))
             g_p = physics.pcm_program(g_t, z[0], self.g_max, self.prog_scale)
             nu = physics.pcm_drift_exponent(g_t, z[1], self.g_max, self.drift_scale)
             g_d = physics.pcm_drifted(g_p, nu, self.t)
@@ -102,7 +125,7 @@ class PCMDrift:
         if self.comp != "none":
             ref = physics.differential_weights(baseline[0], baseline[1], scale, self.g_max)
             out = out * physics.global_compensation(ref, out, per_column=self.comp == "column")
-        return out.astype(w.dtype)
+        return out
 
     def spec(self) -> str:
         extra = [f"{k}={getattr(self, k):g}" for k in ("g_max", "prog_scale", "drift_scale", "read_scale")
@@ -131,11 +154,20 @@ class ReRAMDrift:
         if not w.size:
             return w
         w64 = w.astype(np.float64)
-        scale = _scales(w64, self.per_channel)
+        return self._read(w64, _scales(w64, self.per_channel), lambda shape: rng.standard_normal(shape)).astype(w.dtype)
+
+    def apply_torch(self, w, gen):
+        """The same physics on a torch tensor, differentiable in ``w`` (hardware-aware training)."""
+        import torch
+
+        scale = _torch_scales(w, self.per_channel)
+        return self._read(w, scale, lambda shape: torch.randn(shape, generator=gen, dtype=w.dtype).to(w.device))
+
+    def _read(self, w, scale, normal):
         coeffs = physics.RERAM_WAN2022[self.t]
-        reads = [physics.reram_read(g_t, rng.standard_normal(w.shape), coeffs, self.g_max, self.scale)
-                 for g_t in physics.differential_targets(w64, scale, self.g_max)]
-        return physics.differential_weights(reads[0], reads[1], scale, self.g_max).astype(w.dtype)
+        reads = [physics.reram_read(g_t, normal(tuple(w.shape)), coeffs, self.g_max, self.scale)
+                 for g_t in physics.differential_targets(w, scale, self.g_max)]
+        return physics.differential_weights(reads[0], reads[1], scale, self.g_max)
 
     def spec(self) -> str:
         extra = [f"g_max={self.g_max:g}"] if self.g_max != physics.RERAM_G_MAX else []
