@@ -181,7 +181,7 @@ def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.
           drift: "str | DriftModel | None" = None, samples: int = 50, seed: int = 0, batch_size: int = 1024,
           metric: "str | Metric" = accuracy, targets: str = "params", bias: bool = False, output: str | None = None,
           provider: str = "cpu", vary: str | None = None, times: "str | Sequence | None" = None,
-          compensation: str | None = None,
+          compensation: str | None = None, dac_bits: int | None = None, adc_bits: int | None = None,
           on_point: Callable[[str, SweepPoint], None] | None = None) -> SweepResult:
     """Accuracy-vs-sigma curves of several models; one session per model, reused across sigmas.
 
@@ -200,7 +200,8 @@ def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.
     result = SweepResult(drift=base.spec(), vary=term, axis=axis, samples=samples, seed=seed)
     try:
         for model in models:
-            session = open_session(model, targets=targets, bias=bias, output=output, provider=provider)
+            session = open_session(model, targets=targets, bias=bias, output=output, provider=provider,
+                                   dac_bits=dac_bits, adc_bits=adc_bits, data=data)
             dataset = bind_data(session, data)
             label = Path(str(model)).stem
             points = []

@@ -246,6 +246,8 @@ def sweep(
     times: Optional[str] = typer.Option(None, "--times", help="Sweep the time since programming of a device term "
                                         "instead (1s,1h,1d,1w,1m,1y; m = 30 days); --drift default pcm. Log-time plot."),
     compensation: Optional[str] = _compensation_opt(),
+    dac_bits: Optional[int] = _dac_opt(),
+    adc_bits: Optional[int] = _adc_opt(),
     samples: int = typer.Option(50, help="Monte-Carlo samples per sigma."),
     seed: int = _seed_opt(),
     batch_size: int = _batch_opt(),
@@ -272,7 +274,7 @@ def sweep(
             result = api.sweep(models, data, sigmas=grid, drift=drift, samples=samples, seed=seed,
                                batch_size=batch_size, metric=metric or "accuracy", targets=targets, bias=bias,
                                output=output, provider=provider, vary=vary, times=times, compensation=compensation,
-                               on_point=tick)
+                               dac_bits=dac_bits, adc_bits=adc_bits, on_point=tick)
         payload = {"schema": "ftcompile.sweep/2", "drift": result.drift, "vary": result.vary, "axis": result.axis,
                    "samples": result.samples, "seed": result.seed,
                    "curves": {k: [asdict(p) for p in v] for k, v in result.curves.items()}}
