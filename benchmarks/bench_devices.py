@@ -1,0 +1,57 @@
+"""Accuracy against time on device physics, and what the physics costs validate.
+
+For each model: accuracy under `pcm` at 1 s, 1 h, 1 d, 1 m (30 days), 1 y, with and without global drift
+compensation, through 8-bit DAC/ADC converters (the analog twin), `--targets crossbar` (biases digital);
+`reram-wan2022` at 1 s, 1 d, 2 d. Then validate's wall time under `pcm:1d` against `lognormal:0.6` on the
+same session (target: within 1.5x), measured side by side.
+Usage: python benchmarks/bench_devices.py --models benchmarks/models/resnet20_cifar10.onnx[,...]
+       --data examples/cifar_resnet20/work/test2000.npz [--samples 5] [--out results/devices.json]
+"""
+import argparse
+import json
+import time
+from pathlib import Path
+
+import ftcompile
+
+HERE = Path(__file__).resolve().parent
+TIMES = "1s,1h,1d,1m,1y"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", required=True)
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--samples", type=int, default=5)
+    ap.add_argument("--bits", type=int, default=8)
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "devices.json")
+    args = ap.parse_args()
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    for model in args.models.split(","):
+        name = Path(model).stem
+        row = {"samples": args.samples, "bits": args.bits, "data": str(args.data)}
+        common = dict(samples=args.samples, targets="crossbar", dac_bits=args.bits, adc_bits=args.bits)
+        for comp in ("none", "global"):
+            curve = ftcompile.sweep([model], args.data, times=TIMES, drift="pcm:1s", compensation=comp, **common)
+            row[f"pcm_{comp}"] = {p.drift: round(100 * p.mean, 2) for p in curve.curves[name]}
+            print(name, f"pcm comp={comp}:", row[f"pcm_{comp}"], flush=True)
+        reram = ftcompile.sweep([model], args.data, times="1s,1d,2d", drift="reram-wan2022:1s", **common)
+        row["reram"] = {p.drift: round(100 * p.mean, 2) for p in reram.curves[name]}
+        print(name, "reram:", row["reram"], flush=True)
+        digital = ftcompile.validate(model, args.data, drift="lognormal:0", samples=1, targets="crossbar")
+        row["digital_clean"] = round(100 * digital.clean, 2)
+        timing = {}
+        for spec in ("lognormal:0.6", "pcm:1d", "lognormal:0.6", "pcm:1d"):  # interleaved, twice
+            t = time.perf_counter()
+            ftcompile.validate(model, args.data, drift=spec, samples=args.samples, targets="crossbar")
+            timing.setdefault(spec, []).append(time.perf_counter() - t)
+        row["validate_seconds"] = {k: round(sum(v), 2) for k, v in timing.items()}
+        row["pcm_over_lognormal"] = round(sum(timing["pcm:1d"]) / sum(timing["lognormal:0.6"]), 3)
+        print(name, "validate pcm:1d / lognormal:0.6 =", row["pcm_over_lognormal"], flush=True)
+        results[name] = row
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
