@@ -87,12 +87,12 @@ def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: flo
         raise ConfigError(f"--workers {workers} must be >= 1.")
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor {executor!r} is unknown; use one of {', '.join(EXECUTORS)}.")
+    if (dac_bits is not None or adc_bits is not None) and workers > 1:
+        raise ConfigError("--dac-bits/--adc-bits run in one process for now; drop --workers.")
     session = open_session(model, targets=targets, bias=bias, output=output, provider=provider, dac_bits=dac_bits,
                            adc_bits=adc_bits, data=data)
     dataset = bind_data(session, data)
     sampler = None
-    if (dac_bits is not None or adc_bits is not None) and workers > 1:
-        raise ConfigError("--dac-bits/--adc-bits run in one process for now; drop --workers.")
     if executor == "ray" or (executor == "process" and workers > 1):
         from ftcompile.runtime.model import load_onnx
 
