@@ -29,20 +29,29 @@ def cifar_cnn(classes: int = 10, width: int = 32) -> nn.Module:
         nn.Linear(4 * w * 16, 256), nn.ReLU(), nn.Linear(256, classes))
 
 
-class _Block(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int):
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with BatchNorm. When the shape changes the shortcut is a 1x1 projection with
+    BatchNorm (option B, ``projection=True``) or subsamples and zero-pads the new channels (option A, the
+    paper's choice for CIFAR ResNets)."""
+
+    def __init__(self, cin: int, cout: int, stride: int, projection: bool = True):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
         self.short = nn.Sequential()
-        if stride != 1 or cin != cout:
+        self.pad = 0
+        if (stride != 1 or cin != cout) and projection:
             self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        elif stride != 1 or cin != cout:
+            self.pad = cout - cin
 
     def forward(self, x):
-        out = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(self.bn2(self.conv2(out)) + self.short(x))
+        out = F.relu(self.bn1(self.conv1(x)))
+        short = self.short(x) if not self.pad else \
+            F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+        return F.relu(self.bn2(self.conv2(out)) + short)
 
 
 def resnet18_cifar(classes: int = 10, width: int = 64) -> nn.Module:
@@ -50,7 +59,7 @@ def resnet18_cifar(classes: int = 10, width: int = 64) -> nn.Module:
     layers, cin = [nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()], width
     for i, mult in enumerate((1, 2, 4, 8)):
         for j in range(2):
-            layers.append(_Block(cin, width * mult, 2 if (i > 0 and j == 0) else 1))
+            layers.append(BasicBlock(cin, width * mult, 2 if (i > 0 and j == 0) else 1))
             cin = width * mult
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, classes))
 
@@ -67,23 +76,6 @@ def vgg11_cifar(classes: int = 10, width: int = 64) -> nn.Module:
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(cin, 512), nn.ReLU(), nn.Linear(512, classes))
 
 
-class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with BatchNorm; the shortcut subsamples and zero-pads new channels (option A)."""
-
-    def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.pad = cout - cin  # option A (the paper's for CIFAR): subsample, zero-pad the new channels
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        short = x if not self.pad else F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
-        return F.relu(self.bn2(self.conv2(out)) + short)
-
-
 class ResNet20(nn.Module):
     """ResNet-20 for CIFAR (He et al. 2016): 3 stages x 3 basic blocks, 16/32/64 channels, option-A shortcuts."""
 
@@ -94,7 +86,7 @@ class ResNet20(nn.Module):
         layers, cin = [], widths[0]
         for i, w in enumerate(widths):
             for j in range(blocks):
-                layers.append(BasicBlock(cin, w, 2 if i > 0 and j == 0 else 1))
+                layers.append(BasicBlock(cin, w, 2 if i > 0 and j == 0 else 1, projection=False))
                 cin = w
         self.layers = nn.Sequential(*layers)
         self.fc = nn.Linear(cin, classes)

@@ -7,7 +7,7 @@ Data (from --data, default ../shared/data, see its SOURCES.md): the 20,000-image
 weight decay 5e-4), batch 128, learning rate 0.1 with cosine decay, random crop (padding 4) and horizontal flip.
 Writes the normalized splits to --work and the ERM model to benchmarks/models/resnet20_cifar10.onnx
 (kept in the repository so that benchmarks never retrain it), with its training log beside it.
-Usage: python examples/cifar_resnet20/prepare.py [--epochs 40] [--threads 2] [--data DIR] [--work DIR]
+Usage: python examples/cifar_resnet20/prepare.py [--epochs 50] [--threads 2] [--data DIR] [--work DIR]
 """
 import argparse
 import json
@@ -22,15 +22,11 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from datasets import example  # noqa: E402
 from models import export, resnet20  # noqa: E402
 
 MODEL = ROOT / "benchmarks" / "models" / "resnet20_cifar10.onnx"
-MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32).reshape(1, 3, 1, 1)
-STD = np.array([0.2470, 0.2435, 0.2616], np.float32).reshape(1, 3, 1, 1)
-
-
-def normalize(x: np.ndarray) -> np.ndarray:
-    return ((x.transpose(0, 3, 1, 2).astype(np.float32) / 255.0 - MEAN) / STD).astype(np.float32)
+normalize = example("cifar_cnn").normalize  # the same per-channel normalization as the CIFAR CNN example
 
 
 def augment(xb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -108,7 +104,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--work", type=Path, default=HERE / "work")
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     main(a.data, a.work, a.epochs, a.threads)
