@@ -54,6 +54,32 @@ def open_session(model, *, targets: str = "params", bias: bool = False, output: 
                         calibration=batches)
 
 
+def export_twin(model, data, out, *, dac_bits: int | None = 8, adc_bits: int | None = 8,
+                output: str | None = None) -> dict:
+    """Write the analog twin of ``model`` to ``out`` (atomically, never over the input): DAC/ADC quantizers around
+    every crossbar layer, ranges calibrated on the first batches of ``data``, recorded in its metadata.
+
+    Returns the calibrated ranges (``"<layer>:in"``/``"<layer>:out"`` -> (low, high)).
+    """
+    from ftcompile.errors import OutputError
+    from ftcompile.fileio import check_writable, write_bytes_atomic
+    from ftcompile.metadata import set_metadata
+    from ftcompile.passes.converters import ConverterSpec, analog_twin
+    from ftcompile.passes.onnx_graph import constants_to_initializers, unshare_weights
+    from ftcompile.runtime.model import load_onnx
+
+    out = Path(out)
+    check_writable(out)
+    if out.exists() and out.resolve() == Path(str(model)).resolve():
+        raise OutputError(f"{out}: is the input model; choose another -o (inputs are never overwritten).")
+    spec = ConverterSpec(dac_bits, adc_bits)
+    batches = (feeds for feeds, _ in bind_data(open_session(model, output=output), data).batches(1024))
+    twin, ranges = analog_twin(unshare_weights(constants_to_initializers(load_onnx(model))), batches, spec)
+    set_metadata(twin, {"analog_twin": {"dac_bits": spec.dac_bits, "adc_bits": spec.adc_bits, "ranges": ranges}})
+    write_bytes_atomic(out, twin.SerializeToString())
+    return ranges
+
+
 def bind_data(session: DriftSession, data) -> Dataset:
     return as_dataset(data, session.inputs, num_classes=session.num_classes)
 
@@ -389,12 +415,10 @@ def _digital_params(imported, targets: str, bias: bool) -> set[int]:
 
 
 def _sweepable(drift: DriftModel) -> bool:
-    from ftcompile.errors import ConfigError as _Refused
-
     try:
         sweep_term(drift)
         return True
-    except _Refused:
+    except ConfigError:
         return False
 
 

@@ -527,27 +527,9 @@ def export_twin(
     """Write the analog twin: DAC/ADC quantizers with calibrated ranges around every crossbar layer, weights
     as overridable inputs; a plain ONNX file onnxruntime runs."""
     with guarded():
-        from ftcompile.fileio import write_bytes_atomic
-        from ftcompile.metadata import set_metadata
-        from ftcompile.passes.converters import ConverterSpec, calibrate, insert_converters
-        from ftcompile.passes.onnx_graph import constants_to_initializers, unshare_weights
-        from ftcompile.runtime.model import load_onnx
-
-        check_writable(out)
-        spec = ConverterSpec(dac_bits or None, adc_bits or None)
-        session = api.open_session(model, output=output)
-        batches = (feeds for feeds, _ in api.bind_data(session, data).batches(1024))
-        proto = unshare_weights(constants_to_initializers(load_onnx(model)))
-        ranges = calibrate(proto, batches)
-        twin = insert_converters(proto, ranges, spec)
-        set_metadata(twin, {"analog_twin": {"dac_bits": spec.dac_bits, "adc_bits": spec.adc_bits, "ranges": ranges}})
-        if out.exists() and out.resolve() == Path(model).resolve():
-            from ftcompile.errors import OutputError
-            raise OutputError(f"{out}: is the input model; choose another -o (inputs are never overwritten).")
-        write_bytes_atomic(out, twin.SerializeToString())
-    out_console = f"wrote {out}: {len(ranges) // 2} crossbar layers, DAC {spec.dac_bits or 'float'} bits, " \
-                  f"ADC {spec.adc_bits or 'float'} bits, ranges calibrated on {data}"
-    print(out_console)
+        ranges = api.export_twin(model, data, out, dac_bits=dac_bits or None, adc_bits=adc_bits or None, output=output)
+    print(f"wrote {out}: {len(ranges) // 2} crossbar layers, DAC {dac_bits or 'float'} bits, "
+          f"ADC {adc_bits or 'float'} bits, ranges calibrated on {data}")
 
 
 @app.command()

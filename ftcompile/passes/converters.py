@@ -86,6 +86,13 @@ def calibrate(model: onnx.ModelProto, feeds_batches, max_batches: int = 4) -> di
     return ranges
 
 
+def analog_twin(model: onnx.ModelProto, feeds_batches, spec: ConverterSpec = ConverterSpec(), *,
+                expose_weights: bool = True) -> tuple[onnx.ModelProto, dict]:
+    """``calibrate`` on ``feeds_batches``, then ``insert_converters``: the twin and the ranges it used."""
+    ranges = calibrate(model, feeds_batches)
+    return insert_converters(model, ranges, spec, expose_weights=expose_weights), ranges
+
+
 def insert_converters(model: onnx.ModelProto, ranges: dict, spec: ConverterSpec = ConverterSpec(), *,
                       expose_weights: bool = True) -> onnx.ModelProto:
     """The analog twin of ``model`` with ``spec``'s converters at the calibrated ``ranges`` (see module doc).

@@ -66,9 +66,9 @@ class DriftSession:
                  calibration=None) -> onnx.ModelProto:
         proto = unshare_weights(constants_to_initializers(proto))  # each layer drifts on its own
         if self.converters is not None:
-            from ftcompile.passes.converters import calibrate, insert_converters
+            from ftcompile.passes.converters import analog_twin
 
-            proto = insert_converters(proto, calibrate(proto, calibration), self.converters, expose_weights=False)
+            proto, _ = analog_twin(proto, calibration, self.converters, expose_weights=False)
         self.targets: list[DriftTarget] = find_drift_targets(proto, targets=targets, bias=bias)
         if not self.targets:
             raise UnsupportedModelError(f"{self.source}: no drifting weights found (no Conv/ConvTranspose/Gemm/MatMul "
