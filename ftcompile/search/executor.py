@@ -17,6 +17,9 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from ftcompile.resources import keep_large_allocations
+
+
 @dataclass(frozen=True)
 class TrialTask:
     trial: int
@@ -77,6 +80,7 @@ class LocalExecutor:
 _RUNNER: Callable | None = None
 
 
+
 def _init_worker(payload: bytes, threads: int) -> None:
     global _RUNNER
     import torch
@@ -87,6 +91,7 @@ def _init_worker(payload: bytes, threads: int) -> None:
     # the parent owns Ctrl-C: it stops the pool and keeps the journal consistent
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)  # N one-thread workers; oversubscribed cores run ~30x slower
+    keep_large_allocations()
     _RUNNER = pickle.loads(payload)
 
 
@@ -159,6 +164,7 @@ def _ray_trial(runner, task: TrialTask, threads: int) -> tuple[Any, float]:
     import torch
 
     torch.set_num_threads(threads)
+    keep_large_allocations()
     start = time.perf_counter()
     return runner(task), time.perf_counter() - start
 

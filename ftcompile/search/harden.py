@@ -13,6 +13,7 @@ import torch
 
 from ftcompile.errors import ConfigError, Interrupted
 from ftcompile.passes.onnx_graph import TARGET_MODES
+from ftcompile.resources import keep_large_allocations
 from ftcompile.runtime.drift import DriftModel, LogNormalDrift, parse_drift, sigma_of, with_compensation
 from ftcompile.runtime.metrics import parse_metric
 from ftcompile.search.controller import KERNELS, SEARCHES, Controller
@@ -276,6 +277,7 @@ def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, jou
     the objective and the training noise leave them alone, as the runtime does.
     """
     t0 = time.perf_counter()
+    keep_large_allocations()  # the drifted forwards allocate tens of MB per activation (resources.py)
     x_tr, y_tr = _tensors(train, cfg.device)
     x_va, y_va = _tensors(val, cfg.device)
     module.to(cfg.device)
