@@ -40,18 +40,18 @@ def resolve_drift(drift: "str | DriftModel | None", sigma: float | None,
 
 def open_session(model, *, targets: str = "params", bias: bool = False, output: str | None = None,
                  provider: str = "cpu", dac_bits: int | None = None, adc_bits: int | None = None,
-                 data=None) -> DriftSession:
+                 data=None, task: str = "classification") -> DriftSession:
     """The drift session; with ``dac_bits``/``adc_bits`` the analog twin, its converter ranges calibrated on
     the first batches (up to 4,096 examples) of ``data``."""
     if dac_bits is None and adc_bits is None:
-        return DriftSession(model, targets=targets, bias=bias, output=output, provider=provider)
+        return DriftSession(model, targets=targets, bias=bias, output=output, provider=provider, task=task)
     from ftcompile.passes.converters import ConverterSpec
 
     spec = ConverterSpec(dac_bits, adc_bits)
-    plain = DriftSession(model, targets=targets, bias=bias, output=output, provider=provider)
-    batches = (feeds for feeds, _ in bind_data(plain, data).batches(1024))
+    plain = DriftSession(model, targets=targets, bias=bias, output=output, provider=provider, task=task)
+    batches = (feeds for feeds, _ in bind_data(plain, data).batches(1024, per_image=True))
     return DriftSession(model, targets=targets, bias=bias, output=output, provider=provider, converters=spec,
-                        calibration=batches)
+                        calibration=batches, task=task)
 
 
 def export_twin(model, data, out, *, dac_bits: int | None = 8, adc_bits: int | None = 8,
@@ -81,7 +81,35 @@ def export_twin(model, data, out, *, dac_bits: int | None = 8, adc_bits: int | N
 
 
 def bind_data(session: DriftSession, data) -> Dataset:
-    return as_dataset(data, session.inputs, num_classes=session.num_classes)
+    return as_dataset(data, session.inputs, num_classes=session.num_classes, task=session.task)
+
+
+def resolve_task(task: str | None, data) -> str:
+    """``task`` checked, or read from the data's layout (``boxes`` -> detection, ``masks`` -> segmentation)."""
+    from ftcompile.labels import BoxLabels
+    from ftcompile.runtime.tasks import check_task, infer_task
+
+    if task is not None:
+        return check_task(task)
+    if isinstance(data, Dataset):
+        return "detection" if isinstance(data.labels, BoxLabels) else "classification"
+    if isinstance(data, (str, Path)) and Path(data).is_file():
+        try:
+            with np.load(data, allow_pickle=False) as f:
+                return infer_task(dict.fromkeys(f.files))
+        except Exception:  # as_dataset reports an unreadable file with its own message
+            return "classification"
+    return infer_task(data) if isinstance(data, dict) else "classification"
+
+
+def resolve_metric(task: str, metric) -> Metric:
+    """The task's metric: its default when ``metric`` is left at accuracy, else the named or given one."""
+    from ftcompile.runtime.tasks import task_metric
+
+    metric = accuracy if metric is None else metric
+    if task != "classification" and (metric is accuracy or metric == "accuracy"):
+        return task_metric(task, None)
+    return task_metric(task, metric) or parse_metric(metric)
 
 
 def _sha(model) -> str:
@@ -94,13 +122,15 @@ def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: flo
              provider: str = "cpu", on_sample: Callable[[int, float], None] | None = None, workers: int = 1,
              executor: str = "process", ray_address: str | None = None,
              compensation: str | None = None, dac_bits: int | None = None,
-             adc_bits: int | None = None) -> ValidationResult:
+             adc_bits: int | None = None, task: str | None = None) -> ValidationResult:
     """Measure ``metric`` of an ONNX model under drift over ``samples`` Monte-Carlo draws and apply ``gate``.
 
     Args:
         model: path to an ONNX file (or a ``ModelProto``).
         data: ``.npz`` path with ``x``/``y``, a ``Dataset``, or an ``(x, y)`` tuple.
         drift: a spec such as ``"quantize:16,lognormal:0.6"`` or a drift model; default lognormal at ``sigma``.
+        task: classification, detection or segmentation (``runtime.tasks``); default read from the data's
+            layout. The metric defaults to the task's (accuracy, mAP@0.5, Dice).
         workers, executor: shard the samples over ``workers`` local processes (``"process"``; one worker
             runs in this process) or Ray tasks (``"ray"``, at ``ray_address`` or a new local instance); the
             values equal the one-process run.
@@ -108,7 +138,8 @@ def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: flo
         ``ValidationResult`` with clean and per-sample metrics, statistics and the gate's checks.
     """
     drift_model = resolve_drift(drift, sigma, compensation)
-    metric = parse_metric(metric)
+    task = resolve_task(task, data)
+    metric = resolve_metric(task, metric)
     if workers < 1:
         raise ConfigError(f"--workers {workers} must be >= 1.")
     if executor not in EXECUTORS:
@@ -116,7 +147,7 @@ def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: flo
     if (dac_bits is not None or adc_bits is not None) and workers > 1:
         raise ConfigError("--dac-bits/--adc-bits run in one process for now; drop --workers.")
     session = open_session(model, targets=targets, bias=bias, output=output, provider=provider, dac_bits=dac_bits,
-                           adc_bits=adc_bits, data=data)
+                           adc_bits=adc_bits, data=data, task=task)
     dataset = bind_data(session, data)
     sampler = None
     if executor == "ray" or (executor == "process" and workers > 1):
@@ -124,7 +155,7 @@ def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: flo
 
         job = shard_job(load_onnx(model).SerializeToString(), dataset, drift_model, seed=seed,
                         batch_size=batch_size, metric=metric, workers=workers,
-                        session_kwargs=dict(targets=targets, bias=bias, output=output, provider=provider))
+                        session_kwargs=dict(targets=targets, bias=bias, output=output, provider=provider, task=task))
         sampler = lambda: sharded_sample_metrics(job, samples, workers=workers, executor=executor,  # noqa: E731
                                                  ray_address=ray_address, on_sample=on_sample)
     try:
@@ -208,7 +239,7 @@ def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.
           metric: "str | Metric" = accuracy, targets: str = "params", bias: bool = False, output: str | None = None,
           provider: str = "cpu", vary: str | None = None, times: "str | Sequence | None" = None,
           compensation: str | None = None, dac_bits: int | None = None, adc_bits: int | None = None,
-          on_point: Callable[[str, SweepPoint], None] | None = None) -> SweepResult:
+          on_point: Callable[[str, SweepPoint], None] | None = None, task: str | None = None) -> SweepResult:
     """Accuracy-vs-sigma curves of several models; one session per model, reused across sigmas.
 
     ``sigmas`` set the sigma of one term of ``drift``: the one named ``vary`` (``"lognormal"``,
@@ -222,12 +253,13 @@ def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.
     base = resolve_drift(drift if drift is not None or times is None else "pcm:1s", grid[0], compensation)
     index = sweep_term(base, vary, axis)
     term = term_name(base.parts[index] if isinstance(base, CompositeDrift) else base)
-    metric = parse_metric(metric)
+    task = resolve_task(task, data)
+    metric = resolve_metric(task, metric)
     result = SweepResult(drift=base.spec(), vary=term, axis=axis, samples=samples, seed=seed)
     try:
         for model in models:
             session = open_session(model, targets=targets, bias=bias, output=output, provider=provider,
-                                   dac_bits=dac_bits, adc_bits=adc_bits, data=data)
+                                   dac_bits=dac_bits, adc_bits=adc_bits, data=data, task=task)
             dataset = bind_data(session, data)
             label = Path(str(model)).stem
             points = []
@@ -252,7 +284,8 @@ def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.
 def analyze(model, data, *, drift: "str | DriftModel | None" = None, sigma: float | None = None, samples: int = 30,
             seed: int = 0, batch_size: int = 1024, metric: "str | Metric" = accuracy, targets: str = "params",
             bias: bool = False, output: str | None = None, provider: str = "cpu",
-            on_layer: Callable | None = None, compensation: str | None = None) -> "Sensitivity":
+            on_layer: Callable | None = None, compensation: str | None = None,
+            task: str | None = None) -> "Sensitivity":
     """Per-layer drift sensitivity: drift one layer at a time (and all of them) and rank layers by the drop.
 
     Example:
@@ -263,11 +296,12 @@ def analyze(model, data, *, drift: "str | DriftModel | None" = None, sigma: floa
     from ftcompile.runtime.analyze import analyze_session
 
     drift_model = resolve_drift(drift, sigma, compensation)
-    session = open_session(model, targets=targets, bias=bias, output=output, provider=provider)
+    task = resolve_task(task, data)
+    session = open_session(model, targets=targets, bias=bias, output=output, provider=provider, task=task)
     dataset = bind_data(session, data)
     try:
         return analyze_session(session, dataset, drift_model, samples=samples, seed=seed, batch_size=batch_size,
-                               metric=parse_metric(metric), on_layer=on_layer)
+                               metric=resolve_metric(task, metric), on_layer=on_layer)
     except KeyboardInterrupt:
         raise Interrupted("analysis interrupted; no report was written.") from None
 
@@ -363,6 +397,10 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
 
     stage = on_stage or (lambda s: None)
     cfg = config or HardenConfig()
+    task = resolve_task(None, train)
+    if task != "classification":
+        raise ConfigError(f"{train}: holds {task} labels, and harden fine-tunes classifiers only so far; "
+                          f"validate, sweep and analyze take --task {task}.")
     if validate_samples < 1:
         raise ConfigError(f"--validate-samples {validate_samples} must be >= 1.")
     t0 = time.perf_counter()

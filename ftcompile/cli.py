@@ -92,7 +92,8 @@ def _outputs(*paths: Optional[Path]) -> None:
 
 # Options shared by several commands are declared once here, with one default everywhere.
 def _metric_opt():
-    return typer.Option(None, "--metric", help="accuracy (default), top5, or package.module:function taking "
+    return typer.Option(None, "--metric", help="accuracy (default), top5; map50 (default) or map for "
+                        "detection; dice (default) or iou for segmentation; or package.module:function taking "
                         "(outputs, labels) -> float, higher is better.")
 
 
@@ -140,6 +141,12 @@ def _quiet_opt():
     return typer.Option(False, "--quiet", help="No progress bar or live table.")
 
 
+def _task_opt():
+    return typer.Option(None, "--task", help="classification, detection (boxes/labels/count in the data; metric mAP@0.5, "
+                        "or --metric map for 0.5:0.95) or segmentation (masks; metric dice or iou). Default: read "
+                        "from the data's arrays.")
+
+
 def _json_opt():
     return typer.Option(False, "--json", help="Print the JSON report to stdout.")
 
@@ -164,6 +171,7 @@ def validate(
     batch_size: int = _batch_opt(),
     top_k: int = typer.Option(1, help="Score top-k accuracy."),
     metric: Optional[str] = _metric_opt(),
+    task: Optional[str] = _task_opt(),
     targets: str = _targets_opt(),
     bias: bool = _bias_opt(),
     output: Optional[str] = _output_opt(),
@@ -196,7 +204,8 @@ def validate(
         _outputs(report, markdown, junit)
         with progress(samples, "drift samples", quiet or as_json) as tick:
             result = api.validate(model, data, drift=drift, sigma=sigma, samples=samples, seed=seed,
-                                  batch_size=batch_size, metric=metric or top_k_accuracy(top_k), gate=gate,
+                                  batch_size=batch_size, metric=metric or (top_k_accuracy(top_k) if top_k != 1 else None),
+                                  task=task, gate=gate,
                                   targets=targets, bias=bias, output=output, provider=provider, on_sample=tick,
                                   workers=workers, executor=executor, ray_address=ray_address,
                                   compensation=compensation, dac_bits=dac_bits, adc_bits=adc_bits)
@@ -252,6 +261,7 @@ def sweep(
     seed: int = _seed_opt(),
     batch_size: int = _batch_opt(),
     metric: Optional[str] = _metric_opt(),
+    task: Optional[str] = _task_opt(),
     targets: str = _targets_opt(),
     bias: bool = _bias_opt(),
     output: Optional[str] = _output_opt(),
@@ -272,7 +282,7 @@ def sweep(
         grid = api.parse_sigmas(sigmas) if times is None else api.parse_times(times)
         with progress(len(grid) * len(models), "points", quiet or as_json) as tick:
             result = api.sweep(models, data, sigmas=grid, drift=drift, samples=samples, seed=seed,
-                               batch_size=batch_size, metric=metric or "accuracy", targets=targets, bias=bias,
+                               batch_size=batch_size, metric=metric, task=task, targets=targets, bias=bias,
                                output=output, provider=provider, vary=vary, times=times, compensation=compensation,
                                dac_bits=dac_bits, adc_bits=adc_bits, on_point=tick)
         payload = {"schema": "ftcompile.sweep/2", "drift": result.drift, "vary": result.vary, "axis": result.axis,
@@ -309,6 +319,7 @@ def analyze(
     seed: int = _seed_opt(),
     batch_size: int = _batch_opt(),
     metric: Optional[str] = _metric_opt(),
+    task: Optional[str] = _task_opt(),
     targets: str = _targets_opt(),
     bias: bool = _bias_opt(),
     output: Optional[str] = _output_opt(),
@@ -328,7 +339,7 @@ def analyze(
         _outputs(report, markdown, plot)
         with progress(None, "layers", quiet or as_json) as tick:  # the count is known once the model is read
             result = api.analyze(model, data, drift=drift, sigma=sigma, samples=samples, seed=seed,
-                                 batch_size=batch_size, metric=metric or "accuracy", targets=targets, bias=bias,
+                                 batch_size=batch_size, metric=metric, task=task, targets=targets, bias=bias,
                                  output=output, provider=provider, on_layer=tick, compensation=compensation)
         payload = {"schema": "ftcompile.analysis/1", **result.to_dict()}
         if report:
@@ -369,7 +380,9 @@ def harden(
     val: Path = typer.Option(..., "--val", help=".npz validation data: the search's objective."),
     test: Optional[Path] = typer.Option(None, "--test", help=".npz held-out data for the sign-off (default --val)."),
     sigma: Optional[float] = typer.Option(None, help="Target lognormal drift sigma (0.6 unless --drift gives the drift)."),
-    method: str = typer.Option("bayesft", help="bayesft, bayesft+noise, erm, fixed-dropout, noise-injection, awp or ftna."),
+    method: str = typer.Option("auto", help="auto (noise-injection when the drift has a lognormal or device term, else "
+                               "bayesft: measured, README), bayesft, bayesft+noise, erm, fixed-dropout, noise-injection, "
+                               "awp or ftna."),
     trials: int = typer.Option(20, help="Search trials (rates tried)."),
     epochs: int = typer.Option(3, help="Fine-tuning epochs per trial."),
     final_epochs: int = typer.Option(15, help="Fine-tuning epochs with the best rates."),

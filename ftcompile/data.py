@@ -1,7 +1,8 @@
 """Datasets shared by the runtime and the hardening side (numpy only).
 
-A dataset is a dict of input arrays (first axis = examples) and integer labels. Files are ``.npz``
-with ``x`` (or the model's input names) and ``y``; they are loaded with ``allow_pickle=False``.
+A dataset is a dict of input arrays (first axis = examples) and labels: integer classes ``y``, or the
+layouts of ``runtime.tasks`` (detection boxes, segmentation masks). Files are ``.npz`` with ``x`` (or the
+model's input names) and the labels; they are loaded with ``allow_pickle=False``.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ftcompile.errors import DataError, one_line
+from ftcompile.labels import BoxLabels, check_box_labels, check_masks
 
 
 @dataclass(frozen=True)
@@ -28,21 +30,26 @@ class Dataset:
     """Inputs by model input name, and labels (``None`` when the data is unlabeled)."""
 
     inputs: dict
-    labels: np.ndarray | None
+    labels: "np.ndarray | BoxLabels | None"
     source: str = "<memory>"
+    unbatched: bool = False  # the model takes one example without a batch axis (torchvision's detectors)
 
     def __len__(self) -> int:
         return len(next(iter(self.inputs.values())))
 
-    def batches(self, batch_size: int) -> Iterator[tuple[dict, slice]]:
+    def batches(self, batch_size: int, per_image: bool = False) -> Iterator[tuple[dict, slice]]:
         n = len(self)
+        if per_image and self.unbatched:
+            for i in range(n):
+                yield {k: v[i] for k, v in self.inputs.items()}, slice(i, i + 1)
+            return
         for start in range(0, n, batch_size):
             sl = slice(start, min(start + batch_size, n))
             yield {k: v[sl] for k, v in self.inputs.items()}, sl
 
     def subset(self, index: np.ndarray) -> "Dataset":
         labels = None if self.labels is None else self.labels[index]
-        return Dataset({k: v[index] for k, v in self.inputs.items()}, labels, self.source)
+        return Dataset({k: v[index] for k, v in self.inputs.items()}, labels, self.source, self.unbatched)
 
 
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:
@@ -63,7 +70,7 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def as_dataset(data, specs: Sequence[InputSpec], *, num_classes: int | None = None,
-               require_labels: bool = True) -> Dataset:
+               require_labels: bool = True, task: str = "classification") -> Dataset:
     """Bind ``data`` (a path, a Dataset, an (x, y) tuple or a dict of arrays) to a model's inputs.
 
     Checks before any run: names, shapes (static dims), dtypes, NaN/inf, empty data, label dtype,
@@ -71,8 +78,10 @@ def as_dataset(data, specs: Sequence[InputSpec], *, num_classes: int | None = No
     """
     if isinstance(data, Dataset):
         arrays, source = dict(data.inputs), data.source
-        if data.labels is not None:
-            arrays["y"] = data.labels
+        if isinstance(data.labels, BoxLabels):
+            arrays.update(boxes=data.labels.boxes, labels=data.labels.labels, count=data.labels.count)
+        elif data.labels is not None:
+            arrays["masks" if task == "segmentation" else "y"] = data.labels
     elif isinstance(data, tuple) and len(data) == 2:
         arrays, source = {"x": np.asarray(data[0]), "y": np.asarray(data[1])}, "<arrays>"
     elif isinstance(data, dict):
@@ -85,16 +94,29 @@ def as_dataset(data, specs: Sequence[InputSpec], *, num_classes: int | None = No
         if key is None:
             raise DataError(f"{source}: no array for model input {spec.name!r} (has {sorted(arrays)}); "
                             f"name it 'x' or {spec.name!r}.")
-        inputs[spec.name] = _check_input(source, key, arrays[key], spec)
+        x = arrays[key]
+        unbatched = task == "detection" and len(spec.shape) == np.ndim(x) - 1  # one (C, H, W) image per run
+        if unbatched:
+            spec = InputSpec(spec.name, ("N", *spec.shape), spec.dtype)
+        inputs[spec.name] = _check_input(source, key, x, spec)
     lengths = {len(v) for v in inputs.values()}
     if len(lengths) > 1:
         raise DataError(f"{source}: input arrays have different lengths {sorted(lengths)}; give one row per example.")
-    labels = arrays.get("y")
-    if labels is None and require_labels:
-        raise DataError(f"{source}: no labels; add an integer array 'y' with one class index per example.")
-    if labels is not None:
-        labels = _check_labels(source, labels, lengths.pop(), num_classes)
-    return Dataset(inputs, labels, source)
+    n = lengths.pop()
+    if task == "detection":
+        labels = check_box_labels(source, arrays, n) if "boxes" in arrays or require_labels else None
+    elif task == "segmentation":
+        if "masks" not in arrays and require_labels:
+            raise DataError(f"{source}: no labels; add an integer array 'masks' (N, H, W) of class ids per pixel.")
+        labels = check_masks(source, arrays["masks"], n, num_classes) if "masks" in arrays else None
+    else:
+        labels = arrays.get("y")
+        if labels is None and require_labels:
+            raise DataError(f"{source}: no labels; add an integer array 'y' with one class index per example.")
+        if labels is not None:
+            labels = _check_labels(source, labels, n, num_classes)
+    return Dataset(inputs, labels, source, unbatched=task == "detection" and any(
+        len(s.shape) == inputs[s.name].ndim - 1 for s in specs))
 
 
 def _check_input(source: str, key: str, x: np.ndarray, spec: InputSpec) -> np.ndarray:

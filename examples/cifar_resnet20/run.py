@@ -51,7 +51,7 @@ def main() -> None:
         print(f"ERM on {args.test_size} test images: " + ", ".join(f"{p.sigma:g}: {100 * p.mean:.2f}" for p in curve))
     else:
         sigma = args.sigma
-    results.update(sigma=sigma, test_size=args.test_size, flags=args.flags)
+    results["sigma"] = sigma
     runs = results.setdefault("runs", {})
     for method in args.methods.split(","):
         out = args.work / f"resnet20.{method}.onnx"
@@ -64,9 +64,10 @@ def main() -> None:
             print(res.stderr[-2000:])
             continue
         report = json.loads(res.stdout)
-        runs[method] = {"seconds": round(report["seconds"]), "peak_mb": round(report["peak_mb"]),
+        runs[method] = {"flags": args.flags or "defaults", "test_size": args.test_size, "seconds": round(report["seconds"]), "peak_mb": round(report["peak_mb"]),
                         "rates": report["rates"], "before": {k: report["before"][k] for k in ("clean", "mean", "total_ci_low")},
                         "after": {k: report["after"][k] for k in ("clean", "mean", "total_ci_low")}}
+        runs[method]["method"] = report["config"]["method"]  # what auto resolved to
         print(json.dumps({method: runs[method]}), flush=True)
         OUT.write_text(json.dumps(results, indent=2) + "\n")
     OUT.write_text(json.dumps(results, indent=2) + "\n")

@@ -18,6 +18,7 @@ from ftcompile.passes.onnx_graph import (
     weights_to_inputs,
 )
 from ftcompile.runtime.model import choose_output, elem_dtype, graph_inputs, input_shape, load_onnx
+from ftcompile.runtime.tasks import check_task, detection_outputs
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
@@ -32,10 +33,11 @@ class DriftSession:
 
     def __init__(self, model: "str | Path | onnx.ModelProto", *, targets: str = "params", bias: bool = False,
                  output: str | None = None, provider: str = "cpu", threads: int = 0, converters=None,
-                 calibration=None):
+                 calibration=None, task: str = "classification"):
         """``converters`` (a ``passes.converters.ConverterSpec``) runs the analog twin: DAC/ADC quantizers
         around every crossbar layer, ranges calibrated on ``calibration`` (an iterable of feed dicts)."""
         proto = load_onnx(model)
+        self.task = check_task(task)
         self.source = str(model) if not isinstance(model, onnx.ModelProto) else "<in-memory model>"
         self.converters = converters
         try:
@@ -77,22 +79,31 @@ class DriftSession:
         if empty:
             raise ModelError(f"{self.source}: weight {empty[0].name!r} of {empty[0].node} has no elements (shape "
                              f"{list(empty[0].shape)}); the export lost it, re-export the model.")
-        self.output = choose_output(proto, output)
+        if self.task == "detection":  # boxes, scores (and labels): several outputs, one image per run
+            self.output_names = detection_outputs(proto.graph.output)
+            self.output, self.num_classes = self.output_names[0], None
+        else:
+            self.output = choose_output(proto, output)
+            self.output_names = [self.output]
+            self.num_classes = _num_classes(proto, self.output, axis=1 if self.task == "segmentation" else -1)
         self.weights = initializer_arrays(proto, [t.name for t in self.targets])
         self.inputs = [InputSpec(v.name, tuple(input_shape(v)), elem_dtype(v)) for v in graph_inputs(proto)]
-        self.num_classes = _num_classes(proto, self.output)
         return weights_to_inputs(proto, [t.name for t in self.targets])
 
     def run(self, feeds: dict, weights: dict) -> np.ndarray:
         """The chosen output for one batch, with ``weights`` (name -> array) in place of the stored ones."""
+        return self.run_all(feeds, weights)[0]
+
+    def run_all(self, feeds: dict, weights: dict) -> list[np.ndarray]:
+        """Every output the task reads (``output_names``), for one batch."""
         try:
-            return self.session.run([self.output], {**feeds, **weights})[0]
+            return self.session.run(self.output_names, {**feeds, **weights})
         except Exception as exc:  # e.g. a reshape that does not fit the data: name the model, not a traceback
             raise ModelError(f"{self.source}: onnxruntime failed running the model ({one_line(exc, last=True)}); check that "
                              "the data matches the model's input and the model runs in onnxruntime.") from None
 
 
-def _num_classes(model: onnx.ModelProto, output: str) -> int | None:
+def _num_classes(model: onnx.ModelProto, output: str, axis: int = -1) -> int | None:
     out = next(o for o in model.graph.output if o.name == output)
     dims = input_shape(out)
-    return dims[-1] if dims and isinstance(dims[-1], int) else None
+    return dims[axis] if len(dims) > max(axis, -axis - 1) and isinstance(dims[axis], int) else None

@@ -20,6 +20,7 @@ from ftcompile.errors import ConfigError
 from ftcompile.runtime.drift import DriftModel, draw_sample
 from ftcompile.runtime.metrics import Metric, accuracy, example_scores
 from ftcompile.runtime.session import DriftSession
+from ftcompile.runtime.tasks import detections, segment
 from ftcompile.runtime.stats import SampleStats, strict_json, summarize
 
 _PREFETCH = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ftcompile-prefetch")
@@ -167,7 +168,12 @@ def run_samples(session: DriftSession, data: Dataset, drift: DriftModel, *, samp
     return out
 
 
-def _outputs(session: DriftSession, data: Dataset, weights: dict, batch_size: int) -> np.ndarray:
+def _outputs(session: DriftSession, data: Dataset, weights: dict, batch_size: int):
+    """What the task's metric reads: class scores (N, C), per-image detections, or per-pixel class ids."""
+    if session.task == "detection":  # ragged outputs: one image per run
+        return [detections(session.run_all(feeds, weights)) for feeds, _ in data.batches(1, per_image=True)]
+    if session.task == "segmentation":  # class ids per batch: (N, H, W) ints, not (N, C, H, W) floats
+        return np.concatenate([segment(session.run(feeds, weights)) for feeds, _ in data.batches(batch_size)])
     return np.concatenate([session.run(feeds, weights) for feeds, _ in data.batches(batch_size)])
 
 

@@ -75,7 +75,7 @@ def test_controller_design_bounds_and_best():
 
 def test_harden_end_to_end_and_resume(files, tmp_path):
     model, train, val = files
-    cfg = HardenConfig(sigma=0.5, trials=2, epochs=1, final_epochs=1, samples=4)
+    cfg = HardenConfig(sigma=0.5, method="bayesft", trials=2, epochs=1, final_epochs=1, samples=4)
     out = tmp_path / "hard.onnx"
     r = ftcompile.harden(model, train, val, out=out, config=cfg, validate_samples=5, plot=False,
                          gate=ftcompile.Gate(min_accuracy=0.6))
@@ -102,7 +102,7 @@ def test_harden_end_to_end_and_resume(files, tmp_path):
 
 def test_interrupt_keeps_finished_trials(files, tmp_path):
     model, train, val = files
-    cfg = HardenConfig(sigma=0.5, trials=3, epochs=1, final_epochs=1, samples=4)
+    cfg = HardenConfig(sigma=0.5, method="bayesft", trials=3, epochs=1, final_epochs=1, samples=4)
     out = tmp_path / "hard.onnx"
 
     def stop_after_first(trial, best):
@@ -138,7 +138,7 @@ def test_bad_config(kwargs, needle):
 def test_cli_harden(files, tmp_path):
     model, train, val = files
     runner = CliRunner()
-    args = ["harden", str(model), "--train", str(train), "--val", str(val), "--trials", "2", "--epochs", "1",
+    args = ["harden", str(model), "--train", str(train), "--val", str(val), "--method", "bayesft", "--trials", "2", "--epochs", "1",
             "--final-epochs", "1", "--samples", "3", "--validate-samples", "4", "--no-plot",
             "--out", str(tmp_path / "h.onnx")]
     r = runner.invoke(app, args + ["--min-accuracy", "0.5", "--stat", "total_ci_low", "--json"])
@@ -164,7 +164,8 @@ def test_cli_harden(files, tmp_path):
 
 def test_cli_harden_with_worker_processes(files, tmp_path):
     model, train, val = files
-    args = ["harden", str(model), "--train", str(train), "--val", str(val), "--trials", "4", "--epochs", "1",
+    args = ["harden", str(model), "--train", str(train), "--val", str(val), "--method", "bayesft", "--trials", "4",
+            "--epochs", "1",
             "--final-epochs", "1", "--samples", "3", "--validate-samples", "4", "--no-plot",
             "--out", str(tmp_path / "w.onnx")]
     r = CliRunner().invoke(app, args + ["--workers", "2"])
@@ -204,6 +205,19 @@ def test_sigma_and_drift_have_one_source_of_truth():
     with pytest.raises(ConfigError, match="--train-sigma"):
         HardenConfig(drift="gaussian:0.1", method="bayesft+noise")
     assert HardenConfig(drift="gaussian:0.1", method="bayesft+noise", train_sigma=0.3).noise == 0.3
+
+
+def test_default_method_trains_under_the_drift_when_it_can_and_searches_otherwise():
+    """auto: noise injection (the measured winner) when the drift has a lognormal term or a device preset;
+    the paper's search for a drift training cannot sample; an explicit --method is kept."""
+    assert HardenConfig().method == "noise-injection" and HardenConfig().noise == 0.6
+    assert HardenConfig(drift="quantize:16,lognormal:0.3").method == "noise-injection"
+    assert HardenConfig(drift="pcm:1d").method == "noise-injection" and HardenConfig(drift="pcm:1d").train_device()
+    assert HardenConfig(drift="gaussian:0.1").method == "bayesft"
+    assert HardenConfig(drift="gaussian:0.1", train_sigma=0.2).method == "noise-injection"
+    assert HardenConfig(method="bayesft").method == "bayesft"
+    with pytest.raises(ConfigError, match="--method must be auto or one of"):
+        HardenConfig(method="dropout")
 
 
 def test_crossbar_targets_leave_biases_digital_in_the_objective_and_the_signoff(files, tmp_path):
