@@ -398,9 +398,12 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
     stage = on_stage or (lambda s: None)
     cfg = config or HardenConfig()
     task = resolve_task(None, train)
-    if task != "classification":
-        raise ConfigError(f"{train}: holds {task} labels, and harden fine-tunes classifiers only so far; "
-                          f"validate, sweep and analyze take --task {task}.")
+    if task == "detection":
+        raise ConfigError(f"{train}: holds detection labels, and harden fine-tunes classifiers and segmenters only so "
+                          "far; validate, sweep and analyze take --task detection.")
+    if task == "segmentation" and (cfg.strategy.ecoc or cfg.objective == "loss"):
+        raise ConfigError(f"--method {cfg.method} / --objective {cfg.objective} are for classifiers; a segmenter "
+                          "is searched on its Dice (choose another method or --objective).")
     if validate_samples < 1:
         raise ConfigError(f"--validate-samples {validate_samples} must be >= 1.")
     t0 = time.perf_counter()
@@ -408,11 +411,11 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
     journal = Journal(journal_path_for(paths["onnx"]), config_dict(cfg), resume=resume)  # --resume mismatch: now
     stage("importing model")
     imported = load_model(model)
-    train_ds, val_ds, signoff_ds = _harden_data(imported, model, train, val, test)
-    drift, metric = cfg.drift_model(), cfg.metric() or accuracy
+    train_ds, val_ds, signoff_ds = _harden_data(imported, model, train, val, test, task)
+    drift, metric = cfg.drift_model(), cfg.metric() or resolve_metric(task, None)
     stage("validating the source model")
     before = validate(imported.onnx_model, signoff_ds, drift=drift, samples=validate_samples, seed=cfg.seed,
-                      metric=metric, targets=cfg.targets, bias=cfg.bias)
+                      metric=metric, targets=cfg.targets, bias=cfg.bias, task=task)
     before.model, before.model_sha256 = str(model), _sha(model)
     sites = insert_dropout(imported.module, channel=cfg.channel)
     head = None
@@ -423,16 +426,16 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
     stage(f"searching rates for {len(sites)} dropout sites" if cfg.searches else f"fine-tuning ({cfg.method})")
     outcome = search(head.model if head else imported.module, sites, train_ds, val_ds, cfg, journal=journal,
                      on_trial=on_trial, loss_fn=head.loss if head else None,
-                     digital=_digital_params(imported, cfg.targets, cfg.bias))
+                     digital=_digital_params(imported, cfg.targets, cfg.bias), task=task)
     stage("exporting and signing off")
     result = HardenResult(str(model), paths["onnx"], config_dict(cfg), list(sites.layers), outcome.rates,
                           outcome.trials, outcome.best_trial, before, None, outcome.base_score.mean,
                           outcome.final_score.mean, 0.0, paths["json"], paths["md"], None,
                           journal.path if journal.path.exists() else None)
-    _sign_off(result, imported, sites, head, cfg, signoff_ds, gate, validate_samples, drift, metric)
+    _sign_off(result, imported, sites, head, cfg, signoff_ds, gate, validate_samples, drift, metric, task)
     if plot and _sweepable(drift):
         stage("sweeping sigma for the before/after plot")
-        result.plot = _before_after_plot(model, paths, signoff_ds, cfg, drift, metric)
+        result.plot = _before_after_plot(model, paths, signoff_ds, cfg, drift, metric, task)
     elif plot:
         stage(f"no before/after plot: drift {drift.spec()} has no single sigma term to sweep")
     result.seconds = time.perf_counter() - t0
@@ -474,8 +477,9 @@ def _harden_paths(model, out) -> dict[str, Path]:
     return paths
 
 
-def _harden_data(imported, model, train, val, test) -> tuple[Dataset, Dataset, Dataset]:
-    """The three datasets bound to the model's single input and its number of classes."""
+def _harden_data(imported, model, train, val, test, task: str = "classification") -> tuple[Dataset, Dataset, Dataset]:
+    """The three datasets bound to the model's single input and its number of classes (scores on axis -1, or
+    axis 1 for a segmenter's (N, C, H, W))."""
     from ftcompile.data import InputSpec
     from ftcompile.runtime.model import elem_dtype, graph_inputs, input_shape
 
@@ -484,14 +488,14 @@ def _harden_data(imported, model, train, val, test) -> tuple[Dataset, Dataset, D
         raise ConfigError(f"{model}: harden supports single-input classifiers (this one has {len(inputs)} inputs).")
     specs = [InputSpec(v.name, tuple(input_shape(v)), elem_dtype(v)) for v in inputs]
     out_dims = input_shape(next(o for o in imported.onnx_model.graph.output if o.name == imported.output))
-    classes = out_dims[-1] if out_dims and isinstance(out_dims[-1], int) else None
-    train_ds = as_dataset(train, specs, num_classes=classes)
-    val_ds = as_dataset(val, specs, num_classes=classes)
-    return train_ds, val_ds, as_dataset(test, specs, num_classes=classes) if test is not None else val_ds
+    axis = 1 if task == "segmentation" else -1
+    classes = out_dims[axis] if len(out_dims) > 1 and isinstance(out_dims[axis], int) else None
+    bind = lambda d: as_dataset(d, specs, num_classes=classes, task=task)  # noqa: E731
+    return bind(train), bind(val), bind(test) if test is not None else bind(val)
 
 
 def _sign_off(result: HardenResult, imported, sites, head, cfg, data: Dataset, gate: Gate, samples: int,
-              drift: DriftModel, metric: Metric) -> None:
+              drift: DriftModel, metric: Metric, task: str = "classification") -> None:
     """Export the fine-tuned module into the source ONNX, validate that ONNX with the runtime, write it."""
     from ftcompile.export import save_onnx, set_metadata, to_onnx
 
@@ -505,7 +509,7 @@ def _sign_off(result: HardenResult, imported, sites, head, cfg, data: Dataset, g
         head.model.cpu()
     proto = to_onnx(imported, sites=sites, metadata=meta, head=head)
     result.after = after = validate(proto, data, drift=drift, samples=samples, seed=cfg.seed, gate=gate,
-                                    metric=metric, targets=cfg.targets, bias=cfg.bias)
+                                    metric=metric, targets=cfg.targets, bias=cfg.bias, task=task)
     set_metadata(proto, {"verdict": result.verdict, "signoff": {
         "mean": after.stats.mean, "total_ci_low": after.stats.total_ci_low, "p5": after.stats.p5,
         "clean": after.clean, "samples": after.samples,
@@ -514,11 +518,12 @@ def _sign_off(result: HardenResult, imported, sites, head, cfg, data: Dataset, g
     after.model, after.model_sha256 = str(result.out), sha256_file(result.out)
 
 
-def _before_after_plot(model, paths: dict, data: Dataset, cfg, drift: DriftModel, metric: Metric) -> Path:
+def _before_after_plot(model, paths: dict, data: Dataset, cfg, drift: DriftModel, metric: Metric,
+                       task: str = "classification") -> Path:
     from ftcompile.runtime.plot import plot_curves
 
     curves = sweep([model, paths["onnx"]], data, sigmas="0:1.2:0.2", drift=drift, samples=20, seed=cfg.seed,
-                   metric=metric, targets=cfg.targets, bias=cfg.bias)
+                   metric=metric, targets=cfg.targets, bias=cfg.bias, task=task)
     labels = ["source (before)", f"hardened ({cfg.method})"]
     return plot_curves(list(zip(labels, curves.curves.values())), paths["png"],
                        title=f"{getattr(metric, '__name__', 'metric')} under {drift.spec()}, hardened there",

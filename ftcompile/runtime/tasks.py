@@ -163,6 +163,18 @@ class MaskOverlap:
         return float(self.per_example(predicted, masks).mean())
 
 
+class OnClassIds:
+    """A segmentation metric applied to raw scores: ``metric(segment(scores), masks)`` (picklable, for the
+    search's objective, which sees (N, C, H, W) scores)."""
+
+    def __init__(self, metric):
+        self.metric = metric
+        self.__name__ = getattr(metric, "__name__", "metric")
+
+    def __call__(self, scores: np.ndarray, masks: np.ndarray) -> float:
+        return float(self.metric(segment(scores), masks))
+
+
 TASK_METRICS = {"detection": {"map50": lambda: CocoMAP(0.5), "map": lambda: CocoMAP(None)},
                 "segmentation": {"dice": lambda: MaskOverlap("dice"), "iou": lambda: MaskOverlap("iou")}}
 

@@ -21,7 +21,8 @@ from ftcompile.search.executor import Executor, TrialTask, make_executor
 from ftcompile.search.journal import Journal, TrialRecord
 from ftcompile.search.objective import OBJECTIVES, DriftObjective, Score
 from ftcompile.search.space import SPACES, RateSpace, rate_space, site_widths
-from ftcompile.search.trainer import TrainConfig, fine_tune
+from ftcompile.runtime.tasks import OnClassIds, task_metric
+from ftcompile.search.trainer import TrainConfig, fine_tune, task_loss
 
 
 
@@ -279,7 +280,8 @@ def run_trials(controller: Controller, executor: Executor, journal: Journal, cfg
 
 def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, journal: Journal,
            on_trial: Callable[[TrialRecord, TrialRecord], None] | None = None,
-           loss_fn: Callable | None = None, digital: "set[int] | None" = None) -> SearchOutcome:
+           loss_fn: Callable | None = None, digital: "set[int] | None" = None,
+           task: str = "classification") -> SearchOutcome:
     """Run the method's search (if any) and the final fine-tune; ``module`` ends with the final weights.
 
     ``digital``: ids of parameters that do not drift (``--targets crossbar`` leaves biases and norms digital);
@@ -291,10 +293,13 @@ def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, jou
     x_va, y_va = _tensors(val, cfg.device)
     module.to(cfg.device)
     drifting = None if not digital else tuple(n for n, p in module.named_parameters() if id(p) not in digital)
+    kind = cfg.metric() or cfg.objective
+    if task == "segmentation":  # the runtime's Dice (or the user's metric) on the class ids of the scores
+        kind = OnClassIds(cfg.metric() or task_metric(task, None))
     objective = DriftObjective(module, x_va, y_va, drift=cfg.drift_model(), samples=cfg.samples, seed=cfg.seed,
-                               kind=cfg.metric() or cfg.objective, device=cfg.device,
-                               only=None if drifting is None else set(drifting))
-    runner = TrialRunner(module, sites, x_tr, y_tr, objective, cfg, loss_fn, drifting)
+                               kind=kind, device=cfg.device, only=None if drifting is None else set(drifting),
+                               example_axis=-4 if task == "segmentation" else -2)
+    runner = TrialRunner(module, sites, x_tr, y_tr, objective, cfg, loss_fn or task_loss(task), drifting)
     outcome = SearchOutcome(rates=[0.0] * len(sites), base_score=objective(module))
 
     space = rate_space(cfg.rates, site_widths(sites.gm, sites))

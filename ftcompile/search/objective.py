@@ -45,7 +45,7 @@ class DriftObjective:
 
     def __init__(self, module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, drift, samples: int,
                  seed: int = 0, kind: "str | Callable" = "accuracy", chunk: int = 10, device: str = "cpu",
-                 only: "set[str] | None" = None, max_batch: int = 1024):
+                 only: "set[str] | None" = None, max_batch: int = 1024, example_axis: int = -2):
         if not callable(kind) and kind not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES} or a metric (outputs, labels) -> float")
         self.x, self.y = x.to(device), y.to(device)
@@ -53,6 +53,7 @@ class DriftObjective:
         self.chunk = max(1, min(chunk, self.samples))
         self.batch = max(1, max_batch // self.chunk)  # inputs per vmapped forward
         self.only = None if only is None else set(only)
+        self.axis = example_axis  # where examples sit in the model's output: -2 for (N, C), -4 for (N, C, H, W)
         self.sigma = drift.sigma if isinstance(drift, LogNormalDrift) else None
         self.drift = None if self.sigma is not None else drift
         self._vmap_ok = True
@@ -61,8 +62,8 @@ class DriftObjective:
     def _metric(self, logits: torch.Tensor) -> torch.Tensor:
         if callable(self.kind):
             y = self._labels_np
-            flat = logits.detach().cpu().numpy().reshape(-1, *logits.shape[-2:])
-            return torch.tensor([float(self.kind(out, y)) for out in flat]).view(logits.shape[:-2])
+            flat = logits.detach().cpu().numpy().reshape(-1, *logits.shape[self.axis:])
+            return torch.tensor([float(self.kind(out, y)) for out in flat]).view(logits.shape[:self.axis])
         if self.kind == "accuracy":
             return (logits.argmax(-1) == self.y).float().mean(-1)
         return -F.cross_entropy(logits.flatten(0, -2), self.y.repeat(logits.numel() // logits.shape[-1] // len(self.y)),
@@ -95,8 +96,8 @@ class DriftObjective:
         return {n: torch.stack([r[i] for r in rows]).to(self.x.device) for i, n in enumerate(drifting)}
 
     def _batched(self, forward: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """``forward`` over the inputs in batches, logits concatenated along the example axis (-2)."""
-        return torch.cat([forward(xb) for xb in self.x.split(self.batch)], dim=-2)
+        """``forward`` over the inputs in batches, outputs concatenated along the example axis."""
+        return torch.cat([forward(xb) for xb in self.x.split(self.batch)], dim=self.axis)
 
     def _drawn(self, module, params, buffers) -> list[float]:
         clean = {n: p.detach().cpu().numpy() for n, p in params.items()}

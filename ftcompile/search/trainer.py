@@ -34,6 +34,22 @@ class TrainConfig:
     seed: int = 0
 
 
+def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Per-pixel cross-entropy over (N, C, H, W) scores, or binary cross-entropy on one foreground logit;
+    pixels marked 255 (``labels.IGNORE``) do not count."""
+    from ftcompile.labels import IGNORE
+
+    if logits.shape[1] == 1:
+        keep = masks != IGNORE
+        return F.binary_cross_entropy_with_logits(logits[:, 0][keep], masks[keep].to(logits.dtype))
+    return F.cross_entropy(logits, masks, ignore_index=IGNORE)
+
+
+def task_loss(task: str) -> Callable:
+    """The training loss of a task (classification: cross-entropy)."""
+    return segmentation_loss if task == "segmentation" else F.cross_entropy
+
+
 def awp_perturbation(weights: dict[str, torch.Tensor], grads: dict[str, torch.Tensor],
                      gamma: float) -> dict[str, torch.Tensor]:
     """``v_l = gamma * ||w_l|| * g_l / ||g_l||``: the ascent step AWP takes, ``||v_l|| = gamma ||w_l||`` per layer."""

@@ -1,0 +1,68 @@
+"""harden on a segmenter: per-pixel loss in training, the runtime's Dice in the search and the sign-off."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from typer.testing import CliRunner
+
+pytest.importorskip("torch")
+
+import ftcompile  # noqa: E402
+from ftcompile.cli import app  # noqa: E402
+from ftcompile.errors import ConfigError  # noqa: E402
+from ftcompile.search.harden import HardenConfig  # noqa: E402
+
+H = W = 8
+
+
+def segmenter(classes: int = 3, hidden: int = 8, seed: int = 0) -> onnx.ModelProto:
+    rng = np.random.default_rng(seed)
+    w1 = (rng.standard_normal((hidden, 3, 3, 3)) / np.sqrt(27)).astype(np.float32)
+    w2 = (rng.standard_normal((classes, hidden, 3, 3)) / np.sqrt(9 * hidden)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["h"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("Conv", ["r", "w2"], ["scores"], pads=[1, 1, 1, 1], name="conv2")]
+    graph = helper.make_graph(nodes, "seg", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, H, W])],
+                              [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", classes, H, W])],
+                              [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="tests")
+    model.ir_version = 8
+    return model
+
+
+@pytest.fixture
+def seg_files(tmp_path):
+    import onnxruntime as ort
+
+    teacher = segmenter(seed=1)
+    x = np.random.default_rng(3).standard_normal((96, 3, H, W)).astype(np.float32)
+    masks = ort.InferenceSession(teacher.SerializeToString()).run(None, {"x": x})[0].argmax(1)
+    masks[:, 0, 0] = 255  # an ignored pixel in every mask
+    student = tmp_path / "seg.onnx"
+    onnx.save(segmenter(seed=2), student)  # another net: fine-tuning has something to learn
+    np.savez(tmp_path / "train.npz", x=x[:64], masks=masks[:64])
+    np.savez(tmp_path / "val.npz", x=x[64:], masks=masks[64:])
+    return student, tmp_path / "train.npz", tmp_path / "val.npz"
+
+
+@pytest.mark.parametrize("method", ["noise-injection", "bayesft"])
+def test_harden_a_segmenter_trains_on_pixels_and_signs_off_on_dice(seg_files, tmp_path, method):
+    model, train, val = seg_files
+    cfg = HardenConfig(sigma=0.3, method=method, trials=2, epochs=1, final_epochs=8, samples=3, lr=1e-2)
+    r = ftcompile.harden(model, train, val, out=tmp_path / f"{method}.onnx", config=cfg, validate_samples=4, plot=False)
+    assert r.before.metric == r.after.metric == "dice"
+    assert r.after.clean > r.before.clean + 0.1  # training on the teacher's masks moved the student toward them
+    assert r.after.stats.total_ci_low is not None
+    if method == "bayesft":
+        assert len(r.trials) == 2 and all(0 <= t.objective <= 1 for t in r.trials)
+
+
+def test_harden_refuses_what_a_segmenter_cannot_do(seg_files, tmp_path):
+    model, train, val = seg_files
+    with pytest.raises(ConfigError, match="are for classifiers"):
+        ftcompile.harden(model, train, val, out=tmp_path / "f.onnx", config=HardenConfig(method="ftna"), plot=False)
+    r = CliRunner().invoke(app, ["harden", str(model), "--train", str(train), "--val", str(val), "--objective", "loss",
+                                 "--out", str(tmp_path / "l.onnx")])
+    assert r.exit_code == 2 and "searched on its Dice" in r.output and not (tmp_path / "l.onnx").exists()
