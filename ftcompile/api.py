@@ -202,6 +202,7 @@ class SweepResult:
     samples: int
     seed: int
     curves: dict = field(default_factory=dict)  # model label -> list[SweepPoint]
+    metric: str = "accuracy"
 
 
 def parse_sigmas(spec: "str | Sequence[float]") -> list[float]:
@@ -255,7 +256,8 @@ def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.
     term = term_name(base.parts[index] if isinstance(base, CompositeDrift) else base)
     task = resolve_task(task, data)
     metric = resolve_metric(task, metric)
-    result = SweepResult(drift=base.spec(), vary=term, axis=axis, samples=samples, seed=seed)
+    result = SweepResult(drift=base.spec(), vary=term, axis=axis, samples=samples, seed=seed,
+                         metric=getattr(metric, "__name__", "metric"))
     try:
         for model in models:
             session = open_session(model, targets=targets, bias=bias, output=output, provider=provider,
@@ -527,4 +529,5 @@ def _before_after_plot(model, paths: dict, data: Dataset, cfg, drift: DriftModel
     labels = ["source (before)", f"hardened ({cfg.method})"]
     return plot_curves(list(zip(labels, curves.curves.values())), paths["png"],
                        title=f"{getattr(metric, '__name__', 'metric')} under {drift.spec()}, hardened there",
+                       metric=getattr(metric, "__name__", "metric"),
                        xlabel=f"{curves.vary} sigma")

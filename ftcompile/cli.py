@@ -286,12 +286,12 @@ def sweep(
                                output=output, provider=provider, vary=vary, times=times, compensation=compensation,
                                dac_bits=dac_bits, adc_bits=adc_bits, on_point=tick)
         payload = {"schema": "ftcompile.sweep/2", "drift": result.drift, "vary": result.vary, "axis": result.axis,
-                   "samples": result.samples, "seed": result.seed,
+                   "samples": result.samples, "seed": result.seed, "metric": result.metric,
                    "curves": {k: [asdict(p) for p in v] for k, v in result.curves.items()}}
         if plot:
-            plot_curves(list(result.curves.items()), plot, title=f"accuracy under {result.drift}",
+            plot_curves(list(result.curves.items()), plot, title=f"{result.metric} under {result.drift}",
                         xlabel=f"{result.vary} sigma" if times is None else "time since programming (s)",
-                        log_x=times is not None)
+                        log_x=times is not None, metric=result.metric)
         if report:
             write_text_atomic(report, _json(payload) + "\n")
     if as_json:

@@ -9,7 +9,7 @@ from ftcompile.fileio import write_bytes_atomic
 
 
 def plot_curves(curves: Sequence[tuple[str, Sequence]], path: Path, *, title: str = "Accuracy under drift",
-                xlabel: str = "drift sigma", log_x: bool = False) -> Path:
+                xlabel: str = "drift sigma", log_x: bool = False, metric: str = "accuracy") -> Path:
     """``curves``: (label, points) where each point has ``x``, ``mean``, ``p5``, ``p95``; ``log_x`` for times."""
     import matplotlib
 
@@ -24,7 +24,7 @@ def plot_curves(curves: Sequence[tuple[str, Sequence]], path: Path, *, title: st
     ax.set_xlabel(xlabel)
     if log_x:
         ax.set_xscale("log")
-    ax.set_ylabel("accuracy (%), mean and p5-p95")
+    ax.set_ylabel(f"{metric} (%), mean and p5-p95")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()

@@ -1,0 +1,70 @@
+"""Harden one saved ERM model with several methods through the normal `ftcompile harden` CLI, and collect the reports.
+
+Used by the task examples (examples/cifar_resnet20/run.py, examples/gtsrb_stn/run.py):
+1. Unless --sigma is given, the ERM model is swept over sigma on the sign-off set; the harden sigma is the
+   smallest where ERM loses at least --min-loss (accuracy units).
+2. Each --methods entry runs `ftcompile harden` in a subprocess with --flags (empty: the defaults); the report's
+   seconds, the harden process's own peak memory, rates, before/after statistics and the method `auto` resolved
+   to are written under "runs" in the results JSON (kept across invocations: one method at a time is fine).
+"""
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+SIGMAS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0]
+
+
+def arguments(default_methods: str, default_flags: str) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--methods", default=default_methods)
+    ap.add_argument("--test-size", type=int, default=0, help="sign off on this many test images (0: all)")
+    ap.add_argument("--samples", type=int, default=10, help="drift samples of the ERM sweep")
+    ap.add_argument("--min-loss", type=float, default=0.20)
+    ap.add_argument("--sigma", type=float, default=None, help="skip the sweep and harden at this sigma")
+    ap.add_argument("--flags", default=default_flags, help="harden flags ('' = the defaults)")
+    return ap
+
+
+def run(model: Path, work: Path, out: Path, args) -> dict:
+    import ftcompile
+
+    test = np.load(work / "test.npz")
+    signoff = work / "test.npz"
+    if args.test_size and args.test_size < len(test["y"]):
+        pick = np.random.default_rng(1).permutation(len(test["y"]))[:args.test_size]
+        signoff = work / f"test{args.test_size}.npz"
+        np.savez(signoff, x=test["x"][pick], y=test["y"][pick])
+    results = json.loads(out.read_text()) if out.exists() else {}
+    if args.sigma is None:
+        curve = ftcompile.sweep([model], signoff, sigmas=SIGMAS, samples=args.samples).curves[model.stem]
+        results["erm_sweep"] = {f"{p.sigma:g}": round(100 * p.mean, 2) for p in curve}
+        sigma = next((p.sigma for p in curve if curve[0].mean - p.mean >= args.min_loss), SIGMAS[-1])
+        print("ERM: " + ", ".join(f"{p.sigma:g}: {100 * p.mean:.2f}" for p in curve), flush=True)
+    else:
+        sigma = args.sigma
+    results["sigma"] = sigma
+    runs = results.setdefault("runs", {})
+    for method in args.methods.split(","):
+        hardened = work / f"{model.stem}.{method}.onnx"
+        cmd = [sys.executable, "-m", "ftcompile.cli", "harden", str(model), "--train", str(work / "train.npz"),
+               "--val", str(work / "val.npz"), "--test", str(signoff), "--sigma", f"{sigma:g}", "--method", method,
+               "--out", str(hardened), "--no-plot", "--json", *args.flags.split()]
+        print("$ " + " ".join(cmd[2:]), flush=True)
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode not in (0, 1):
+            print(res.stderr[-2000:])
+            continue
+        report = json.loads(res.stdout)
+        runs[method] = {"method": report["config"]["method"], "flags": args.flags or "defaults",
+                        "test_size": args.test_size or len(test["y"]), "seconds": round(report["seconds"]),
+                        "peak_mb": round(report["peak_mb"]), "rates": report["rates"],
+                        "before": {k: report["before"][k] for k in ("clean", "mean", "total_ci_low")},
+                        "after": {k: report["after"][k] for k in ("clean", "mean", "total_ci_low")}}
+        print(json.dumps({method: runs[method]}), flush=True)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    return results
