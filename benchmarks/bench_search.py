@@ -128,8 +128,9 @@ def main() -> None:
     results.update(sigma=args.sigma, seeds=args.seeds, trials=args.trials, samples=args.samples,
                    trial_fraction=args.trial_fraction, epochs_per_trial=1, val_size=args.val_size)
     runs = results.setdefault("runs", {})
+    done = {k for k, r in runs.items() if len(r["trials"]) == args.trials}  # a run at another budget is redone
     todo = [(s, r, seed) for seed in range(args.seeds) for s, r in CONFIGS
-            if f"{s}/{r}" in args.configs.split(",") and f"{s}/{r}/{seed}" not in runs]
+            if f"{s}/{r}" in args.configs.split(",") and f"{s}/{r}/{seed}" not in done]
 
     lock = threading.Lock()
 
