@@ -35,14 +35,29 @@ class TrainConfig:
 
 
 def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Per-pixel cross-entropy over (N, C, H, W) scores, or binary cross-entropy on one foreground logit;
-    pixels marked 255 (``labels.IGNORE``) do not count."""
+    """Per-pixel cross-entropy plus soft Dice over the foreground classes; pixels marked 255
+    (``labels.IGNORE``) do not count. ``(N, C, H, W)`` scores, or ``(N, 1, H, W)``: one foreground logit.
+
+    Cross-entropy alone collapsed a U-Net to all-background when trained under drift (PennFudan, 18% foreground,
+    lognormal 0.6: clean Dice 0.74 -> 0.0): under heavy noise the cheapest way to lower per-pixel loss is to
+    predict the majority class. The soft Dice term (1 - 2|P.T| / (|P| + |T|) per foreground class, summed over
+    the batch) is what the sign-off measures and does not reward that.
+    """
     from ftcompile.labels import IGNORE
 
+    keep = (masks != IGNORE).unsqueeze(1).to(logits.dtype)
+    target = torch.where(masks == IGNORE, torch.zeros_like(masks), masks)
     if logits.shape[1] == 1:
-        keep = masks != IGNORE
-        return F.binary_cross_entropy_with_logits(logits[:, 0][keep], masks[keep].to(logits.dtype))
-    return F.cross_entropy(logits, masks, ignore_index=IGNORE)
+        ce = F.binary_cross_entropy_with_logits(logits[:, 0], target.to(logits.dtype), weight=keep[:, 0])
+        ce = ce * keep.numel() / keep.sum().clamp(min=1)  # the mean over kept pixels
+        prob, onehot = torch.sigmoid(logits), target.unsqueeze(1).to(logits.dtype)
+    else:
+        ce = F.cross_entropy(logits, masks, ignore_index=IGNORE)
+        prob = logits.softmax(1)[:, 1:]
+        onehot = F.one_hot(target, logits.shape[1]).movedim(-1, 1)[:, 1:].to(logits.dtype)
+    inter = (prob * onehot * keep).sum((0, 2, 3))
+    total = ((prob + onehot) * keep).sum((0, 2, 3))
+    return ce + (1 - (2 * inter + 1) / (total + 1)).mean()
 
 
 def task_loss(task: str) -> Callable:

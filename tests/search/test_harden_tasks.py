@@ -66,3 +66,33 @@ def test_harden_refuses_what_a_segmenter_cannot_do(seg_files, tmp_path):
     r = CliRunner().invoke(app, ["harden", str(model), "--train", str(train), "--val", str(val), "--objective", "loss",
                                  "--out", str(tmp_path / "l.onnx")])
     assert r.exit_code == 2 and "searched on its Dice" in r.output and not (tmp_path / "l.onnx").exists()
+
+
+@pytest.mark.parametrize("classes", [1, 3])
+def test_segmentation_loss_ignores_marked_pixels_and_rewards_the_foreground(classes):
+    import torch
+
+    from ftcompile.search.trainer import segmentation_loss
+
+    gen = torch.Generator().manual_seed(0)
+    masks = (torch.rand(4, 8, 8, generator=gen) < 0.2).long() * (1 if classes == 1 else 2)
+    masks[:, 0] = 255
+    logits = torch.randn(4, classes, 8, 8, generator=gen)
+    moved = logits.clone()
+    moved[:, :, 0] += 5.0  # only the ignored row changes
+    assert torch.allclose(segmentation_loss(logits, masks), segmentation_loss(moved, masks))
+    target = torch.where(masks == 255, 0, masks)
+    if classes == 1:
+        right = 20.0 * (2 * target.unsqueeze(1).float() - 1)
+        background = torch.full_like(right, -20.0)
+    else:
+        right = 20.0 * torch.nn.functional.one_hot(target, classes).movedim(-1, 1).float()
+        background = 20.0 * torch.nn.functional.one_hot(torch.zeros_like(target), classes).movedim(-1, 1).float()
+    assert segmentation_loss(right, masks) < 1e-3
+    # all-background: on top of the per-pixel cross-entropy, the Dice term adds about 1 (nothing found)
+    keep = masks != 255
+    if classes == 1:
+        ce = torch.nn.functional.binary_cross_entropy_with_logits(background[:, 0][keep], target[keep].float())
+    else:
+        ce = torch.nn.functional.cross_entropy(background, masks, ignore_index=255)
+    assert segmentation_loss(background, masks) - ce > 0.9
