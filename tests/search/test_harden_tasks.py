@@ -75,7 +75,9 @@ def test_segmentation_loss_ignores_marked_pixels_and_rewards_the_foreground(clas
     from ftcompile.search.trainer import segmentation_loss
 
     gen = torch.Generator().manual_seed(0)
-    masks = (torch.rand(4, 8, 8, generator=gen) < 0.2).long() * (1 if classes == 1 else 2)
+    masks = (torch.rand(4, 8, 8, generator=gen) < 0.2).long()
+    if classes == 3:  # both foreground classes present
+        masks = masks * torch.randint(1, 3, masks.shape, generator=gen)
     masks[:, 0] = 255
     logits = torch.randn(4, classes, 8, 8, generator=gen)
     moved = logits.clone()
