@@ -4,7 +4,7 @@ PY ?= python3
 TORCH ?= torch==2.13.0
 STAMP := .make/installed
 
-.PHONY: install test demo bench bench-cifar clean
+.PHONY: install test demo bench bench-cifar bench-resnet20 bench-gtsrb bench-pennfudan clean
 install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PY) -m pip install -q $(TORCH)
@@ -29,6 +29,24 @@ bench: install
 bench-cifar: install
 	$(PY) examples/cifar_cnn/run.py
 	$(PY) benchmarks/bench_methods.py --tasks cifar-cnn --reuse --samples 30
+
+# ResNet-20 (the saved ERM model in benchmarks/models): default harden, the 19-site search comparison, the
+# allocator ratio. Needs ../shared/data; about 3 hours on 2 cores.
+bench-resnet20: install
+	test -f examples/cifar_resnet20/work/train.npz || $(PY) examples/cifar_resnet20/prepare.py  # splits only: the model is saved
+	$(PY) examples/cifar_resnet20/run.py --sigma 0.2
+	$(PY) benchmarks/bench_search.py
+	$(PY) benchmarks/bench_allocator.py
+
+# GTSRB with a spatial transformer (Arcos-Garcia et al. 2018, reduced): ERM, then the default harden.
+bench-gtsrb: install
+	test -f examples/gtsrb_stn/work/stn.onnx || $(PY) examples/gtsrb_stn/prepare.py
+	$(PY) examples/gtsrb_stn/run.py --test-size 2000
+
+# PennFudan pedestrians as segmentation (a small U-Net trained here): ERM, auto, bayesft, bayesft+noise.
+bench-pennfudan: install
+	test -f examples/pennfudan_unet/work/unet.onnx || $(PY) examples/pennfudan_unet/prepare.py
+	$(PY) examples/pennfudan_unet/run.py
 
 clean:
 	rm -rf .make examples/*/work benchmarks/work
