@@ -3,7 +3,8 @@
 ``theta_k`` is drawn from a generator keyed by (seed, k) for every parameter, so every trial is scored
 under the same K drifts and differences between trials are not Monte-Carlo noise. Samples are evaluated
 in chunks with ``torch.func.vmap`` over ``functional_call``, and each chunk runs over the validation
-inputs in batches: at most ``max_batch`` (sample, input) pairs go through the network at once, so
+inputs in batches: at most ``max_batch`` (sample, input) pairs, and at most ``max_elements`` input values (a
+96 x 96 image is nine CIFAR images), go through the network at once, so
 peak memory does not grow with the validation set or K. The draws are made per chunk, not kept.
 
 Any other drift model (a spec such as ``quantize:16,lognormal:0.6``, a measured table, a user's model)
@@ -45,13 +46,15 @@ class DriftObjective:
 
     def __init__(self, module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, drift, samples: int,
                  seed: int = 0, kind: "str | Callable" = "accuracy", chunk: int = 10, device: str = "cpu",
-                 only: "set[str] | None" = None, max_batch: int = 1024, example_axis: int = -2):
+                 only: "set[str] | None" = None, max_batch: int = 1024, example_axis: int = -2,
+                 max_elements: int = 2**22):
         if not callable(kind) and kind not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES} or a metric (outputs, labels) -> float")
         self.x, self.y = x.to(device), y.to(device)
         self.samples, self.kind, self.seed = int(samples), kind, seed
         self.chunk = max(1, min(chunk, self.samples))
-        self.batch = max(1, max_batch // self.chunk)  # inputs per vmapped forward
+        pairs = min(max_batch, max(1, max_elements // max(1, x[0].numel())))
+        self.batch = max(1, pairs // self.chunk)  # inputs per vmapped forward
         self.only = None if only is None else set(only)
         self.axis = example_axis  # where examples sit in the model's output: -2 for (N, C), -4 for (N, C, H, W)
         self.sigma = drift.sigma if isinstance(drift, LogNormalDrift) else None

@@ -240,8 +240,13 @@ def test_objective_runs_in_bounded_batches_with_the_same_scores():
     tiny = DriftObjective(net, x, y, drift=LogNormalDrift(0.5), samples=20, max_batch=640)(net)
     hook.remove()
     assert seen and max(seen) * 10 <= 640  # chunks of 10 samples (vmapped) x 64 inputs
-    big = DriftObjective(net, x, y, drift=LogNormalDrift(0.5), samples=20, max_batch=10**9)(net)
+    big = DriftObjective(net, x, y, drift=LogNormalDrift(0.5), samples=20, max_batch=10**9, max_elements=10**12)(net)
     assert big.values == pytest.approx(tiny.values, abs=1e-9)
+    seen.clear()
+    hook = net[0].register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[0]))
+    DriftObjective(net, x, y, drift=LogNormalDrift(0.5), samples=20, max_elements=16 * 320)(net)  # 320 pairs
+    hook.remove()
+    assert seen and max(seen) * 10 <= 320  # large inputs: the element bound wins over max_batch
 
 
 def test_hardware_aware_training_under_the_device_physics(files, tmp_path):
