@@ -18,7 +18,8 @@ from ftcompile.errors import ConfigError, Interrupted
 from ftcompile.fileio import sha256_file
 from ftcompile.runtime.drift import (CompositeDrift, DriftModel, LogNormalDrift, is_identity, parse_drift,
                                      sweep_term, term_name, with_compensation, with_value)
-from ftcompile.runtime.metrics import Metric, accuracy, parse_metric
+from ftcompile.runtime.metrics import Metric, accuracy
+from ftcompile.runtime.tasks import task_metric
 from ftcompile.runtime.parallel import EXECUTORS, shard_job, sharded_sample_metrics
 from ftcompile.runtime.session import DriftSession
 from ftcompile.runtime.validate import Gate, Samples, ValidationResult, clean_metric, evaluate, run_samples
@@ -92,7 +93,9 @@ def resolve_task(task: str | None, data) -> str:
     if task is not None:
         return check_task(task)
     if isinstance(data, Dataset):
-        return "detection" if isinstance(data.labels, BoxLabels) else "classification"
+        if isinstance(data.labels, BoxLabels):
+            return "detection"
+        return "segmentation" if data.labels is not None and data.labels.ndim == 3 else "classification"
     if isinstance(data, (str, Path)) and Path(data).is_file():
         try:
             with np.load(data, allow_pickle=False) as f:
@@ -100,16 +103,6 @@ def resolve_task(task: str | None, data) -> str:
         except Exception:  # as_dataset reports an unreadable file with its own message
             return "classification"
     return infer_task(data) if isinstance(data, dict) else "classification"
-
-
-def resolve_metric(task: str, metric) -> Metric:
-    """The task's metric: its default when ``metric`` is left at accuracy, else the named or given one."""
-    from ftcompile.runtime.tasks import task_metric
-
-    metric = accuracy if metric is None else metric
-    if task != "classification" and (metric is accuracy or metric == "accuracy"):
-        return task_metric(task, None)
-    return task_metric(task, metric) or parse_metric(metric)
 
 
 def _sha(model) -> str:
@@ -139,7 +132,7 @@ def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: flo
     """
     drift_model = resolve_drift(drift, sigma, compensation)
     task = resolve_task(task, data)
-    metric = resolve_metric(task, metric)
+    metric = task_metric(task, metric)
     if workers < 1:
         raise ConfigError(f"--workers {workers} must be >= 1.")
     if executor not in EXECUTORS:
@@ -255,7 +248,7 @@ def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.
     index = sweep_term(base, vary, axis)
     term = term_name(base.parts[index] if isinstance(base, CompositeDrift) else base)
     task = resolve_task(task, data)
-    metric = resolve_metric(task, metric)
+    metric = task_metric(task, metric)
     result = SweepResult(drift=base.spec(), vary=term, axis=axis, samples=samples, seed=seed,
                          metric=getattr(metric, "__name__", "metric"))
     try:
@@ -303,7 +296,7 @@ def analyze(model, data, *, drift: "str | DriftModel | None" = None, sigma: floa
     dataset = bind_data(session, data)
     try:
         return analyze_session(session, dataset, drift_model, samples=samples, seed=seed, batch_size=batch_size,
-                               metric=resolve_metric(task, metric), on_layer=on_layer)
+                               metric=task_metric(task, metric), on_layer=on_layer)
     except KeyboardInterrupt:
         raise Interrupted("analysis interrupted; no report was written.") from None
 
@@ -414,7 +407,7 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
     stage("importing model")
     imported = load_model(model)
     train_ds, val_ds, signoff_ds = _harden_data(imported, model, train, val, test, task)
-    drift, metric = cfg.drift_model(), cfg.metric() or resolve_metric(task, None)
+    drift, metric = cfg.drift_model(), task_metric(task, cfg.metric())
     stage("validating the source model")
     before = validate(imported.onnx_model, signoff_ds, drift=drift, samples=validate_samples, seed=cfg.seed,
                       metric=metric, targets=cfg.targets, bias=cfg.bias, task=task)

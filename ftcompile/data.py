@@ -88,15 +88,15 @@ def as_dataset(data, specs: Sequence[InputSpec], *, num_classes: int | None = No
         arrays, source = {k: np.asarray(v) for k, v in data.items()}, "<arrays>"
     else:
         arrays, source = load_npz(data), str(data)
-    inputs = {}
+    inputs, unbatched = {}, False
     for i, spec in enumerate(specs):
         key = spec.name if spec.name in arrays else ("x" if i == 0 and len(specs) == 1 and "x" in arrays else None)
         if key is None:
             raise DataError(f"{source}: no array for model input {spec.name!r} (has {sorted(arrays)}); "
                             f"name it 'x' or {spec.name!r}.")
         x = arrays[key]
-        unbatched = task == "detection" and len(spec.shape) == np.ndim(x) - 1  # one (C, H, W) image per run
-        if unbatched:
+        if task == "detection" and len(spec.shape) == np.ndim(x) - 1:  # one (C, H, W) image per run
+            unbatched = True
             spec = InputSpec(spec.name, ("N", *spec.shape), spec.dtype)
         inputs[spec.name] = _check_input(source, key, x, spec)
     lengths = {len(v) for v in inputs.values()}
@@ -115,8 +115,7 @@ def as_dataset(data, specs: Sequence[InputSpec], *, num_classes: int | None = No
             raise DataError(f"{source}: no labels; add an integer array 'y' with one class index per example.")
         if labels is not None:
             labels = _check_labels(source, labels, n, num_classes)
-    return Dataset(inputs, labels, source, unbatched=task == "detection" and any(
-        len(s.shape) == inputs[s.name].ndim - 1 for s in specs))
+    return Dataset(inputs, labels, source, unbatched)
 
 
 def _check_input(source: str, key: str, x: np.ndarray, spec: InputSpec) -> np.ndarray:

@@ -24,6 +24,7 @@ import numpy as np
 
 from ftcompile.errors import ConfigError, DataError, UnsupportedModelError
 from ftcompile.labels import IGNORE, BoxLabels
+from ftcompile.runtime.metrics import accuracy, parse_metric
 
 TASKS = ("classification", "detection", "segmentation")
 
@@ -179,12 +180,16 @@ TASK_METRICS = {"detection": {"map50": lambda: CocoMAP(0.5), "map": lambda: Coco
                 "segmentation": {"dice": lambda: MaskOverlap("dice"), "iou": lambda: MaskOverlap("iou")}}
 
 
-def task_metric(task: str, spec):
-    """The metric of ``task`` named ``spec`` (None or ``accuracy``: the task's default), or a user's callable."""
+def task_metric(task: str, spec=None):
+    """The metric of ``task``: ``spec`` None or accuracy (the default everywhere) gives the task's default
+    (accuracy, map50, dice); a callable or ``package.module:function`` is used as given; else a name from the
+    task's table (classification: ``parse_metric``'s names)."""
+    if spec is None or spec is accuracy or spec == "accuracy":
+        spec = accuracy if task == "classification" else None
     if task == "classification" or callable(spec) or (isinstance(spec, str) and ":" in spec):
-        return None  # parse_metric handles these
+        return parse_metric(spec)
     table = TASK_METRICS[task]
-    if spec in (None, "accuracy"):
+    if spec is None:
         return next(iter(table.values()))()
     if spec not in table:
         raise ConfigError(f"--metric {spec!r} does not apply to {task}; use one of {', '.join(table)} or "

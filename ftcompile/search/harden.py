@@ -295,7 +295,7 @@ def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, jou
     drifting = None if not digital else tuple(n for n, p in module.named_parameters() if id(p) not in digital)
     kind = cfg.metric() or cfg.objective
     if task == "segmentation":  # the runtime's Dice (or the user's metric) on the class ids of the scores
-        kind = OnClassIds(cfg.metric() or task_metric(task, None))
+        kind = OnClassIds(task_metric(task, cfg.metric()))
     objective = DriftObjective(module, x_va, y_va, drift=cfg.drift_model(), samples=cfg.samples, seed=cfg.seed,
                                kind=kind, device=cfg.device, only=None if drifting is None else set(drifting),
                                example_axis=-4 if task == "segmentation" else -2)

@@ -142,6 +142,10 @@ def test_segmentation_validate_and_sweep(tmp_path):
     r = ftcompile.validate(path, tmp_path / "seg.npz", sigma=0.8, samples=5)
     assert r.metric == "dice" and r.clean == pytest.approx(1.0) and r.stats.mean < 0.98
     assert r.stats.total_ci_low is not None  # per-image Dice: the example set enters the interval
+    from ftcompile.data import Dataset
+
+    in_memory = ftcompile.validate(path, Dataset({"x": x}, masks), sigma=0.8, samples=5)  # task read from the labels
+    assert in_memory.metric == "dice" and in_memory.values == pytest.approx(r.values)
     curve = ftcompile.sweep([path], tmp_path / "seg.npz", sigmas=[0.0, 0.5, 1.5], samples=4,
                             metric="iou").curves["seg"]
     assert curve[0].mean == pytest.approx(1.0) and curve[2].mean < curve[1].mean < 1.0
