@@ -29,6 +29,25 @@ def arguments(default_methods: str, default_flags: str) -> argparse.ArgumentPars
     return ap
 
 
+def harden_cli(model: Path, work: Path, signoff: Path, sigma: float, method: str, flags: str) -> dict | None:
+    """`ftcompile harden` in a subprocess (train/val from ``work``); the summary of its JSON report, or None
+    (stderr printed) when it exited with a usage or internal error."""
+    hardened = work / f"{model.stem}.{method}.onnx"
+    cmd = [sys.executable, "-m", "ftcompile.cli", "harden", str(model), "--train", str(work / "train.npz"),
+           "--val", str(work / "val.npz"), "--test", str(signoff), "--sigma", f"{sigma:g}", "--method", method,
+           "--out", str(hardened), "--no-plot", "--json", *flags.split()]
+    print("$ " + " ".join(cmd[2:]), flush=True)
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode not in (0, 1):
+        print(res.stderr[-2000:])
+        return None
+    report = json.loads(res.stdout)
+    return {"method": report["config"]["method"], "flags": flags or "defaults", "seconds": round(report["seconds"]),
+            "peak_mb": round(report["peak_mb"]), "rates": report["rates"], "out": str(hardened),
+            "before": {k: report["before"][k] for k in ("clean", "mean", "total_ci_low")},
+            "after": {k: report["after"][k] for k in ("clean", "mean", "total_ci_low")}}
+
+
 def run(model: Path, work: Path, out: Path, args) -> dict:
     import ftcompile
 
@@ -49,21 +68,10 @@ def run(model: Path, work: Path, out: Path, args) -> dict:
     results["sigma"] = sigma
     runs = results.setdefault("runs", {})
     for method in args.methods.split(","):
-        hardened = work / f"{model.stem}.{method}.onnx"
-        cmd = [sys.executable, "-m", "ftcompile.cli", "harden", str(model), "--train", str(work / "train.npz"),
-               "--val", str(work / "val.npz"), "--test", str(signoff), "--sigma", f"{sigma:g}", "--method", method,
-               "--out", str(hardened), "--no-plot", "--json", *args.flags.split()]
-        print("$ " + " ".join(cmd[2:]), flush=True)
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode not in (0, 1):
-            print(res.stderr[-2000:])
+        summary = harden_cli(model, work, signoff, sigma, method, args.flags)
+        if summary is None:
             continue
-        report = json.loads(res.stdout)
-        runs[method] = {"method": report["config"]["method"], "flags": args.flags or "defaults",
-                        "test_size": args.test_size or len(test["y"]), "seconds": round(report["seconds"]),
-                        "peak_mb": round(report["peak_mb"]), "rates": report["rates"],
-                        "before": {k: report["before"][k] for k in ("clean", "mean", "total_ci_low")},
-                        "after": {k: report["after"][k] for k in ("clean", "mean", "total_ci_low")}}
+        runs[method] = {**summary, "test_size": args.test_size or len(test["y"])}
         print(json.dumps({method: runs[method]}), flush=True)
         out.write_text(json.dumps(results, indent=2) + "\n")
     out.write_text(json.dumps(results, indent=2) + "\n")

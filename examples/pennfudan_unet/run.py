@@ -10,7 +10,6 @@ Usage: python examples/pennfudan_unet/run.py [--methods auto,bayesft,bayesft+noi
 """
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +18,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 OUT = ROOT / "benchmarks" / "results" / "pennfudan_unet.json"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from harden_runs import harden_cli  # noqa: E402
 SIGMAS = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.5]
 
 
@@ -72,20 +73,11 @@ def main() -> None:
     results = {"sigma": sigma, "samples": args.samples, "test_images": 25, "runs": {}}
     models = {"erm": erm}
     for method in args.methods.split(","):
-        out = args.work / f"unet.{method}.onnx"
-        cmd = [sys.executable, "-m", "ftcompile.cli", "harden", str(erm), "--train", str(args.work / "train.npz"),
-               "--val", str(args.work / "val.npz"), "--test", str(test), "--sigma", f"{sigma:g}", "--method", method,
-               "--out", str(out), "--no-plot", "--json", *args.flags.split()]
-        print("$ " + " ".join(cmd[2:]), flush=True)
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode not in (0, 1):
-            print(res.stderr[-2000:])
+        summary = harden_cli(erm, args.work, test, sigma, method, args.flags)
+        if summary is None:
             continue
-        report = json.loads(res.stdout)
-        results["runs"][method] = {"method": report["config"]["method"], "seconds": round(report["seconds"]),
-                                   "peak_mb": round(report["peak_mb"]), "flags": args.flags or "defaults",
-                                   "after": {k: report["after"][k] for k in ("clean", "mean", "total_ci_low")}}
-        models[method] = out
+        results["runs"][method] = summary
+        models[method] = Path(summary["out"])
         print(json.dumps({method: results["runs"][method]}), flush=True)
     curves = ftcompile.sweep(list(models.values()), test, sigmas=SIGMAS, samples=args.samples).curves
     results["dice"] = {name: {f"{p.sigma:g}": round(p.mean, 4) for p in pts}
