@@ -48,7 +48,7 @@ METHOD_TABLE = {
 }
 METHODS = tuple(METHOD_TABLE)
 # The default, chosen by measurement (README, "Which method"): noise injection hardened best or tied on every task
-# measured (MNIST LeNet, a CIFAR CNN, a GTSRB CNN, ResNet-20) at an eighth of BayesFT's cost. It needs a
+# measured (MNIST LeNet, a CIFAR CNN, a GTSRB CNN, ResNet-20) in 1/8 to 2/5 of BayesFT's time. It needs a
 # drift it can sample in training (a lognormal term or a device preset); for any other drift (a measured
 # table, a user's model) the default is the paper's search, which only needs the objective.
 DEFAULT_METHOD = "auto"

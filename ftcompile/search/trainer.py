@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from ftcompile.labels import IGNORE
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -43,8 +45,6 @@ def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor
     predict the majority class. The soft Dice term (1 - 2|P.T| / (|P| + |T|) per foreground class, summed over
     the batch) is what the sign-off measures and does not reward that.
     """
-    from ftcompile.labels import IGNORE
-
     keep = (masks != IGNORE).unsqueeze(1).to(logits.dtype)
     target = torch.where(masks == IGNORE, torch.zeros_like(masks), masks)
     if logits.shape[1] == 1:
