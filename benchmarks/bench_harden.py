@@ -21,6 +21,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "examples" / "mnist_lenet"))
 from models import export, mlp, train_erm  # noqa: E402
+from plots import plot_best_so_far  # noqa: E402
 from prepare import main as prepare_lenet  # noqa: E402
 
 import ftcompile  # noqa: E402
@@ -54,27 +55,6 @@ def prepare_mlp(work: Path) -> None:
     torch.manual_seed(0)
     net = train_erm(d["x"], d["y"], net=mlp())
     export(net.eval(), work / "mlp.onnx")
-
-
-def _plot_search(best_so_far: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for (search, runs), color in zip(best_so_far.items(), ("tab:blue", "tab:orange", "tab:green")):
-        for i, run in enumerate(runs):
-            ax.plot(range(1, len(run) + 1), [100 * v for v in run], color=color, alpha=0.8,
-                    label=search if i == 0 else None)
-    ax.set_xlabel("trials")
-    ax.set_ylabel("best objective so far (%)")
-    ax.set_title("LeNet-5, sigma 0.6: search efficiency (one line per seed)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
 
 
 def main() -> None:
@@ -123,7 +103,8 @@ def main() -> None:
         reach.append(hit)
     print(f"BO trials to reach random search's final best (per seed, of {len(rnd_best and lenet_trials['bo'][0])}): {reach}")
     results["search"] = {"best_so_far": lenet_trials, "bo_trials_to_reach_random_best": reach}
-    _plot_search(lenet_trials, args.out.with_name("search.png"))
+    plot_best_so_far(lenet_trials, args.out.with_name("search.png"),
+                     "LeNet-5, sigma 0.6: search efficiency (one line per seed)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -19,6 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plots import plot_best_so_far  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 MODEL = ROOT / "benchmarks" / "models" / "resnet20_cifar10.onnx"
@@ -80,28 +83,10 @@ def summarize(results: dict) -> dict:
 
 
 def plot(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    colors = dict(zip([f"{s}/{r}" for s, r in CONFIGS], ("tab:blue", "tab:orange", "tab:green")))
-    seen = set()
+    curves: dict = {}
     for name, r in sorted(results["runs"].items()):
-        key = name.rsplit("/", 1)[0]
-        curve = best_so_far(r["trials"])
-        ax.plot(range(1, len(curve) + 1), [100 * v for v in curve], color=colors[key], alpha=0.8,
-                label=None if key in seen else key)
-        seen.add(key)
-    ax.set_xlabel("trials")
-    ax.set_ylabel("best objective so far (%)")
-    ax.set_title(f"ResNet-20 CIFAR-10, sigma {results['sigma']:g}: search (one line per seed)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+        curves.setdefault(name.rsplit("/", 1)[0], []).append(best_so_far(r["trials"]))
+    plot_best_so_far(curves, path, f"ResNet-20 CIFAR-10, sigma {results['sigma']:g}: search (one line per seed)")
 
 
 def main() -> None:
