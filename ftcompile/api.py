@@ -25,6 +25,9 @@ from ftcompile.runtime.session import DriftSession
 from ftcompile.runtime.validate import Gate, Samples, ValidationResult, clean_metric, evaluate, run_samples
 
 if TYPE_CHECKING:
+    import onnx
+    import torch
+
     from ftcompile.runtime.analyze import Sensitivity
 
 
@@ -383,19 +386,24 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
     import time
 
     require_torch("harden")
+    from ftcompile.export import to_onnx
     from ftcompile.frontend import load_model
+    from ftcompile.frontend.torch_import import is_factory_spec
     from ftcompile.passes.dropout import insert_dropout
     from ftcompile.resources import peak_rss_mb
     from ftcompile.search.harden import HardenConfig, config_dict, journal_path_for, search
     from ftcompile.search.journal import Journal
     from ftcompile.search.report import write_harden_reports
 
+    if is_factory_spec(model) or not isinstance(model, (str, Path)):
+        return harden_module(model, train, val, test=test, out=out, config=config, gate=gate, resume=resume,
+                             validate_samples=validate_samples, plot=plot, on_trial=on_trial, on_stage=on_stage)
     stage = on_stage or (lambda s: None)
     cfg = config or HardenConfig()
     task = resolve_task(None, train)
     if task == "detection":
-        raise ConfigError(f"{train}: holds detection labels, and harden fine-tunes classifiers and segmenters only so "
-                          "far; validate, sweep and analyze take --task detection.")
+        raise ConfigError(f"{train}: holds detection labels; an ONNX detector (NMS, data-dependent shapes) cannot be "
+                          "fine-tuned from its graph: give its nn.Module factory instead (package.module:factory).")
     if task == "segmentation" and (cfg.strategy.ecoc or cfg.objective == "loss"):
         raise ConfigError(f"--method {cfg.method} / --objective {cfg.objective} are for classifiers; a segmenter "
                           "is searched on its Dice (choose another method or --objective).")
@@ -427,7 +435,11 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
                           outcome.trials, outcome.best_trial, before, None, outcome.base_score.mean,
                           outcome.final_score.mean, 0.0, paths["json"], paths["md"], None,
                           journal.path if journal.path.exists() else None)
-    _sign_off(result, imported, sites, head, cfg, signoff_ds, gate, validate_samples, drift, metric, task)
+    imported.module.cpu()
+    if head is not None:
+        head.model.cpu()
+    _sign_off(result, lambda meta: to_onnx(imported, sites=sites, metadata=meta, head=head), cfg, signoff_ds, gate,
+              validate_samples, drift, metric, task, {"ecoc_codes": head.codes.tolist()} if head else None)
     if plot and _sweepable(drift):
         stage("sweeping sigma for the before/after plot")
         result.plot = _before_after_plot(model, paths, signoff_ds, cfg, drift, metric, task)
@@ -437,6 +449,98 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
     result.peak_mb = peak_rss_mb()
     write_harden_reports(result, paths["json"], paths["md"])
     return result
+
+
+def harden_module(model: "torch.nn.Module | str", train, val, *, test=None, out: "str | Path", config=None,
+                  gate: Gate = Gate(), resume: bool = False, validate_samples: int = 100, plot: bool = True,
+                  on_trial: Callable | None = None, on_stage: Callable[[str], None] | None = None) -> HardenResult:
+    """Harden a detector given as an ``nn.Module`` (or a ``package.module:factory`` that returns one).
+
+    For models the ONNX importer cannot fine-tune (NMS, RoIAlign, data-dependent shapes). The module follows
+    torchvision's contract: in training mode ``model(images, targets)`` returns a dict of losses (their sum
+    is the training loss), in eval mode a list of per-image ``boxes``/``scores``/``labels``. The line:
+    export the module to ONNX (``OUT.source.onnx``, the "before" of the sign-off) -> dropout sites on the
+    module (``insert_module_dropout``) -> the method's search and fine-tune, scored by the runtime's mAP
+    under drift -> export -> the same runtime sign-off on the exported ONNX. Drift in training and in the
+    torch objective acts on the convolution and linear layers (their biases too unless ``--targets
+    crossbar``), which is what the exporter writes as initializers once BatchNorm is folded into them.
+    """
+    import time
+
+    require_torch("harden")
+    import torch
+
+    from ftcompile.export import save_onnx, set_metadata
+    from ftcompile.frontend.torch_import import detector_to_onnx, is_factory_spec, load_factory
+    from ftcompile.passes.module_dropout import _LAYERS, insert_module_dropout
+    from ftcompile.resources import peak_rss_mb
+    from ftcompile.search.harden import HardenConfig, config_dict, journal_path_for, search
+    from ftcompile.search.journal import Journal
+    from ftcompile.search.report import write_harden_reports
+
+    stage = on_stage or (lambda s: None)
+    cfg = config or HardenConfig()
+    label = str(model) if is_factory_spec(model) else type(model).__name__
+    task = resolve_task(None, train)
+    if task != "detection":
+        raise ConfigError(f"{label}: a model given as a module is hardened as a detector, and {train} holds {task} "
+                          "labels; export a classifier or segmenter to ONNX and harden that file.")
+    if cfg.strategy.ecoc or cfg.objective == "loss":
+        raise ConfigError(f"--method {cfg.method} / --objective {cfg.objective} are for classifiers; a detector is "
+                          "searched on its mAP (choose another method or --objective).")
+    if out is None:
+        raise ConfigError(f"{label}: a module has no file to name the output after; give --out.")
+    if validate_samples < 1:
+        raise ConfigError(f"--validate-samples {validate_samples} must be >= 1.")
+    t0 = time.perf_counter()
+    paths = _harden_paths(None, out)
+    paths["source"] = paths["onnx"].with_name(paths["onnx"].stem + ".source.onnx")
+    journal = Journal(journal_path_for(paths["onnx"]), config_dict(cfg), resume=resume)
+    stage("building and exporting the source model")
+    module = load_factory(model) if isinstance(model, str) else model
+    module.cpu().eval()
+    train_ds, val_ds, signoff_ds = (_module_data(d, task) for d in (train, val, test if test is not None else val))
+    (x0,) = train_ds.inputs.values()
+    example = torch.from_numpy(x0[:1])
+    save_onnx(detector_to_onnx(module, example), paths["source"])
+    drift, metric = cfg.drift_model(), task_metric(task, cfg.metric())
+    stage("validating the source model")
+    before = validate(paths["source"], signoff_ds, drift=drift, samples=validate_samples, seed=cfg.seed,
+                      metric=metric, targets=cfg.targets, bias=cfg.bias, task=task)
+    sites = insert_module_dropout(module, channel=cfg.channel)
+    layers = [m for m in module.modules() if isinstance(m, _LAYERS)]
+    drifting = {id(m.weight) for m in layers} | ({id(m.bias) for m in layers if m.bias is not None}
+                                                 if cfg.targets == "params" or cfg.bias else set())
+    digital = {id(p) for p in module.parameters() if id(p) not in drifting}
+    stage(f"searching rates for {len(sites)} dropout sites" if cfg.searches else f"fine-tuning ({cfg.method})")
+    outcome = search(module, sites, train_ds, val_ds, cfg, journal=journal, on_trial=on_trial, digital=digital,
+                     task=task)
+    stage("exporting and signing off")
+    result = HardenResult(label, paths["onnx"], config_dict(cfg), list(sites.layers), outcome.rates, outcome.trials,
+                          outcome.best_trial, before, None, outcome.base_score.mean, outcome.final_score.mean, 0.0,
+                          paths["json"], paths["md"], None, journal.path if journal.path.exists() else None)
+    module.cpu()
+
+    def export(meta: dict):
+        proto = detector_to_onnx(module, example)
+        set_metadata(proto, meta)
+        return proto
+
+    _sign_off(result, export, cfg, signoff_ds, gate, validate_samples, drift, metric, task)
+    if plot and _sweepable(drift):
+        stage("sweeping sigma for the before/after plot")
+        result.plot = _before_after_plot(paths["source"], paths, signoff_ds, cfg, drift, metric, task)
+    result.seconds = time.perf_counter() - t0
+    result.peak_mb = peak_rss_mb()
+    write_harden_reports(result, paths["json"], paths["md"])
+    return result
+
+
+def _module_data(data, task: str) -> Dataset:
+    """A module has no ONNX input to bind to: a batch of float images ``x`` (N, C, H, W), checked for the task."""
+    from ftcompile.data import InputSpec
+
+    return as_dataset(data, [InputSpec("x", ("N", None, None, None), np.dtype(np.float32))], task=task)
 
 
 def _digital_params(imported, targets: str, bias: bool) -> set[int]:
@@ -489,20 +593,17 @@ def _harden_data(imported, model, train, val, test, task: str = "classification"
     return bind(train), bind(val), bind(test) if test is not None else bind(val)
 
 
-def _sign_off(result: HardenResult, imported, sites, head, cfg, data: Dataset, gate: Gate, samples: int,
-              drift: DriftModel, metric: Metric, task: str = "classification") -> None:
-    """Export the fine-tuned module into the source ONNX, validate that ONNX with the runtime, write it."""
-    from ftcompile.export import save_onnx, set_metadata, to_onnx
+def _sign_off(result: HardenResult, export: Callable[[dict], "onnx.ModelProto"], cfg, data: Dataset, gate: Gate,
+              samples: int, drift: DriftModel, metric: Metric, task: str = "classification",
+              extra: dict | None = None) -> None:
+    """Export the fine-tuned model (``export(metadata)`` -> ONNX), validate that ONNX with the runtime, write it."""
+    from ftcompile.export import save_onnx, set_metadata
 
-    imported.module.cpu()
     # the drift actually used: the spec, its lognormal sigma (None if it has none) and the drifting tensors
     meta = {"method": cfg.method, "sigma": cfg.sigma, "drift": drift.spec(), "targets": cfg.targets,
             "bias": cfg.bias, "source_sha256": _sha(result.model),
-            "dropout_rates": dict(zip(sites.layers, result.rates)), "verdict": "pending"}
-    if head is not None:
-        meta["ecoc_codes"] = head.codes.tolist()
-        head.model.cpu()
-    proto = to_onnx(imported, sites=sites, metadata=meta, head=head)
+            "dropout_rates": dict(zip(result.sites, result.rates)), "verdict": "pending", **(extra or {})}
+    proto = export(meta)
     result.after = after = validate(proto, data, drift=drift, samples=samples, seed=cfg.seed, gate=gate,
                                     metric=metric, targets=cfg.targets, bias=cfg.bias, task=task)
     set_metadata(proto, {"verdict": result.verdict, "signoff": {

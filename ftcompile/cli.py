@@ -375,8 +375,9 @@ def _duration(text: Optional[str]) -> Optional[float]:
 
 @app.command()
 def harden(
-    model: Path = typer.Argument(..., help="ONNX (or torch.export .pt2) classifier to harden."),
-    train: Path = typer.Option(..., "--train", help=".npz training data ('x', integer 'y')."),
+    model: str = typer.Argument(..., help="ONNX (or torch.export .pt2) classifier or segmenter to harden, or a "
+                                "detector's nn.Module factory package.module:factory (needs --out)."),
+    train: Path = typer.Option(..., "--train", help=".npz training data ('x' and 'y', 'masks' or 'boxes'/'labels'/'count')."),
     val: Path = typer.Option(..., "--val", help=".npz validation data: the search's objective."),
     test: Optional[Path] = typer.Option(None, "--test", help=".npz held-out data for the sign-off (default --val)."),
     sigma: Optional[float] = typer.Option(None, help="Target lognormal drift sigma (0.6 unless --drift gives the drift)."),
@@ -407,7 +408,9 @@ def harden(
     compensation: Optional[str] = _compensation_opt(),
     targets: str = _targets_opt(),
     bias: bool = _bias_opt(),
-    lr: float = typer.Option(1e-3, help="Adam learning rate."),
+    lr: float = typer.Option(1e-3, help="Learning rate of the fine-tune."),
+    optimizer: str = typer.Option("adam", help="adam, or sgd (momentum 0.9, Nesterov)."),
+    lr_schedule: str = typer.Option("constant", help="constant, or cosine (decays to 0 over each fine-tune)."),
     batch_size: int = typer.Option(64, "--train-batch-size", help="Training batch size (fine-tuning)."),
     channel: bool = typer.Option(False, "--channel", help="Channel dropout after convolutions."),
     min_accuracy: Optional[float] = typer.Option(None, help="Gate on the sign-off's --stat accuracy (0-1)."),
@@ -436,7 +439,8 @@ def harden(
         cfg = HardenConfig(sigma=sigma, method=method, trials=trials, epochs=epochs, final_epochs=final_epochs,
                            samples=samples, max_rate=max_rate, rate=rate, awp_gamma=awp_gamma, code_bits=code_bits,
                            train_sigma=train_sigma, search=search, rates=rates, trial_fraction=trial_fraction,
-                           kernel=kernel, objective=objective, drift=drift, compensation=compensation, targets=targets, bias=bias, lr=lr, batch_size=batch_size, channel=channel,
+                           kernel=kernel, objective=objective, drift=drift, compensation=compensation, targets=targets, bias=bias,
+                           lr=lr, optimizer=optimizer, lr_schedule=lr_schedule, batch_size=batch_size, channel=channel,
                            seed=seed, device=device, time_budget=_duration(time_budget), workers=workers,
                            executor=executor, ray_address=ray_address)
         gate = Gate(min_accuracy=min_accuracy, stat=stat, max_drop=max_drop)
@@ -448,7 +452,9 @@ def harden(
                 err.print(f"[dim]{text}...[/]", highlight=False)
 
         try:
-            result = api.harden(model, train, val, test=test, out=out, config=cfg, gate=gate, resume=resume,
+            from ftcompile.frontend.torch_import import is_factory_spec
+
+            result = api.harden(model if is_factory_spec(model) else Path(model), train, val, test=test, out=out, config=cfg, gate=gate, resume=resume,
                                 validate_samples=validate_samples, plot=not no_plot, on_trial=board,
                                 on_stage=on_stage)
         finally:

@@ -12,7 +12,7 @@ from typing import Sequence
 import onnx
 import torch
 
-from ftcompile.errors import ModelError
+from ftcompile.errors import ModelError, UnsupportedModelError
 from ftcompile.frontend.onnx_import import ImportedModel, import_onnx
 
 OPSET = 17
@@ -58,3 +58,57 @@ def load_model(path: "str | Path", *, output: str | None = None) -> ImportedMode
         imported.source_path = str(path)
         return imported
     return import_onnx(path, output=output)
+
+
+def is_factory_spec(model) -> bool:
+    """``package.module:factory`` (a module factory), not a model file."""
+    text = str(model)
+    return isinstance(model, str) and ":" in text and not Path(text).exists() and not text.endswith((".onnx", ".pt2"))
+
+
+def load_factory(spec: str) -> torch.nn.Module:
+    """The ``nn.Module`` that ``package.module:factory`` returns (called with no arguments, in this process).
+
+    The way in for models the ONNX importer cannot fine-tune (detectors with NMS, RoIAlign, data-dependent
+    shapes): the factory builds the model and loads its weights itself.
+    """
+    import importlib
+    import os
+    import sys
+
+    if os.getcwd() not in sys.path and "" not in sys.path:  # as `python -m` would: packages of the working directory
+        sys.path.insert(0, os.getcwd())
+    module_name, _, attr = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ModelError(f"cannot load model factory {spec} ({exc}); check that {module_name} is importable from "
+                         "the current directory or PYTHONPATH.") from None
+    if not callable(factory):
+        raise ModelError(f"model factory {spec} is not callable; give a function that returns an nn.Module.")
+    try:
+        built = factory()
+    except Exception as exc:
+        raise ModelError(f"model factory {spec} failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}).") from None
+    if not isinstance(built, torch.nn.Module):
+        raise ModelError(f"model factory {spec} returned {type(built).__name__}, not a torch nn.Module.")
+    return built
+
+
+def detector_to_onnx(module: torch.nn.Module, example: torch.Tensor) -> onnx.ModelProto:
+    """Export a detector that follows torchvision's contract (eval: a list of per-image dicts of tensors,
+    ``boxes``/``scores``/``labels``) for one image per run, outputs named after the dict keys."""
+    module = module.eval()
+    with torch.no_grad():
+        out = module(example[:1])
+    if not (isinstance(out, (list, tuple)) and out and isinstance(out[0], dict)):
+        raise ModelError(f"the detector returned {type(out).__name__} in eval mode; a detector returns one dict of "
+                         "boxes, scores and labels per image (torchvision's contract).")
+    buf = io.BytesIO()
+    try:
+        torch.onnx.export(module, (example[:1],), buf, dynamo=False, opset_version=OPSET, input_names=["x"],
+                          output_names=list(out[0]))
+    except Exception as exc:
+        raise UnsupportedModelError(f"torch's ONNX exporter cannot export the detector ({type(exc).__name__}: "
+                                    f"{str(exc).splitlines()[0][:200]}).") from None
+    return onnx.load_from_string(buf.getvalue())

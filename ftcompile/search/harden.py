@@ -19,10 +19,11 @@ from ftcompile.runtime.metrics import parse_metric
 from ftcompile.search.controller import KERNELS, SEARCHES, Controller
 from ftcompile.search.executor import Executor, TrialTask, make_executor
 from ftcompile.search.journal import Journal, TrialRecord
-from ftcompile.search.objective import OBJECTIVES, DriftObjective, Score
+from ftcompile.search.objective import OBJECTIVES, DetectionObjective, DriftObjective, Score
 from ftcompile.search.space import SPACES, RateSpace, rate_space, site_widths
 from ftcompile.runtime.tasks import OnClassIds, task_metric
-from ftcompile.search.trainer import TrainConfig, fine_tune, task_loss
+from ftcompile.labels import BoxLabels
+from ftcompile.search.trainer import OPTIMIZERS, SCHEDULES, TrainConfig, box_targets, fine_tune, take, task_loss
 
 
 
@@ -84,6 +85,8 @@ class HardenConfig:
     targets: str = "params"        # which tensors drift: params (every learned parameter) or crossbar
     bias: bool = False             # with targets=crossbar: layer biases drift too
     lr: float = 1e-3
+    optimizer: str = "adam"        # adam or sgd (trainer.py)
+    lr_schedule: str = "constant"  # constant or cosine, per fine-tune (each trial and the final fit)
     batch_size: int = 64
     channel: bool = False
     seed: int = 0
@@ -108,7 +111,9 @@ class HardenConfig:
                   (0 < self.max_rate < 1, "--max-rate must be in (0, 1)"), (0 <= self.rate < 1, "--rate must be in [0, 1)"),
                   (0 <= self.awp_gamma <= 1, "--awp-gamma must be in [0, 1]"),
                   (4 <= self.code_bits <= 1024, "--code-bits must be in [4, 1024]"),
-                  (self.lr > 0, "--lr must be > 0"), (self.batch_size >= 1, "--train-batch-size must be >= 1"),
+                  (self.lr > 0, "--lr must be > 0"),
+                  (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
+                  (self.lr_schedule in SCHEDULES, f"--lr-schedule must be one of {', '.join(SCHEDULES)}"), (self.batch_size >= 1, "--train-batch-size must be >= 1"),
                   (self.device in ("cpu", "cuda") or self.device.startswith("cuda:"), "--device must be cpu or cuda"),
                   (self.time_budget is None or self.time_budget > 0, "--time-budget must be > 0"),
                   (self.workers >= 1, "--workers must be >= 1"),
@@ -180,8 +185,11 @@ class SearchOutcome:
     seconds: float = 0.0
 
 
-def _tensors(dataset, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _tensors(dataset, device: str) -> tuple[torch.Tensor, "torch.Tensor | list"]:
+    """Inputs and labels as torch: a tensor, or torchvision's per-image targets for detection boxes."""
     (x,) = dataset.inputs.values()
+    if isinstance(dataset.labels, BoxLabels):
+        return torch.from_numpy(x).to(device), box_targets(dataset.labels)
     return torch.from_numpy(x).to(device), torch.from_numpy(dataset.labels).to(device)
 
 
@@ -199,11 +207,12 @@ class TrialRunner:
         self.module, self.sites, self.x, self.y, self.objective = module, sites, x, y, objective
         keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
         keep = keep[:max(1, round(cfg.trial_fraction * len(x)))].sort().values
-        self.x_trial, self.y_trial = (x, y) if cfg.trial_fraction >= 1 else (x[keep], y[keep])
+        self.x_trial, self.y_trial = (x, y) if cfg.trial_fraction >= 1 else (x[keep], take(y, keep))
         self.loss_fn = loss_fn or torch.nn.functional.cross_entropy
         self.base_state = copy.deepcopy(module.state_dict())
         device_model = cfg.train_device()
-        self.train = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+        self.train = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, optimizer=cfg.optimizer, schedule=cfg.lr_schedule,
+                                 batch_size=cfg.batch_size,
                                  noise_sigma=0.0 if device_model is not None else cfg.noise, noise_model=device_model,
                                  noise_params=drifting, awp_gamma=cfg.awp_gamma if cfg.strategy.awp else 0.0)
         self.device = cfg.device
@@ -296,9 +305,15 @@ def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, jou
     kind = cfg.metric() or cfg.objective
     if task == "segmentation":  # the runtime's Dice (or the user's metric) on the class ids of the scores
         kind = OnClassIds(task_metric(task, cfg.metric()))
-    objective = DriftObjective(module, x_va, y_va, drift=cfg.drift_model(), samples=cfg.samples, seed=cfg.seed,
-                               kind=kind, device=cfg.device, only=None if drifting is None else set(drifting),
-                               example_axis=-4 if task == "segmentation" else -2)
+    only = None if drifting is None else set(drifting)
+    if task == "detection":  # the runtime's mAP on the detector's own decoded boxes
+        objective = DetectionObjective(module, x_va, val.labels, drift=cfg.drift_model(), samples=cfg.samples,
+                                       metric=task_metric(task, cfg.metric()), seed=cfg.seed, device=cfg.device,
+                                       only=only)
+    else:
+        objective = DriftObjective(module, x_va, y_va, drift=cfg.drift_model(), samples=cfg.samples, seed=cfg.seed,
+                                   kind=kind, device=cfg.device, only=only,
+                                   example_axis=-4 if task == "segmentation" else -2)
     runner = TrialRunner(module, sites, x_tr, y_tr, objective, cfg, loss_fn or task_loss(task), drifting)
     outcome = SearchOutcome(rates=[0.0] * len(sites), base_score=objective(module))
 

@@ -128,3 +128,37 @@ class DriftObjective:
         k = next(iter(drifted.values())).shape[0]
         return torch.stack([self._metric(self._batched(lambda xb: forward({n: t[i] for n, t in drifted.items()}, xb)))
                             for i in range(k)])
+
+
+class DetectionObjective(DriftObjective):
+    """The same Monte-Carlo objective for a detector: the runtime's mAP (``metric``, e.g. ``CocoMAP``) of the
+    detections under each of the K drifts (the same keyed draws as ``DriftObjective``).
+
+    A detector's eval forward returns per-image dicts of ``boxes``/``scores``/``labels`` with data-dependent
+    shapes, so samples run one after the other (no ``vmap``), each over the images in batches of ``batch``.
+    """
+
+    def __init__(self, module: torch.nn.Module, x: torch.Tensor, truth, *, drift, samples: int, metric: Callable,
+                 seed: int = 0, device: str = "cpu", only: "set[str] | None" = None, batch: int = 16):
+        super().__init__(module, x, torch.zeros(len(x)), drift=drift, samples=samples, seed=seed, kind=metric,
+                         device=device, only=only)
+        self.truth, self.batch = truth, batch
+
+    def _score(self, module, weights: dict) -> float:
+        predictions = []
+        for xb in self.x.split(self.batch):
+            for d in functional_call(module, weights, (xb,)):
+                predictions.append(tuple(d[k].detach().cpu().numpy() for k in ("boxes", "scores", "labels")))
+        return float(self.kind(predictions, self.truth))
+
+    def _drawn(self, module, params, buffers) -> list[float]:
+        clean = {n: p.detach().cpu().numpy() for n, p in params.items()}
+        return [self._score(module, {**params, **buffers, **{n: torch.from_numpy(w).to(self.x.device) for n, w in
+                                                             draw_sample(self.drift, clean, self.seed, k, self.only).items()}})
+                for k in range(self.samples)]
+
+    def _chunk(self, module, params, buffers, theta) -> torch.Tensor:
+        k = next(iter(theta.values())).shape[0] if theta else 1
+        return torch.tensor([self._score(module, {**params, **buffers,
+                                                  **{n: params[n] * torch.exp(self.sigma * th[i]) for n, th in theta.items()}})
+                             for i in range(k)])

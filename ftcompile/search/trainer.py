@@ -33,7 +33,24 @@ class TrainConfig:
     noise_params: tuple | None = None  # the parameters that drift (None: all of them)
     noise_model: object = None     # a device drift model with apply_torch(w, generator); wins over noise_sigma
     awp_gamma: float = 0.0
+    optimizer: str = "adam"        # adam, or sgd (momentum 0.9, Nesterov): what SGD-trained networks were fit with
+    schedule: str = "constant"     # constant, or cosine: the learning rate decays to 0 over the fine-tune's steps
     seed: int = 0
+
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "cosine")
+
+
+def make_optimizer(params, cfg: TrainConfig, steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """The fine-tune's optimizer and its per-step learning-rate schedule over ``steps`` steps."""
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.schedule == "cosine":
+        return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
 
 
 def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -60,9 +77,33 @@ def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor
     return ce + (1 - (2 * inter + 1) / (total + 1)).mean()
 
 
+def module_loss(losses: dict, targets) -> torch.Tensor:
+    """The loss a detector computes itself (torchvision's contract: ``model(images, targets)`` in training mode
+    returns a dict of losses): their sum. ``fine_tune`` passes the targets into the forward for it."""
+    return sum(losses.values())
+
+
+module_loss.in_forward = True
+
+
 def task_loss(task: str) -> Callable:
-    """The training loss of a task (classification: cross-entropy)."""
-    return segmentation_loss if task == "segmentation" else F.cross_entropy
+    """The training loss of a task (classification: cross-entropy; detection: the detector's own losses)."""
+    return {"segmentation": segmentation_loss, "detection": module_loss}.get(task, F.cross_entropy)
+
+
+def box_targets(labels) -> list[dict]:
+    """torchvision's per-image targets (``boxes`` float (k, 4), ``labels`` int64 (k,)) from ``BoxLabels``."""
+    out = []
+    for i in range(len(labels)):
+        boxes, classes = labels.image(i)
+        out.append({"boxes": torch.as_tensor(boxes, dtype=torch.float32),
+                    "labels": torch.as_tensor(classes, dtype=torch.int64)})
+    return out
+
+
+def take(y, idx: torch.Tensor):
+    """Rows ``idx`` of labels: a tensor, or a list of per-image targets (detection)."""
+    return [y[i] for i in idx.tolist()] if isinstance(y, list) else y[idx]
 
 
 def awp_perturbation(weights: dict[str, torch.Tensor], grads: dict[str, torch.Tensor],
@@ -78,19 +119,22 @@ def awp_perturbation(weights: dict[str, torch.Tensor], grads: dict[str, torch.Te
 @torch.enable_grad()
 def fine_tune(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
               device: str = "cpu", loss_fn: Callable = F.cross_entropy) -> float:
-    """Train ``module`` in place with Adam; returns the last epoch's mean loss."""
+    """Train ``module`` in place (``cfg.optimizer``, ``cfg.schedule``); returns the last epoch's mean loss."""
     module.to(device).train()
     gen = torch.Generator().manual_seed(cfg.seed)
-    opt = torch.optim.Adam(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt, schedule = make_optimizer(module.parameters(), cfg, cfg.epochs * -(-len(x) // cfg.batch_size))
     params = dict(module.named_parameters())
     weights = {n: p for n, p in params.items() if p.dim() > 1}  # AWP perturbs kernels and matrices
     last = float("nan")
     torch.manual_seed(cfg.seed)  # dropout masks
 
-    def forward(xb: torch.Tensor, noise: dict | None) -> torch.Tensor:
+    with_targets = getattr(loss_fn, "in_forward", False)
+
+    def forward(xb: torch.Tensor, noise: dict | None, yb) -> torch.Tensor:
+        args = (xb, yb) if with_targets else (xb,)
         if noise is None:
-            return module(xb)
-        return functional_call(module, {n: noise[n](p) if n in noise else p for n, p in params.items()}, (xb,))
+            return module(*args)
+        return functional_call(module, {n: noise[n](p) if n in noise else p for n, p in params.items()}, args)
 
     def draw(step: int) -> dict | None:
         """Per drifting parameter, the drift of this step as a function of the (possibly perturbed) weight."""
@@ -111,17 +155,18 @@ def fine_tune(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Tr
         total, count = 0.0, 0
         for start in range(0, len(x), cfg.batch_size):
             idx = order[start:start + cfg.batch_size]
-            xb, yb = x[idx].to(device), y[idx].to(device)
+            xb, yb = x[idx].to(device), take(y, idx)
+            yb = yb.to(device) if torch.is_tensor(yb) else [{k: v.to(device) for k, v in t.items()} for t in yb]
             step += 1
             noise = draw(step)
-            loss = loss_fn(forward(xb, noise), yb)
+            loss = loss_fn(forward(xb, noise, yb), yb)
             if cfg.awp_gamma > 0:
                 grads = dict(zip(weights, torch.autograd.grad(loss, list(weights.values()))))
                 v = awp_perturbation(weights, grads, cfg.awp_gamma)
                 with torch.no_grad():
                     for n, w in weights.items():
                         w.add_(v[n])
-                loss = loss_fn(forward(xb, noise), yb)
+                loss = loss_fn(forward(xb, noise, yb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.awp_gamma > 0:
@@ -129,6 +174,7 @@ def fine_tune(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Tr
                     for n, w in weights.items():
                         w.sub_(v[n])
             opt.step()
+            schedule.step()
             total, count = total + loss.item() * len(idx), count + len(idx)
         last = total / max(1, count)
     module.eval()

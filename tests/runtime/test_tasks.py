@@ -237,5 +237,5 @@ def test_harden_refuses_detection_data_with_a_one_line_error(detection_files, tm
     path, data, _, _ = detection_files
     r = CliRunner().invoke(app, ["harden", str(path), "--train", str(data), "--val", str(data),
                                  "--out", str(tmp_path / "h.onnx")])
-    assert r.exit_code == 2 and "holds detection labels" in r.output, r.output
+    assert r.exit_code == 2 and "holds detection labels" in r.output and "package.module:factory" in r.output, r.output
     assert not (tmp_path / "h.onnx").exists()

@@ -1,0 +1,115 @@
+"""harden from an nn.Module factory (detectors): sites on the module, the detector's own losses in training,
+mAP in the search, export through torch's exporter and the runtime's sign-off on that ONNX."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from typer.testing import CliRunner
+
+torch = pytest.importorskip("torch")
+
+import ftcompile  # noqa: E402
+from ftcompile.cli import app  # noqa: E402
+from ftcompile.errors import ConfigError, ModelError  # noqa: E402
+from ftcompile.passes.module_dropout import insert_module_dropout  # noqa: E402
+from ftcompile.search.harden import HardenConfig  # noqa: E402
+from tests.search.detectors import boxes_data, tiny  # noqa: E402
+
+FACTORY = "tests.search.detectors:tiny"
+
+
+@pytest.fixture
+def box_files(tmp_path):
+    np.savez(tmp_path / "train.npz", **boxes_data(48, 0))
+    np.savez(tmp_path / "val.npz", **boxes_data(16, 1))
+    return tmp_path / "train.npz", tmp_path / "val.npz"
+
+
+def test_module_sites_follow_activations_skip_outputs_and_keep_the_state_dict():
+    model = tiny()
+    keys = set(model.state_dict())
+    sites = insert_module_dropout(model)
+    assert set(model.state_dict()) == keys  # the model's own weight files still load
+    assert not set(sites.layers) & set(model.output_layers)
+    assert len(sites) == sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()) - len(model.output_layers)
+    # stem.0 is Conv -> BatchNorm -> ReLU: the site acts on the ReLU's output (never negative after dropout)
+    seen = {}
+    model.stem[0][2].register_forward_hook(lambda m, i, o: seen.setdefault("relu", o))
+    model.train()
+    sites.set_rates([0.5] * len(sites))
+    x = torch.randn(8, 3, 32, 32)
+    model.features(x)
+    dropped = (seen["relu"] == 0).float().mean().item()
+    clean = (torch.relu(model.stem[0][1](model.stem[0][0](x))) == 0).float().mean().item()
+    assert dropped > clean + 0.2  # about half of the non-zero activations were dropped
+    model.eval()
+    first = model.features(x)
+    assert torch.equal(first, model.features(x))  # eval: the sites are identities
+
+
+def test_harden_a_detector_from_its_factory_learns_and_signs_off_on_map(box_files, tmp_path):
+    train, val = box_files
+    out = tmp_path / "det.onnx"
+    cfg = HardenConfig(sigma=0.1, method="noise-injection", final_epochs=25, samples=2, lr=5e-3, batch_size=16)
+    r = ftcompile.harden(FACTORY, train, val, out=out, config=cfg, validate_samples=3, plot=False)
+    assert r.before.metric == r.after.metric == "map50"
+    assert r.after.clean > r.before.clean + 0.3  # the untrained detector finds nothing; the fine-tuned one does
+    exported = onnx.load(out)
+    assert [o.name for o in exported.graph.output] == ["boxes", "scores", "labels"]
+    meta = {p.key: p.value for p in exported.metadata_props}
+    assert meta["ftcompile.method"] == "noise-injection" and meta["ftcompile.verdict"] == r.verdict
+    source = tmp_path / "det.source.onnx"
+    assert source.exists() and r.before.model == str(source)
+    again = ftcompile.validate(out, val, sigma=0.1, samples=3, task="detection")
+    assert again.stats.mean == pytest.approx(r.after.stats.mean)  # the written model is the signed-off one
+
+
+def test_bayesft_searches_the_module_sites_on_map(box_files, tmp_path):
+    train, val = box_files
+    cfg = HardenConfig(sigma=0.2, method="bayesft", trials=2, epochs=2, final_epochs=1, samples=2, lr=5e-3)
+    r = ftcompile.harden(FACTORY, train, val, out=tmp_path / "b.onnx", config=cfg, validate_samples=2, plot=False)
+    assert len(r.trials) == 2 and all(0 <= t.objective <= 1 for t in r.trials)
+    assert len(r.rates) == len(r.sites) and any(rate > 0 for rate in r.rates)
+    rates = json.loads({p.key: p.value for p in onnx.load(tmp_path / "b.onnx").metadata_props}["ftcompile.dropout_rates"])
+    assert list(rates) == r.sites
+
+
+def test_harden_cli_takes_a_factory(box_files, tmp_path):
+    train, val = box_files
+    out = tmp_path / "cli.onnx"
+    r = CliRunner().invoke(app, ["harden", FACTORY, "--train", str(train), "--val", str(val), "--sigma", "0.1",
+                                 "--final-epochs", "2", "--samples", "2", "--validate-samples", "2", "--no-plot",
+                                 "--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert report["config"]["method"] == "noise-injection" and report["after"]["metric"] == "map50" and out.exists()
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("tests.search.no_such_module:tiny", "cannot load model factory"),
+    ("tests.search.detectors:missing", "cannot load model factory"),
+    ("tests.search.detectors:not_a_module", "returned str, not a torch nn.Module"),
+])
+def test_bad_factories_are_one_line_errors(box_files, tmp_path, spec, message):
+    train, val = box_files
+    with pytest.raises(ModelError, match=message):
+        ftcompile.harden(spec, train, val, out=tmp_path / "x.onnx", plot=False)
+    r = CliRunner().invoke(app, ["harden", spec, "--train", str(train), "--val", str(val), "--out", str(tmp_path / "y.onnx")])
+    assert r.exit_code == 2 and message.split(" (")[0] in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "y.onnx").exists()
+
+
+def test_module_harden_refuses_what_it_cannot_do(box_files, tmp_path):
+    train, val = box_files
+    with pytest.raises(ConfigError, match="give --out"):
+        ftcompile.harden(FACTORY, train, val, plot=False)
+    with pytest.raises(ConfigError, match="searched on its mAP"):
+        ftcompile.harden(FACTORY, train, val, out=tmp_path / "f.onnx", config=HardenConfig(method="ftna"), plot=False)
+    x = np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32)
+    np.savez(tmp_path / "cls.npz", x=x, y=np.zeros(8, np.int64))
+    with pytest.raises(ConfigError, match="hardened as a detector"):
+        ftcompile.harden(FACTORY, tmp_path / "cls.npz", tmp_path / "cls.npz", out=tmp_path / "c.onnx", plot=False)
+    assert not list(tmp_path.glob("*.onnx"))
