@@ -29,10 +29,12 @@ def arguments(default_methods: str, default_flags: str) -> argparse.ArgumentPars
     return ap
 
 
-def harden_cli(model: Path, work: Path, signoff: Path, sigma: float, method: str, flags: str) -> dict | None:
+def harden_cli(model: "Path | str", work: Path, signoff: Path, sigma: float, method: str, flags: str,
+               name: str | None = None) -> dict | None:
     """`ftcompile harden` in a subprocess (train/val from ``work``); the summary of its JSON report, or None
-    (stderr printed) when it exited with a usage or internal error."""
-    hardened = work / f"{model.stem}.{method}.onnx"
+    (stderr printed) when it exited with a usage or internal error. ``model``: a file, or a module factory
+    ``package.module:factory`` (then ``name`` names the outputs)."""
+    hardened = work / f"{name or Path(model).stem}.{method}.onnx"
     cmd = [sys.executable, "-m", "ftcompile.cli", "harden", str(model), "--train", str(work / "train.npz"),
            "--val", str(work / "val.npz"), "--test", str(signoff), "--sigma", f"{sigma:g}", "--method", method,
            "--out", str(hardened), "--no-plot", "--json", *flags.split()]

@@ -6,7 +6,7 @@ tightest box around the mask's pixels, scaled with the image). Split: the U-Net 
 sorted names): 120 train / 25 val / 25 test, written to work/split.json. The training set written for harden
 holds each image and its mirror (240); the ERM training below adds random crops and brightness jitter.
 Writes work/{train,val,test}.npz (x, boxes, labels, count: ftcompile's detection layout), work/detector.pt (a
-state dict; ``detector:erm`` loads it), work/detector.onnx and work/detector.log.json.
+state dict; ``detector:erm`` loads it) and work/detector.log.json.
 Usage: python examples/pennfudan_det/prepare.py [--epochs 120] [--threads 1]
 """
 import argparse

@@ -285,3 +285,26 @@ def test_fine_tune_optimizer_and_schedule(optimizer, schedule):
     assert opt.param_groups[0]["lr"] == pytest.approx(0.0 if schedule == "cosine" else 0.1, abs=1e-9)
     with pytest.raises(ConfigError, match="--optimizer must be one of"):
         HardenConfig(optimizer="rmsprop")
+
+
+def test_fine_tune_keeps_batch_norm_statistics_and_trains_its_affine():
+    from ftcompile.search.trainer import TrainConfig, fine_tune
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                              torch.nn.Flatten(), torch.nn.Linear(4 * 36, 3))
+    bn = net[1]
+    mean, var, gamma = bn.running_mean.clone(), bn.running_var.clone(), bn.weight.detach().clone()
+    x, y = 3 + 2 * torch.randn(64, 1, 8, 8), torch.randint(0, 3, (64,))  # far from the stored statistics (0, 1)
+    fine_tune(net, x, y, TrainConfig(epochs=2, lr=1e-2, noise_sigma=0.3))
+    assert torch.equal(bn.running_mean, mean) and torch.equal(bn.running_var, var)
+    assert not torch.allclose(bn.weight, gamma)
+
+
+def test_fine_tune_stops_with_a_one_line_error_when_the_loss_diverges():
+    from ftcompile.search.trainer import TrainConfig, fine_tune
+
+    net = torch.nn.Linear(4, 3)
+    x, y = 1e30 * torch.randn(32, 4), torch.randint(0, 3, (32,))
+    with pytest.raises(ConfigError, match=r"fine-tuning diverged .* lower --lr"):
+        fine_tune(net, x, y, TrainConfig(epochs=3, lr=1e10, optimizer="sgd"))
