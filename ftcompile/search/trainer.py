@@ -119,11 +119,11 @@ def awp_perturbation(weights: dict[str, torch.Tensor], grads: dict[str, torch.Te
 
 def freeze_norm_statistics(module: torch.nn.Module) -> None:
     """Batch-norm layers normalize with their stored statistics and stop updating them (their affine weights still
-    train), as in torchvision's detection fine-tuning. Fine-tuning under sampled drift or dropout would otherwise
-    re-estimate the statistics on perturbed activations: the exported network (BatchNorm folded into the
-    convolutions with those statistics) then misses its clean accuracy (a PennFudan detector noise-trained at
-    sigma 0.4 with live statistics: clean mAP 0.80 -> 0.45). With them frozen, multiplicative drift of a
-    convolution's weights before the norm is the drift of the folded weights the runtime applies."""
+    train), as in torchvision's detection fine-tuning: the network fine-tuned is the one the exporter writes
+    (BatchNorm folded into the convolutions with the stored statistics), and multiplicative drift of a
+    convolution's weights before the norm is then the drift of the folded weights the runtime applies. With live
+    statistics, noise or dropout would re-estimate them on perturbed activations. (On the PennFudan detector
+    noise-trained at sigma 0.4 it made no measurable difference: clean mAP 0.455 live, 0.454 frozen.)"""
     for m in module.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.eval()
