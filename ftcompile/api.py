@@ -418,8 +418,10 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
     drift, metric = cfg.drift_model(), task_metric(task, cfg.metric())
     stage("validating the source model")
     before = validate(imported.onnx_model, signoff_ds, drift=drift, samples=validate_samples, seed=cfg.seed,
-                      metric=metric, targets=cfg.targets, bias=cfg.bias, task=task)
+                      metric=metric, targets=cfg.targets, bias=cfg.bias, task=task, dac_bits=cfg.dac_bits,
+                      adc_bits=cfg.adc_bits)
     before.model, before.model_sha256 = str(model), _sha(model)
+    converters = _train_converters(imported, train_ds, cfg)
     sites = insert_dropout(imported.module, channel=cfg.channel)
     head = None
     if cfg.strategy.ecoc:
@@ -436,10 +438,15 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
                           outcome.final_score.mean, 0.0, paths["json"], paths["md"], None,
                           journal.path if journal.path.exists() else None)
     imported.module.cpu()
+    for handle in converters:  # the exported model is the digital one; the sign-off builds its twin
+        handle.remove()
     if head is not None:
         head.model.cpu()
+    extra = {"ecoc_codes": head.codes.tolist()} if head else {}
+    if converters:
+        extra["converters"] = {"dac_bits": cfg.dac_bits, "adc_bits": cfg.adc_bits}
     _sign_off(result, lambda meta: to_onnx(imported, sites=sites, metadata=meta, head=head), cfg, signoff_ds, gate,
-              validate_samples, drift, metric, task, {"ecoc_codes": head.codes.tolist()} if head else None)
+              validate_samples, drift, metric, task, extra)
     if plot and _sweepable(drift):
         stage("sweeping sigma for the before/after plot")
         result.plot = _before_after_plot(model, paths, signoff_ds, cfg, drift, metric, task)
@@ -490,6 +497,9 @@ def harden_module(model: "torch.nn.Module | str", train, val, *, test=None, out:
                           "searched on its mAP (choose another method or --objective).")
     if out is None:
         raise ConfigError(f"{label}: a module has no file to name the output after; give --out.")
+    if cfg.dac_bits is not None or cfg.adc_bits is not None:
+        raise ConfigError("--dac-bits/--adc-bits: converters in training need an ONNX model (a module's layers are "
+                          "not mapped to ONNX nodes); validate the exported detector with them instead.")
     if validate_samples < 1:
         raise ConfigError(f"--validate-samples {validate_samples} must be >= 1.")
     t0 = time.perf_counter()
@@ -541,6 +551,20 @@ def _module_data(data, task: str) -> Dataset:
     from ftcompile.data import InputSpec
 
     return as_dataset(data, [InputSpec("x", ("N", None, None, None), np.dtype(np.float32))], task=task)
+
+
+def _train_converters(imported, train: Dataset, cfg) -> list:
+    """With ``cfg.dac_bits``/``adc_bits``: the twin's converters as hooks on the module's crossbar layers, ranges
+    calibrated by the runtime's ``calibrate`` on the first 4,096 training examples (as the sign-off calibrates
+    on its data); the hook handles, to remove before export."""
+    if cfg.dac_bits is None and cfg.adc_bits is None:
+        return []
+    from ftcompile.passes.converter_hooks import attach_converters
+    from ftcompile.passes.converters import ConverterSpec, calibrate
+
+    ranges = calibrate(imported.onnx_model, (feeds for feeds, _ in train.batches(1024)))
+    return attach_converters(imported.module, imported.sources, imported.onnx_model, ranges,
+                             ConverterSpec(cfg.dac_bits, cfg.adc_bits))
 
 
 def _digital_params(imported, targets: str, bias: bool) -> set[int]:
@@ -605,7 +629,8 @@ def _sign_off(result: HardenResult, export: Callable[[dict], "onnx.ModelProto"],
             "dropout_rates": dict(zip(result.sites, result.rates)), "verdict": "pending", **(extra or {})}
     proto = export(meta)
     result.after = after = validate(proto, data, drift=drift, samples=samples, seed=cfg.seed, gate=gate,
-                                    metric=metric, targets=cfg.targets, bias=cfg.bias, task=task)
+                                    metric=metric, targets=cfg.targets, bias=cfg.bias, task=task,
+                                    dac_bits=cfg.dac_bits, adc_bits=cfg.adc_bits)
     set_metadata(proto, {"verdict": result.verdict, "signoff": {
         "mean": after.stats.mean, "total_ci_low": after.stats.total_ci_low, "p5": after.stats.p5,
         "clean": after.clean, "samples": after.samples,
@@ -619,7 +644,8 @@ def _before_after_plot(model, paths: dict, data: Dataset, cfg, drift: DriftModel
     from ftcompile.runtime.plot import plot_curves
 
     curves = sweep([model, paths["onnx"]], data, sigmas="0:1.2:0.2", drift=drift, samples=20, seed=cfg.seed,
-                   metric=metric, targets=cfg.targets, bias=cfg.bias, task=task)
+                   metric=metric, targets=cfg.targets, bias=cfg.bias, task=task, dac_bits=cfg.dac_bits,
+                   adc_bits=cfg.adc_bits)
     labels = ["source (before)", f"hardened ({cfg.method})"]
     return plot_curves(list(zip(labels, curves.curves.values())), paths["png"],
                        title=f"{getattr(metric, '__name__', 'metric')} under {drift.spec()}, hardened there",

@@ -406,6 +406,8 @@ def harden(
                                         "at --sigma. Training noise (+noise methods) is lognormal at its sigma "
                                         "(or --train-sigma)."),
     compensation: Optional[str] = _compensation_opt(),
+    dac_bits: Optional[int] = _dac_opt(),
+    adc_bits: Optional[int] = _adc_opt(),
     targets: str = _targets_opt(),
     bias: bool = _bias_opt(),
     lr: float = typer.Option(1e-3, help="Learning rate of the fine-tune."),
@@ -439,7 +441,8 @@ def harden(
         cfg = HardenConfig(sigma=sigma, method=method, trials=trials, epochs=epochs, final_epochs=final_epochs,
                            samples=samples, max_rate=max_rate, rate=rate, awp_gamma=awp_gamma, code_bits=code_bits,
                            train_sigma=train_sigma, search=search, rates=rates, trial_fraction=trial_fraction,
-                           kernel=kernel, objective=objective, drift=drift, compensation=compensation, targets=targets, bias=bias,
+                           kernel=kernel, objective=objective, drift=drift, compensation=compensation,
+                           dac_bits=dac_bits, adc_bits=adc_bits, targets=targets, bias=bias,
                            lr=lr, optimizer=optimizer, lr_schedule=lr_schedule, batch_size=batch_size, channel=channel,
                            seed=seed, device=device, time_budget=_duration(time_budget), workers=workers,
                            executor=executor, ray_address=ray_address)

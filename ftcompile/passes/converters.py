@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
+from array_api_compat import array_namespace
 
 from ftcompile.errors import ConfigError
 from ftcompile.passes.onnx_graph import _keep_header
@@ -39,6 +40,14 @@ class ConverterSpec:
         for name, bits in (("--dac-bits", self.dac_bits), ("--adc-bits", self.adc_bits)):
             if bits is not None and not 1 <= bits <= 24:
                 raise ConfigError(f"{name} {bits} must be between 1 and 24.")
+
+
+def quantize(x, lo: float, hi: float, bits: int):
+    """``x`` clipped to ``[lo, hi]`` and rounded to one of ``2^bits`` levels: ``round((x - lo) / step) * step + lo``,
+    ``step = (hi - lo) / (2^bits - 1)``; any array namespace (the twin's nodes compute the same, tested)."""
+    xp = array_namespace(x)
+    step = (hi - lo) / (2 ** bits - 1)
+    return xp.round((xp.clip(x, lo, hi) - lo) / step) * step + lo
 
 
 def crossbar_layers(model: onnx.ModelProto) -> list[onnx.NodeProto]:

@@ -82,6 +82,8 @@ class HardenConfig:
     objective: str = "accuracy"    # accuracy, loss, or a metric package.module:function
     drift: str | None = None       # drift spec of the objective and sign-off; default lognormal at sigma
     compensation: str | None = None  # drift compensation of device terms (none, global, column)
+    dac_bits: int | None = None    # converters in training and sign-off (the analog twin); None: full precision
+    adc_bits: int | None = None
     targets: str = "params"        # which tensors drift: params (every learned parameter) or crossbar
     bias: bool = False             # with targets=crossbar: layer biases drift too
     lr: float = 1e-3
@@ -121,6 +123,10 @@ class HardenConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"{message}.")
+        if self.dac_bits is not None or self.adc_bits is not None:
+            from ftcompile.passes.converters import ConverterSpec
+
+            ConverterSpec(self.dac_bits, self.adc_bits)  # range check, one-line error
         object.__setattr__(self, "sigma", self._resolve_sigma())
         self.metric(), self.drift_model()  # a bad spec fails here, before any work
         if self.method == "auto":
