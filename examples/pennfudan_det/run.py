@@ -22,7 +22,7 @@ OUT = ROOT / "benchmarks" / "results" / "pennfudan_det.json"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 from harden_runs import harden_cli  # noqa: E402
-SIGMAS = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2]
+SIGMAS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0]
 FACTORY = "examples.pennfudan_det.detector:erm"
 
 
