@@ -529,8 +529,12 @@ def _render_harden(result) -> None:
         table.add_row(label, pct(r.clean), pct(s.mean), format_ci(s.total_ci_low, s.total_ci_high), pct(s.p5),
                       pct(s.min))
     out.print(table)
-    out.print("rates: " + ", ".join(f"{site}={rate:.2f}" for site, rate in zip(result.sites, result.rates)),
-              soft_wrap=True)
+    if any(result.rates):  # methods without dropout leave every site at 0: nothing to show
+        out.print("rates: " + ", ".join(f"{site}={rate:.2f}" for site, rate in zip(result.sites, result.rates)),
+                  soft_wrap=True)
+    else:
+        n = len(result.sites)
+        out.print(f"dropout: none ({n} site{'' if n == 1 else 's'} at rate 0)")
     for c in result.after.checks:
         out.print(f"gate {c.name}: {c.value:.4f} -> {'[green]pass[/]' if c.passed else '[bold red]FAIL[/]'}")
     out.print(f"verdict: {result.verdict}; wrote {result.out}, {result.report_json}, {result.report_markdown}"

@@ -147,6 +147,10 @@ def test_cli_harden(files, tmp_path):
     assert report["verdict"] == "signed-off" and report["after"]["total_ci_low"] >= 0.5
     fail = runner.invoke(app, args + ["--min-accuracy", "1.0", "--max-drop", "0.0"])
     assert fail.exit_code == 1 and (tmp_path / "h.onnx").exists()
+    assert "rates: " in fail.output  # the searched rates are shown
+    noise = runner.invoke(app, args[:6] + ["--method", "noise-injection", "--final-epochs", "1", "--validate-samples",
+                                           "2", "--no-plot", "--out", str(tmp_path / "n.onnx")])
+    assert noise.exit_code == 0 and "dropout: none (1 site at rate 0)" in noise.output and "rates: " not in noise.output
     assert get_metadata(onnx.load(tmp_path / "h.onnx"))["verdict"] == "not-signed-off"
     bad = runner.invoke(app, args + ["--method", "magic"])
     assert bad.exit_code == 2 and "--method" in bad.output
