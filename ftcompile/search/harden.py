@@ -88,7 +88,7 @@ class HardenConfig:
     bias: bool = False             # with targets=crossbar: layer biases drift too
     lr: float = 1e-3
     optimizer: str = "adam"        # adam or sgd (trainer.py)
-    lr_schedule: str = "constant"  # constant or cosine, per fine-tune (each trial and the final fit)
+    lr_schedule: str = "auto"      # auto, constant or cosine, per fine-tune (each trial and the final fit; trainer.py)
     batch_size: int = 64
     channel: bool = False
     seed: int = 0

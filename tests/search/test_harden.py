@@ -273,20 +273,22 @@ def test_hardware_aware_training_under_the_device_physics(files, tmp_path):
     assert HardenConfig(method="noise-injection", drift="pcm:1d", train_sigma=0.3).train_device() is None
 
 
-@pytest.mark.parametrize("optimizer, schedule", [("adam", "constant"), ("sgd", "cosine")])
-def test_fine_tune_optimizer_and_schedule(optimizer, schedule):
+@pytest.mark.parametrize("optimizer, schedule, steps, decays", [
+    ("adam", "constant", 10, False), ("sgd", "cosine", 10, True),
+    ("adam", "auto", 1999, False), ("adam", "auto", 2000, True)])
+def test_fine_tune_optimizer_and_schedule(optimizer, schedule, steps, decays):
     import torch
 
     from ftcompile.search.trainer import TrainConfig, make_optimizer
 
     w = torch.nn.Parameter(torch.ones(3))
-    opt, sched = make_optimizer([w], TrainConfig(lr=0.1, optimizer=optimizer, schedule=schedule), steps=10)
+    opt, sched = make_optimizer([w], TrainConfig(lr=0.1, optimizer=optimizer, schedule=schedule), steps=steps)
     assert isinstance(opt, torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam)
-    for _ in range(10):
+    for _ in range(steps):
         opt.step()
         sched.step()
-    # cosine: the rate decays to 0 by the fine-tune's last step; constant: it stays
-    assert opt.param_groups[0]["lr"] == pytest.approx(0.0 if schedule == "cosine" else 0.1, abs=1e-9)
+    # cosine (and auto from 2,000 steps): the rate decays to 0 by the fine-tune's last step; constant: it stays
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0 if decays else 0.1, abs=1e-9)
     with pytest.raises(ConfigError, match="--optimizer must be one of"):
         HardenConfig(optimizer="rmsprop")
 
