@@ -8,6 +8,7 @@ Figure 3j task, with a compact one-stage detector instead of Mask R-CNN).
 3. Sweep every model over sigma (K samples each), plot the curves and one test image's detections before and
    after drift (the paper's Figure 4), write benchmarks/results/pennfudan_det.json.
 Usage: python examples/pennfudan_det/run.py [--methods auto,bayesft,bayesft+noise] [--samples 50]
+       python examples/pennfudan_det/run.py --methods auto --flags "--final-epochs 30" --no-sweep  (kept beside)
 """
 import argparse
 import json
@@ -64,6 +65,7 @@ def main() -> None:
     ap.add_argument("--methods", default="auto,bayesft,bayesft+noise")
     ap.add_argument("--samples", type=int, default=50)
     ap.add_argument("--flags", default="", help="extra harden flags (default: none, the defaults)")
+    ap.add_argument("--no-sweep", action="store_true", help="harden only: no sweep, plots or figure")
     args = ap.parse_args()
     import torch
 
@@ -80,15 +82,22 @@ def main() -> None:
     clean = curve[0].mean
     sigma = next((p.sigma for p in curve if p.mean <= clean / 2), SIGMAS[-1])
     print("ERM mAP@0.5: " + ", ".join(f"{p.sigma:g}: {p.mean:.3f}" for p in curve) + f" -> harden at sigma {sigma:g}")
-    results = {"sigma": sigma, "samples": args.samples, "test_images": 25, "runs": {}}
+    results = json.loads(OUT.read_text()) if OUT.exists() else {}
+    results.update({"sigma": sigma, "samples": args.samples, "test_images": 25})
+    results.setdefault("runs", {})
     models = {"erm": erm}
     for method in args.methods.split(","):
-        summary = harden_cli(FACTORY, args.work, test, sigma, method, args.flags, name="detector")
+        key = f"{method} {args.flags}" if args.flags else method  # flagged runs sit beside the defaults
+        summary = harden_cli(FACTORY, args.work, test, sigma, method, args.flags,
+                             name="detector" + "".join(c if c.isalnum() else "-" for c in args.flags))
         if summary is None:
             continue
-        results["runs"][method] = summary
-        models[method] = Path(summary["out"])
-        print(json.dumps({method: results["runs"][method]}), flush=True)
+        results["runs"][key] = summary
+        models[key] = Path(summary["out"])
+        print(json.dumps({key: results["runs"][key]}), flush=True)
+        OUT.write_text(json.dumps(results, indent=2) + "\n")
+    if args.no_sweep:
+        return
     curves = ftcompile.sweep(list(models.values()), test, sigmas=SIGMAS, samples=args.samples).curves
     results["map50"] = {name: {f"{p.sigma:g}": round(p.mean, 4) for p in pts}
                         for name, pts in zip(models, curves.values())}
