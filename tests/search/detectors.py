@@ -32,3 +32,12 @@ def boxes_data(n: int, seed: int) -> dict[str, np.ndarray]:
             boxes[i, k] = [x1, y1, x1 + w, y1 + h]
     labels = (np.arange(2)[None] < count[:, None]).astype(np.int64)
     return {"x": x, "boxes": boxes, "labels": labels, "count": count.astype(np.int64)}
+
+
+def broken():
+    raise ValueError("weights file missing")
+
+
+def plain_classifier() -> torch.nn.Module:
+    """A module whose eval forward returns a tensor, not per-image detections."""
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten())
