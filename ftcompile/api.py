@@ -479,7 +479,8 @@ def harden_module(model: "torch.nn.Module | str", train, val, *, test=None, out:
 
     from ftcompile.export import save_onnx, set_metadata
     from ftcompile.frontend.torch_import import detector_to_onnx, is_factory_spec, load_factory
-    from ftcompile.passes.module_dropout import _LAYERS, insert_module_dropout
+    from ftcompile.passes.layers import CROSSBAR_TYPES
+    from ftcompile.passes.module_dropout import insert_module_dropout
     from ftcompile.resources import peak_rss_mb
     from ftcompile.search.harden import HardenConfig, config_dict, journal_path_for, search
     from ftcompile.search.journal import Journal
@@ -507,7 +508,9 @@ def harden_module(model: "torch.nn.Module | str", train, val, *, test=None, out:
     paths["source"] = paths["onnx"].with_name(paths["onnx"].stem + ".source.onnx")
     journal = Journal(journal_path_for(paths["onnx"]), config_dict(cfg), resume=resume)
     stage("building and exporting the source model")
-    module = load_factory(model) if isinstance(model, str) else model
+    import copy
+
+    module = load_factory(model) if isinstance(model, str) else copy.deepcopy(model)  # the caller's is never touched
     module.cpu().eval()
     train_ds, val_ds, signoff_ds = (_module_data(d, task) for d in (train, val, test if test is not None else val))
     (x0,) = train_ds.inputs.values()
@@ -518,7 +521,7 @@ def harden_module(model: "torch.nn.Module | str", train, val, *, test=None, out:
     before = validate(paths["source"], signoff_ds, drift=drift, samples=validate_samples, seed=cfg.seed,
                       metric=metric, targets=cfg.targets, bias=cfg.bias, task=task)
     sites = insert_module_dropout(module, channel=cfg.channel)
-    layers = [m for m in module.modules() if isinstance(m, _LAYERS)]
+    layers = [m for m in module.modules() if isinstance(m, CROSSBAR_TYPES)]
     drifting = {id(m.weight) for m in layers} | ({id(m.bias) for m in layers if m.bias is not None}
                                                  if cfg.targets == "params" or cfg.bias else set())
     digital = {id(p) for p in module.parameters() if id(p) not in drifting}

@@ -13,8 +13,7 @@ from __future__ import annotations
 from torch import nn
 
 from ftcompile.passes.dropout import _ACT_MODULES, _NORM_MODULES, DropoutSite, DropoutSites
-
-_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)
+from ftcompile.passes.layers import CROSSBAR_TYPES
 
 
 class _ApplySite:
@@ -50,7 +49,7 @@ def output_layers(module: nn.Module) -> set[str]:
     declared = getattr(module, "output_layers", None)
     if declared:
         return set(declared)
-    layers = [n for n, m in module.named_modules() if isinstance(m, _LAYERS)]
+    layers = [n for n, m in module.named_modules() if isinstance(m, CROSSBAR_TYPES)]
     return set(layers[-1:])
 
 
@@ -62,7 +61,7 @@ def insert_module_dropout(module: nn.Module, *, rate: float = 0.0, channel: bool
     if missing:
         raise ValueError(f"output_layers names submodules the model does not have: {sorted(missing)}")
     sites = DropoutSites(module)
-    layers = [(n, m) for n, m in module.named_modules() if isinstance(m, _LAYERS) and n not in skip]
+    layers = [(n, m) for n, m in module.named_modules() if isinstance(m, CROSSBAR_TYPES) and n not in skip]
     for index, (name, layer) in enumerate(layers):
         site = DropoutSite(rate, channel=channel and not isinstance(layer, nn.Linear))
         site_name = f"ftcompile_dropout_{index}"

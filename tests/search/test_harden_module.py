@@ -71,7 +71,11 @@ def test_harden_a_detector_from_its_factory_learns_and_signs_off_on_map(box_file
 def test_bayesft_searches_the_module_sites_on_map(box_files, tmp_path):
     train, val = box_files
     cfg = HardenConfig(sigma=0.2, method="bayesft", trials=2, epochs=2, final_epochs=1, samples=2, lr=5e-3)
-    r = ftcompile.harden(FACTORY, train, val, out=tmp_path / "b.onnx", config=cfg, validate_samples=2, plot=False)
+    given = tiny()
+    state = {k: v.clone() for k, v in given.state_dict().items()}
+    r = ftcompile.harden(given, train, val, out=tmp_path / "b.onnx", config=cfg, validate_samples=2, plot=False)
+    assert all(torch.equal(v, given.state_dict()[k]) for k, v in state.items())  # the caller's module is untouched
+    assert not given._forward_hooks and not any(m._forward_hooks for m in given.modules())
     assert len(r.trials) == 2 and all(0 <= t.objective <= 1 for t in r.trials)
     assert len(r.rates) == len(r.sites) and any(rate > 0 for rate in r.rates)
     rates = json.loads({p.key: p.value for p in onnx.load(tmp_path / "b.onnx").metadata_props}["ftcompile.dropout_rates"])
