@@ -43,7 +43,7 @@ OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("auto", "constant", "cosine")
 # auto: cosine for fine-tunes of at least this many steps, constant below. Measured (README, "Which method"):
 # cosine helped the long fine-tunes (ResNet-20, 2,820 steps: +3.1 points under drift; GTSRB STN, 5,145: +1.0)
-# and hurt the short ones (MNIST LeNet, 825 steps: -1.0 over 3 seeds; PennFudan detector, 60: -0.07 mAP).
+# and hurt the short ones (MNIST LeNet, 825 steps: -1.1 over 3 seeds; PennFudan detector, 60: -0.07 mAP).
 # The threshold only separates those four; nothing finer was measured.
 COSINE_FROM_STEPS = 2000
 
