@@ -186,3 +186,17 @@ def test_converters_have_exactly_two_to_the_b_levels_and_the_twin_runs_in_plain_
     fine = ftcompile.validate(model, data, drift="lognormal:0.01", samples=2, dac_bits=16, adc_bits=16)
     coarse = ftcompile.validate(model, data, drift="lognormal:0.01", samples=2, dac_bits=2, adc_bits=2)
     assert fine.stats.mean > 0.97 and coarse.stats.mean < fine.stats.mean and coarse.converters.startswith("dac 2")
+
+
+@pytest.mark.parametrize("spec", ["pcm:1y", "pcm:1d,comp=global", "reram-wan2022:1d"])
+def test_device_reads_have_finite_gradients_where_devices_sit_at_zero(spec):
+    """Hardware-aware training differentiates through the physics; the device of each pair targeted at 0 (every
+    weight's other half) must not give an infinite local derivative (it made training NaN)."""
+    torch = pytest.importorskip("torch")
+
+    w = torch.tensor([[0.5, -0.25, 0.0, 1e-9], [-1.0, 0.0, 0.3, 0.0]], requires_grad=True)
+    for seed in range(5):
+        with torch.autograd.detect_anomaly():  # raises on a NaN anywhere in the backward, not only at the end
+            out = parse_drift(spec).apply_torch(w, torch.Generator().manual_seed(seed))
+            (grad,) = torch.autograd.grad(out.sum(), w)
+        assert torch.isfinite(grad).all(), (spec, seed, grad)

@@ -65,7 +65,11 @@ def pcm_read_sigma_rel(g_programmed, t: float, g_max: float = 25.0, t0: float = 
     """Relative std of 1/f read noise: ``Q sqrt(ln((t + t0 + t_r) / (2 t_r)))``,
     ``Q = min(0.0088 / max((g_p / g_max)^0.65, 1e-3), 0.2)``."""
     xp = array_namespace(g_programmed)
-    q = xp.minimum(0.0088 / xp.maximum((xp.maximum(g_programmed, 0.0) / g_max) ** 0.65, 1e-3), 0.2)
+    # the base is floored at 1e-6 before the power: the value is unchanged (below 2.4e-5 the 1e-3 floor of
+    # the power wins anyway), but d(x^0.65)/dx is infinite at x = 0, where programming leaves half the devices
+    # of the pairs, and inf x 0 made every hardware-aware training step's gradient NaN there
+    base = xp.maximum(g_programmed / g_max, 1e-6)
+    q = xp.minimum(0.0088 / xp.maximum(base ** 0.65, 1e-3), 0.2)
     return q * math.sqrt(math.log((t + t0 + t_read) / (2 * t_read)))
 
 
