@@ -76,3 +76,11 @@ def test_harden_trains_with_converters_and_signs_off_on_the_twin(tmp_path):
     assert r.torch_before != plain.torch_before  # the torch objective ran through the 4-bit converters
     with pytest.raises(ConfigError, match="--dac-bits 0 must be between 1 and 24"):
         HardenConfig(dac_bits=0)
+
+
+def test_calibration_in_row_slices_finds_the_same_ranges():
+    model = teacher_mlp((16, 32, 4))
+    x = np.random.default_rng(1).standard_normal((50, 16)).astype(np.float32)
+    whole = calibrate(model, [{"x": x}], rows=10**6)
+    assert calibrate(model, [{"x": x}], rows=7) == whole  # 8 slices, min/max over all of them
+    assert calibrate(model, [{"x": x[:7]}], rows=7) != whole  # what one slice alone would give
