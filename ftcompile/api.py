@@ -395,7 +395,9 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
     from ftcompile.search.journal import Journal
     from ftcompile.search.report import write_harden_reports
 
-    if is_factory_spec(model) or not isinstance(model, (str, Path)):
+    import torch
+
+    if is_factory_spec(model) or isinstance(model, torch.nn.Module):
         return harden_module(model, train, val, test=test, out=out, config=config, gate=gate, resume=resume,
                              validate_samples=validate_samples, plot=plot, on_trial=on_trial, on_stage=on_stage)
     stage = on_stage or (lambda s: None)
