@@ -120,3 +120,37 @@ def test_module_harden_refuses_what_it_cannot_do(box_files, tmp_path):
     with pytest.raises(ConfigError, match="hardened as a detector"):
         ftcompile.harden(FACTORY, tmp_path / "cls.npz", tmp_path / "cls.npz", out=tmp_path / "c.onnx", plot=False)
     assert not list(tmp_path.glob("*.onnx"))
+
+
+class _ScaledTruth(torch.nn.Module):
+    """A 'detector' that returns the true boxes scaled by its one weight: mAP 1 on clean weights, lower when the
+    weight drifts (the boxes no longer overlap the truth)."""
+
+    def __init__(self, boxes: torch.Tensor):
+        super().__init__()
+        self.gain = torch.nn.Parameter(torch.ones(1))
+        self.boxes = boxes
+
+    def forward(self, images):
+        start = int(images[0, 0, 0, 0])  # each image carries its own index
+        return [{"boxes": self.boxes[start + i] * self.gain, "scores": torch.ones(1), "labels": torch.ones(1, dtype=torch.int64)}
+                for i in range(len(images))]
+
+
+@pytest.mark.parametrize("drift", ["lognormal:1.0", "gaussian:0.5"])  # the vmapped-draws path and the runtime's draws
+def test_detection_objective_scores_map_under_the_drift(drift):
+    from ftcompile.labels import BoxLabels
+    from ftcompile.runtime.drift import LogNormalDrift, parse_drift
+    from ftcompile.runtime.tasks import CocoMAP
+    from ftcompile.search.objective import DetectionObjective
+
+    n = 12
+    boxes = torch.tensor([[[8.0, 8.0, 20.0, 24.0]]]).repeat(n, 1, 1) + torch.arange(n).view(n, 1, 1)
+    truth = BoxLabels(boxes.numpy().astype(np.float64), np.ones((n, 1), np.int64), np.ones(n, np.int64))
+    x = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, 2, 2).contiguous()
+    model = _ScaledTruth(boxes)
+    clean = DetectionObjective(model, x, truth, drift=LogNormalDrift(0.0), samples=2, metric=CocoMAP(0.5), batch=5)
+    assert clean(model).mean == pytest.approx(1.0)
+    drifted = DetectionObjective(model, x, truth, drift=parse_drift(drift), samples=8, metric=CocoMAP(0.5), batch=5)
+    score = drifted(model)
+    assert score.mean < 0.9 and len(set(score.values)) > 1  # each sample its own drift, and the drift hurts
