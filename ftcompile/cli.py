@@ -115,8 +115,9 @@ def _provider_opt():
 
 
 def _compensation_opt():
-    return typer.Option(None, "--compensation", help="Drift compensation of device terms (pcm): none, global "
-                        "(one digital scale per layer) or column (per output); default as the --drift spec says.")
+    return typer.Option(None, "--compensation", help="Drift compensation of lognormal and device terms: none, "
+                        "global (one digital scale per layer, from a calibration read after programming) or column "
+                        "(per output), or mean (lognormal only: the fixed gain exp(-sigma^2/2)); default as the --drift spec says.")
 
 
 def _dac_opt():

@@ -171,7 +171,7 @@ class HardenConfig:
             return None
         drift = self.drift_model()
         parts = drift.parts if hasattr(drift, "parts") else (drift,)
-        return next((p for p in parts if hasattr(p, "apply_torch")), None)
+        return next((p for p in parts if _trains_as_device(p)), None)
 
     @property
     def noise(self) -> float | None:
@@ -179,6 +179,13 @@ class HardenConfig:
         if self.strategy.noise:
             return self.sigma if self.train_sigma is None else self.train_sigma
         return 0.0
+
+
+def _trains_as_device(part) -> bool:
+    """A drift term training samples through its own ``apply_torch``; plain lognormal keeps the trainer's
+    faster draw (the same distribution), compensated lognormal needs the layer-wise compensation."""
+    plain = isinstance(part, LogNormalDrift) and part.comp == "none"
+    return hasattr(part, "apply_torch") and not plain
 
 
 @dataclass

@@ -57,7 +57,8 @@ class DriftObjective:
         self.batch = max(1, pairs // self.chunk)  # inputs per vmapped forward
         self.only = None if only is None else set(only)
         self.axis = example_axis  # where examples sit in the model's output: -2 for (N, C), -4 for (N, C, H, W)
-        self.sigma = drift.sigma if isinstance(drift, LogNormalDrift) else None
+        plain = isinstance(drift, LogNormalDrift) and drift.comp == "none"
+        self.sigma = drift.sigma if plain else None
         self.drift = None if self.sigma is not None else drift
         self._vmap_ok = True
         self._labels_np = self.y.cpu().numpy()  # a user metric takes numpy labels, the same every call

@@ -148,8 +148,9 @@ def test_compensation_flag_sets_the_device_terms_and_is_refused_without_one(tmp_
                                  "global", "--samples", "3", "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["drift"] == "pcm:1d,comp=global"
-    bad = CliRunner().invoke(app, ["validate", str(model), "--data", str(data), "--compensation", "global"])
-    assert bad.exit_code == 2 and "no device term" in bad.output
+    bad = CliRunner().invoke(app, ["validate", str(model), "--data", str(data), "--drift", "gaussian:0.1",
+                                   "--compensation", "global"])
+    assert bad.exit_code == 2 and "no term that drift compensation acts on" in bad.output
     wrong = CliRunner().invoke(app, ["validate", str(model), "--data", str(data), "--drift", "pcm:1d",
                                      "--compensation", "sometimes"])
     assert wrong.exit_code == 2 and "comp='sometimes'" in wrong.output

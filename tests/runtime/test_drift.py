@@ -96,3 +96,49 @@ def test_spec_parsing_and_composition():
 def test_bad_specs(spec):
     with pytest.raises(ConfigError):
         parse_drift(spec)
+
+
+@pytest.mark.parametrize("sigma", [0.3, 0.6])
+def test_lognormal_mean_compensation_removes_the_shared_gain_exactly(sigma):
+    """Plain lognormal inflates every weight by exp(sigma^2/2) on average; comp=mean divides it out."""
+    w = np.ones(400_000, np.float32)
+    plain = LogNormalDrift(sigma).apply(w, tensor_rng(0, 0, "w"))
+    mean = LogNormalDrift(sigma, "mean").apply(w, tensor_rng(0, 0, "w"))
+    se = math.sqrt((math.exp(sigma ** 2) - 1) * math.exp(sigma ** 2) / len(w))  # std of the sample mean
+    assert abs(plain.mean() - math.exp(sigma ** 2 / 2)) < 5 * se
+    assert abs(mean.mean() - 1) < 5 * se
+    assert np.allclose(mean, plain * math.exp(-sigma ** 2 / 2), rtol=1e-5)  # the same devices, one gain
+
+
+def test_lognormal_global_compensation_is_the_calibration_read_ratio_over_the_whole_layer():
+    from ftcompile.runtime.devices.physics import global_compensation
+    from ftcompile.runtime.drift import BLOCK, drift_tensor
+
+    w = np.random.default_rng(0).uniform(0.1, 1.0, (300, 400)).astype(np.float32)  # > BLOCK elements
+    assert w.size > BLOCK
+    drift = LogNormalDrift(0.6, "global")
+    assert not drift.elementwise and LogNormalDrift(0.6, "mean").elementwise
+    out = drift_tensor(drift, w, 0, 0, "w")
+    raw = LogNormalDrift(0.6).apply(w, tensor_rng(0, 0, "w"))  # the same devices, uncompensated
+    assert np.allclose(out, raw * global_compensation(w, raw), rtol=1e-5)  # one factor over the whole layer
+    # positive weights: the all-ones read sees the gain, and the compensated layer keeps its read-out
+    assert abs(out.sum() / w.sum() - 1) < 1e-5 and abs(raw.sum() / w.sum() - math.exp(0.18)) < 0.01
+    cols = drift_tensor(LogNormalDrift(0.6, "column"), w, 0, 0, "w")
+    assert np.allclose(cols.sum(1), w.sum(1), rtol=1e-4)  # per output
+
+
+def test_lognormal_compensation_spec_torch_twin_and_errors():
+    torch = pytest.importorskip("torch")
+
+    for spec in ("lognormal:0.3,comp=global", "lognormal:0.3,comp=column", "lognormal:0.3,comp=mean"):
+        assert parse_drift(spec).spec() == spec
+    assert parse_drift("lognormal:0.3,comp=none").spec() == "lognormal:0.3"
+    with pytest.raises(ConfigError, match="comp='sometimes'"):
+        parse_drift("lognormal:0.3,comp=sometimes")
+    w = torch.full((200, 500), 0.5, requires_grad=True)
+    out = LogNormalDrift(0.6, "mean").apply_torch(w, torch.Generator().manual_seed(0))
+    assert abs(out.mean().item() / 0.5 - 1) < 0.01  # the torch twin removes the same gain
+    glob = LogNormalDrift(0.6, "global").apply_torch(w, torch.Generator().manual_seed(0))
+    assert abs(glob.sum().item() / w.sum().item() - 1) < 1e-4
+    (grad,) = torch.autograd.grad(glob.pow(2).sum(), w)
+    assert torch.isfinite(grad).all()

@@ -314,3 +314,17 @@ def test_fine_tune_stops_with_a_one_line_error_when_the_loss_diverges():
     x, y = 1e30 * torch.randn(32, 4), torch.randint(0, 3, (32,))
     with pytest.raises(ConfigError, match=r"fine-tuning diverged .* lower --lr"):
         fine_tune(net, x, y, TrainConfig(epochs=3, lr=1e10, optimizer="sgd"))
+
+
+def test_harden_against_compensated_lognormal_trains_and_signs_off_on_it(files, tmp_path):
+    """--compensation on the paper's drift: training samples the compensated drift (the layer-wise read needs
+    apply_torch), the objective draws it through the runtime, the sign-off names it."""
+    model, train, val = files
+    plain = HardenConfig(method="noise-injection", sigma=0.5)
+    assert plain.train_device() is None and plain.noise == 0.5  # the trainer's own lognormal draw
+    cfg = HardenConfig(method="noise-injection", sigma=0.5, compensation="global", final_epochs=2, samples=3)
+    assert cfg.train_device().spec() == "lognormal:0.5,comp=global" and cfg.sigma == 0.5
+    r = ftcompile.harden(model, train, val, out=tmp_path / "c.onnx", config=cfg, validate_samples=3, plot=False)
+    assert r.after.drift == r.before.drift == "lognormal:0.5,comp=global"
+    with pytest.raises(ConfigError, match="comp='mean'"):
+        HardenConfig(drift="pcm:1d", compensation="mean")  # mean is lognormal's; a device preset refuses it

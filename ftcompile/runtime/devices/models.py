@@ -15,8 +15,8 @@ import numpy as np
 
 from ftcompile.errors import ConfigError
 from ftcompile.runtime.devices import physics
+from ftcompile.runtime.devices.physics import COMPENSATIONS
 
-COMPENSATIONS = ("none", "global", "column")
 _UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0, "m": 30 * 86400.0,
           "y": 365 * 86400.0}
 

@@ -18,6 +18,8 @@ import math
 
 from array_api_compat import array_namespace
 
+COMPENSATIONS = ("none", "global", "column")  # drift compensation: off, one factor per layer, one per output
+
 PCM_T0 = 20.0        # s: the time of the first read after programming
 PCM_T_READ = 250e-9  # s: duration of one read
 
