@@ -44,14 +44,15 @@ def resolve_drift(drift: "str | DriftModel | None", sigma: float | None,
 
 def open_session(model, *, targets: str = "params", bias: bool = False, output: str | None = None,
                  provider: str = "cpu", dac_bits: int | None = None, adc_bits: int | None = None,
-                 data=None, task: str = "classification") -> DriftSession:
+                 data=None, task: str = "classification", adc_noise: float = 0.0) -> DriftSession:
     """The drift session; with ``dac_bits``/``adc_bits`` the analog twin, its converter ranges calibrated on
-    the first batches (up to 4,096 examples) of ``data``."""
-    if dac_bits is None and adc_bits is None:
+    the first batches (up to 4,096 examples) of ``data`` (``adc_noise``: the ADC's output noise, a fraction of
+    its bound)."""
+    if dac_bits is None and adc_bits is None and not adc_noise:
         return DriftSession(model, targets=targets, bias=bias, output=output, provider=provider, task=task)
     from ftcompile.passes.converters import ConverterSpec
 
-    spec = ConverterSpec(dac_bits, adc_bits)
+    spec = ConverterSpec(dac_bits, adc_bits, adc_noise)
     plain = DriftSession(model, targets=targets, bias=bias, output=output, provider=provider, task=task)
     batches = (feeds for feeds, _ in bind_data(plain, data).batches(1024, per_image=True))
     return DriftSession(model, targets=targets, bias=bias, output=output, provider=provider, converters=spec,
@@ -59,7 +60,7 @@ def open_session(model, *, targets: str = "params", bias: bool = False, output: 
 
 
 def export_twin(model, data, out, *, dac_bits: int | None = 8, adc_bits: int | None = 8,
-                output: str | None = None) -> dict:
+                output: str | None = None, adc_noise: float = 0.0) -> dict:
     """Write the analog twin of ``model`` to ``out`` (atomically, never over the input): DAC/ADC quantizers around
     every crossbar layer, ranges calibrated on the first batches of ``data``, recorded in its metadata.
 
@@ -76,10 +77,11 @@ def export_twin(model, data, out, *, dac_bits: int | None = 8, adc_bits: int | N
     check_writable(out)
     if out.exists() and out.resolve() == Path(str(model)).resolve():
         raise OutputError(f"{out}: is the input model; choose another -o (inputs are never overwritten).")
-    spec = ConverterSpec(dac_bits, adc_bits)
+    spec = ConverterSpec(dac_bits, adc_bits, adc_noise)
     batches = (feeds for feeds, _ in bind_data(open_session(model, output=output), data).batches(1024))
     twin, ranges = analog_twin(unshare_weights(constants_to_initializers(load_onnx(model))), batches, spec)
-    set_metadata(twin, {"analog_twin": {"dac_bits": spec.dac_bits, "adc_bits": spec.adc_bits, "ranges": ranges}})
+    set_metadata(twin, {"analog_twin": {"dac_bits": spec.dac_bits, "adc_bits": spec.adc_bits,
+                                        "adc_noise": spec.adc_noise, "ranges": ranges}})
     write_bytes_atomic(out, twin.SerializeToString())
     return ranges
 
@@ -118,7 +120,7 @@ def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: flo
              provider: str = "cpu", on_sample: Callable[[int, float], None] | None = None, workers: int = 1,
              executor: str = "process", ray_address: str | None = None,
              compensation: str | None = None, dac_bits: int | None = None,
-             adc_bits: int | None = None, task: str | None = None) -> ValidationResult:
+             adc_bits: int | None = None, task: str | None = None, adc_noise: float = 0.0) -> ValidationResult:
     """Measure ``metric`` of an ONNX model under drift over ``samples`` Monte-Carlo draws and apply ``gate``.
 
     Args:
@@ -140,10 +142,10 @@ def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: flo
         raise ConfigError(f"--workers {workers} must be >= 1.")
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor {executor!r} is unknown; use one of {', '.join(EXECUTORS)}.")
-    if (dac_bits is not None or adc_bits is not None) and workers > 1:
+    if (dac_bits is not None or adc_bits is not None or adc_noise) and workers > 1:
         raise ConfigError("--dac-bits/--adc-bits run in one process for now; drop --workers.")
     session = open_session(model, targets=targets, bias=bias, output=output, provider=provider, dac_bits=dac_bits,
-                           adc_bits=adc_bits, data=data, task=task)
+                           adc_bits=adc_bits, data=data, task=task, adc_noise=adc_noise)
     dataset = bind_data(session, data)
     sampler = None
     if executor == "ray" or (executor == "process" and workers > 1):
@@ -161,8 +163,7 @@ def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: flo
     except KeyboardInterrupt:
         raise Interrupted("validation interrupted; no report was written.") from None
     if session.converters is not None:
-        spec = session.converters
-        result.converters = f"dac {spec.dac_bits or 'float'} bits, adc {spec.adc_bits or 'float'} bits"
+        result.converters = session.converters.describe()
     return result
 
 
@@ -236,7 +237,8 @@ def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.
           metric: "str | Metric" = accuracy, targets: str = "params", bias: bool = False, output: str | None = None,
           provider: str = "cpu", vary: str | None = None, times: "str | Sequence | None" = None,
           compensation: str | None = None, dac_bits: int | None = None, adc_bits: int | None = None,
-          on_point: Callable[[str, SweepPoint], None] | None = None, task: str | None = None) -> SweepResult:
+          on_point: Callable[[str, SweepPoint], None] | None = None, task: str | None = None,
+          adc_noise: float = 0.0) -> SweepResult:
     """Accuracy-vs-sigma curves of several models; one session per model, reused across sigmas.
 
     ``sigmas`` set the sigma of one term of ``drift``: the one named ``vary`` (``"lognormal"``,
@@ -257,7 +259,7 @@ def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.
     try:
         for model in models:
             session = open_session(model, targets=targets, bias=bias, output=output, provider=provider,
-                                   dac_bits=dac_bits, adc_bits=adc_bits, data=data, task=task)
+                                   dac_bits=dac_bits, adc_bits=adc_bits, data=data, task=task, adc_noise=adc_noise)
             dataset = bind_data(session, data)
             label = Path(str(model)).stem
             points = []
@@ -421,7 +423,7 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
     stage("validating the source model")
     before = validate(imported.onnx_model, signoff_ds, drift=drift, samples=validate_samples, seed=cfg.seed,
                       metric=metric, targets=cfg.targets, bias=cfg.bias, task=task, dac_bits=cfg.dac_bits,
-                      adc_bits=cfg.adc_bits)
+                      adc_bits=cfg.adc_bits, adc_noise=cfg.adc_noise)
     before.model, before.model_sha256 = str(model), _sha(model)
     converters = _train_converters(imported, train_ds, cfg)
     sites = insert_dropout(imported.module, channel=cfg.channel)
@@ -446,7 +448,7 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
         head.model.cpu()
     extra = {"ecoc_codes": head.codes.tolist()} if head else {}
     if converters:
-        extra["converters"] = {"dac_bits": cfg.dac_bits, "adc_bits": cfg.adc_bits}
+        extra["converters"] = {"dac_bits": cfg.dac_bits, "adc_bits": cfg.adc_bits, "adc_noise": cfg.adc_noise}
     _sign_off(result, lambda meta: to_onnx(imported, sites=sites, metadata=meta, head=head), cfg, signoff_ds, gate,
               validate_samples, drift, metric, task, extra)
     if plot and _sweepable(drift):
@@ -500,7 +502,7 @@ def harden_module(model: "torch.nn.Module | str", train, val, *, test=None, out:
                           "searched on its mAP (choose another method or --objective).")
     if out is None:
         raise ConfigError(f"{label}: a module has no file to name the output after; give --out.")
-    if cfg.dac_bits is not None or cfg.adc_bits is not None:
+    if cfg.dac_bits is not None or cfg.adc_bits is not None or cfg.adc_noise:
         raise ConfigError("--dac-bits/--adc-bits: converters in training need an ONNX model (a module's layers are "
                           "not mapped to ONNX nodes); validate the exported detector with them instead.")
     if validate_samples < 1:
@@ -569,7 +571,7 @@ def _train_converters(imported, train: Dataset, cfg) -> list:
 
     ranges = calibrate(imported.onnx_model, (feeds for feeds, _ in train.batches(1024)))
     return attach_converters(imported.module, imported.sources, imported.onnx_model, ranges,
-                             ConverterSpec(cfg.dac_bits, cfg.adc_bits))
+                             ConverterSpec(cfg.dac_bits, cfg.adc_bits, cfg.adc_noise))
 
 
 def _digital_params(imported, targets: str, bias: bool) -> set[int]:
@@ -635,7 +637,7 @@ def _sign_off(result: HardenResult, export: Callable[[dict], "onnx.ModelProto"],
     proto = export(meta)
     result.after = after = validate(proto, data, drift=drift, samples=samples, seed=cfg.seed, gate=gate,
                                     metric=metric, targets=cfg.targets, bias=cfg.bias, task=task,
-                                    dac_bits=cfg.dac_bits, adc_bits=cfg.adc_bits)
+                                    dac_bits=cfg.dac_bits, adc_bits=cfg.adc_bits, adc_noise=cfg.adc_noise)
     set_metadata(proto, {"verdict": result.verdict, "signoff": {
         "mean": after.stats.mean, "total_ci_low": after.stats.total_ci_low, "p5": after.stats.p5,
         "clean": after.clean, "samples": after.samples,
@@ -650,7 +652,7 @@ def _before_after_plot(model, paths: dict, data: Dataset, cfg, drift: DriftModel
 
     curves = sweep([model, paths["onnx"]], data, sigmas="0:1.2:0.2", drift=drift, samples=20, seed=cfg.seed,
                    metric=metric, targets=cfg.targets, bias=cfg.bias, task=task, dac_bits=cfg.dac_bits,
-                   adc_bits=cfg.adc_bits)
+                   adc_bits=cfg.adc_bits, adc_noise=cfg.adc_noise)
     labels = ["source (before)", f"hardened ({cfg.method})"]
     return plot_curves(list(zip(labels, curves.curves.values())), paths["png"],
                        title=f"{getattr(metric, '__name__', 'metric')} under {drift.spec()}, hardened there",

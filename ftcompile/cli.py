@@ -130,6 +130,11 @@ def _adc_opt():
                         "their calibrated bound and quantized to 2^B levels (the bias is added digitally after).")
 
 
+def _adc_noise_opt():
+    return typer.Option(0.0, "--adc-noise", help="With --adc-bits: Gaussian read noise at every crossbar output "
+                        "before the ADC, its std a fraction of the ADC bound (aihwkit's default is 0.005 of it).")
+
+
 def _seed_opt():
     return typer.Option(0, "--seed", help="Seed; sample k of a seed is reproducible on its own.")
 
@@ -167,6 +172,7 @@ def validate(
     compensation: Optional[str] = _compensation_opt(),
     dac_bits: Optional[int] = _dac_opt(),
     adc_bits: Optional[int] = _adc_opt(),
+    adc_noise: float = _adc_noise_opt(),
     samples: int = typer.Option(100, help="Monte-Carlo samples K."),
     seed: int = _seed_opt(),
     batch_size: int = _batch_opt(),
@@ -209,7 +215,8 @@ def validate(
                                   task=task, gate=gate,
                                   targets=targets, bias=bias, output=output, provider=provider, on_sample=tick,
                                   workers=workers, executor=executor, ray_address=ray_address,
-                                  compensation=compensation, dac_bits=dac_bits, adc_bits=adc_bits)
+                                  compensation=compensation, dac_bits=dac_bits, adc_bits=adc_bits,
+                                  adc_noise=adc_noise)
         write_reports(result, json_path=report, markdown_path=markdown, junit_path=junit)
     if as_json:
         print(_json(to_json(result)))
@@ -258,6 +265,7 @@ def sweep(
     compensation: Optional[str] = _compensation_opt(),
     dac_bits: Optional[int] = _dac_opt(),
     adc_bits: Optional[int] = _adc_opt(),
+    adc_noise: float = _adc_noise_opt(),
     samples: int = typer.Option(50, help="Monte-Carlo samples per sigma."),
     seed: int = _seed_opt(),
     batch_size: int = _batch_opt(),
@@ -285,7 +293,7 @@ def sweep(
             result = api.sweep(models, data, sigmas=grid, drift=drift, samples=samples, seed=seed,
                                batch_size=batch_size, metric=metric, task=task, targets=targets, bias=bias,
                                output=output, provider=provider, vary=vary, times=times, compensation=compensation,
-                               dac_bits=dac_bits, adc_bits=adc_bits, on_point=tick)
+                               dac_bits=dac_bits, adc_bits=adc_bits, adc_noise=adc_noise, on_point=tick)
         payload = {"schema": "ftcompile.sweep/2", "drift": result.drift, "vary": result.vary, "axis": result.axis,
                    "samples": result.samples, "seed": result.seed, "metric": result.metric,
                    "curves": {k: [asdict(p) for p in v] for k, v in result.curves.items()}}
@@ -409,6 +417,7 @@ def harden(
     compensation: Optional[str] = _compensation_opt(),
     dac_bits: Optional[int] = _dac_opt(),
     adc_bits: Optional[int] = _adc_opt(),
+    adc_noise: float = _adc_noise_opt(),
     targets: str = _targets_opt(),
     bias: bool = _bias_opt(),
     lr: float = typer.Option(1e-3, help="Learning rate of the fine-tune."),
@@ -444,7 +453,7 @@ def harden(
                            samples=samples, max_rate=max_rate, rate=rate, awp_gamma=awp_gamma, code_bits=code_bits,
                            train_sigma=train_sigma, search=search, rates=rates, trial_fraction=trial_fraction,
                            kernel=kernel, objective=objective, drift=drift, compensation=compensation,
-                           dac_bits=dac_bits, adc_bits=adc_bits, targets=targets, bias=bias,
+                           dac_bits=dac_bits, adc_bits=adc_bits, adc_noise=adc_noise, targets=targets, bias=bias,
                            lr=lr, optimizer=optimizer, lr_schedule=lr_schedule, batch_size=batch_size, channel=channel,
                            seed=seed, device=device, time_budget=_duration(time_budget), workers=workers,
                            executor=executor, ray_address=ray_address)
@@ -550,14 +559,17 @@ def export_twin(
     out: Path = typer.Option(..., "-o", "--out", help="Where to write the analog twin (ONNX)."),
     dac_bits: Optional[int] = typer.Option(8, "--dac-bits", help="Input converter bits (0: full precision)."),
     adc_bits: Optional[int] = typer.Option(8, "--adc-bits", help="Output converter bits (0: full precision)."),
+    adc_noise: float = _adc_noise_opt(),
     output: Optional[str] = _output_opt(),
 ) -> None:
     """Write the analog twin: DAC/ADC quantizers with calibrated ranges around every crossbar layer, weights
     as overridable inputs; a plain ONNX file onnxruntime runs."""
     with guarded():
-        ranges = api.export_twin(model, data, out, dac_bits=dac_bits or None, adc_bits=adc_bits or None, output=output)
+        ranges = api.export_twin(model, data, out, dac_bits=dac_bits or None, adc_bits=adc_bits or None, output=output,
+                                 adc_noise=adc_noise)
+    noise = f" with output noise {adc_noise:g} of its bound" if adc_noise else ""
     print(f"wrote {out}: {len(ranges) // 2} crossbar layers, DAC {dac_bits or 'float'} bits, "
-          f"ADC {adc_bits or 'float'} bits, ranges calibrated on {data}")
+          f"ADC {adc_bits or 'float'} bits{noise}, ranges calibrated on {data}")
 
 
 @app.command()

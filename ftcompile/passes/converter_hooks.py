@@ -6,6 +6,7 @@ with ONNX nodes; here a pre-hook quantizes the layer's input and a hook quantize
 adds the bias back. Both sides compute ``converters.quantize`` (a test runs the twin and this against each
 other). Rounding has no gradient, so the hooks pass gradients straight through (``x + (q(x) - x).detach()``,
 Bengio et al. 2013), and the clip does pass zero gradient outside the range, as a real converter saturates.
+The ADC's output noise (``ConverterSpec.adc_noise``) is drawn fresh in every forward, as the twin draws it per read.
 """
 from __future__ import annotations
 
@@ -13,13 +14,20 @@ import onnx
 import torch
 import torch.fx as fx
 
-from ftcompile.passes.converters import ConverterSpec, crossbar_layers, quantize
+from ftcompile.passes.converters import ConverterSpec, adc_read, crossbar_layers, quantize
 from ftcompile.passes.layers import find_layers
 
 
 def _straight_through(x: torch.Tensor, lo: float, hi: float, bits: int) -> torch.Tensor:
     clipped = torch.clamp(x, lo, hi)
     return clipped + (quantize(x, lo, hi, bits) - clipped).detach()
+
+
+def _adc_straight_through(y: torch.Tensor, bound: float, bits: int, noise: float) -> torch.Tensor:
+    """``adc_read`` with fresh output noise per forward; the noise passes gradients as the identity would."""
+    z = torch.randn_like(y) if noise else None
+    clipped = torch.clamp(y + (noise * bound) * z if noise else y, -bound, bound)
+    return clipped + (adc_read(y, bound, bits, noise, z) - clipped).detach()
 
 
 class _DAC:
@@ -31,15 +39,15 @@ class _DAC:
 
 
 class _ADC:
-    def __init__(self, bound: float, bits: int):
-        self.bound, self.bits = bound, bits
+    def __init__(self, bound: float, bits: int, noise: float = 0.0):
+        self.bound, self.bits, self.noise = bound, bits, noise
 
     def __call__(self, module, inputs, output):
         bias = getattr(module, "bias", None)
         if bias is None:
-            return _straight_through(output, -self.bound, self.bound, self.bits)
+            return _adc_straight_through(output, self.bound, self.bits, self.noise)
         shaped = bias.view((1, -1) + (1,) * (output.dim() - 2)) if output.dim() > 2 else bias
-        return _straight_through(output - shaped, -self.bound, self.bound, self.bits) + shaped
+        return _adc_straight_through(output - shaped, self.bound, self.bits, self.noise) + shaped
 
 
 def layer_keys(model: onnx.ModelProto) -> dict[str, str]:
@@ -67,5 +75,5 @@ def attach_converters(gm: fx.GraphModule, sources: dict, model: onnx.ModelProto,
         if spec.dac_bits is not None:
             handles.append(mod.register_forward_pre_hook(_DAC(*ranges[f"{key}:in"], spec.dac_bits)))
         if spec.adc_bits is not None:
-            handles.append(mod.register_forward_hook(_ADC(ranges[f"{key}:out"][1], spec.adc_bits)))
+            handles.append(mod.register_forward_hook(_ADC(ranges[f"{key}:out"][1], spec.adc_bits, spec.adc_noise)))
     return handles

@@ -4,13 +4,17 @@ A crossbar reads its inputs through digital-to-analog converters and its outputs
 converters of limited precision. ``insert_converters`` rewrites each Conv/ConvTranspose/Gemm (and MatMul by
 a weight) as
 
-    x -> Clip(lo, hi) -> quantize to 2^B levels (DAC) -> layer without its bias -> Clip(-b, b) ->
-    quantize to 2^B levels (ADC) -> + bias (digital)
+    x -> Clip(lo, hi) -> quantize to 2^B levels (DAC) -> layer without its bias -> [+ output noise] ->
+    Clip(-b, b) -> quantize to 2^B levels (ADC) -> + bias (digital)
 
 with the ranges calibrated on a few batches of the user's data (``calibrate``): the DAC range is the
 observed [min, max] of the layer's input, the ADC bound the largest observed |output| of the analog
 product. Quantizing to ``2^B`` levels over ``[lo, hi]`` is ``round((clip(x) - lo) / step) * step + lo``
-with ``step = (hi - lo) / (2^B - 1)``. The result is a plain ONNX file anyone can run with onnxruntime;
+with ``step = (hi - lo) / (2^B - 1)``. The optional output noise (``adc_noise``) is the analog summation's
+read noise before the ADC: Gaussian with standard deviation ``adc_noise * b`` per output and per read (aihwkit's
+``out_noise``, there 0.06 of an ``out_bound`` of 12 in its normalized units, i.e. 0.005 of the bound), drawn
+by ONNX ``RandomNormalLike`` nodes with a fixed seed per layer: every inference reads new noise, and a fresh
+session repeats the same stream. The result is a plain ONNX file anyone can run with onnxruntime;
 the drifting weights stay initializers that are also listed as graph inputs, so a caller may feed drifted
 copies (the runtime's own session does that for every sample).
 """
@@ -31,15 +35,25 @@ LAYERS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 @dataclass(frozen=True)
 class ConverterSpec:
-    """Bits of the input (DAC) and output (ADC) converters; ``None`` leaves that side in full precision."""
+    """Bits of the input (DAC) and output (ADC) converters; ``None`` leaves that side in full precision.
+    ``adc_noise``: standard deviation of the additive output noise before the ADC, relative to its bound."""
 
     dac_bits: int | None = 8
     adc_bits: int | None = 8
+    adc_noise: float = 0.0
 
     def __post_init__(self) -> None:
         for name, bits in (("--dac-bits", self.dac_bits), ("--adc-bits", self.adc_bits)):
             if bits is not None and not 1 <= bits <= 24:
                 raise ConfigError(f"{name} {bits} must be between 1 and 24.")
+        if not 0 <= self.adc_noise <= 1:
+            raise ConfigError(f"--adc-noise {self.adc_noise} must be between 0 and 1 (a fraction of the ADC bound).")
+        if self.adc_noise and self.adc_bits is None:
+            raise ConfigError("--adc-noise is noise at the ADC; give --adc-bits too.")
+
+    def describe(self) -> str:
+        noise = f", output noise {self.adc_noise:g} of the bound" if self.adc_noise else ""
+        return f"dac {self.dac_bits or 'float'} bits, adc {self.adc_bits or 'float'} bits{noise}"
 
 
 def quantize(x, lo: float, hi: float, bits: int):
@@ -48,6 +62,14 @@ def quantize(x, lo: float, hi: float, bits: int):
     xp = array_namespace(x)
     step = (hi - lo) / (2 ** bits - 1)
     return xp.round((xp.clip(x, lo, hi) - lo) / step) * step + lo
+
+
+def adc_read(y, bound: float, bits: int, noise: float = 0.0, z=None):
+    """The ADC's reading of an analog output ``y``: ``quantize(y + noise * bound * z, -bound, bound, bits)``,
+    ``z`` standard normal of ``y``'s shape (drawn by the caller; ignored when ``noise`` is 0)."""
+    if noise and z is not None:
+        y = y + (noise * bound) * z
+    return quantize(y, -bound, bound, bits)
 
 
 def crossbar_layers(model: onnx.ModelProto) -> list[onnx.NodeProto]:
@@ -141,7 +163,8 @@ def insert_converters(model: onnx.ModelProto, ranges: dict, spec: ConverterSpec 
             y = node.outputs[0]
             product = gs.Variable(f"{y.name}_ftcompile_analog", dtype=y.dtype)
             node.outputs[0] = product
-            q = _quantizer(graph, product, *ranges[f"{key}:out"], spec.adc_bits, f"ftcompile_adc_{k}")
+            read = _output_noise(graph, product, spec.adc_noise * ranges[f"{key}:out"][1], k) if spec.adc_noise else product
+            q = _quantizer(graph, read, *ranges[f"{key}:out"], spec.adc_bits, f"ftcompile_adc_{k}")
             if bias is not None:
                 shaped = _bias_for(graph, node, bias, k)
                 graph.nodes.append(gs.Node("Add", name=f"ftcompile_bias_{k}", inputs=[q, shaped], outputs=[y]))
@@ -188,6 +211,18 @@ def _quantizer(graph: gs.Graph, x: gs.Tensor, lo: float, hi: float, bits: int, n
         gs.Node("Round", name=f"{name}_round", inputs=[levels], outputs=[rounded]),
         gs.Node("Mul", name=f"{name}_mul", inputs=[rounded, c("step2", step)], outputs=[scaled]),
         gs.Node("Add", name=f"{name}_add", inputs=[scaled, c("lo3", lo)], outputs=[out]),
+    ]
+    return out
+
+
+def _output_noise(graph: gs.Graph, y: gs.Tensor, std: float, k: int) -> gs.Variable:
+    """``y + N(0, std^2)`` per element and per run (``RandomNormalLike``, seed ``k + 1``: layers draw apart)."""
+    noise = gs.Variable(f"ftcompile_adc_noise_{k}", dtype=np.float32)
+    out = gs.Variable(f"ftcompile_adc_noisy_{k}", dtype=np.float32)
+    graph.nodes += [
+        gs.Node("RandomNormalLike", name=f"ftcompile_adc_noise_{k}", inputs=[y], outputs=[noise],
+                attrs={"mean": 0.0, "scale": float(std), "seed": float(k + 1), "dtype": onnx.TensorProto.FLOAT}),
+        gs.Node("Add", name=f"ftcompile_adc_noisy_{k}", inputs=[y, noise], outputs=[out]),
     ]
     return out
 

@@ -84,6 +84,7 @@ class HardenConfig:
     compensation: str | None = None  # drift compensation of device terms (none, global, column)
     dac_bits: int | None = None    # converters in training and sign-off (the analog twin); None: full precision
     adc_bits: int | None = None
+    adc_noise: float = 0.0         # the ADC's output noise, a fraction of its bound (needs adc_bits)
     targets: str = "params"        # which tensors drift: params (every learned parameter) or crossbar
     bias: bool = False             # with targets=crossbar: layer biases drift too
     lr: float = 1e-3
@@ -123,10 +124,10 @@ class HardenConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"{message}.")
-        if self.dac_bits is not None or self.adc_bits is not None:
+        if self.dac_bits is not None or self.adc_bits is not None or self.adc_noise:
             from ftcompile.passes.converters import ConverterSpec
 
-            ConverterSpec(self.dac_bits, self.adc_bits)  # range check, one-line error
+            ConverterSpec(self.dac_bits, self.adc_bits, self.adc_noise)  # range check, one-line error
         object.__setattr__(self, "sigma", self._resolve_sigma())
         self.metric(), self.drift_model()  # a bad spec fails here, before any work
         if self.method == "auto":

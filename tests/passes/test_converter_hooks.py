@@ -69,7 +69,7 @@ def test_harden_trains_with_converters_and_signs_off_on_the_twin(tmp_path):
     r = ftcompile.harden(model, data, data, out=tmp_path / "q.onnx", config=cfg, validate_samples=2, plot=False)
     assert r.after.converters == r.before.converters == "dac 4 bits, adc 4 bits"
     meta = {p.key: p.value for p in onnx.load(tmp_path / "q.onnx").metadata_props}
-    assert json.loads(meta["ftcompile.converters"]) == {"dac_bits": 4, "adc_bits": 4}
+    assert json.loads(meta["ftcompile.converters"]) == {"dac_bits": 4, "adc_bits": 4, "adc_noise": 0.0}
     assert not any("ftcompile_dac" in n.name for n in onnx.load(tmp_path / "q.onnx").graph.node)  # digital model
     plain = ftcompile.harden(model, data, data, out=tmp_path / "p.onnx", plot=False, validate_samples=2,
                              config=HardenConfig(sigma=0.3, method="noise-injection", final_epochs=2, samples=2))
@@ -84,3 +84,68 @@ def test_calibration_in_row_slices_finds_the_same_ranges():
     whole = calibrate(model, [{"x": x}], rows=10**6)
     assert calibrate(model, [{"x": x}], rows=7) == whole  # 8 slices, min/max over all of them
     assert calibrate(model, [{"x": x[:7]}], rows=7) != whole  # what one slice alone would give
+
+
+def _one_layer():
+    """A bias-free Gemm (8 -> 64), inputs, its ranges: the ADC sees the product directly."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((8, 64)).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("Gemm", ["x", "w"], ["y"], name="fc")], "one",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 64])],
+                              [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = rng.standard_normal((512, 8)).astype(np.float32)
+    return model, x, calibrate(model, [{"x": x}])
+
+
+def test_adc_output_noise_has_the_asked_spread_per_read_and_repeats_per_session():
+    model, x, ranges = _one_layer()
+    bound = ranges["fc:out"][1]
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])  # noqa: E731
+    quiet = run(insert_converters(model, ranges, ConverterSpec(None, 16), expose_weights=False)).run(None, {"x": x})[0]
+    noisy_model = insert_converters(model, ranges, ConverterSpec(None, 16, adc_noise=0.02), expose_weights=False)
+    session = run(noisy_model)
+    first, second = (session.run(None, {"x": x})[0] for _ in range(2))
+    inside = np.abs(quiet) < 0.8 * bound  # away from the clip
+    spread = (first - quiet)[inside].std() / bound
+    assert abs(spread - 0.02) < 0.02 * 0.05  # the std is adc_noise of the bound (16-bit steps are 1.5e-5 of it)
+    assert abs((first - quiet)[inside].mean()) < 0.02 * bound * 0.05
+    assert not np.allclose(first, second)  # every read draws new noise
+    np.testing.assert_array_equal(run(noisy_model).run(None, {"x": x})[0], first)  # a fresh session repeats
+
+
+def test_adc_noise_in_training_hooks_matches_the_twin_spread_and_passes_gradients():
+    model, x, ranges = _one_layer()
+    imported = import_onnx(model)
+    bound = ranges["fc:out"][1]
+    attach_converters(imported.module, imported.sources, imported.onnx_model, ranges, ConverterSpec(None, 16, 0.02))
+    xt = torch.from_numpy(x).requires_grad_(True)
+    out = imported.module(xt)
+    clean = torch.from_numpy(x @ onnx.numpy_helper.to_array(model.graph.initializer[0]))
+    inside = clean.abs() < 0.8 * bound
+    assert abs((out.detach() - clean)[inside].std().item() / bound - 0.02) < 0.02 * 0.05
+    (grad,) = torch.autograd.grad(out[inside].sum(), xt)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_adc_noise_errors_and_validate_reports_it(tmp_path):
+    from typer.testing import CliRunner
+
+    from ftcompile.cli import app
+
+    with pytest.raises(ConfigError, match="give --adc-bits"):
+        ConverterSpec(8, None, adc_noise=0.01)
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        ConverterSpec(8, 8, adc_noise=-0.1)
+    with pytest.raises(ConfigError, match="give --adc-bits"):
+        HardenConfig(adc_noise=0.1)  # refused before any work
+    model, data = teacher_files(tmp_path)
+    r = CliRunner().invoke(app, ["validate", str(model), "--data", str(data), "--adc-noise", "0.01", "--samples", "2"])
+    assert r.exit_code == 2 and "give --adc-bits too" in r.output
+    quiet = ftcompile.validate(model, data, drift="lognormal:0.01", samples=3, adc_bits=12)
+    loud = ftcompile.validate(model, data, drift="lognormal:0.01", samples=3, adc_bits=12, adc_noise=0.3)
+    assert "output noise 0.3" in loud.converters and "noise" not in quiet.converters
+    assert loud.stats.mean < quiet.stats.mean - 0.05  # noise at 30% of the bound costs accuracy
