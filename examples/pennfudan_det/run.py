@@ -9,6 +9,8 @@ Figure 3j task, with a compact one-stage detector instead of Mask R-CNN).
    after drift (the paper's Figure 4), write benchmarks/results/pennfudan_det.json.
 Usage: python examples/pennfudan_det/run.py [--methods auto,bayesft,bayesft+noise] [--samples 50]
        python examples/pennfudan_det/run.py --methods auto --flags "--final-epochs 30" --no-sweep  (kept beside)
+       python examples/pennfudan_det/run.py --compensation global  (a chip with global drift compensation:
+       every sweep, harden and figure under lognormal:S,comp=global; results in pennfudan_det.comp-global.json)
 """
 import argparse
 import json
@@ -27,7 +29,7 @@ SIGMAS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0]
 FACTORY = "examples.pennfudan_det.detector:erm"
 
 
-def figure(models: dict, work: Path, sigma: float, path: Path, min_score: float = 0.3) -> None:
+def figure(models: dict, work: Path, sigma: float, path: Path, min_score: float = 0.3, comp: str = "none") -> None:
     """Test image 0 with its true boxes (green) and each model's boxes scoring >= ``min_score`` (red), clean and
     under one drift draw."""
     import matplotlib
@@ -47,7 +49,7 @@ def figure(models: dict, work: Path, sigma: float, path: Path, min_score: float 
     for row, (name, model) in zip(axes, models.items()):
         s = DriftSession(model, task="detection")
         for ax, (weights, title) in zip(row, [(s.weights, f"{name}: clean"),
-                                              (draw_sample(LogNormalDrift(sigma), s.weights, 0, 0), f"{name}: sigma {sigma:g}")]):
+                                              (draw_sample(LogNormalDrift(sigma, comp), s.weights, 0, 0), f"{name}: sigma {sigma:g}")]):
             boxes, scores, _ = detections(s.run_all({"x": x}, weights))
             ax.imshow(image)
             for (x1, y1, x2, y2), color in [(b, "lime") for b in truth] + [(b, "red") for b in boxes[scores >= min_score]]:
@@ -66,6 +68,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=50)
     ap.add_argument("--flags", default="", help="extra harden flags (default: none, the defaults)")
     ap.add_argument("--no-sweep", action="store_true", help="harden only: no sweep, plots or figure")
+    ap.add_argument("--compensation", default=None, help="drift compensation of the chip (global, column, mean)")
     args = ap.parse_args()
     import torch
 
@@ -76,40 +79,44 @@ def main() -> None:
     if not (args.work / "detector.pt").exists():
         sys.exit("error: run examples/pennfudan_det/prepare.py first.")
     test = args.work / "test.npz"
+    comp = args.compensation
+    out = OUT.with_name(f"pennfudan_det.comp-{comp}.json") if comp else OUT
+    flags = f"--compensation {comp} {args.flags}".strip() if comp else args.flags
     erm = save_onnx(detector_to_onnx(load_factory(FACTORY), torch.from_numpy(np.load(test)["x"][:1])),
                     args.work / "detector.onnx")
-    curve = ftcompile.sweep([erm], test, sigmas=SIGMAS, samples=args.samples).curves["detector"]
+    curve = ftcompile.sweep([erm], test, sigmas=SIGMAS, samples=args.samples, compensation=comp).curves["detector"]
     clean = curve[0].mean
     sigma = next((p.sigma for p in curve if p.mean <= clean / 2), SIGMAS[-1])
     print("ERM mAP@0.5: " + ", ".join(f"{p.sigma:g}: {p.mean:.3f}" for p in curve) + f" -> harden at sigma {sigma:g}")
-    results = json.loads(OUT.read_text()) if OUT.exists() else {}
-    results.update({"sigma": sigma, "samples": args.samples, "test_images": 25})
+    results = json.loads(out.read_text()) if out.exists() else {}
+    results.update({"sigma": sigma, "samples": args.samples, "test_images": 25, "compensation": comp or "none"})
     results.setdefault("runs", {})
     models = {"erm": erm}
     for method in args.methods.split(","):
         key = f"{method} {args.flags}" if args.flags else method  # flagged runs sit beside the defaults
-        summary = harden_cli(FACTORY, args.work, test, sigma, method, args.flags,
-                             name="detector" + "".join(c if c.isalnum() else "-" for c in args.flags))
+        summary = harden_cli(FACTORY, args.work, test, sigma, method, flags,
+                             name="detector" + "".join(c if c.isalnum() else "-" for c in flags))
         if summary is None:
             continue
         results["runs"][key] = summary
         models[key] = Path(summary["out"])
         print(json.dumps({key: results["runs"][key]}), flush=True)
-        OUT.write_text(json.dumps(results, indent=2) + "\n")
+        out.write_text(json.dumps(results, indent=2) + "\n")
     if args.no_sweep:
         return
-    curves = ftcompile.sweep(list(models.values()), test, sigmas=SIGMAS, samples=args.samples).curves
+    curves = ftcompile.sweep(list(models.values()), test, sigmas=SIGMAS, samples=args.samples, compensation=comp).curves
     results["map50"] = {name: {f"{p.sigma:g}": round(p.mean, 4) for p in pts}
                         for name, pts in zip(models, curves.values())}
     for name, row in results["map50"].items():
         print(f"{name:15s} " + "  ".join(f"{s}:{v:.3f}" for s, v in row.items()))
     from ftcompile.runtime.plot import plot_curves
 
-    plot_curves(list(zip(models, curves.values())), OUT.with_name("pennfudan_det.png"),
-                title="PennFudan detector (25 test images): mAP@0.5 under lognormal drift", xlabel="sigma",
+    plot_curves(list(zip(models, curves.values())), out.with_suffix(".png"),
+                title="PennFudan detector (25 test images): mAP@0.5 under lognormal drift"
+                + (f", {comp} compensation" if comp else ""), xlabel="sigma",
                 metric="map50")
-    figure(models, args.work, sigma, OUT.with_name("pennfudan_det_boxes.png"))
-    OUT.write_text(json.dumps(results, indent=2) + "\n")
+    figure(models, args.work, sigma, out.with_name(out.stem + "_boxes.png"), comp=comp or "none")
+    out.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
