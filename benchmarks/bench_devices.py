@@ -4,8 +4,11 @@ For each model: accuracy under `pcm` at 1 s, 1 h, 1 d, 1 m (30 days), 1 y, with 
 compensation, through 8-bit DAC/ADC converters (the analog twin), `--targets crossbar` (biases digital);
 `reram-wan2022` at 1 s, 1 d, 2 d. Then validate's wall time under `pcm:1d` against `lognormal:0.6` on the
 same session (target: within 1.5x), measured side by side.
+With --adc-noise 0,0.005,0.02: only accuracy under `pcm:1d` with global compensation against the ADC's output
+noise (a fraction of its bound), added to each model's row as `pcm_1d_global_adc_noise`.
 Usage: python benchmarks/bench_devices.py --models benchmarks/models/resnet20_cifar10.onnx[,...]
        --data examples/cifar_resnet20/work/test2000.npz [--samples 5] [--out results/devices.json]
+       [--adc-noise 0,0.005,0.02,0.05]
 """
 import argparse
 import json
@@ -25,10 +28,21 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=5)
     ap.add_argument("--bits", type=int, default=8)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "devices.json")
+    ap.add_argument("--adc-noise", default=None, help="comma-separated ADC output noise levels (noise table only)")
     args = ap.parse_args()
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     for model in args.models.split(","):
         name = Path(model).stem
+        if args.adc_noise is not None:
+            row = results.setdefault(name, {})
+            row["pcm_1d_global_adc_noise"] = table = {}
+            for noise in (float(n) for n in args.adc_noise.split(",")):
+                r = ftcompile.validate(model, args.data, drift="pcm:1d,comp=global", samples=args.samples,
+                                       targets="crossbar", dac_bits=args.bits, adc_bits=args.bits, adc_noise=noise)
+                table[f"{noise:g}"] = round(100 * r.stats.mean, 2)
+                print(name, f"pcm:1d global, adc noise {noise:g}: {table[f'{noise:g}']}", flush=True)
+            args.out.write_text(json.dumps(results, indent=2) + "\n")
+            continue
         row = {"samples": args.samples, "bits": args.bits, "data": str(args.data)}
         common = dict(samples=args.samples, targets="crossbar", dac_bits=args.bits, adc_bits=args.bits)
         for comp in ("none", "global"):
