@@ -8,7 +8,7 @@ STAMP := .make/installed
 install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[harden,test,demo,ray]'
+	$(PY) -m pip install -q -e '.[harden,test,demo,ray,saas]'
 	@mkdir -p .make && touch $@
 
 test: install

@@ -408,7 +408,8 @@ def harden(
                               "paper's), per-stage (sites after layers of one width share a rate) or shared."),
     trial_fraction: float = typer.Option(1.0, help="Share of the training set each trial fine-tunes on "
                                          "(the final fine-tune uses all of it)."),
-    kernel: str = typer.Option("matern52", help="GP kernel: matern52 (ARD) or exp (the paper's)."),
+    kernel: str = typer.Option("matern52", help="GP kernel: matern52 (ARD), exp (the paper's), or saas (sparse-axis "
+                        "fully Bayesian GP for many sites; needs pyro-ppl)."),
     objective: str = typer.Option("accuracy", help="accuracy, loss, or a metric package.module:function."),
     drift: Optional[str] = typer.Option(None, "--drift", help="Drift spec of the objective and the sign-off "
                                         "(e.g. 'quantize:16,lognormal:0.6', table:chip.csv); default lognormal "
