@@ -17,10 +17,11 @@ test: install
 demo: install
 	$(PY) examples/mnist_lenet/demo.py
 
-# Every table and plot in README's benchmark section but CIFAR, about 35 minutes on 2 cores.
+# Every table and plot in README's benchmark section but CIFAR, about 50 minutes on 2 cores.
 bench: install
 	$(PY) benchmarks/bench_validate.py
 	$(PY) benchmarks/bench_harden.py --seeds 3
+	$(PY) benchmarks/bench_fidelity.py --seeds 3
 	$(PY) benchmarks/bench_workers.py
 	$(PY) benchmarks/bench_ablation.py
 	$(PY) benchmarks/bench_methods.py
