@@ -22,6 +22,8 @@ import numpy as np
 from ftcompile.errors import ConfigError
 from ftcompile.runtime.devices.physics import COMPENSATIONS, global_compensation
 
+LOGNORMAL_COMPENSATIONS = COMPENSATIONS + ("mean",)  # mean: the known gain, no calibration read
+
 
 @runtime_checkable
 class DriftModel(Protocol):
@@ -53,38 +55,43 @@ class LogNormalDrift:
 
     def __post_init__(self) -> None:
         _check_nonneg("lognormal sigma", self.sigma)
-        if self.comp not in COMPENSATIONS + ("mean",):
-            raise ConfigError(f"comp={self.comp!r} is unknown; use one of {', '.join(COMPENSATIONS + ('mean',))}.")
+        if self.comp not in LOGNORMAL_COMPENSATIONS:
+            raise ConfigError(f"comp={self.comp!r} is unknown; use one of {', '.join(LOGNORMAL_COMPENSATIONS)}.")
 
     @property
     def elementwise(self) -> bool:
         return self.comp in ("none", "mean")  # a calibration read needs the whole layer
 
     @property
-    def _shift(self) -> float:
-        """``comp=mean``: the fixed digital gain ``exp(-sigma^2/2)`` that makes ``E[w'] = w`` exactly."""
+    def log_shift(self) -> float:
+        """Added to ``sigma * z`` before the exponential: ``-sigma^2/2`` for ``comp=mean`` (the fixed digital
+        gain ``exp(-sigma^2/2)`` that makes ``E[w'] = w`` exactly), else 0."""
         return -self.sigma ** 2 / 2 if self.comp == "mean" else 0.0
+
+    def _calibrated(self, w, out):
+        """``out`` rescaled by the calibration read of ``comp=global|column`` (any array namespace)."""
+        if self.comp not in ("global", "column"):
+            return out
+        return out * global_compensation(w, out, per_column=self.comp == "column")
 
     def apply(self, w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.sigma == 0:
             return w
-        z = rng.standard_normal(w.shape, dtype=np.float32)
+        z = rng.standard_normal(w.shape, dtype=np.float32)  # in place: this is the Monte-Carlo hot path
         z *= self.sigma
-        z += np.float32(self._shift)
+        z += np.float32(self.log_shift)
         np.exp(z, out=z)
         z *= _as_float32(w)
-        if self.comp in COMPENSATIONS[1:] and w.size:
-            z *= global_compensation(_as_float32(w), z, per_column=self.comp == "column").astype(np.float32)
+        if w.size:
+            z = self._calibrated(_as_float32(w), z).astype(np.float32, copy=False)
         return z.astype(w.dtype, copy=False)
 
     def apply_torch(self, w, gen):
         """The same drift on a torch tensor, differentiable in ``w`` (training against compensated drift)."""
         import torch
 
-        out = w * torch.exp(self.sigma * torch.randn(w.shape, generator=gen, dtype=w.dtype).to(w.device) + self._shift)
-        if self.comp in COMPENSATIONS[1:]:
-            out = out * global_compensation(w, out, per_column=self.comp == "column")
-        return out
+        z = torch.randn(w.shape, generator=gen, dtype=w.dtype).to(w.device)
+        return self._calibrated(w, w * torch.exp(self.sigma * z + self.log_shift))
 
     def spec(self) -> str:
         return f"lognormal:{self.sigma:g}" + (f",comp={self.comp}" if self.comp != "none" else "")

@@ -81,7 +81,7 @@ class HardenConfig:
     kernel: str = "matern52"
     objective: str = "accuracy"    # accuracy, loss, or a metric package.module:function
     drift: str | None = None       # drift spec of the objective and sign-off; default lognormal at sigma
-    compensation: str | None = None  # drift compensation of device terms (none, global, column)
+    compensation: str | None = None  # drift compensation (none, global, column; mean for lognormal)
     dac_bits: int | None = None    # converters in training and sign-off (the analog twin); None: full precision
     adc_bits: int | None = None
     adc_noise: float = 0.0         # the ADC's output noise, a fraction of its bound (needs adc_bits)

@@ -57,9 +57,10 @@ class DriftObjective:
         self.batch = max(1, pairs // self.chunk)  # inputs per vmapped forward
         self.only = None if only is None else set(only)
         self.axis = example_axis  # where examples sit in the model's output: -2 for (N, C), -4 for (N, C, H, W)
-        plain = isinstance(drift, LogNormalDrift) and drift.comp == "none"
-        self.sigma = drift.sigma if plain else None
-        self.drift = None if self.sigma is not None else drift
+        # element-wise lognormal (plain or comp=mean) takes the vmapped torch path; the rest draws through the runtime
+        fast = isinstance(drift, LogNormalDrift) and drift.elementwise
+        self.sigma, self.shift = (drift.sigma, drift.log_shift) if fast else (None, 0.0)
+        self.drift = None if fast else drift
         self._vmap_ok = True
         self._labels_np = self.y.cpu().numpy()  # a user metric takes numpy labels, the same every call
 
@@ -115,7 +116,7 @@ class DriftObjective:
 
     def _chunk(self, module, params, buffers, theta) -> torch.Tensor:
         # the drifted weights of the chunk, once (not per input batch); clean ones are shared, not batched
-        drifted = {n: params[n] * torch.exp(self.sigma * th) for n, th in theta.items()}
+        drifted = {n: params[n] * torch.exp(self.sigma * th + self.shift) for n, th in theta.items()}
         clean = {n: p for n, p in params.items() if n not in drifted}
 
         def forward(d, xb):
@@ -161,5 +162,5 @@ class DetectionObjective(DriftObjective):
     def _chunk(self, module, params, buffers, theta) -> torch.Tensor:
         k = next(iter(theta.values())).shape[0] if theta else 1
         return torch.tensor([self._score(module, {**params, **buffers,
-                                                  **{n: params[n] * torch.exp(self.sigma * th[i]) for n, th in theta.items()}})
+                                                  **{n: params[n] * torch.exp(self.sigma * th[i] + self.shift) for n, th in theta.items()}})
                              for i in range(k)])

@@ -48,6 +48,39 @@ def test_objective_matches_runtime_at_sigma_zero_and_uses_common_numbers(files):
     assert only_first.values != a.values and only_first.mean > a.mean  # fewer tensors drift, less harm
 
 
+def test_objective_scores_compensated_lognormal(files):
+    """comp=mean takes the vmapped path with the gain divided out: the same as the plain drift of weights
+    pre-scaled by exp(-sigma^2/2) (same keyed draws). comp=global draws each layer whole through the runtime:
+    its values are the runtime's drifted weights scored by hand."""
+    import copy
+
+    from torch.func import functional_call
+
+    from ftcompile.runtime.drift import draw_sample
+
+    model, _, val = files
+    module = import_onnx(model).module
+    d = np.load(val)
+    x, y = torch.from_numpy(d["x"]), torch.from_numpy(d["y"])
+    mean = DriftObjective(module, x, y, drift=LogNormalDrift(0.8, "mean"), samples=8, seed=3)(module)
+    scaled = copy.deepcopy(module)
+    with torch.no_grad():
+        for p in scaled.parameters():
+            p.mul_(float(np.exp(-0.32)))
+    plain = DriftObjective(scaled, x, y, drift=LogNormalDrift(0.8), samples=8, seed=3)(scaled)
+    assert np.allclose(mean.values, plain.values, atol=0.011)  # a rounding may flip one of 100 predictions
+    unscaled = DriftObjective(module, x, y, drift=LogNormalDrift(0.8), samples=8, seed=3)(module)
+    assert mean.values != unscaled.values
+    drift = LogNormalDrift(0.8, "global")
+    got = DriftObjective(module, x, y, drift=drift, samples=3, seed=3)(module)
+    weights = {n: p.detach().numpy() for n, p in module.named_parameters()}
+    want = []
+    for k in range(3):
+        drifted = {n: torch.from_numpy(w) for n, w in draw_sample(drift, weights, 3, k).items()}
+        want.append(float((functional_call(module, drifted, (x,)).argmax(-1) == y).float().mean()))
+    assert got.values == pytest.approx(tuple(want))
+
+
 def test_noise_injection_changes_the_gradient(files):
     model, train, _ = files
     d = np.load(train)
