@@ -14,7 +14,7 @@ import onnx
 import torch
 import torch.fx as fx
 
-from ftcompile.passes.converters import ConverterSpec, adc_read, crossbar_layers, quantize
+from ftcompile.passes.converters import ConverterSpec, crossbar_layers, quantize
 from ftcompile.passes.layers import find_layers
 
 
@@ -24,10 +24,9 @@ def _straight_through(x: torch.Tensor, lo: float, hi: float, bits: int) -> torch
 
 
 def _adc_straight_through(y: torch.Tensor, bound: float, bits: int, noise: float) -> torch.Tensor:
-    """``adc_read`` with fresh output noise per forward; the noise passes gradients as the identity would."""
-    z = torch.randn_like(y) if noise else None
-    clipped = torch.clamp(y + (noise * bound) * z if noise else y, -bound, bound)
-    return clipped + (adc_read(y, bound, bits, noise, z) - clipped).detach()
+    """The ADC's reading of ``y`` plus fresh read noise of std ``noise * bound`` (the twin's ``_output_noise``)."""
+    noisy = y + (noise * bound) * torch.randn_like(y) if noise else y
+    return _straight_through(noisy, -bound, bound, bits)
 
 
 class _DAC:

@@ -64,14 +64,6 @@ def quantize(x, lo: float, hi: float, bits: int):
     return xp.round((xp.clip(x, lo, hi) - lo) / step) * step + lo
 
 
-def adc_read(y, bound: float, bits: int, noise: float = 0.0, z=None):
-    """The ADC's reading of an analog output ``y``: ``quantize(y + noise * bound * z, -bound, bound, bits)``,
-    ``z`` standard normal of ``y``'s shape (drawn by the caller; ignored when ``noise`` is 0)."""
-    if noise and z is not None:
-        y = y + (noise * bound) * z
-    return quantize(y, -bound, bound, bits)
-
-
 def crossbar_layers(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     """Layers whose weight is an initializer (MatMul only when one operand is)."""
     inits = {i.name for i in model.graph.initializer}
