@@ -142,7 +142,7 @@ def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: flo
         raise ConfigError(f"--workers {workers} must be >= 1.")
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor {executor!r} is unknown; use one of {', '.join(EXECUTORS)}.")
-    if (dac_bits is not None or adc_bits is not None or adc_noise) and workers > 1:
+    if (dac_bits is not None or adc_bits is not None) and workers > 1:
         raise ConfigError("--dac-bits/--adc-bits run in one process for now; drop --workers.")
     session = open_session(model, targets=targets, bias=bias, output=output, provider=provider, dac_bits=dac_bits,
                            adc_bits=adc_bits, data=data, task=task, adc_noise=adc_noise)
@@ -502,7 +502,7 @@ def harden_module(model: "torch.nn.Module | str", train, val, *, test=None, out:
                           "searched on its mAP (choose another method or --objective).")
     if out is None:
         raise ConfigError(f"{label}: a module has no file to name the output after; give --out.")
-    if cfg.dac_bits is not None or cfg.adc_bits is not None or cfg.adc_noise:
+    if cfg.dac_bits is not None or cfg.adc_bits is not None:  # adc_noise needs adc_bits (HardenConfig)
         raise ConfigError("--dac-bits/--adc-bits: converters in training need an ONNX model (a module's layers are "
                           "not mapped to ONNX nodes); validate the exported detector with them instead.")
     if validate_samples < 1:
