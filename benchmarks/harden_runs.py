@@ -68,13 +68,25 @@ def run(model: Path, work: Path, out: Path, args) -> dict:
     else:
         sigma = args.sigma
     results["sigma"] = sigma
-    runs = results.setdefault("runs", {})
     for method in args.methods.split(","):
         summary = harden_cli(model, work, signoff, sigma, method, args.flags)
         if summary is None:
             continue
-        runs[method] = {**summary, "test_size": args.test_size or len(test["y"])}
-        print(json.dumps({method: runs[method]}), flush=True)
-        out.write_text(json.dumps(results, indent=2) + "\n")
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    return results
+        results.setdefault("runs", {})[method] = {**summary, "test_size": args.test_size or len(test["y"])}
+        print(json.dumps({method: results["runs"][method]}), flush=True)
+        results = _save(out, results, method)
+    return _save(out, results)
+
+
+def _save(out: Path, results: dict, method: str | None = None) -> dict:
+    """Write ``results`` (with only ``method``'s run taken from it), re-reading the file first: runs of other
+    methods in parallel processes write the same file."""
+    from ftcompile.fileio import write_text_atomic
+
+    current = json.loads(out.read_text()) if out.exists() else {}
+    current.update({k: v for k, v in results.items() if k != "runs"})
+    runs = current.setdefault("runs", {})
+    if method is not None:
+        runs[method] = results["runs"][method]
+    write_text_atomic(out, json.dumps(current, indent=2) + "\n")
+    return current

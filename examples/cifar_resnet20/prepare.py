@@ -33,12 +33,13 @@ def augment(xb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Random crop with padding 4 and horizontal flip, per image."""
     n = len(xb)
     padded = F.pad(xb, (4, 4, 4, 4))
-    dx, dy = torch.randint(0, 9, (2, n), generator=gen)
-    rows = (dy[:, None] + torch.arange(32))[:, :, None].expand(n, 32, 32)
-    cols = (dx[:, None] + torch.arange(32))[:, None, :].expand(n, 32, 32)
-    idx = torch.arange(n)[:, None, None]
+    dev = xb.device  # the draws stay on the (CPU) generator; the indices go where the images are
+    dx, dy = torch.randint(0, 9, (2, n), generator=gen).to(dev)
+    rows = (dy[:, None] + torch.arange(32, device=dev))[:, :, None].expand(n, 32, 32)
+    cols = (dx[:, None] + torch.arange(32, device=dev))[:, None, :].expand(n, 32, 32)
+    idx = torch.arange(n, device=dev)[:, None, None]
     out = padded.permute(0, 2, 3, 1)[idx, rows, cols].permute(0, 3, 1, 2)
-    flip = torch.rand(n, generator=gen) < 0.5
+    flip = (torch.rand(n, generator=gen) < 0.5).to(dev)
     out[flip] = out[flip].flip(-1)
     return out
 

@@ -94,11 +94,12 @@ class DriftObjective:
     def _theta(self, params: dict, ks: range) -> dict[str, torch.Tensor]:
         """Standard normals for samples ``ks`` (``len(ks) x *param.shape`` each), keyed by (seed, k) alone."""
         drifting = [n for n in params if self.only is None or n in self.only]
+        device = self.x.device  # drawn where the model runs (on a GPU the same keys give other, equally fixed draws)
         rows = []
         for k in ks:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + k)
-            rows.append([torch.randn(params[n].shape, generator=gen) for n in drifting])
-        return {n: torch.stack([r[i] for r in rows]).to(self.x.device) for i, n in enumerate(drifting)}
+            gen = torch.Generator(device=device).manual_seed(self.seed * 1_000_003 + k)
+            rows.append([torch.randn(params[n].shape, generator=gen, device=device) for n in drifting])
+        return {n: torch.stack([r[i] for r in rows]) for i, n in enumerate(drifting)}
 
     def _batched(self, forward: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """``forward`` over the inputs in batches, outputs concatenated along the example axis."""
