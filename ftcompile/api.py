@@ -355,6 +355,7 @@ class HardenResult:
     plot: Path | None = None
     journal: Path | None = None
     peak_mb: float = 0.0  # this process's own peak memory (worker processes not included)
+    warnings: list = field(default_factory=list)  # the hardened model came out worse (search/report.py)
 
     @property
     def passed(self) -> bool:
@@ -638,10 +639,13 @@ def _sign_off(result: HardenResult, export: Callable[[dict], "onnx.ModelProto"],
     result.after = after = validate(proto, data, drift=drift, samples=samples, seed=cfg.seed, gate=gate,
                                     metric=metric, targets=cfg.targets, bias=cfg.bias, task=task,
                                     dac_bits=cfg.dac_bits, adc_bits=cfg.adc_bits, adc_noise=cfg.adc_noise)
+    from ftcompile.search.report import outcome_warnings
+
+    result.warnings = outcome_warnings(result.before, after)
     set_metadata(proto, {"verdict": result.verdict, "signoff": {
         "mean": after.stats.mean, "total_ci_low": after.stats.total_ci_low, "p5": after.stats.p5,
         "clean": after.clean, "samples": after.samples,
-        "examples": after.examples, "checks": [c.__dict__ for c in after.checks]}})
+        "examples": after.examples, "checks": [c.__dict__ for c in after.checks], "warnings": result.warnings}})
     save_onnx(proto, result.out, source=result.model)
     after.model, after.model_sha256 = str(result.out), sha256_file(result.out)
 

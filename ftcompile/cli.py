@@ -474,6 +474,8 @@ def harden(
                                 on_stage=on_stage)
         finally:
             board.stop()
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     if as_json:
         print(_json(harden_json(result)))
     else:

@@ -1,7 +1,9 @@
-"""The harden report: JSON (``ftcompile.harden/1``) and Markdown with the trial table and before/after."""
+"""The harden report: JSON (``ftcompile.harden/1``) and Markdown with the trial table and before/after, and the
+warnings a compiler owes its user when the hardened model came out worse than the source."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -19,6 +21,30 @@ def _trial_json(t) -> dict:
     return row
 
 
+# a clean drop beyond this share of the source's clean metric is worth a warning
+CLEAN_DROP = 0.10
+
+
+def outcome_warnings(before, after) -> list[str]:
+    """What went wrong, judged on the runtime's sign-off of the source (``before``) and of the hardened model.
+
+    Worse under drift: the means differ by more than twice the standard error of their difference (drift
+    samples only). On the full-width ResNet-18 (GPU table, README) the default learning rate left three of six
+    methods at chance, and harden wrote them out without a word.
+    """
+    out = []
+    b, a = before.stats, after.stats
+    se = math.sqrt(b.std ** 2 / max(1, b.n) + a.std ** 2 / max(1, a.n))
+    if b.mean - a.mean > 2 * se:
+        out.append(f"the hardened model is worse under drift than the source ({100 * b.mean:.2f}% -> "
+                   f"{100 * a.mean:.2f}% mean): the fine-tune hurt this network; try a lower --lr.")
+    if before.clean > 0 and after.clean < (1 - CLEAN_DROP) * before.clean:
+        out.append(f"clean {100 * before.clean:.2f}% -> {100 * after.clean:.2f}% (more than "
+                   f"{100 * CLEAN_DROP:.0f}% lost): a lower --lr, or for noise training --compensation mean or a "
+                   "lower --train-sigma (the network can learn the training noise's mean gain), may keep it.")
+    return out
+
+
 def harden_json(result) -> dict:
     return strict_json({
         "schema": SCHEMA, "model": result.model, "out": str(result.out), "method": result.config["method"],
@@ -26,6 +52,7 @@ def harden_json(result) -> dict:
         "best_trial": result.best_trial, "trials": [_trial_json(t) for t in result.trials],
         "torch_objective": {"before": result.torch_before, "after": result.torch_after},
         "before": to_json(result.before), "after": to_json(result.after), "verdict": result.verdict,
+        "warnings": result.warnings,
         "seconds": result.seconds, "peak_mb": result.peak_mb, "plot": str(result.plot) if result.plot else None, "versions": package_versions(),
     })
 
@@ -58,6 +85,7 @@ def harden_markdown(result) -> str:
                          f"| {score[1]} | {t.seconds:.1f} |")
     for c in a.checks:
         lines.append(f"\nGate {c.name}: {c.value:.4f} -> {'pass' if c.passed else 'FAIL'}")
+    lines += [f"\n**Warning:** {w}" for w in result.warnings]
     return "\n".join(lines) + "\n"
 
 

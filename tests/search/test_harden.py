@@ -134,7 +134,7 @@ def test_harden_end_to_end_and_resume(files, tmp_path):
                          gate=ftcompile.Gate(min_accuracy=0.6))
     # the teacher labels its own data: clean 1.0, about 0.72 at sigma 0.5; chance is 0.25
     assert r.passed and out.exists() and len(r.trials) == 2 and len(r.rates) == 1
-    assert r.after.clean >= 0.9 and r.after.stats.mean >= 0.6
+    assert r.after.clean >= 0.9 and r.after.stats.mean >= 0.6 and r.warnings == []
     src, hard = ({i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(p).graph.initializer} for p in (model, out))
     assert all(np.abs(hard[k] - src[k]).max() > 0 for k in src)  # fine-tuned weights were written back
     meta = get_metadata(onnx.load(out))
@@ -151,6 +151,36 @@ def test_harden_end_to_end_and_resume(files, tmp_path):
                                validate_samples=5, plot=False, resume=True, on_trial=lambda t, b: seen.append(t))
     assert seen == [] and [t.rates for t in resumed.trials] == [t.rates for t in again.trials]
     assert onnx.load(model).SerializeToString() == teacher_mlp().SerializeToString()  # input untouched
+
+
+def test_outcome_warnings_judge_the_signoff_against_its_noise():
+    from types import SimpleNamespace as NS
+
+    from ftcompile.search.report import outcome_warnings
+
+    def res(clean, mean, std, n=20):
+        return NS(clean=clean, stats=NS(mean=mean, std=std, n=n))
+
+    assert outcome_warnings(res(0.9, 0.70, 0.05), res(0.9, 0.68, 0.05)) == []  # 0.02 apart, se of the gap 0.016
+    worse = outcome_warnings(res(0.9, 0.70, 0.05), res(0.9, 0.60, 0.05))
+    assert len(worse) == 1 and "worse under drift" in worse[0] and "70.00% -> 60.00%" in worse[0]
+    assert outcome_warnings(res(0.9, 0.70, 0.05), res(0.82, 0.75, 0.05)) == []  # 9% of clean lost: tolerated
+    clean = outcome_warnings(res(0.9, 0.70, 0.05), res(0.80, 0.75, 0.05))
+    assert len(clean) == 1 and clean[0].startswith("clean 90.00% -> 80.00%")
+
+
+def test_harden_says_when_the_fine_tune_made_the_model_worse(files, tmp_path):
+    model, train, val = files
+    args = ["harden", str(model), "--train", str(train), "--val", str(val), "--method", "noise-injection",
+            "--final-epochs", "2", "--validate-samples", "5", "--no-plot", "--out", str(tmp_path / "h.onnx"),
+            "--lr", "0.5", "--optimizer", "sgd"]  # far too hot for this MLP: clean 1.0 -> about 0.5
+    r = CliRunner().invoke(app, args + ["--json"])
+    assert r.exit_code == 0, r.output  # no gate given: measured, not refused
+    report = json.loads(r.stdout)
+    assert "worse under drift" in report["warnings"][0] and report["warnings"][1].startswith("clean 100.00% ->")
+    assert "warning: the hardened model is worse under drift" in r.stderr
+    assert get_metadata(onnx.load(tmp_path / "h.onnx"))["signoff"]["warnings"] == report["warnings"]
+    assert "**Warning:**" in (tmp_path / "h.report.md").read_text()
 
 
 def test_interrupt_keeps_finished_trials(files, tmp_path):
