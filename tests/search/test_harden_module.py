@@ -38,17 +38,87 @@ def test_module_sites_follow_activations_skip_outputs_and_keep_the_state_dict():
     assert len(sites) == sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()) - len(model.output_layers)
     # stem.0 is Conv -> BatchNorm -> ReLU: the site acts on the ReLU's output (never negative after dropout)
     seen = {}
-    model.stem[0][2].register_forward_hook(lambda m, i, o: seen.setdefault("relu", o))
+    # the site is a node of the traced stem's graph: seen as the input of the next convolution
+    model.get_submodule("stem.1.0").register_forward_hook(lambda m, i, o: seen.setdefault("relu", i[0]))
     model.train()
     sites.set_rates([0.5] * len(sites))
     x = torch.randn(8, 3, 32, 32)
     model.features(x)
     dropped = (seen["relu"] == 0).float().mean().item()
-    clean = (torch.relu(model.stem[0][1](model.stem[0][0](x))) == 0).float().mean().item()
+    conv, bn = model.get_submodule("stem.0.0"), model.get_submodule("stem.0.1")
+    clean = (torch.relu(bn(conv(x))) == 0).float().mean().item()
     assert dropped > clean + 0.2  # about half of the non-zero activations were dropped
     model.eval()
     first = model.features(x)
     assert torch.equal(first, model.features(x))  # eval: the sites are identities
+
+
+class _Block(torch.nn.Module):  # torchvision's BasicBlock style: modules outside a Sequential, functional ReLU
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.BatchNorm2d(8)
+        self.conv2, self.bn2 = torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.BatchNorm2d(8)
+
+    def forward(self, x):
+        return torch.nn.functional.relu(x + self.bn2(self.conv2(torch.nn.functional.relu(self.bn1(self.conv1(x))))))
+
+
+class _Moody(torch.nn.Module):  # a Python branch on the mode: a trace would freeze one side
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(8, 8, 1)
+
+    def forward(self, x):
+        return self.conv(x) if self.training else 2 * self.conv(x)
+
+
+class _Spare(torch.nn.Module):  # registers a layer its forward never calls: a trace would drop it
+    def __init__(self):
+        super().__init__()
+        self.conv, self.unused = torch.nn.Conv2d(8, 8, 1), torch.nn.Conv2d(8, 8, 1)
+
+    def forward(self, x):
+        return torch.relu(self.conv(x))
+
+
+class _Net(torch.nn.Module):
+    output_layers = ["head"]
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.block, self.moody = torch.nn.Conv2d(3, 8, 3, padding=1), _Block(), _Moody()
+        self.spare, self.head = _Spare(), torch.nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        return self.head(self.spare(self.moody(self.block(torch.relu(self.stem(x))))))
+
+
+def test_module_sites_are_graph_nodes_where_a_child_traces_faithfully_and_hooks_elsewhere():
+    import copy
+
+    from torch import fx
+
+    net = _Net().eval()
+    original, keys, x = copy.deepcopy(net), set(net.state_dict()), torch.randn(2, 3, 16, 16)
+    sites = insert_module_dropout(net)
+    assert sites.layers == ["stem", "block.conv1", "block.conv2", "moody.conv", "spare.conv", "spare.unused"]
+    assert isinstance(net.block, fx.GraphModule)  # traced: same graph in both modes, same state_dict
+    assert not isinstance(net.moody, fx.GraphModule) and not isinstance(net.spare, fx.GraphModule)
+    assert sites.names[1:3] == ["block.ftcompile_dropout_1", "block.ftcompile_dropout_2"]
+    assert [n for n in sites.names if "." not in n] == ["ftcompile_dropout_0", "ftcompile_dropout_3",
+                                                          "ftcompile_dropout_4", "ftcompile_dropout_5"]  # hooks
+    node = {n.target: n for n in net.block.graph.nodes if n.op == "call_module"}
+    site_arg = node["ftcompile_dropout_1"].args[0]
+    assert site_arg.op == "call_function" and "relu" in str(site_arg.target)  # after BN and the functional ReLU
+    assert node["ftcompile_dropout_2"].args[0].target == "conv2"  # BN then an add, no activation: after the layer
+    assert set(net.state_dict()) == keys and torch.equal(net(x), original(x))  # eval: identities
+    net.train()
+    zeros = []
+    net.block.conv2.register_forward_hook(lambda m, i, o: zeros.append((i[0] == 0).float().mean().item()))
+    net(x)
+    sites.set_rates([0.0, 0.9, 0.0, 0.0, 0.0, 0.0])
+    net(x)
+    assert zeros[0] < 0.7 and zeros[1] > 0.85  # ReLU zeros about half; the site at 0.9 zeros the rest too
 
 
 def test_harden_a_detector_from_its_factory_learns_and_signs_off_on_map(box_files, tmp_path):
