@@ -31,6 +31,11 @@ bench-cifar: install
 	$(PY) examples/cifar_cnn/run.py
 	$(PY) benchmarks/bench_methods.py --tasks cifar-cnn --reuse --samples 30
 
+# One-hot against all-ones calibration reads of global compensation (needs the PennFudan examples' and
+# ResNet-20's work folders, i.e. their prepare.py); a few minutes.
+bench-calibration: install
+	$(PY) benchmarks/bench_calibration.py
+
 # ResNet-20 (the saved ERM model in benchmarks/models): default harden, the 19-site search comparison, the
 # allocator ratio. Needs ../shared/data; about 3 hours on 2 cores.
 bench-resnet20: install

@@ -121,10 +121,18 @@ def test_lognormal_global_compensation_is_the_calibration_read_ratio_over_the_wh
     out = drift_tensor(drift, w, 0, 0, "w")
     raw = LogNormalDrift(0.6).apply(w, tensor_rng(0, 0, "w"))  # the same devices, uncompensated
     assert np.allclose(out, raw * global_compensation(w, raw), rtol=1e-5)  # one factor over the whole layer
-    # positive weights: the all-ones read sees the gain, and the compensated layer keeps its read-out
+    # positive weights: the calibration read sees the gain, and the compensated layer keeps its read-out
     assert abs(out.sum() / w.sum() - 1) < 1e-5 and abs(raw.sum() / w.sum() - math.exp(0.18)) < 0.01
     cols = drift_tensor(LogNormalDrift(0.6, "column"), w, 0, 0, "w")
     assert np.allclose(cols.sum(1), w.sum(1), rtol=1e-4)  # per output
+    # a zero-mean layer: the one-hot read still finds the gain exp(-S^2/2); the all-ones read, whose rows
+    # nearly cancel, misjudges it
+    z = np.random.default_rng(1).standard_normal((64, 128)).astype(np.float32)
+    zraw = LogNormalDrift(0.6).apply(z, np.random.default_rng(2))
+    assert abs(global_compensation(z, zraw) / math.exp(-0.18) - 1) < 0.02
+    assert abs(global_compensation(z, zraw, read="ones") / math.exp(-0.18) - 1) > 0.05
+    with pytest.raises(ValueError, match="calibration read"):
+        global_compensation(z, zraw, read="zeros")
 
 
 def test_lognormal_compensation_spec_torch_twin_and_errors():

@@ -112,15 +112,30 @@ def differential_weights(g_plus, g_minus, scale, g_max: float):
     return (g_plus - g_minus) * scale / g_max
 
 
-def global_compensation(w_reference, w_now, per_column: bool = False):
-    """Digital output scale that restores a layer's read-out (Joshi et al. 2020; aihwkit's
-    ``GlobalDriftCompensation`` reads an all-ones input): the ratio of the summed absolute outputs of
-    ``w_reference`` (read once after programming) and ``w_now`` for an all-ones input. Weights are
-    ``out x ...``; ``per_column`` gives one factor per output (shape ``out x 1 x ...``)."""
+CALIBRATION_READS = ("onehot", "ones")
+
+
+def global_compensation(w_reference, w_now, per_column: bool = False, read: str = "onehot"):
+    """Digital output scale that restores a layer's read-out (Joshi et al. 2020): the ratio of a calibration
+    read of ``w_reference`` (once after programming) to the same read of ``w_now``. Weights are ``out x ...``;
+    ``per_column`` gives one factor per output (shape ``out x 1 x ...``).
+
+    ``read`` is the calibration input. ``onehot`` (default): the one-hot input vectors, one read per input
+    row, summarized by the mean absolute output, as aihwkit's current ``GlobalDriftCompensation`` does
+    (identity read-out tensor, mean abs): the ratio of ``sum |W|``, blind to signs. ``ones``: one all-ones
+    input and the summed absolute outputs ``sum_j |sum_i W_ji|`` (aihwkit's earlier read): weights of opposite
+    sign cancel in it, so it misjudges layers whose rows sum to about zero (a random zero-mean layer: gain 0.87
+    at lognormal 0.6), and it measured worse on every model tried (``benchmarks/bench_calibration.py``).
+    """
+    if read not in CALIBRATION_READS:
+        raise ValueError(f"calibration read {read!r}; use one of {', '.join(CALIBRATION_READS)}")
     xp = array_namespace(w_reference, w_now)
     ref = xp.reshape(w_reference, (w_reference.shape[0], -1))
     now = xp.reshape(w_now, (w_now.shape[0], -1))
-    ref_out, now_out = xp.abs(xp.sum(ref, axis=1)), xp.abs(xp.sum(now, axis=1))
+    if read == "ones":
+        ref_out, now_out = xp.abs(xp.sum(ref, axis=1)), xp.abs(xp.sum(now, axis=1))
+    else:  # the mean over the one-hot reads, up to the shared 1 / inputs that the ratio cancels
+        ref_out, now_out = xp.sum(xp.abs(ref), axis=1), xp.sum(xp.abs(now), axis=1)
     if per_column:
         ratio = ref_out / xp.maximum(now_out, 1e-12)
         return xp.reshape(ratio, (w_now.shape[0],) + (1,) * (len(w_now.shape) - 1))
