@@ -4,7 +4,7 @@ PY ?= python3
 TORCH ?= torch==2.13.0
 STAMP := .make/installed
 
-.PHONY: install test demo bench bench-cifar bench-resnet20 bench-gtsrb bench-pennfudan clean
+.PHONY: install test demo bench bench-cifar bench-calibration bench-resnet20 bench-gtsrb bench-pennfudan clean
 install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PY) -m pip install -q $(TORCH)
