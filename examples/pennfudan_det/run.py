@@ -69,6 +69,7 @@ def main() -> None:
     ap.add_argument("--flags", default="", help="extra harden flags (default: none, the defaults)")
     ap.add_argument("--no-sweep", action="store_true", help="harden only: no sweep, plots or figure")
     ap.add_argument("--compensation", default=None, help="drift compensation of the chip (global, column, mean)")
+    ap.add_argument("--out", type=Path, default=None, help="results JSON (default: by compensation, in benchmarks/results)")
     args = ap.parse_args()
     import torch
 
@@ -80,7 +81,7 @@ def main() -> None:
         sys.exit("error: run examples/pennfudan_det/prepare.py first.")
     test = args.work / "test.npz"
     comp = args.compensation
-    out = OUT.with_name(f"pennfudan_det.comp-{comp}.json") if comp else OUT
+    out = args.out or (OUT.with_name(f"pennfudan_det.comp-{comp}.json") if comp else OUT)
     flags = f"--compensation {comp} {args.flags}".strip() if comp else args.flags
     erm = save_onnx(detector_to_onnx(load_factory(FACTORY), torch.from_numpy(np.load(test)["x"][:1])),
                     args.work / "detector.onnx")

@@ -62,6 +62,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=50)
     ap.add_argument("--flags", default="", help="extra harden flags (default: none, the defaults)")
     ap.add_argument("--compensation", default=None, help="drift compensation of the chip (global, column, mean)")
+    ap.add_argument("--out", type=Path, default=None, help="results JSON (default: by compensation, in benchmarks/results)")
     args = ap.parse_args()
     import ftcompile
 
@@ -70,7 +71,7 @@ def main() -> None:
         sys.exit("error: run examples/pennfudan_unet/prepare.py first.")
     test = args.work / "test.npz"
     comp = args.compensation
-    out = OUT.with_name(f"pennfudan_unet.comp-{comp}.json") if comp else OUT
+    out = args.out or (OUT.with_name(f"pennfudan_unet.comp-{comp}.json") if comp else OUT)
     flags = f"--compensation {comp} {args.flags}".strip() if comp else args.flags
     curve = ftcompile.sweep([erm], test, sigmas=SIGMAS, samples=args.samples, compensation=comp).curves["unet"]
     clean = curve[0].mean
