@@ -40,12 +40,25 @@ def check_free_space(path: Path, needed: int) -> None:
                           "needed; free some space or choose another directory.")
 
 
+def _mode_for(path: Path) -> int:
+    """The permissions ``path`` would get from a plain ``open``: an existing file's own, else 0666 less the
+    umask (``mkstemp`` makes its file 0600, which left models and reports unreadable to other users)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> Path:
-    """Write to a temporary file beside ``path``, fsync, then rename over it."""
+    """Write to a temporary file beside ``path``, fsync, then rename over it (with ``path``'s permissions)."""
     path = Path(path)
     check_writable(path)
+    mode = _mode_for(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
