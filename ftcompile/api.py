@@ -641,7 +641,7 @@ def _sign_off(result: HardenResult, export: Callable[[dict], "onnx.ModelProto"],
                                     dac_bits=cfg.dac_bits, adc_bits=cfg.adc_bits, adc_noise=cfg.adc_noise)
     from ftcompile.search.report import outcome_warnings
 
-    result.warnings = outcome_warnings(result.before, after)
+    result.warnings = outcome_warnings(result.before, after, cfg.method)
     set_metadata(proto, {"verdict": result.verdict, "signoff": {
         "mean": after.stats.mean, "total_ci_low": after.stats.total_ci_low, "p5": after.stats.p5,
         "clean": after.clean, "samples": after.samples,

@@ -164,6 +164,8 @@ def test_outcome_warnings_judge_the_signoff_against_its_noise():
     assert outcome_warnings(res(0.9, 0.70, 0.05), res(0.9, 0.68, 0.05)) == []  # 0.02 apart, se of the gap 0.016
     worse = outcome_warnings(res(0.9, 0.70, 0.05), res(0.9, 0.60, 0.05))
     assert len(worse) == 1 and "worse under drift" in worse[0] and "70.00% -> 60.00%" in worse[0]
+    assert worse[0].endswith("a lower --lr.")
+    assert outcome_warnings(res(0.9, 0.70, 0.05), res(0.9, 0.60, 0.05), "fixed-dropout")[0].endswith("--rate.")
     assert outcome_warnings(res(0.9, 0.70, 0.05), res(0.82, 0.75, 0.05)) == []  # 9% of clean lost: tolerated
     clean = outcome_warnings(res(0.9, 0.70, 0.05), res(0.80, 0.75, 0.05))
     assert len(clean) == 1 and clean[0].startswith("clean 90.00% -> 80.00%")
