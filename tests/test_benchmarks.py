@@ -24,3 +24,15 @@ def test_bench_gpu_smoke_on_cpu(tmp_path):
         acc = res["models"][model]["accuracy"]
         assert set(acc) == {"erm", "bayesft", "ftna"} and all(len(v) == 6 for v in acc.values())
         assert res["models"][model]["validate"]["provider"] == "CPUExecutionProvider"
+
+
+def test_bench_gpu_subsets_are_drawn_across_a_test_file_sorted_by_class(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_gpu import split
+
+    rng = np.random.default_rng(0)
+    images = lambda n: rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)  # noqa: E731
+    sorted_labels = np.repeat(np.arange(10), 100)  # as CIFAR-10's test file: the first 1,000 are one class
+    sets = split({"train": (images(800), rng.integers(0, 10, 800)), "test": (images(1000), sorted_labels)},
+                 tmp_path, smoke=True)
+    assert len(set(sets["signoff"][1])) == 10 and len(set(sets["test"][1])) == 10
