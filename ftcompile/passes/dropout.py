@@ -83,6 +83,15 @@ def _follow(gm: fx.GraphModule, node: fx.Node) -> fx.Node:
     return node
 
 
+def insert_after(gm: fx.GraphModule, anchor: fx.Node, submodule: str) -> fx.Node:
+    """A call of ``gm``'s submodule ``submodule`` on ``anchor``'s output, which every other user of ``anchor``
+    now reads instead (call ``gm.recompile()`` when done)."""
+    with gm.graph.inserting_after(anchor):
+        node = gm.graph.call_module(submodule, (anchor,))
+    anchor.replace_all_uses_with(node, delete_user_cb=lambda user: user is not node)
+    return node
+
+
 def insert_dropout(gm: fx.GraphModule, *, rate: float = 0.0, channel: bool = False,
                    skip_output: bool = True) -> DropoutSites:
     """Append a ``DropoutSite`` after every crossbar layer except output layers; return the sites in order.
@@ -97,9 +106,7 @@ def insert_dropout(gm: fx.GraphModule, *, rate: float = 0.0, channel: bool = Fal
         anchor = _follow(gm, next(n for n in gm.graph.nodes if n.name == layer.node))
         name = f"dropout_{index}"
         gm.add_submodule(name, DropoutSite(rate, channel=channel and "Conv" in layer.kind))
-        with gm.graph.inserting_after(anchor):
-            site = gm.graph.call_module(name, (anchor,))
-        anchor.replace_all_uses_with(site, delete_user_cb=lambda user: user is not site)
+        site = insert_after(gm, anchor, name)
         site.meta["onnx_tensor"] = anchor.meta.get("onnx_tensor", "")
         sites.names.append(name)
         sites.layers.append(layer.target)

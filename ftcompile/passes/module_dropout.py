@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from torch import fx, nn
 
-from ftcompile.passes.dropout import _ACT_MODULES, _NORM_MODULES, DropoutSite, DropoutSites, _follow
+from ftcompile.passes.dropout import _ACT_MODULES, _NORM_MODULES, DropoutSite, DropoutSites, _follow, insert_after
 from ftcompile.passes.layers import CROSSBAR_TYPES
 
 
@@ -117,10 +117,7 @@ def insert_module_dropout(module: nn.Module, *, rate: float = 0.0, channel: bool
         else:  # nodes of the traced child's graph (one per call), where the graph pass would put them
             gm.add_submodule(site_name, site)
             for call in calls:
-                anchor = _follow(gm, call)
-                with gm.graph.inserting_after(anchor):
-                    node = gm.graph.call_module(site_name, (anchor,))
-                anchor.replace_all_uses_with(node, delete_user_cb=lambda user, node=node: user is not node)
+                insert_after(gm, _follow(gm, call), site_name)
             site_name = f"{owner}.{site_name}"
         sites.names.append(site_name)
         sites.layers.append(name)
