@@ -40,15 +40,22 @@ def check_free_space(path: Path, needed: int) -> None:
                           "needed; free some space or choose another directory.")
 
 
+def _read_umask() -> int:
+    umask = os.umask(0)  # the only way to read it is to set it: once, at import, before any thread writes
+    os.umask(umask)
+    return umask
+
+
+UMASK = _read_umask()
+
+
 def _mode_for(path: Path) -> int:
     """The permissions ``path`` would get from a plain ``open``: an existing file's own, else 0666 less the
     umask (``mkstemp`` makes its file 0600, which left models and reports unreadable to other users)."""
     try:
         return path.stat().st_mode & 0o7777
     except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+        return 0o666 & ~UMASK
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> Path:

@@ -139,16 +139,13 @@ def test_disk_full_is_caught_before_the_search_and_on_write(tmp_path, monkeypatc
     assert (tmp_path / "keep.json").read_text() == "old" and not list(tmp_path.glob(".keep.json.*"))
 
 
-def test_atomic_writes_get_the_permissions_of_a_plain_write(tmp_path):
-    from ftcompile.fileio import write_text_atomic
+def test_atomic_writes_get_the_permissions_of_a_plain_write(tmp_path, monkeypatch):
+    from ftcompile import fileio
 
-    old = os.umask(0o022)
-    try:
-        write_text_atomic(tmp_path / "new.json", "{}")
-        assert (tmp_path / "new.json").stat().st_mode & 0o777 == 0o644  # mkstemp alone gives 0600
-        (tmp_path / "kept.json").write_text("old")
-        os.chmod(tmp_path / "kept.json", 0o640)
-        write_text_atomic(tmp_path / "kept.json", "new")
-        assert (tmp_path / "kept.json").stat().st_mode & 0o777 == 0o640 and (tmp_path / "kept.json").read_text() == "new"
-    finally:
-        os.umask(old)
+    monkeypatch.setattr(fileio, "UMASK", 0o022)  # read once at import; fixed here so the expectation is known
+    fileio.write_text_atomic(tmp_path / "new.json", "{}")
+    assert (tmp_path / "new.json").stat().st_mode & 0o777 == 0o644  # mkstemp alone gives 0600
+    (tmp_path / "kept.json").write_text("old")
+    os.chmod(tmp_path / "kept.json", 0o640)
+    fileio.write_text_atomic(tmp_path / "kept.json", "new")
+    assert (tmp_path / "kept.json").stat().st_mode & 0o777 == 0o640 and (tmp_path / "kept.json").read_text() == "new"
