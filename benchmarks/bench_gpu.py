@@ -1,12 +1,12 @@
 """The CIFAR-10 Figure 3 on one GPU: full-width ResNet-18 and VGG-11, ERM and every method, in one timed run.
 
 Data: the 20,000 CIFAR-10 training images of ../shared/data (18,000 train / 2,000 val, seed 0) and all 10,000
-test images; `--pack FILE` writes them once as lossless WebP (0.46 of the raw bytes) so that they fit in what
+test images; `--pack FILE` writes them once as lossless WebP (44.4 MiB for the 30,000 images, half the raw bytes) so that they fit in what
 travels to a device machine, `--data FILE` reads that file instead of the folder.
-Per network: ERM (SGD + augmentation, bf16 autocast on CUDA; `--erm-epochs`), exported by torch's exporter; then
+Per network: ERM (examples/cifar_resnet20/prepare.py's recipe at batch 256, bf16 autocast on CUDA; `--erm-epochs`), exported by torch's exporter; then
 each method through `ftcompile.harden` (the Python API of `ftcompile harden`, `--device cuda`) at sigma 0.6 with
 a GPU-budget search (`--trials/--trial-epochs/--final-epochs`, 10 objective samples) and its onnxruntime sign-off
-on the first 1,000 test images; then the sweep: accuracy on all 10,000 test images under lognormal drift,
+on 1,000 test images (a seeded random subset: the test file is sorted by class); then the sweep: accuracy on all 10,000 test images under lognormal drift,
 sigma 0-1.5, K samples, computed on the GPU by the objective's vmapped drift (the runtime's lognormal formula).
 A deadline (`--deadline` seconds from the start) skips, and records as skipped, any run that the measured epoch
 time says would not finish: the device lends 15 minutes a session, start included.
@@ -19,7 +19,6 @@ import argparse
 import io
 import json
 import platform
-import resource
 import sys
 import time
 import traceback
@@ -27,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -35,11 +33,12 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "examples" / "cifar_resnet20"))
 from datasets import example  # noqa: E402
 from models import export, resnet18_cifar, resnet20, vgg11_cifar  # noqa: E402
-from prepare import augment  # noqa: E402
+from prepare import train as train_erm  # noqa: E402 (the CIFAR ERM recipe)
 
 import ftcompile  # noqa: E402
 from ftcompile.api import bind_data, load_model, open_session  # noqa: E402
 from ftcompile.fileio import write_text_atomic  # noqa: E402
+from ftcompile.resources import peak_rss_mb  # noqa: E402
 from ftcompile.runtime.drift import LogNormalDrift  # noqa: E402
 from ftcompile.runtime.validate import clean_metric, sample_metrics  # noqa: E402
 from ftcompile.search.harden import HardenConfig  # noqa: E402
@@ -106,32 +105,6 @@ def split(data: dict, work: Path, smoke: bool) -> dict:
     for name, (xs, ys) in sets.items():
         np.savez(work / f"{name}.npz", x=xs, y=ys)
     return sets
-
-
-def train_erm(net: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, device: str, lr: float,
-              optimizer: str, log: list) -> torch.nn.Module:
-    """One-cycle SGD (Nesterov, wd 5e-4) or Adam, batch 256, crop + flip, bf16 autocast on CUDA."""
-    torch.manual_seed(0)
-    net = net.to(device)
-    xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-    opt = (torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
-           if optimizer == "sgd" else torch.optim.Adam(net.parameters(), lr=lr))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * -(-len(x) // 256), pct_start=0.15)
-    gen = torch.Generator().manual_seed(0)
-    for epoch in range(epochs):
-        net.train()
-        t0, total = time.perf_counter(), 0.0
-        for idx in torch.randperm(len(x), generator=gen).split(256):
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
-                loss = F.cross_entropy(net(augment(xt[idx.to(device)], gen)), yt[idx.to(device)])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
-        log.append({"epoch": epoch, "loss": total / len(x), "seconds": time.perf_counter() - t0})
-        print(f"  erm epoch {epoch}: loss {log[-1]['loss']:.3f} ({log[-1]['seconds']:.1f} s)", flush=True)
-    return net.cpu().eval()
 
 
 def gpu_sweep(model: Path, x: torch.Tensor, y: torch.Tensor, samples: int, device: str) -> list:
@@ -212,7 +185,8 @@ def main() -> None:
         t = time.perf_counter()
         log = []
         lr, opt = (0.1, "sgd") if name.startswith("resnet") else (1e-3, "adam")  # VGG-11 has no batch norm
-        net = train_erm(net, *sets["train"], 1 if args.smoke else args.erm_epochs, args.device, lr, opt, log)
+        net = train_erm(*sets["train"], 1 if args.smoke else args.erm_epochs, log, net=net, device=args.device,
+                        batch=256, lr=lr, optimizer=opt)
         export(net, work / "base.onnx", shape=(1, 3, 32, 32))
         rec["erm"] = {"seconds": round(time.perf_counter() - t, 1), "optimizer": opt, "lr": lr, "log": log}
         epoch_s = float(np.median([e["seconds"] for e in log]))
@@ -247,7 +221,7 @@ def main() -> None:
                     "seconds": round(time.perf_counter() - t, 1), "rates": [round(v, 3) for v in r.rates],
                     "signoff_before": round(100 * r.before.stats.mean, 2), "signoff_after": round(100 * r.after.stats.mean, 2),
                     "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20) if args.device.startswith("cuda") else None,
-                    "rss_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+                    "rss_peak_mb": round(peak_rss_mb())}
                 rec["accuracy"][method] = gpu_sweep(work / f"{method}.onnx", x_test, y_test, samples, args.device)
                 print(f"{name} {method}: {rec['accuracy'][method]} ({rec['harden'][method]['seconds']} s)", flush=True)
             except Exception as exc:

@@ -44,22 +44,27 @@ def augment(xb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
-def train(x: np.ndarray, y: np.ndarray, epochs: int, log: list) -> torch.nn.Module:
+def train(x: np.ndarray, y: np.ndarray, epochs: int, log: list, *, net: torch.nn.Module | None = None,
+          device: str = "cpu", batch: int = 128, lr: float = 0.1, optimizer: str = "sgd") -> torch.nn.Module:
+    """The CIFAR ERM recipe (ResNet-20 unless ``net``): one-cycle SGD (Nesterov, wd 5e-4) or Adam, crop + flip,
+    bf16 autocast on CUDA (benchmarks/bench_gpu.py trains its networks with it too). Returns the net on the CPU."""
     torch.manual_seed(0)
-    net = resnet20()
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    steps = epochs * -(-len(x) // 128)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 0.1, total_steps=steps, pct_start=0.15,
-                                                anneal_strategy="cos")
+    net = (resnet20() if net is None else net).to(device)
+    xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+    opt = (torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+           if optimizer == "sgd" else torch.optim.Adam(net.parameters(), lr=lr))
+    steps = epochs * -(-len(x) // batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.15, anneal_strategy="cos")
     gen = torch.Generator().manual_seed(0)
     for epoch in range(epochs):
         net.train()
         t0, total, correct = time.perf_counter(), 0.0, 0
-        for idx in torch.randperm(len(x), generator=gen).split(128):
+        for idx in torch.randperm(len(x), generator=gen).split(batch):
+            idx = idx.to(device)
             xb, yb = augment(xt[idx], gen), yt[idx]
-            out = net(xb)
-            loss = F.cross_entropy(out, yb)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
+                out = net(xb)
+                loss = F.cross_entropy(out, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -69,7 +74,7 @@ def train(x: np.ndarray, y: np.ndarray, epochs: int, log: list) -> torch.nn.Modu
         log.append({"epoch": epoch, "loss": total / len(x), "train_acc": correct / len(x),
                     "seconds": time.perf_counter() - t0})
         print(json.dumps(log[-1]), flush=True)
-    return net.eval()
+    return net.cpu().eval()
 
 
 def main(data: Path, work: Path, epochs: int, threads: int) -> None:
