@@ -19,7 +19,7 @@ from pathlib import Path
 
 import ftcompile
 from ftcompile.fileio import write_text_atomic
-from ftcompile.runtime.devices.physics import CALIBRATION_READS
+from ftcompile.runtime.devices.physics import DEFAULT_READ
 
 HERE = Path(__file__).resolve().parent
 TIMES = "1s,1h,1d,1m,1y"
@@ -46,14 +46,14 @@ def main() -> None:
                                        targets="crossbar", dac_bits=args.bits, adc_bits=args.bits, adc_noise=noise)
                 table[f"{noise:g}"] = round(100 * r.stats.mean, 2)
                 print(name, f"pcm:1d global, adc noise {noise:g}: {table[f'{noise:g}']}", flush=True)
-            args.out.write_text(json.dumps(results, indent=2) + "\n")
+            write_text_atomic(args.out, json.dumps(results, indent=2) + "\n")
             continue
         common = dict(samples=args.samples, targets="crossbar", dac_bits=args.bits, adc_bits=args.bits)
         if args.global_only:
             row = results.setdefault(name, {})
             curve = ftcompile.sweep([model], args.data, times=TIMES, drift="pcm:1s", compensation="global", **common)
             row["pcm_global"] = {p.drift: round(100 * p.mean, 2) for p in curve.curves[name]}
-            row["pcm_global_read"] = CALIBRATION_READS[0]  # the default read of physics.global_compensation
+            row["pcm_global_read"] = DEFAULT_READ
             print(name, "pcm comp=global:", row["pcm_global"], flush=True)
             write_text_atomic(args.out, json.dumps(results, indent=2) + "\n")
             continue
@@ -77,7 +77,7 @@ def main() -> None:
         print(name, "validate pcm:1d / lognormal:0.6 =", row["pcm_over_lognormal"], flush=True)
         results[name] = row
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        write_text_atomic(args.out, json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

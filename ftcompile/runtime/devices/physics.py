@@ -113,9 +113,10 @@ def differential_weights(g_plus, g_minus, scale, g_max: float):
 
 
 CALIBRATION_READS = ("onehot", "ones")
+DEFAULT_READ = "onehot"
 
 
-def global_compensation(w_reference, w_now, per_column: bool = False, read: str = "onehot"):
+def global_compensation(w_reference, w_now, per_column: bool = False, read: str = DEFAULT_READ):
     """Digital output scale that restores a layer's read-out (Joshi et al. 2020): the ratio of a calibration
     read of ``w_reference`` (once after programming) to the same read of ``w_now``. Weights are ``out x ...``;
     ``per_column`` gives one factor per output (shape ``out x 1 x ...``).
