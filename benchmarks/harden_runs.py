@@ -26,6 +26,8 @@ def arguments(default_methods: str, default_flags: str) -> argparse.ArgumentPars
     ap.add_argument("--min-loss", type=float, default=0.20)
     ap.add_argument("--sigma", type=float, default=None, help="skip the sweep and harden at this sigma")
     ap.add_argument("--flags", default=default_flags, help="harden flags ('' = the defaults)")
+    ap.add_argument("--model", type=Path, default=None, help="the ERM model (default: the example's)")
+    ap.add_argument("--results", type=Path, default=None, help="the results JSON (default: the example's)")
     return ap
 
 

@@ -76,6 +76,50 @@ def vgg11_cifar(classes: int = 10, width: int = 64) -> nn.Module:
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(cin, 512), nn.ReLU(), nn.Linear(512, classes))
 
 
+class PreActBlock(nn.Module):
+    """The pre-activation basic block (He et al. 2016, "Identity mappings in deep residual networks"):
+    BatchNorm and ReLU before each 3x3 convolution, nothing after the addition; a 1x1 projection of the
+    pre-activated input when the shape changes."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.short = nn.Conv2d(cin, cout, 1, stride, bias=False) if stride != 1 or cin != cout else None
+
+    def forward(self, x):
+        pre = F.relu(self.bn1(x))
+        short = x if self.short is None else self.short(pre)
+        return self.conv2(F.relu(self.bn2(self.conv1(pre)))) + short
+
+
+class PreActResNet18(nn.Module):
+    """PreAct-ResNet-18 for 32x32 inputs (3x3 stem, 4 stages x 2 pre-activation blocks, final BatchNorm + ReLU),
+    ``width`` channels in the first stage (64 in the paper; 16 here keeps a CPU step near ResNet-20's)."""
+
+    def __init__(self, classes: int = 10, width: int = 64):
+        super().__init__()
+        self.conv = nn.Conv2d(3, width, 3, 1, 1, bias=False)
+        layers, cin = [], width
+        for i, mult in enumerate((1, 2, 4, 8)):
+            for j in range(2):
+                layers.append(PreActBlock(cin, width * mult, 2 if i > 0 and j == 0 else 1))
+                cin = width * mult
+        self.layers = nn.Sequential(*layers)
+        self.bn = nn.BatchNorm2d(cin)
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.layers(self.conv(x))))
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+def preact_resnet18(classes: int = 10, width: int = 64) -> nn.Module:
+    return PreActResNet18(classes, width)
+
+
 class ResNet20(nn.Module):
     """ResNet-20 for CIFAR (He et al. 2016): 3 stages x 3 basic blocks, 16/32/64 channels, option-A shortcuts."""
 

@@ -2,7 +2,7 @@
 
 The ERM model (benchmarks/models/resnet20_cifar10.onnx, from prepare.py) is swept over sigma on the sign-off
 set unless --sigma is given; each --methods entry runs `ftcompile harden` with --flags ('' = the defaults).
-Results go to benchmarks/results/resnet20.json.
+Results go to benchmarks/results/resnet20.json (--model and --results name others, e.g. PreAct-ResNet-18).
 Usage: python examples/cifar_resnet20/run.py [--methods auto,bayesft] [--test-size 2000] [--sigma 0.2]
        [--flags "--trials 8 --epochs 1 --trial-fraction 0.1 --final-epochs 10 --rates per-stage"]
 """
@@ -18,6 +18,7 @@ MODEL = ROOT / "benchmarks" / "models" / "resnet20_cifar10.onnx"
 
 if __name__ == "__main__":
     args = arguments("auto", "").parse_args()
-    if not MODEL.exists() or not (HERE / "work" / "train.npz").exists():
-        sys.exit(f"error: run examples/cifar_resnet20/prepare.py first ({MODEL} and {HERE}/work/train.npz).")
-    run(MODEL, HERE / "work", ROOT / "benchmarks" / "results" / "resnet20.json", args)
+    model = args.model or MODEL
+    if not model.exists() or not (HERE / "work" / "train.npz").exists():
+        sys.exit(f"error: run examples/cifar_resnet20/prepare.py first ({model} and {HERE}/work/train.npz).")
+    run(model, HERE / "work", args.results or ROOT / "benchmarks" / "results" / "resnet20.json", args)

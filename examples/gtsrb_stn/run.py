@@ -15,7 +15,7 @@ from harden_runs import arguments, run  # noqa: E402
 
 if __name__ == "__main__":
     args = arguments("auto", "").parse_args()
-    model = HERE / "work" / "stn.onnx"
+    model = args.model or HERE / "work" / "stn.onnx"
     if not model.exists():
-        sys.exit("error: run examples/gtsrb_stn/prepare.py first.")
-    run(model, HERE / "work", ROOT / "benchmarks" / "results" / "gtsrb_stn.json", args)
+        sys.exit(f"error: {model} not found; run examples/gtsrb_stn/prepare.py first.")
+    run(model, HERE / "work", args.results or ROOT / "benchmarks" / "results" / "gtsrb_stn.json", args)
