@@ -20,7 +20,7 @@ from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from ftcompile.errors import ConfigError
-from ftcompile.runtime.devices.physics import COMPENSATIONS, global_compensation
+from ftcompile.runtime.devices.physics import COMPENSATIONS, DEFAULT_READ, check_read, global_compensation
 
 LOGNORMAL_COMPENSATIONS = COMPENSATIONS + ("mean",)  # mean: the known gain, no calibration read
 
@@ -47,16 +47,18 @@ class LogNormalDrift:
     0.80 to 0.00. ``comp`` (``global``/``column``) applies the drift compensation of a chip that read each
     layer with a calibration input right after programming (``physics.global_compensation``, Joshi et al.
     2020): the read-back is scaled by the ratio of that read to the drifted one, which removes the shared gain
-    and leaves the per-device spread.
+    and leaves the per-device spread. ``read`` is that calibration input (``physics.CALIBRATION_READS``).
     """
 
     sigma: float
     comp: str = "none"
+    read: str = DEFAULT_READ
 
     def __post_init__(self) -> None:
         _check_nonneg("lognormal sigma", self.sigma)
         if self.comp not in LOGNORMAL_COMPENSATIONS:
             raise ConfigError(f"comp={self.comp!r} is unknown; use one of {', '.join(LOGNORMAL_COMPENSATIONS)}.")
+        check_read(self.read)
 
     @property
     def elementwise(self) -> bool:
@@ -72,7 +74,7 @@ class LogNormalDrift:
         """``out`` rescaled by the calibration read of ``comp=global|column`` (any array namespace)."""
         if self.comp not in ("global", "column"):
             return out
-        return out * global_compensation(w, out, per_column=self.comp == "column")
+        return out * global_compensation(w, out, per_column=self.comp == "column", read=self.read)
 
     def apply(self, w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.sigma == 0:
@@ -94,7 +96,8 @@ class LogNormalDrift:
         return self._calibrated(w, w * torch.exp(self.sigma * z + self.log_shift))
 
     def spec(self) -> str:
-        return f"lognormal:{self.sigma:g}" + (f",comp={self.comp}" if self.comp != "none" else "")
+        return (f"lognormal:{self.sigma:g}" + (f",comp={self.comp}" if self.comp != "none" else "")
+                + (f",read={self.read}" if self.read != DEFAULT_READ else ""))
 
 
 @dataclass(frozen=True)
@@ -252,7 +255,7 @@ class CompositeDrift:
 NoDrift = CompositeDrift(())
 
 _REGISTRY: dict[str, Callable[..., DriftModel]] = {
-    "lognormal": lambda sigma, comp="none": LogNormalDrift(float(sigma), str(comp)),
+    "lognormal": lambda sigma, comp="none", read=DEFAULT_READ: LogNormalDrift(float(sigma), str(comp), str(read)),
     "gaussian": lambda sigma: GaussianDrift(float(sigma)),
     "stuck-at": lambda off, on="0": StuckAtDrift(float(off), float(on)),
     "quantize": lambda levels: QuantizeDrift(int(levels)),

@@ -131,8 +131,19 @@ def test_lognormal_global_compensation_is_the_calibration_read_ratio_over_the_wh
     zraw = LogNormalDrift(0.6).apply(z, np.random.default_rng(2))
     assert abs(global_compensation(z, zraw) / math.exp(-0.18) - 1) < 0.02
     assert abs(global_compensation(z, zraw, read="ones") / math.exp(-0.18) - 1) > 0.05
-    with pytest.raises(ValueError, match="calibration read"):
+    with pytest.raises(ConfigError, match="read='zeros'"):
         global_compensation(z, zraw, read="zeros")
+    # the spec term reaches the same read: lognormal and PCM take read=ones, print it back, refuse others
+    ones = drift_tensor(parse_drift("lognormal:0.6,comp=global,read=ones"), z, 0, 0, "z")
+    zraw = LogNormalDrift(0.6).apply(z, tensor_rng(0, 0, "z"))
+    assert np.allclose(ones, zraw * global_compensation(z, zraw, read="ones"), rtol=1e-5)
+    assert not np.allclose(ones, zraw * global_compensation(z, zraw), rtol=1e-3)
+    for spec in ("lognormal:0.6,comp=global,read=ones", "pcm:1d,comp=global,read=ones"):
+        assert parse_drift(spec).spec() == spec
+    assert parse_drift("pcm:1d,comp=global,read=onehot").spec() == "pcm:1d,comp=global"
+    for spec in ("lognormal:0.6,comp=global,read=zeros", "pcm:1d,comp=global,read=zeros"):
+        with pytest.raises(ConfigError, match="read='zeros' is unknown; use one of onehot, ones"):
+            parse_drift(spec)
 
 
 def test_lognormal_compensation_spec_torch_twin_and_errors():

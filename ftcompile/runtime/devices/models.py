@@ -4,7 +4,8 @@ Each layer's weights map to a pair of devices per weight (``physics.differential
 at ``g_max``, per layer or, with ``per_channel``, per output channel); both devices are programmed and
 drift (the one targeted at 0 ends slightly above it), and the read-back is ``(g+ - g-) * max|W| / g_max``.
 Specs: ``pcm:1d``, ``pcm:1y,comp=global``, ``reram-wan2022:2d``, with ``key=value`` terms after the time
-(``pcm:1h,g_max=25,prog_scale=1,drift_scale=1,read_scale=1,comp=none|global|column,per_channel=1``).
+(``pcm:1h,g_max=25,prog_scale=1,drift_scale=1,read_scale=1,comp=none|global|column,per_channel=1,read=onehot|ones``;
+``read`` is the calibration input of the compensation, ``physics.global_compensation``).
 Biases: the runtime's ``--targets crossbar`` keeps them digital (undrifted), as on most chips.
 """
 from __future__ import annotations
@@ -88,10 +89,12 @@ class PCMDrift:
     read_scale: float = 1.0
     comp: str = "none"
     per_channel: bool = False
+    read: str = physics.DEFAULT_READ
 
     def __post_init__(self) -> None:
         _check(self.comp, g_max=self.g_max, prog_scale=self.prog_scale, drift_scale=self.drift_scale,
                read_scale=self.read_scale)
+        physics.check_read(self.read)
         if self.g_max <= 0:
             raise ConfigError("g_max must be > 0 (uS).")
 
@@ -124,7 +127,7 @@ class PCMDrift:
         out = physics.differential_weights(reads[0], reads[1], scale, self.g_max)
         if self.comp != "none":
             ref = physics.differential_weights(baseline[0], baseline[1], scale, self.g_max)
-            out = out * physics.global_compensation(ref, out, per_column=self.comp == "column")
+            out = out * physics.global_compensation(ref, out, per_column=self.comp == "column", read=self.read)
         return out
 
     def spec(self) -> str:
@@ -132,6 +135,7 @@ class PCMDrift:
                  if getattr(self, k) != PCMDrift.__dataclass_fields__[k].default]
         extra += [f"comp={self.comp}"] if self.comp != "none" else []
         extra += ["per_channel=1"] if self.per_channel else []
+        extra += [f"read={self.read}"] if self.read != physics.DEFAULT_READ else []
         return ",".join([f"pcm:{format_time(self.t)}", *extra])
 
 
@@ -189,7 +193,7 @@ def _kwargs(kwargs: dict) -> dict:
     for key, value in kwargs.items():
         if key == "per_channel":
             out[key] = str(value).lower() in ("1", "true", "yes")
-        elif key == "comp":
+        elif key in ("comp", "read"):
             out[key] = str(value)
         else:
             out[key] = float(value)

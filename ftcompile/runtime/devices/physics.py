@@ -18,6 +18,8 @@ import math
 
 from array_api_compat import array_namespace
 
+from ftcompile.errors import ConfigError
+
 COMPENSATIONS = ("none", "global", "column")  # drift compensation: off, one factor per layer, one per output
 
 PCM_T0 = 20.0        # s: the time of the first read after programming
@@ -116,6 +118,11 @@ CALIBRATION_READS = ("onehot", "ones")
 DEFAULT_READ = "onehot"
 
 
+def check_read(read: str) -> None:
+    if read not in CALIBRATION_READS:
+        raise ConfigError(f"read={read!r} is unknown; use one of {', '.join(CALIBRATION_READS)}.")
+
+
 def global_compensation(w_reference, w_now, per_column: bool = False, read: str = DEFAULT_READ):
     """Digital output scale that restores a layer's read-out (Joshi et al. 2020): the ratio of a calibration
     read of ``w_reference`` (once after programming) to the same read of ``w_now``. Weights are ``out x ...``;
@@ -128,8 +135,7 @@ def global_compensation(w_reference, w_now, per_column: bool = False, read: str 
     sign cancel in it, so it misjudges layers whose rows sum to about zero (a random zero-mean layer: gain 0.87
     at lognormal 0.6), and it measured worse on every model tried (``benchmarks/bench_calibration.py``).
     """
-    if read not in CALIBRATION_READS:
-        raise ValueError(f"calibration read {read!r}; use one of {', '.join(CALIBRATION_READS)}")
+    check_read(read)
     xp = array_namespace(w_reference, w_now)
     ref = xp.reshape(w_reference, (w_reference.shape[0], -1))
     now = xp.reshape(w_now, (w_now.shape[0], -1))
