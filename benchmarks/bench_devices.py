@@ -7,7 +7,8 @@ same session (target: within 1.5x), measured side by side.
 With --adc-noise 0,0.005,0.02: only accuracy under `pcm:1d` with global compensation against the ADC's output
 noise (a fraction of its bound), added to each model's row as `pcm_1d_global_adc_noise`.
 With --global-only: only the compensated PCM row (`pcm_global`), the rest of each model's row kept; the row
-records the calibration read it was measured with (`pcm_global_read`).
+records the calibration read it was measured with (`pcm_global_read`). --per-channel maps each output channel
+to its own conductance range (`pcm:T,per_channel=1`) in the compensated PCM row (`pcm_global_per_channel`).
 Usage: python benchmarks/bench_devices.py --models benchmarks/models/resnet20_cifar10.onnx[,...]
        --data examples/cifar_resnet20/work/test2000.npz [--samples 5] [--out results/devices.json]
        [--adc-noise 0,0.005,0.02,0.05]
@@ -34,6 +35,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "results" / "devices.json")
     ap.add_argument("--adc-noise", default=None, help="comma-separated ADC output noise levels (noise table only)")
     ap.add_argument("--global-only", action="store_true", help="only the compensated PCM row")
+    ap.add_argument("--per-channel", action="store_true", help="the compensated PCM row with per-channel mapping")
     args = ap.parse_args()
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     for model in args.models.split(","):
@@ -49,12 +51,13 @@ def main() -> None:
             write_text_atomic(args.out, json.dumps(results, indent=2) + "\n")
             continue
         common = dict(samples=args.samples, targets="crossbar", dac_bits=args.bits, adc_bits=args.bits)
-        if args.global_only:
+        if args.global_only or args.per_channel:
             row = results.setdefault(name, {})
-            curve = ftcompile.sweep([model], args.data, times=TIMES, drift="pcm:1s", compensation="global", **common)
-            row["pcm_global"] = {p.drift: round(100 * p.mean, 2) for p in curve.curves[name]}
-            row["pcm_global_read"] = DEFAULT_READ
-            print(name, "pcm comp=global:", row["pcm_global"], flush=True)
+            key, drift = ("pcm_global_per_channel", "pcm:1s,per_channel=1") if args.per_channel else ("pcm_global", "pcm:1s")
+            curve = ftcompile.sweep([model], args.data, times=TIMES, drift=drift, compensation="global", **common)
+            row[key] = {p.drift: round(100 * p.mean, 2) for p in curve.curves[name]}
+            row[f"{key}_read"] = DEFAULT_READ
+            print(name, f"{drift} comp=global:", row[key], flush=True)
             write_text_atomic(args.out, json.dumps(results, indent=2) + "\n")
             continue
         row = {"samples": args.samples, "bits": args.bits, "data": str(args.data)}
