@@ -3,7 +3,7 @@
 Used by the task examples (examples/cifar_resnet20/run.py, examples/gtsrb_stn/run.py):
 1. Unless --sigma is given, the ERM model is swept over sigma on the sign-off set; the harden sigma is the
    smallest where ERM loses at least --min-loss (accuracy units).
-2. Each --methods entry runs `ftcompile harden` in a subprocess with --flags (empty: the defaults); the report's
+2. Each --methods entry (none: only the sweep) runs `ftcompile harden` in a subprocess with --flags (empty: the defaults); the report's
    seconds, the harden process's own peak memory, rates, before/after statistics and the method `auto` resolved
    to are written under "runs" in the results JSON (kept across invocations: one method at a time is fine).
 """
@@ -70,7 +70,7 @@ def run(model: Path, work: Path, out: Path, args) -> dict:
     else:
         sigma = args.sigma
     results["sigma"] = sigma
-    for method in args.methods.split(","):
+    for method in filter(None, args.methods.split(",")):  # --methods '': the sweep only
         summary = harden_cli(model, work, signoff, sigma, method, args.flags)
         if summary is None:
             continue
