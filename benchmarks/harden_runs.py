@@ -6,6 +6,8 @@ Used by the task examples (examples/cifar_resnet20/run.py, examples/gtsrb_stn/ru
 2. Each --methods entry (none: only the sweep) runs `ftcompile harden` in a subprocess with --flags (empty: the defaults); the report's
    seconds, the harden process's own peak memory, rates, before/after statistics and the method `auto` resolved
    to are written under "runs" in the results JSON (kept across invocations: one method at a time is fine).
+`half_loss_study` is the PennFudan examples' variant (examples/pennfudan_unet/run.py, examples/pennfudan_det/run.py):
+harden at the sigma where ERM keeps half its clean metric, then sweep every model, plot, and draw one test image.
 """
 import argparse
 import json
@@ -92,3 +94,59 @@ def _save(out: Path, results: dict, method: str | None = None) -> dict:
         runs[method] = results["runs"][method]
     write_text_atomic(out, json.dumps(current, indent=2) + "\n")
     return current
+
+
+def half_loss_arguments(default_methods: str) -> argparse.ArgumentParser:
+    """The flags of the half-loss studies (examples/pennfudan_unet/run.py, examples/pennfudan_det/run.py)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", type=Path, default=None, help="the example's work folder (default: its own)")
+    ap.add_argument("--methods", default=default_methods)
+    ap.add_argument("--samples", type=int, default=50)
+    ap.add_argument("--flags", default="", help="extra harden flags (default: none, the defaults)")
+    ap.add_argument("--no-sweep", action="store_true", help="harden only: no sweep, plots or figure")
+    ap.add_argument("--compensation", default=None, help="drift compensation of the chip (global, column, mean)")
+    ap.add_argument("--out", type=Path, default=None, help="results JSON (default: by compensation, in benchmarks/results)")
+    return ap
+
+
+def half_loss_study(erm: Path, harden_model: "Path | str", name: str, out: Path, sigmas: list, metric: str,
+                    title: str, figure, picture: str, args) -> dict:
+    """Sweep the ERM model ``erm`` over ``sigmas`` on ``args.work``/test.npz; harden ``harden_model`` (a file or a
+    module factory) with each ``args.methods`` entry at the smallest sigma where ERM keeps at most half its clean
+    ``metric``; then (unless ``args.no_sweep``) sweep every model, plot the curves to ``out``.png and call
+    ``figure(models, work, sigma, path, comp=...)`` for the before/after picture (``out``_``picture``.png). Runs with extra ``args.flags``
+    are keyed ``"method flags"`` beside the defaults; the results JSON is rewritten after every run."""
+    import ftcompile
+    from ftcompile.fileio import write_text_atomic
+    from ftcompile.runtime.plot import plot_curves
+
+    test, comp = args.work / "test.npz", args.compensation
+    flags = f"--compensation {comp} {args.flags}".strip() if comp else args.flags
+    curve = ftcompile.sweep([erm], test, sigmas=sigmas, samples=args.samples, compensation=comp).curves[erm.stem]
+    sigma = next((p.sigma for p in curve if p.mean <= curve[0].mean / 2), sigmas[-1])
+    print(f"ERM {metric}: " + ", ".join(f"{p.sigma:g}: {p.mean:.3f}" for p in curve) + f" -> harden at sigma {sigma:g}")
+    results = json.loads(out.read_text()) if out.exists() else {}
+    results.update({"sigma": sigma, "samples": args.samples, "test_images": 25, "compensation": comp or "none"})
+    results.setdefault("runs", {})
+    models = {"erm": erm}
+    for method in filter(None, args.methods.split(",")):
+        key = f"{method} {args.flags}" if args.flags else method
+        summary = harden_cli(harden_model, args.work, test, sigma, method, flags,
+                             name=name + "".join(c if c.isalnum() else "-" for c in flags))
+        if summary is None:
+            continue
+        results["runs"][key] = summary
+        models[key] = Path(summary["out"])
+        print(json.dumps({key: summary}), flush=True)
+        write_text_atomic(out, json.dumps(results, indent=2) + "\n")
+    if args.no_sweep:
+        return results
+    curves = ftcompile.sweep(list(models.values()), test, sigmas=sigmas, samples=args.samples, compensation=comp).curves
+    results[metric] = {key: {f"{p.sigma:g}": round(p.mean, 4) for p in pts} for key, pts in zip(models, curves.values())}
+    for key, row in results[metric].items():
+        print(f"{key:15s} " + "  ".join(f"{s}:{v:.3f}" for s, v in row.items()))
+    plot_curves(list(zip(models, curves.values())), out.with_suffix(".png"),
+                title=title + (f", {comp} compensation" if comp else ""), xlabel="sigma", metric=metric)
+    figure(models, args.work, sigma, out.with_name(f"{out.stem}_{picture}.png"), comp=comp or "none")
+    write_text_atomic(out, json.dumps(results, indent=2) + "\n")
+    return results

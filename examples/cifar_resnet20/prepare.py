@@ -112,7 +112,8 @@ def main(data: Path, work: Path, epochs: int, threads: int, model: Path, bf16: b
         xt, yt = torch.from_numpy(normalize(test["x"])), torch.from_numpy(test["y"])
         acc = float(torch.cat([net(b).argmax(1) for b in xt.split(1000)]).eq(yt).float().mean())
     model.with_suffix(".json").write_text(json.dumps(
-        {"net": net_name, "width": width if net_name != "resnet20" else 16, "epochs": epochs, "threads": threads, "bf16": bf16, "minutes": minutes, "test_accuracy": acc, "log": log,
+        {"net": net_name, "width": width if net_name != "resnet20" else 16, "epochs": epochs, "threads": threads,
+         "bf16": bf16, "minutes": minutes, "test_accuracy": acc, "log": log,
          "params": sum(p.numel() for p in net.parameters())}, indent=2))
     print(f"wrote {model}: test accuracy {100 * acc:.2f}% on 10,000 CIFAR-10 test images")
 

@@ -12,8 +12,6 @@ Usage: python examples/pennfudan_det/run.py [--methods auto,bayesft,bayesft+nois
        python examples/pennfudan_det/run.py --compensation global  (a chip with global drift compensation:
        every sweep, harden and figure under lognormal:S,comp=global; results in pennfudan_det.comp-global.json)
 """
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -24,7 +22,7 @@ ROOT = HERE.parent.parent
 OUT = ROOT / "benchmarks" / "results" / "pennfudan_det.json"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
-from harden_runs import harden_cli  # noqa: E402
+from harden_runs import half_loss_arguments, half_loss_study  # noqa: E402
 SIGMAS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0]
 FACTORY = "examples.pennfudan_det.detector:erm"
 
@@ -62,62 +60,21 @@ def figure(models: dict, work: Path, sigma: float, path: Path, min_score: float 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--work", type=Path, default=HERE / "work")
-    ap.add_argument("--methods", default="auto,bayesft,bayesft+noise")
-    ap.add_argument("--samples", type=int, default=50)
-    ap.add_argument("--flags", default="", help="extra harden flags (default: none, the defaults)")
-    ap.add_argument("--no-sweep", action="store_true", help="harden only: no sweep, plots or figure")
-    ap.add_argument("--compensation", default=None, help="drift compensation of the chip (global, column, mean)")
-    ap.add_argument("--out", type=Path, default=None, help="results JSON (default: by compensation, in benchmarks/results)")
-    args = ap.parse_args()
+    args = half_loss_arguments("auto,bayesft,bayesft+noise").parse_args()
+    args.work = args.work or HERE / "work"
     import torch
 
-    import ftcompile
     from ftcompile.export import save_onnx
     from ftcompile.frontend.torch_import import detector_to_onnx, load_factory
 
     if not (args.work / "detector.pt").exists():
         sys.exit("error: run examples/pennfudan_det/prepare.py first.")
-    test = args.work / "test.npz"
     comp = args.compensation
     out = args.out or (OUT.with_name(f"pennfudan_det.comp-{comp}.json") if comp else OUT)
-    flags = f"--compensation {comp} {args.flags}".strip() if comp else args.flags
-    erm = save_onnx(detector_to_onnx(load_factory(FACTORY), torch.from_numpy(np.load(test)["x"][:1])),
+    erm = save_onnx(detector_to_onnx(load_factory(FACTORY), torch.from_numpy(np.load(args.work / "test.npz")["x"][:1])),
                     args.work / "detector.onnx")
-    curve = ftcompile.sweep([erm], test, sigmas=SIGMAS, samples=args.samples, compensation=comp).curves["detector"]
-    clean = curve[0].mean
-    sigma = next((p.sigma for p in curve if p.mean <= clean / 2), SIGMAS[-1])
-    print("ERM mAP@0.5: " + ", ".join(f"{p.sigma:g}: {p.mean:.3f}" for p in curve) + f" -> harden at sigma {sigma:g}")
-    results = json.loads(out.read_text()) if out.exists() else {}
-    results.update({"sigma": sigma, "samples": args.samples, "test_images": 25, "compensation": comp or "none"})
-    results.setdefault("runs", {})
-    models = {"erm": erm}
-    for method in args.methods.split(","):
-        key = f"{method} {args.flags}" if args.flags else method  # flagged runs sit beside the defaults
-        summary = harden_cli(FACTORY, args.work, test, sigma, method, flags,
-                             name="detector" + "".join(c if c.isalnum() else "-" for c in flags))
-        if summary is None:
-            continue
-        results["runs"][key] = summary
-        models[key] = Path(summary["out"])
-        print(json.dumps({key: results["runs"][key]}), flush=True)
-        out.write_text(json.dumps(results, indent=2) + "\n")
-    if args.no_sweep:
-        return
-    curves = ftcompile.sweep(list(models.values()), test, sigmas=SIGMAS, samples=args.samples, compensation=comp).curves
-    results["map50"] = {name: {f"{p.sigma:g}": round(p.mean, 4) for p in pts}
-                        for name, pts in zip(models, curves.values())}
-    for name, row in results["map50"].items():
-        print(f"{name:15s} " + "  ".join(f"{s}:{v:.3f}" for s, v in row.items()))
-    from ftcompile.runtime.plot import plot_curves
-
-    plot_curves(list(zip(models, curves.values())), out.with_suffix(".png"),
-                title="PennFudan detector (25 test images): mAP@0.5 under lognormal drift"
-                + (f", {comp} compensation" if comp else ""), xlabel="sigma",
-                metric="map50")
-    figure(models, args.work, sigma, out.with_name(out.stem + "_boxes.png"), comp=comp or "none")
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    half_loss_study(erm, FACTORY, "detector", out, SIGMAS, "map50", "PennFudan detector (25 test images): mAP@0.5 "
+                    "under lognormal drift", figure, "boxes", args)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,6 @@ Usage: python examples/pennfudan_unet/run.py [--methods auto,bayesft,bayesft+noi
        python examples/pennfudan_unet/run.py --compensation global  (a chip with global drift compensation:
        every sweep, harden and figure under lognormal:S,comp=global; results in pennfudan_unet.comp-global.json)
 """
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -21,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 OUT = ROOT / "benchmarks" / "results" / "pennfudan_unet.json"
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from harden_runs import harden_cli  # noqa: E402
+from harden_runs import half_loss_arguments, half_loss_study  # noqa: E402
 SIGMAS = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.5]
 
 
@@ -56,49 +54,15 @@ def figure(models: dict, work: Path, sigma: float, path: Path, comp: str = "none
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--work", type=Path, default=HERE / "work")
-    ap.add_argument("--methods", default="auto,bayesft,bayesft+noise")
-    ap.add_argument("--samples", type=int, default=50)
-    ap.add_argument("--flags", default="", help="extra harden flags (default: none, the defaults)")
-    ap.add_argument("--compensation", default=None, help="drift compensation of the chip (global, column, mean)")
-    ap.add_argument("--out", type=Path, default=None, help="results JSON (default: by compensation, in benchmarks/results)")
-    args = ap.parse_args()
-    import ftcompile
-
+    args = half_loss_arguments("auto,bayesft,bayesft+noise").parse_args()
+    args.work = args.work or HERE / "work"
     erm = args.work / "unet.onnx"
     if not erm.exists():
         sys.exit("error: run examples/pennfudan_unet/prepare.py first.")
-    test = args.work / "test.npz"
     comp = args.compensation
     out = args.out or (OUT.with_name(f"pennfudan_unet.comp-{comp}.json") if comp else OUT)
-    flags = f"--compensation {comp} {args.flags}".strip() if comp else args.flags
-    curve = ftcompile.sweep([erm], test, sigmas=SIGMAS, samples=args.samples, compensation=comp).curves["unet"]
-    clean = curve[0].mean
-    sigma = next((p.sigma for p in curve if p.mean <= clean / 2), SIGMAS[-1])
-    print("ERM Dice: " + ", ".join(f"{p.sigma:g}: {p.mean:.3f}" for p in curve) + f" -> harden at sigma {sigma:g}")
-    results = {"sigma": sigma, "samples": args.samples, "test_images": 25, "compensation": comp or "none", "runs": {}}
-    models = {"erm": erm}
-    for method in args.methods.split(","):
-        summary = harden_cli(erm, args.work, test, sigma, method, flags,
-                             name="unet" + "".join(c if c.isalnum() else "-" for c in flags))
-        if summary is None:
-            continue
-        results["runs"][method] = summary
-        models[method] = Path(summary["out"])
-        print(json.dumps({method: results["runs"][method]}), flush=True)
-    curves = ftcompile.sweep(list(models.values()), test, sigmas=SIGMAS, samples=args.samples, compensation=comp).curves
-    results["dice"] = {name: {f"{p.sigma:g}": round(p.mean, 4) for p in pts}
-                       for name, pts in zip(models, curves.values())}
-    for name, row in results["dice"].items():
-        print(f"{name:15s} " + "  ".join(f"{s}:{v:.3f}" for s, v in row.items()))
-    from ftcompile.runtime.plot import plot_curves
-
-    plot_curves(list(zip(models, curves.values())), out.with_suffix(".png"),
-                title="PennFudan U-Net (25 test images): Dice under lognormal drift"
-                + (f", {comp} compensation" if comp else ""), xlabel="sigma", metric="dice")
-    figure(models, args.work, sigma, out.with_name(out.stem + "_masks.png"), comp=comp or "none")
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    half_loss_study(erm, erm, "unet", out, SIGMAS, "dice", "PennFudan U-Net (25 test images): Dice under lognormal "
+                    "drift", figure, "masks", args)
 
 
 if __name__ == "__main__":
