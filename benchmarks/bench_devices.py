@@ -53,7 +53,8 @@ def main() -> None:
         common = dict(samples=args.samples, targets="crossbar", dac_bits=args.bits, adc_bits=args.bits)
         if args.global_only or args.per_channel:
             row = results.setdefault(name, {})
-            key, drift = ("pcm_global_per_channel", "pcm:1s,per_channel=1") if args.per_channel else ("pcm_global", "pcm:1s")
+            key, drift = (("pcm_global_per_channel", "pcm:1s,per_channel=1") if args.per_channel
+                          else ("pcm_global", "pcm:1s"))
             curve = ftcompile.sweep([model], args.data, times=TIMES, drift=drift, compensation="global", **common)
             row[key] = {p.drift: round(100 * p.mean, 2) for p in curve.curves[name]}
             row[f"{key}_read"] = DEFAULT_READ

@@ -1,13 +1,13 @@
 """The CIFAR-10 Figure 3 on one GPU: full-width ResNet-18 and VGG-11, ERM and every method, in one timed run.
 
 Data: the 20,000 CIFAR-10 training images of ../shared/data (18,000 train / 2,000 val, seed 0) and all 10,000
-test images; `--pack FILE` writes them once as lossless WebP (44.4 MiB for the 30,000 images, half the raw bytes) so that they fit in what
-travels to a device machine, `--data FILE` reads that file instead of the folder.
-Per network: ERM (examples/cifar_resnet20/prepare.py's recipe at batch 256, bf16 autocast on CUDA; `--erm-epochs`), exported by torch's exporter; then
-each method through `ftcompile.harden` (the Python API of `ftcompile harden`, `--device cuda`) at sigma 0.6 with
-a GPU-budget search (`--trials/--trial-epochs/--final-epochs`, 10 objective samples) and its onnxruntime sign-off
-on 1,000 test images (a seeded random subset: the test file is sorted by class); then the sweep: accuracy on all 10,000 test images under lognormal drift,
-sigma 0-1.5, K samples, computed on the GPU by the objective's vmapped drift (the runtime's lognormal formula).
+test images; `--pack FILE` writes them once as lossless WebP (44.4 MiB for the 30,000 images, half the raw
+bytes) so that they fit in what travels to a device machine, `--data FILE` reads that file instead of the folder.
+Per network: ERM (examples/cifar_resnet20/prepare.py's recipe at batch 256, bf16 autocast; `--erm-epochs`),
+exported by torch's exporter; then each method through `ftcompile.harden` (the Python API of `ftcompile harden`,
+`--device cuda`) at sigma 0.6 with a GPU-budget search (`--trials/--trial-epochs/--final-epochs`, 10 objective
+samples) and its onnxruntime sign-off on 1,000 test images (a seeded random subset: the test file is sorted by
+class); then the sweep: accuracy on all 10,000 test images under lognormal drift, sigma 0-1.5, K samples, computed on the GPU by the objective's vmapped drift (the runtime's lognormal formula).
 A deadline (`--deadline` seconds from the start) skips, and records as skipped, any run that the measured epoch
 time says would not finish: the device lends 15 minutes a session, start included.
 Results are written after every step (`--out`), so a run cut short keeps what it measured.
@@ -48,7 +48,8 @@ normalize = example("cifar_cnn").normalize
 SIGMAS = [0.0, 0.3, 0.6, 0.9, 1.2, 1.5]
 # the cheap and the measured-best first: what a cut-short run keeps
 METHODS = ["noise-injection", "bayesft", "bayesft+noise", "fixed-dropout", "awp", "ftna"]
-# resnet20: the issue's ERM model to 85% (`--models resnet20 --methods "" --erm-epochs 160`); it has no width knob
+# resnet20: the issue's ERM model (`--models resnet20 --methods "" --erm-epochs 160`; 84.08% that way on the CPU);
+# it has no width knob
 NETS = {"resnet18": resnet18_cifar, "vgg11": vgg11_cifar, "resnet20": lambda width: resnet20()}
 # fine-tuning epochs of a method at the budget (trials x epochs + final), in units of a plain epoch
 COST = {"awp": 2.0, "noise-injection": 1.2, "bayesft+noise": 1.2}

@@ -3,10 +3,10 @@
 Used by the task examples (examples/cifar_resnet20/run.py, examples/gtsrb_stn/run.py):
 1. Unless --sigma is given, the ERM model is swept over sigma on the sign-off set; the harden sigma is the
    smallest where ERM loses at least --min-loss (accuracy units).
-2. Each --methods entry (none: only the sweep) runs `ftcompile harden` in a subprocess with --flags (empty: the defaults); the report's
-   seconds, the harden process's own peak memory, rates, before/after statistics and the method `auto` resolved
+2. Each --methods entry (none: only the sweep) runs `ftcompile harden` in a subprocess with --flags (empty: the
+   defaults); the report's seconds, the harden process's own peak memory, rates, before/after statistics and the method `auto` resolved
    to are written under "runs" in the results JSON (kept across invocations: one method at a time is fine).
-`half_loss_study` is the PennFudan examples' variant (examples/pennfudan_unet/run.py, examples/pennfudan_det/run.py):
+`half_loss_study` is the PennFudan examples' variant (examples/pennfudan_unet/run.py and pennfudan_det/run.py):
 harden at the sigma where ERM keeps half its clean metric, then sweep every model, plot, and draw one test image.
 """
 import argparse
@@ -105,7 +105,8 @@ def half_loss_arguments(default_methods: str) -> argparse.ArgumentParser:
     ap.add_argument("--flags", default="", help="extra harden flags (default: none, the defaults)")
     ap.add_argument("--no-sweep", action="store_true", help="harden only: no sweep, plots or figure")
     ap.add_argument("--compensation", default=None, help="drift compensation of the chip (global, column, mean)")
-    ap.add_argument("--out", type=Path, default=None, help="results JSON (default: by compensation, in benchmarks/results)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="results JSON (default: by compensation, in benchmarks/results)")
     return ap
 
 
@@ -124,9 +125,12 @@ def half_loss_study(erm: Path, harden_model: "Path | str", name: str, out: Path,
     flags = f"--compensation {comp} {args.flags}".strip() if comp else args.flags
     curve = ftcompile.sweep([erm], test, sigmas=sigmas, samples=args.samples, compensation=comp).curves[erm.stem]
     sigma = next((p.sigma for p in curve if p.mean <= curve[0].mean / 2), sigmas[-1])
-    print(f"ERM {metric}: " + ", ".join(f"{p.sigma:g}: {p.mean:.3f}" for p in curve) + f" -> harden at sigma {sigma:g}")
+    print(f"ERM {metric}: " + ", ".join(f"{p.sigma:g}: {p.mean:.3f}" for p in curve)
+          + f" -> harden at sigma {sigma:g}")
+    with np.load(test) as t:
+        images = len(t["x"])
     results = json.loads(out.read_text()) if out.exists() else {}
-    results.update({"sigma": sigma, "samples": args.samples, "test_images": 25, "compensation": comp or "none"})
+    results.update({"sigma": sigma, "samples": args.samples, "test_images": images, "compensation": comp or "none"})
     results.setdefault("runs", {})
     models = {"erm": erm}
     for method in filter(None, args.methods.split(",")):
@@ -142,7 +146,8 @@ def half_loss_study(erm: Path, harden_model: "Path | str", name: str, out: Path,
     if args.no_sweep:
         return results
     curves = ftcompile.sweep(list(models.values()), test, sigmas=sigmas, samples=args.samples, compensation=comp).curves
-    results[metric] = {key: {f"{p.sigma:g}": round(p.mean, 4) for p in pts} for key, pts in zip(models, curves.values())}
+    results[metric] = {key: {f"{p.sigma:g}": round(p.mean, 4) for p in pts}
+                       for key, pts in zip(models, curves.values())}
     for key, row in results[metric].items():
         print(f"{key:15s} " + "  ".join(f"{s}:{v:.3f}" for s, v in row.items()))
     plot_curves(list(zip(models, curves.values())), out.with_suffix(".png"),

@@ -26,8 +26,8 @@ def test_bench_gpu_smoke_on_cpu(tmp_path):
         assert res["models"][model]["validate"]["provider"] == "CPUExecutionProvider"
 
 
-def test_bench_gpu_subsets_are_drawn_across_a_test_file_sorted_by_class(tmp_path):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+def test_bench_gpu_subsets_are_drawn_across_a_test_file_sorted_by_class(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     from bench_gpu import split
 
     rng = np.random.default_rng(0)

@@ -71,8 +71,8 @@ def main() -> None:
         sys.exit("error: run examples/pennfudan_det/prepare.py first.")
     comp = args.compensation
     out = args.out or (OUT.with_name(f"pennfudan_det.comp-{comp}.json") if comp else OUT)
-    erm = save_onnx(detector_to_onnx(load_factory(FACTORY), torch.from_numpy(np.load(args.work / "test.npz")["x"][:1])),
-                    args.work / "detector.onnx")
+    example = torch.from_numpy(np.load(args.work / "test.npz")["x"][:1])
+    erm = save_onnx(detector_to_onnx(load_factory(FACTORY), example), args.work / "detector.onnx")
     half_loss_study(erm, FACTORY, "detector", out, SIGMAS, "map50", "PennFudan detector (25 test images): mAP@0.5 "
                     "under lognormal drift", figure, "boxes", args)
 
