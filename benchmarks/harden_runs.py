@@ -50,6 +50,9 @@ def harden_cli(model: "Path | str", work: Path, signoff: Path, sigma: float, met
     report = json.loads(res.stdout)
     return {"method": report["config"]["method"], "flags": flags or "defaults", "seconds": round(report["seconds"]),
             "peak_mb": round(report["peak_mb"]), "rates": report["rates"], "out": str(hardened),
+            "train_sigma": report.get("train_sigma"),
+            "train_sigma_grid": {f"{t['train_sigma']:g}": t["objective"] for t in report["trials"]
+                                 if t.get("stage") == "train-sigma"},
             "before": {k: report["before"][k] for k in ("clean", "mean", "total_ci_low")},
             "after": {k: report["after"][k] for k in ("clean", "mean", "total_ci_low")}}
 

@@ -356,6 +356,7 @@ class HardenResult:
     journal: Path | None = None
     peak_mb: float = 0.0  # this process's own peak memory (worker processes not included)
     warnings: list = field(default_factory=list)  # the hardened model came out worse (search/report.py)
+    train_sigma: float | None = None  # the lognormal sigma the final fit trained under (+noise methods)
 
     @property
     def passed(self) -> bool:
@@ -442,6 +443,7 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
                           outcome.trials, outcome.best_trial, before, None, outcome.base_score.mean,
                           outcome.final_score.mean, 0.0, paths["json"], paths["md"], None,
                           journal.path if journal.path.exists() else None)
+    result.train_sigma = outcome.train_sigma
     imported.module.cpu()
     for handle in converters:  # the exported model is the digital one; the sign-off builds its twin
         handle.remove()
@@ -537,6 +539,7 @@ def harden_module(model: "torch.nn.Module | str", train, val, *, test=None, out:
     result = HardenResult(label, paths["onnx"], config_dict(cfg), list(sites.layers), outcome.rates, outcome.trials,
                           outcome.best_trial, before, None, outcome.base_score.mean, outcome.final_score.mean, 0.0,
                           paths["json"], paths["md"], None, journal.path if journal.path.exists() else None)
+    result.train_sigma = outcome.train_sigma
     module.cpu()
 
     def export(meta: dict):
@@ -634,7 +637,8 @@ def _sign_off(result: HardenResult, export: Callable[[dict], "onnx.ModelProto"],
     # the drift actually used: the spec, its lognormal sigma (None if it has none) and the drifting tensors
     meta = {"method": cfg.method, "sigma": cfg.sigma, "drift": drift.spec(), "targets": cfg.targets,
             "bias": cfg.bias, "source_sha256": _sha(result.model),
-            "dropout_rates": dict(zip(result.sites, result.rates)), "verdict": "pending", **(extra or {})}
+            "dropout_rates": dict(zip(result.sites, result.rates)), "train_sigma": result.train_sigma,
+            "verdict": "pending", **(extra or {})}
     proto = export(meta)
     result.after = after = validate(proto, data, drift=drift, samples=samples, seed=cfg.seed, gate=gate,
                                     metric=metric, targets=cfg.targets, bias=cfg.bias, task=task,

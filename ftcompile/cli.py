@@ -402,7 +402,8 @@ def harden(
     rate: float = typer.Option(0.3, help="The rate of --method fixed-dropout."),
     awp_gamma: float = typer.Option(0.05, help="--method awp: perturbation norm relative to each weight tensor's."),
     code_bits: int = typer.Option(16, help="--method ftna: output code length (Hadamard codes)."),
-    train_sigma: Optional[float] = typer.Option(None, help="Drift sampled in training (+noise methods); default --sigma."),
+    train_sigma: str = typer.Option("auto", help="Lognormal sigma sampled in training (+noise methods); auto: the "
+                                    "best of 1, 0.75 and 0.5 x --sigma by short trials (measured, README)."),
     search: str = typer.Option("bo", help="bo (BoTorch), random or grid."),
     rates: str = typer.Option("per-layer", "--rates", help="Search space: per-layer (one rate per site, the "
                               "paper's), per-stage (sites after layers of one width share a rate) or shared."),
@@ -495,11 +496,14 @@ class TrialBoard:
     def __call__(self, record, best) -> None:
         if not self.enabled:
             return
+        if self.rows and self.rows[-1].stage != record.stage:  # the training-noise grid is done: a new table
+            self.stop()
+            self.rows = []
         self.rows.append(record)
         if not err.is_terminal:
             score = (f"objective {100 * record.objective:6.2f}% +- {100 * record.stderr:.2f}"
                      if record.status == "ok" else f"FAILED ({record.error})")
-            err.print(f"trial {record.trial:3d}  {record.origin or '':6s}  rates [{', '.join(f'{r:.2f}' for r in record.x)}]  {score}"
+            err.print(f"trial {record.trial:3d}  {record.origin or '':6s}  {record.tried}  {score}"
                       f"  best {100 * best.objective:6.2f}%  ({record.seconds:.1f} s)", highlight=False,
                       soft_wrap=True)
             return
@@ -513,16 +517,19 @@ class TrialBoard:
 
     def _table(self, best) -> Table:
         done = len(self.rows)
-        left = max(0, self.total - self.rows[-1].trial - 1) if done else self.total
+        from ftcompile.search.noise_level import SHARES, STAGE
+
+        total = len(SHARES) if done and self.rows[-1].stage == STAGE else self.total
+        left = max(0, total - self.rows[-1].trial - 1) if done else total
         eta = (time.perf_counter() - self.t0) / done * left if done else 0.0
         table = Table(title=f"trials (best {100 * best.objective:.2f}% at trial {best.trial}, "
                             f"{self.workers} worker{'s' if self.workers > 1 else ''}, ETA {eta:.0f} s)")
-        for col in ("trial", "from", "rates", "objective %", "+- se", "s"):
+        for col in ("trial", "from", "tried", "objective %", "+- se", "s"):
             table.add_column(col, justify="right")
         for r in self.rows[-12:]:
-            style = "bold green" if r.trial == best.trial else ("red" if r.status != "ok" else None)
+            style = "bold green" if r is best else ("red" if r.status != "ok" else None)
             score = (f"{100 * r.objective:.2f}", f"{100 * r.stderr:.2f}") if r.status == "ok" else ("failed", "")
-            table.add_row(str(r.trial), r.origin, ", ".join(f"{x:.2f}" for x in r.x), *score, f"{r.seconds:.1f}",
+            table.add_row(str(r.trial), r.origin, r.tried, *score, f"{r.seconds:.1f}",
                           style=style)
         return table
 

@@ -27,6 +27,7 @@ class TrialTask:
     seed: int
     point: tuple = ()       # the controller's point (one value per group of sites)
     origin: str = ""        # design, bo, random, grid or retry
+    train_sigma: float | None = None  # set by the training-noise grid: train under this sigma
 
 
 @dataclass(frozen=True)

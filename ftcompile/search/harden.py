@@ -18,7 +18,8 @@ from ftcompile.runtime.drift import DriftModel, LogNormalDrift, parse_drift, sig
 from ftcompile.runtime.metrics import parse_metric
 from ftcompile.search.controller import KERNELS, SEARCHES, Controller
 from ftcompile.search.executor import Executor, TrialTask, make_executor
-from ftcompile.search.journal import Journal, TrialRecord
+from ftcompile.search.journal import Journal, TrialRecord, trial_record
+from ftcompile.search.noise_level import choose_train_sigma, train_sigma_grid
 from ftcompile.search.objective import OBJECTIVES, DetectionObjective, DriftObjective, Score
 from ftcompile.search.space import SPACES, RateSpace, rate_space, site_widths
 from ftcompile.runtime.tasks import OnClassIds, task_metric
@@ -74,7 +75,7 @@ class HardenConfig:
     rate: float = 0.3              # fixed-dropout's rate
     awp_gamma: float = 0.05        # awp: perturbation norm relative to each weight tensor's norm
     code_bits: int = 16            # ftna: code length (Hadamard codes, at least the next power of 2 > classes)
-    train_sigma: float | None = None  # drift sampled while training (+noise methods); default sigma
+    train_sigma: float | str = "auto"  # lognormal sigma sampled in training (+noise methods); auto: a short grid
     search: str = "bo"
     rates: str = "per-layer"       # search space: per-layer (the paper's), per-stage or shared (space.py)
     trial_fraction: float = 1.0    # share of the training set each trial fine-tunes on (the final fit: all)
@@ -100,6 +101,8 @@ class HardenConfig:
     ray_address: str | None = None
 
     def __post_init__(self) -> None:
+        if self.train_sigma is None:  # the API's spelling of the default before the grid existed
+            object.__setattr__(self, "train_sigma", "auto")
         checks = [(self.method in METHODS or self.method == "auto", f"--method must be auto or one of {', '.join(METHODS)}"),
                   (self.search in SEARCHES, f"--search must be one of {', '.join(SEARCHES)}"),
                   (self.rates in SPACES, f"--rates must be one of {', '.join(SPACES)}"),
@@ -115,6 +118,7 @@ class HardenConfig:
                   (0 <= self.awp_gamma <= 1, "--awp-gamma must be in [0, 1]"),
                   (4 <= self.code_bits <= 1024, "--code-bits must be in [4, 1024]"),
                   (self.lr > 0, "--lr must be > 0"),
+                  (self._train_sigma_ok(), "--train-sigma must be auto or a number >= 0"),
                   (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
                   (self.lr_schedule in SCHEDULES, f"--lr-schedule must be one of {', '.join(SCHEDULES)}"), (self.batch_size >= 1, "--train-batch-size must be >= 1"),
                   (self.device in ("cpu", "cuda") or self.device.startswith("cuda:"), "--device must be cpu or cuda"),
@@ -129,6 +133,8 @@ class HardenConfig:
 
             ConverterSpec(self.dac_bits, self.adc_bits, self.adc_noise)  # range check, one-line error
         object.__setattr__(self, "sigma", self._resolve_sigma())
+        if self.train_sigma != "auto":
+            object.__setattr__(self, "train_sigma", float(self.train_sigma))
         self.metric(), self.drift_model()  # a bad spec fails here, before any work
         if self.method == "auto":
             object.__setattr__(self, "method", "noise-injection")
@@ -139,6 +145,15 @@ class HardenConfig:
                               "a lognormal term nor a device preset (pcm, reram-wan2022); give --train-sigma.")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError("--device cuda: no CUDA device is visible to torch; use --device cpu.")
+
+    def _train_sigma_ok(self) -> bool:
+        if self.train_sigma == "auto":
+            return True
+        try:
+            value = float(self.train_sigma)
+        except (TypeError, ValueError):
+            return False
+        return value >= 0 and np.isfinite(value)
 
     def _resolve_sigma(self) -> float | None:
         if not self.drift:
@@ -168,7 +183,7 @@ class HardenConfig:
     def train_device(self):
         """The device preset training samples (hardware-aware training), when the drift has one and no
         --train-sigma asks for lognormal noise instead."""
-        if not self.strategy.noise or self.train_sigma is not None:
+        if not self.strategy.noise or self.train_sigma != "auto":
             return None
         drift = self.drift_model()
         parts = drift.parts if hasattr(drift, "parts") else (drift,)
@@ -176,10 +191,20 @@ class HardenConfig:
 
     @property
     def noise(self) -> float | None:
-        """The lognormal sigma sampled in training (0 for methods without noise)."""
+        """The lognormal sigma sampled in training (0 for methods without noise); with ``--train-sigma auto``
+        the harden sigma, the top of the grid that ``train_sigma_grid`` searches."""
         if self.strategy.noise:
-            return self.sigma if self.train_sigma is None else self.train_sigma
+            return self.sigma if self.train_sigma == "auto" else self.train_sigma
         return 0.0
+
+    def train_sigma_grid(self) -> tuple[float, ...]:
+        """The training sigmas to try before the final fit: a grid under ``--train-sigma auto`` when training
+        samples lognormal noise (noise_level.py); empty when the level is given or a device preset trains."""
+        if self.train_sigma != "auto" or not self.strategy.noise or not self.strategy.trains:
+            return ()
+        if self.train_device() is not None or not self.noise:
+            return ()
+        return train_sigma_grid(self.noise)
 
 
 def _trains_as_device(part) -> bool:
@@ -197,6 +222,7 @@ class SearchOutcome:
     final_score: Score | None = None
     base_score: Score | None = None
     seconds: float = 0.0
+    train_sigma: float | None = None  # the lognormal sigma the final fit trained under (None: no such noise)
 
 
 def _tensors(dataset, device: str) -> tuple[torch.Tensor, "torch.Tensor | list"]:
@@ -231,15 +257,24 @@ class TrialRunner:
                                  noise_params=drifting, awp_gamma=cfg.awp_gamma if cfg.strategy.awp else 0.0)
         self.device = cfg.device
 
-    def fit(self, rates, epochs: int, seed: int, trial: bool = False) -> Score:
+    def fit(self, rates, epochs: int, seed: int, trial: bool = False, train_sigma: float | None = None) -> Score:
+        """``train_sigma``: the lognormal sigma to train under, when not the configured one."""
         self.module.load_state_dict(self.base_state)
         self.sites.set_rates(list(rates))
         x, y = (self.x_trial, self.y_trial) if trial else (self.x, self.y)
-        fine_tune(self.module, x, y, replace(self.train, epochs=epochs, seed=seed), self.device, loss_fn=self.loss_fn)
+        train = replace(self.train, epochs=epochs, seed=seed)
+        if train_sigma is not None:
+            train = replace(train, noise_sigma=train_sigma)
+        fine_tune(self.module, x, y, train, self.device, loss_fn=self.loss_fn)
         return self.objective(self.module)
 
     def __call__(self, task: TrialTask) -> Score:
-        return self.fit(task.rates, self.train.epochs, task.seed, trial=True)
+        return self.fit(task.rates, self.train.epochs, task.seed, trial=True, train_sigma=task.train_sigma)
+
+
+def rate_trials(trials: list[TrialRecord]) -> list[TrialRecord]:
+    """The rate search's trials (the journal also holds the training-noise grid's)."""
+    return [t for t in trials if t.stage == "rates"]
 
 
 def _observed(trials: list[TrialRecord], dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -252,15 +287,17 @@ def _observed(trials: list[TrialRecord], dim: int) -> tuple[torch.Tensor, torch.
 
 
 def run_trials(controller: Controller, executor: Executor, journal: Journal, cfg: HardenConfig, space: RateSpace,
-               on_trial: Callable[[TrialRecord, TrialRecord], None] | None = None, retries: int = 1) -> None:
+               on_trial: Callable[[TrialRecord, TrialRecord], None] | None = None, retries: int = 1,
+               train_sigma: float | None = None) -> None:
     """Keep ``executor.slots`` trials in flight; each free slot gets a proposal made with the running
     ones as pending points (asynchronous q-batch BO). Finished trials go to the journal at once.
 
     A trial that raises is run once more (origin "retry"); if it fails again it is journaled as failed,
-    its point is never proposed again and the GP sees it as the worst objective so far.
+    its point is never proposed again and the GP sees it as the worst objective so far. ``train_sigma``: the
+    noise level every trial trains under (the grid's choice), journaled with it.
     """
     t0 = time.perf_counter()
-    finished = {t.trial for t in journal.trials}
+    finished = {t.trial for t in rate_trials(journal.trials)}
     todo = deque(i for i in range(cfg.trials) if i not in finished)
     running: dict[int, TrialTask] = {}
     attempts: Counter = Counter()
@@ -268,14 +305,16 @@ def run_trials(controller: Controller, executor: Executor, journal: Journal, cfg
         in_time = cfg.time_budget is None or time.perf_counter() - t0 <= cfg.time_budget
         free = min(executor.slots - len(running), len(todo)) if in_time else 0
         if free > 0:
-            X, Y, failed = _observed(journal.trials, space.dim)
+            done_so_far = rate_trials(journal.trials)
+            X, Y, failed = _observed(done_so_far, space.dim)
             pending = torch.tensor([t.point for t in running.values()], dtype=torch.double) if running else None
-            proposal = controller.propose(X, Y, q=free, pending=pending, proposed=len(journal.trials) + len(running),
+            proposal = controller.propose(X, Y, q=free, pending=pending, proposed=len(done_so_far) + len(running),
                                           failed=failed)
             for row in proposal.points:
                 i = todo.popleft()
                 point = tuple(float(v) for v in row)
-                running[i] = TrialTask(i, tuple(space.rates(point)), cfg.seed + 1000 + i, point, proposal.origin)
+                running[i] = TrialTask(i, tuple(space.rates(point)), cfg.seed + 1000 + i, point, proposal.origin,
+                                       train_sigma)
                 executor.submit(running[i])
         if not running:
             break
@@ -288,16 +327,10 @@ def run_trials(controller: Controller, executor: Executor, journal: Journal, cfg
             continue
         del running[task.trial]
         point = None if space.kind == "per-layer" else list(task.point)
-        if done.failed:
-            record = TrialRecord(task.trial, list(task.rates), float("nan"), float("nan"), done.seconds, task.seed,
-                                 status="failed", error=f"{type(done.result).__name__}: {done.result}"[:300],
-                                 origin=task.origin, point=point)
-        else:
-            record = TrialRecord(task.trial, list(task.rates), done.result.mean, done.result.stderr, done.seconds,
-                                 task.seed, origin=task.origin, point=point)
+        record = trial_record(done, point, train_sigma=task.train_sigma)
         journal.append(record)
         if on_trial is not None:
-            ok = [t for t in journal.trials if t.status == "ok"]
+            ok = [t for t in rate_trials(journal.trials) if t.status == "ok"]
             on_trial(record, max(ok, key=lambda t: t.objective) if ok else record)
 
 
@@ -331,31 +364,36 @@ def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, jou
     runner = TrialRunner(module, sites, x_tr, y_tr, objective, cfg, loss_fn or task_loss(task), drifting)
     outcome = SearchOutcome(rates=[0.0] * len(sites), base_score=objective(module))
 
+    if cfg.strategy.dropout == "fixed":
+        outcome.rates = [cfg.rate] * len(sites)
+    outcome.train_sigma = cfg.noise if cfg.strategy.noise and cfg.train_device() is None else None
+    grid, searches = cfg.train_sigma_grid(), cfg.searches and len(sites)
     space = rate_space(cfg.rates, site_widths(sites.gm, sites))
-    if cfg.searches and len(sites):
-        controller = Controller(space.dim, max_rate=cfg.max_rate, search=cfg.search, kernel=cfg.kernel,
-                                seed=cfg.seed, trials=cfg.trials)
+    controller = Controller(space.dim, max_rate=cfg.max_rate, search=cfg.search, kernel=cfg.kernel,
+                            seed=cfg.seed, trials=cfg.trials) if searches else None
+    if grid or searches:
         executor = make_executor(cfg.executor, runner, cfg.workers, ray_address=cfg.ray_address,
                                  gpus=1 if cfg.device != "cpu" else 0)
         try:
-            run_trials(controller, executor, journal, cfg, space, on_trial)
+            if grid:  # the noise level first, then the rates under it (a grid of 3 cannot be learned jointly)
+                outcome.train_sigma = choose_train_sigma(executor, journal, grid, outcome.rates, cfg.seed, on_trial)
+            if searches:
+                run_trials(controller, executor, journal, cfg, space, on_trial, train_sigma=outcome.train_sigma)
         except KeyboardInterrupt:
             raise Interrupted(f"search interrupted after {len(journal.trials)} trials; the journal "
                               f"{journal.path} keeps them, rerun with --resume to continue.") from None
         finally:
             executor.close()
         outcome.trials = list(journal.trials)
-        X, Y, _ = _observed(outcome.trials, space.dim)
-        if len(Y):
-            ok = [t for t in outcome.trials if t.status == "ok"]
-            best = ok[controller.best(X, Y)]
-            outcome.best_trial = best.trial
-            outcome.rates = list(best.rates)
-    elif cfg.strategy.dropout == "fixed":
-        outcome.rates = [cfg.rate] * len(sites)
+    ok = [t for t in rate_trials(outcome.trials) if t.status == "ok"]
+    if controller is not None and ok:
+        X, Y, _ = _observed(ok, space.dim)
+        best = ok[controller.best(X, Y)]
+        outcome.best_trial = best.trial
+        outcome.rates = list(best.rates)
     epochs = cfg.final_epochs if cfg.strategy.trains else 0
     try:
-        outcome.final_score = runner.fit(outcome.rates, epochs, cfg.seed)
+        outcome.final_score = runner.fit(outcome.rates, epochs, cfg.seed, train_sigma=outcome.train_sigma)
     except KeyboardInterrupt:
         raise Interrupted("final fine-tuning interrupted; rerun with --resume to keep the search.") from None
     outcome.seconds = time.perf_counter() - t0

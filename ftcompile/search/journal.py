@@ -25,11 +25,30 @@ class TrialRecord:
     error: str = ""
     origin: str = ""            # where the point came from: design, bo, random, grid, or retry (second attempt)
     point: list | None = None   # the controller's point when sites share rates (None: the rates themselves)
+    stage: str = "rates"        # rates (the rate search) or train-sigma (the training-noise grid, noise_level.py)
+    train_sigma: float | None = None  # the lognormal sigma the trial trained under (+noise methods)
 
     @property
     def x(self) -> list:
         """The point in the search space (what the GP learns from)."""
         return self.rates if self.point is None else self.point
+
+    @property
+    def tried(self) -> str:
+        """What the trial tried, for tables: its rates (or shared point), or its training sigma."""
+        if self.stage == "train-sigma":
+            return f"train sigma {self.train_sigma:g}"
+        return ", ".join(f"{r:.2f}" for r in self.x)
+
+
+def trial_record(done, point: list | None = None, **extra) -> TrialRecord:
+    """The journal line of a finished attempt (``executor.Done``): its score, or the error that ended it."""
+    task = done.task
+    common = dict(seconds=done.seconds, seed=task.seed, origin=task.origin, point=point, **extra)
+    if done.failed:
+        return TrialRecord(task.trial, list(task.rates), float("nan"), float("nan"), status="failed",
+                           error=f"{type(done.result).__name__}: {done.result}"[:300], **common)
+    return TrialRecord(task.trial, list(task.rates), done.result.mean, done.result.stderr, **common)
 
 
 class Journal:

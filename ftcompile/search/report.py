@@ -54,7 +54,7 @@ def harden_json(result) -> dict:
     return strict_json({
         "schema": SCHEMA, "model": result.model, "out": str(result.out), "method": result.config["method"],
         "sigma": result.config["sigma"], "config": result.config, "sites": result.sites, "rates": result.rates,
-        "best_trial": result.best_trial, "trials": [_trial_json(t) for t in result.trials],
+        "best_trial": result.best_trial, "train_sigma": result.train_sigma, "trials": [_trial_json(t) for t in result.trials],
         "torch_objective": {"before": result.torch_before, "after": result.torch_after},
         "before": to_json(result.before), "after": to_json(result.after), "verdict": result.verdict,
         "warnings": result.warnings,
@@ -79,14 +79,20 @@ def harden_markdown(result) -> str:
     lines += ["", f"Sign-off measured by onnxruntime on {a.examples} examples, {a.samples} samples. "
               f"The torch objective (validation set, {result.config['samples']} common drift samples) went from "
               f"{pct(result.torch_before)} to {pct(result.torch_after)}; the runtime measured {pct(a.stats.mean)}.", ""]
+    if result.train_sigma is not None:
+        searched = any(t.stage == "train-sigma" for t in result.trials)
+        lines += [f"Trained under lognormal drift at sigma {result.train_sigma:g}"
+                  f"{' (the best of the training-noise grid below)' if searched else ''}.", ""]
     lines += ["| site (after layer) | rate |", "| --- | --- |"]
     lines += [f"| {site} | {rate:.3f} |" for site, rate in zip(result.sites, result.rates)]
     if result.trials:
-        lines += ["", "| trial | from | rates | objective | +- se | seconds |", "| --- | --- | --- | --- | --- | --- |"]
+        lines += ["", "| trial | from | tried | objective | +- se | seconds |", "| --- | --- | --- | --- | --- | --- |"]
         for t in result.trials:
-            mark = " (best)" if t.trial == result.best_trial else ""
+            chosen = (t.train_sigma == result.train_sigma if t.stage == "train-sigma"
+                      else t.trial == result.best_trial)
+            mark = " (best)" if chosen and t.status == "ok" else ""
             score = (pct(t.objective), pct(t.stderr)) if t.status == "ok" else (f"failed: {t.error}", "")
-            lines.append(f"| {t.trial}{mark} | {t.origin} | {', '.join(f'{r:.2f}' for r in t.x)} | {score[0]} "
+            lines.append(f"| {t.trial}{mark} | {t.origin} | {t.tried} | {score[0]} "
                          f"| {score[1]} | {t.seconds:.1f} |")
     for c in a.checks:
         lines.append(f"\nGate {c.name}: {c.value:.4f} -> {'pass' if c.passed else 'FAIL'}")

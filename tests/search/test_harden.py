@@ -175,7 +175,7 @@ def test_harden_says_when_the_fine_tune_made_the_model_worse(files, tmp_path):
     model, train, val = files
     args = ["harden", str(model), "--train", str(train), "--val", str(val), "--method", "noise-injection",
             "--final-epochs", "2", "--validate-samples", "5", "--no-plot", "--out", str(tmp_path / "h.onnx"),
-            "--lr", "0.5", "--optimizer", "sgd"]  # far too hot for this MLP: clean 1.0 -> about 0.5
+            "--lr", "0.5", "--optimizer", "sgd", "--train-sigma", "0.6"]  # far too hot: clean 1.0 -> about 0.5
     r = CliRunner().invoke(app, args + ["--json"])
     assert r.exit_code == 0, r.output  # no gate given: measured, not refused
     report = json.loads(r.stdout)
@@ -208,7 +208,7 @@ def test_other_methods_share_the_loop(files, tmp_path):
     for method in ("erm", "fixed-dropout", "noise-injection"):
         r = ftcompile.harden(model, train, val, out=tmp_path / f"{method}.onnx", validate_samples=3, plot=False,
                              config=HardenConfig(method=method, sigma=0.5, final_epochs=1, samples=3, rate=0.2))
-        assert r.trials == []
+        assert [t.stage for t in r.trials] == (["train-sigma"] * 3 if method == "noise-injection" else [])
         assert r.rates == ([0.2] if method == "fixed-dropout" else [0.0])
 
 
