@@ -556,6 +556,9 @@ def _render_harden(result) -> None:
     else:
         n = len(result.sites)
         out.print(f"dropout: none ({n} site{'' if n == 1 else 's'} at rate 0)")
+    if result.train_sigma is not None:
+        grid = any(t.stage == "train-sigma" for t in result.trials)
+        out.print(f"trained under lognormal sigma {result.train_sigma:g}" + (" (best of the grid)" if grid else ""))
     for c in result.after.checks:
         out.print(f"gate {c.name}: {c.value:.4f} -> {'[green]pass[/]' if c.passed else '[bold red]FAIL[/]'}")
     out.print(f"verdict: {result.verdict}; wrote {result.out}, {result.report_json}, {result.report_markdown}"
