@@ -424,8 +424,9 @@ def harden(
     bias: bool = _bias_opt(),
     lr: float = typer.Option(1e-3, help="Learning rate of the fine-tune."),
     optimizer: str = typer.Option("adam", help="adam, or sgd (momentum 0.9, Nesterov)."),
-    lr_schedule: str = typer.Option("auto", help="auto (cosine for fine-tunes of 2,000 steps or more, else constant: "
-                                    "measured, README), constant, or cosine (decays to 0 over each fine-tune)."),
+    lr_schedule: str = typer.Option("auto", help="auto (cosine when the final fine-tune has 2,000 steps or more, "
+                                    "else constant; trials take the final fit's: measured, README), constant, or "
+                                    "cosine (decays to 0 over each fine-tune)."),
     batch_size: int = typer.Option(64, "--train-batch-size", help="Training batch size (fine-tuning)."),
     channel: bool = typer.Option(False, "--channel", help="Channel dropout after convolutions."),
     min_accuracy: Optional[float] = typer.Option(None, help="Gate on the sign-off's --stat accuracy (0-1)."),

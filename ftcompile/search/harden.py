@@ -24,7 +24,8 @@ from ftcompile.search.objective import OBJECTIVES, DetectionObjective, DriftObje
 from ftcompile.search.space import SPACES, RateSpace, rate_space, site_widths
 from ftcompile.runtime.tasks import OnClassIds, task_metric
 from ftcompile.labels import BoxLabels
-from ftcompile.search.trainer import OPTIMIZERS, SCHEDULES, TrainConfig, box_targets, fine_tune, take, task_loss
+from ftcompile.search.trainer import (OPTIMIZERS, SCHEDULES, TrainConfig, box_targets, fine_tune, fit_steps,
+                                     resolve_schedule, take, task_loss)
 
 
 
@@ -90,7 +91,7 @@ class HardenConfig:
     bias: bool = False             # with targets=crossbar: layer biases drift too
     lr: float = 1e-3
     optimizer: str = "adam"        # adam or sgd (trainer.py)
-    lr_schedule: str = "auto"      # auto, constant or cosine, per fine-tune (each trial and the final fit; trainer.py)
+    lr_schedule: str = "auto"      # auto, constant or cosine; auto resolves on the final fit's steps, trials included
     batch_size: int = 64
     channel: bool = False
     seed: int = 0
@@ -251,7 +252,11 @@ class TrialRunner:
         self.loss_fn = loss_fn or torch.nn.functional.cross_entropy
         self.base_state = copy.deepcopy(module.state_dict())
         device_model = cfg.train_device()
-        self.train = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, optimizer=cfg.optimizer, schedule=cfg.lr_schedule,
+        # trials end the way the final fit will (decayed, under auto, when the final fit is long): a 3-epoch
+        # trial at a constant rate ranked ResNet-20's training noise levels while the fine-tune still shook
+        # the network (README, "The training noise")
+        schedule = resolve_schedule(cfg.lr_schedule, fit_steps(len(x), cfg.final_epochs, cfg.batch_size))
+        self.train = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, optimizer=cfg.optimizer, schedule=schedule,
                                  batch_size=cfg.batch_size,
                                  noise_sigma=0.0 if device_model is not None else cfg.noise, noise_model=device_model,
                                  noise_params=drifting, awp_gamma=cfg.awp_gamma if cfg.strategy.awp else 0.0)

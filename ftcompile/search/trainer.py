@@ -48,13 +48,24 @@ SCHEDULES = ("auto", "constant", "cosine")
 COSINE_FROM_STEPS = 2000
 
 
+def resolve_schedule(schedule: str, steps: int) -> str:
+    """``auto`` as the schedule a fine-tune of ``steps`` steps gets (constant or cosine)."""
+    if schedule == "auto":
+        return "cosine" if steps >= COSINE_FROM_STEPS else "constant"
+    return schedule
+
+
+def fit_steps(examples: int, epochs: int, batch_size: int) -> int:
+    return epochs * -(-examples // batch_size)
+
+
 def make_optimizer(params, cfg: TrainConfig, steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """The fine-tune's optimizer and its per-step learning-rate schedule over ``steps`` steps."""
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     else:
         opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.schedule == "cosine" or (cfg.schedule == "auto" and steps >= COSINE_FROM_STEPS):
+    if resolve_schedule(cfg.schedule, steps) == "cosine":
         return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
 
@@ -144,7 +155,7 @@ def fine_tune(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Tr
     # on a GPU the noise is drawn there: a ResNet-18's 11 M factors per step drawn on the CPU and copied over
     # cost more than the step itself
     noise_gen = gen if torch.device(device).type == "cpu" else torch.Generator(device=device).manual_seed(cfg.seed)
-    opt, schedule = make_optimizer(module.parameters(), cfg, cfg.epochs * -(-len(x) // cfg.batch_size))
+    opt, schedule = make_optimizer(module.parameters(), cfg, fit_steps(len(x), cfg.epochs, cfg.batch_size))
     params = dict(module.named_parameters())
     weights = {n: p for n, p in params.items() if p.dim() > 1}  # AWP perturbs kernels and matrices
     last = float("nan")
