@@ -18,16 +18,7 @@ from ftcompile.search.controller import Controller
 from ftcompile.search.harden import HardenConfig
 from ftcompile.search.objective import DriftObjective
 from ftcompile.search.trainer import TrainConfig, fine_tune
-from tests.helpers import teacher_files, teacher_mlp
-
-
-@pytest.fixture()
-def files(tmp_path):
-    model, data = teacher_files(tmp_path, n=300)
-    d = np.load(data)
-    for name, sl in (("train", slice(0, 200)), ("val", slice(200, 300))):
-        np.savez(tmp_path / f"{name}.npz", x=d["x"][sl], y=d["y"][sl])
-    return model, tmp_path / "train.npz", tmp_path / "val.npz"
+from tests.helpers import teacher_mlp
 
 
 def test_objective_matches_runtime_at_sigma_zero_and_uses_common_numbers(files):

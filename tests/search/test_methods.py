@@ -14,7 +14,6 @@ from ftcompile.export import get_metadata
 from ftcompile.passes.ecoc import EcocHead, decode_scores, ecoc_onnx, hadamard_codes, min_distance
 from ftcompile.search.harden import HardenConfig
 from ftcompile.search.trainer import awp_perturbation
-from tests.helpers import teacher_files
 
 
 @pytest.mark.parametrize("classes,bits", [(2, 4), (10, 16), (10, 8), (100, 16)])
@@ -68,15 +67,6 @@ def test_awp_perturbation_respects_its_bound_and_climbs_the_loss():
     with torch.no_grad():
         climbed = F.cross_entropy(F.linear(x, layer.weight + v["weight"], layer.bias), y)
     assert climbed > loss  # along the gradient: the worst case in the ball, to first order
-
-
-@pytest.fixture()
-def files(tmp_path):
-    model, data = teacher_files(tmp_path, n=300)
-    d = np.load(data)
-    np.savez(tmp_path / "train.npz", x=d["x"][:200], y=d["y"][:200])
-    np.savez(tmp_path / "val.npz", x=d["x"][200:], y=d["y"][200:])
-    return model, tmp_path / "train.npz", tmp_path / "val.npz"
 
 
 def test_ftna_and_awp_end_to_end(files, tmp_path):

@@ -1,7 +1,6 @@
 """The training-noise grid (``--train-sigma auto``): which levels, which one is kept, failures, resume, reports."""
 import json
 
-import numpy as np
 import onnx
 import pytest
 from typer.testing import CliRunner
@@ -15,7 +14,6 @@ from ftcompile.search.harden import HardenConfig
 from ftcompile.search.journal import Journal
 from ftcompile.search.noise_level import STAGE, choose_train_sigma, train_sigma_grid
 from ftcompile.search.objective import Score
-from tests.helpers import teacher_files
 
 
 class PeakedRunner:
@@ -82,15 +80,6 @@ def test_a_level_that_fails_is_retried_once_then_left_out(tmp_path):
     none_left = _journal(tmp_path, name="none-left")
     assert choose_train_sigma(LocalExecutor(everything), none_left, (0.6, 0.45, 0.3), [0.0], seed=0) == 0.6
     assert [t.status for t in none_left.trials] == ["failed"] * 3  # the final fit then fails, or works, alone
-
-
-@pytest.fixture()
-def files(tmp_path):
-    model, data = teacher_files(tmp_path, n=300)
-    d = np.load(data)
-    for name, sl in (("train", slice(0, 200)), ("val", slice(200, 300))):
-        np.savez(tmp_path / f"{name}.npz", x=d["x"][sl], y=d["y"][sl])
-    return model, tmp_path / "train.npz", tmp_path / "val.npz"
 
 
 def test_harden_trains_the_final_model_and_the_rate_trials_at_the_chosen_level(files, tmp_path, monkeypatch):
