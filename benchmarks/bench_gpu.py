@@ -7,7 +7,8 @@ Per network: ERM (examples/cifar_resnet20/prepare.py's recipe at batch 256, bf16
 exported by torch's exporter; then each method through `ftcompile.harden` (the Python API of `ftcompile harden`,
 `--device cuda`) at sigma 0.6 with a GPU-budget search (`--trials/--trial-epochs/--final-epochs`, 10 objective
 samples) and its onnxruntime sign-off on 1,000 test images (a seeded random subset: the test file is sorted by
-class); then the sweep: accuracy on all 10,000 test images under lognormal drift, sigma 0-1.5, K samples, computed on the GPU by the objective's vmapped drift (the runtime's lognormal formula).
+class); then the sweep: accuracy on all 10,000 test images under lognormal drift, sigma 0-1.5, K samples,
+computed on the GPU by the objective's vmapped drift (the runtime's lognormal formula).
 A deadline (`--deadline` seconds from the start) skips, and records as skipped, any run that the measured epoch
 time says would not finish: the device lends 15 minutes a session, start included.
 Results are written after every step (`--out`), so a run cut short keeps what it measured.

@@ -4,8 +4,9 @@ Used by the task examples (examples/cifar_resnet20/run.py, examples/gtsrb_stn/ru
 1. Unless --sigma is given, the ERM model is swept over sigma on the sign-off set; the harden sigma is the
    smallest where ERM loses at least --min-loss (accuracy units).
 2. Each --methods entry (none: only the sweep) runs `ftcompile harden` in a subprocess with --flags (empty: the
-   defaults); the report's seconds, the harden process's own peak memory, rates, before/after statistics and the method `auto` resolved
-   to are written under "runs" in the results JSON (kept across invocations: one method at a time is fine).
+   defaults); the report's seconds, the harden process's own peak memory, rates, the training noise (and its
+   grid's scores), before/after statistics and the method `auto` resolved to are written under "runs" in the
+   results JSON (kept across invocations: one method at a time is fine).
 `half_loss_study` is the PennFudan examples' variant (examples/pennfudan_unet/run.py and pennfudan_det/run.py):
 harden at the sigma where ERM keeps half its clean metric, then sweep every model, plot, and draw one test image.
 """

@@ -442,8 +442,7 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
     result = HardenResult(str(model), paths["onnx"], config_dict(cfg), list(sites.layers), outcome.rates,
                           outcome.trials, outcome.best_trial, before, None, outcome.base_score.mean,
                           outcome.final_score.mean, 0.0, paths["json"], paths["md"], None,
-                          journal.path if journal.path.exists() else None)
-    result.train_sigma = outcome.train_sigma
+                          journal.path if journal.path.exists() else None, train_sigma=outcome.train_sigma)
     imported.module.cpu()
     for handle in converters:  # the exported model is the digital one; the sign-off builds its twin
         handle.remove()
@@ -538,8 +537,8 @@ def harden_module(model: "torch.nn.Module | str", train, val, *, test=None, out:
     stage("exporting and signing off")
     result = HardenResult(label, paths["onnx"], config_dict(cfg), list(sites.layers), outcome.rates, outcome.trials,
                           outcome.best_trial, before, None, outcome.base_score.mean, outcome.final_score.mean, 0.0,
-                          paths["json"], paths["md"], None, journal.path if journal.path.exists() else None)
-    result.train_sigma = outcome.train_sigma
+                          paths["json"], paths["md"], None, journal.path if journal.path.exists() else None,
+                          train_sigma=outcome.train_sigma)
     module.cpu()
 
     def export(meta: dict):

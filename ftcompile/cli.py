@@ -518,9 +518,10 @@ class TrialBoard:
 
     def _table(self, best) -> Table:
         done = len(self.rows)
-        from ftcompile.search.noise_level import SHARES, STAGE
+        from ftcompile.search.journal import NOISE_GRID
+        from ftcompile.search.noise_level import SHARES
 
-        total = len(SHARES) if done and self.rows[-1].stage == STAGE else self.total
+        total = len(SHARES) if done and self.rows[-1].stage == NOISE_GRID else self.total
         left = max(0, total - self.rows[-1].trial - 1) if done else total
         eta = (time.perf_counter() - self.t0) / done * left if done else 0.0
         table = Table(title=f"trials (best {100 * best.objective:.2f}% at trial {best.trial}, "
@@ -558,7 +559,9 @@ def _render_harden(result) -> None:
         n = len(result.sites)
         out.print(f"dropout: none ({n} site{'' if n == 1 else 's'} at rate 0)")
     if result.train_sigma is not None:
-        grid = any(t.stage == "train-sigma" for t in result.trials)
+        from ftcompile.search.journal import NOISE_GRID
+
+        grid = any(t.stage == NOISE_GRID for t in result.trials)
         out.print(f"trained under lognormal sigma {result.train_sigma:g}" + (" (best of the grid)" if grid else ""))
     for c in result.after.checks:
         out.print(f"gate {c.name}: {c.value:.4f} -> {'[green]pass[/]' if c.passed else '[bold red]FAIL[/]'}")

@@ -18,7 +18,7 @@ from ftcompile.runtime.drift import DriftModel, LogNormalDrift, parse_drift, sig
 from ftcompile.runtime.metrics import parse_metric
 from ftcompile.search.controller import KERNELS, SEARCHES, Controller
 from ftcompile.search.executor import Executor, TrialTask, make_executor
-from ftcompile.search.journal import Journal, TrialRecord, trial_record
+from ftcompile.search.journal import RATE_SEARCH, Journal, TrialRecord, trial_record
 from ftcompile.search.noise_level import choose_train_sigma, train_sigma_grid
 from ftcompile.search.objective import OBJECTIVES, DetectionObjective, DriftObjective, Score
 from ftcompile.search.space import SPACES, RateSpace, rate_space, site_widths
@@ -279,7 +279,7 @@ class TrialRunner:
 
 def rate_trials(trials: list[TrialRecord]) -> list[TrialRecord]:
     """The rate search's trials (the journal also holds the training-noise grid's)."""
-    return [t for t in trials if t.stage == "rates"]
+    return [t for t in trials if t.stage == RATE_SEARCH]
 
 
 def _observed(trials: list[TrialRecord], dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -11,6 +11,9 @@ from ftcompile.errors import ConfigError, OutputError
 from ftcompile.fileio import write_text_atomic
 
 
+RATE_SEARCH, NOISE_GRID = "rates", "train-sigma"  # the two stages whose trials a journal holds
+
+
 @dataclass(frozen=True)
 class TrialRecord:
     """One finished trial: the rates tried, the objective (mean, its standard error), time and seed."""
@@ -25,7 +28,7 @@ class TrialRecord:
     error: str = ""
     origin: str = ""            # where the point came from: design, bo, random, grid, or retry (second attempt)
     point: list | None = None   # the controller's point when sites share rates (None: the rates themselves)
-    stage: str = "rates"        # rates (the rate search) or train-sigma (the training-noise grid, noise_level.py)
+    stage: str = RATE_SEARCH    # RATE_SEARCH, or NOISE_GRID (the training-noise grid, noise_level.py)
     train_sigma: float | None = None  # the lognormal sigma the trial trained under (+noise methods)
 
     @property
@@ -36,7 +39,7 @@ class TrialRecord:
     @property
     def tried(self) -> str:
         """What the trial tried, for tables: its rates (or shared point), or its training sigma."""
-        if self.stage == "train-sigma":
+        if self.stage == NOISE_GRID:
             return f"train sigma {self.train_sigma:g}"
         return ", ".join(f"{r:.2f}" for r in self.x)
 

@@ -17,9 +17,8 @@ from dataclasses import replace
 from typing import Callable
 
 from ftcompile.search.executor import Executor, TrialTask
-from ftcompile.search.journal import Journal, TrialRecord, trial_record
+from ftcompile.search.journal import NOISE_GRID, Journal, TrialRecord, trial_record
 
-STAGE = "train-sigma"
 # shares of the harden sigma tried: the two levels measured best above and one between them
 SHARES = (1.0, 0.75, 0.5)
 
@@ -34,7 +33,7 @@ def choose_train_sigma(executor: Executor, journal: Journal, grid: tuple[float, 
     """Run one short trial per sigma of ``grid`` (those the journal lacks), journal each, return the sigma of
     the best finished one, or the harden sigma (``grid[0]``) when every trial failed: the final fit then
     fails, or works, on its own."""
-    done = {t.train_sigma for t in journal.trials if t.stage == STAGE}
+    done = {t.train_sigma for t in journal.trials if t.stage == NOISE_GRID}
     attempts: Counter = Counter()
     in_flight = 0
     for i, sigma in enumerate(grid):
@@ -49,7 +48,7 @@ def choose_train_sigma(executor: Executor, journal: Journal, grid: tuple[float, 
             executor.submit(replace(task, origin="retry"))
             continue
         in_flight -= 1
-        record = trial_record(result, list(task.point), stage=STAGE, train_sigma=task.train_sigma)
+        record = trial_record(result, list(task.point), stage=NOISE_GRID, train_sigma=task.train_sigma)
         journal.append(record)
         if on_trial is not None:
             on_trial(record, _best(journal) or record)
@@ -58,5 +57,5 @@ def choose_train_sigma(executor: Executor, journal: Journal, grid: tuple[float, 
 
 
 def _best(journal: Journal) -> TrialRecord | None:
-    ok = [t for t in journal.trials if t.stage == STAGE and t.status == "ok"]
+    ok = [t for t in journal.trials if t.stage == NOISE_GRID and t.status == "ok"]
     return max(ok, key=lambda t: t.objective) if ok else None

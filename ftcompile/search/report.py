@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ftcompile.fileio import write_text_atomic
+from ftcompile.search.journal import NOISE_GRID
 from ftcompile.runtime.report import package_versions, to_json
 from ftcompile.runtime.stats import format_ci, strict_json
 
@@ -81,7 +82,7 @@ def harden_markdown(result) -> str:
               f"The torch objective (validation set, {result.config['samples']} common drift samples) went from "
               f"{pct(result.torch_before)} to {pct(result.torch_after)}; the runtime measured {pct(a.stats.mean)}.", ""]
     if result.train_sigma is not None:
-        searched = any(t.stage == "train-sigma" for t in result.trials)
+        searched = any(t.stage == NOISE_GRID for t in result.trials)
         lines += [f"Trained under lognormal drift at sigma {result.train_sigma:g}"
                   f"{' (the best of the training-noise grid below)' if searched else ''}.", ""]
     lines += ["| site (after layer) | rate |", "| --- | --- |"]
@@ -89,7 +90,7 @@ def harden_markdown(result) -> str:
     if result.trials:
         lines += ["", "| trial | from | tried | objective | +- se | seconds |", "| --- | --- | --- | --- | --- | --- |"]
         for t in result.trials:
-            chosen = (t.train_sigma == result.train_sigma if t.stage == "train-sigma"
+            chosen = (t.train_sigma == result.train_sigma if t.stage == NOISE_GRID
                       else t.trial == result.best_trial)
             mark = " (best)" if chosen and t.status == "ok" else ""
             score = (pct(t.objective), pct(t.stderr)) if t.status == "ok" else (f"failed: {t.error}", "")

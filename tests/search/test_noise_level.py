@@ -12,7 +12,8 @@ from ftcompile.export import get_metadata
 from ftcompile.search.executor import LocalExecutor
 from ftcompile.search.harden import HardenConfig
 from ftcompile.search.journal import Journal
-from ftcompile.search.noise_level import STAGE, choose_train_sigma, train_sigma_grid
+from ftcompile.search.journal import NOISE_GRID as STAGE
+from ftcompile.search.noise_level import choose_train_sigma, train_sigma_grid
 from ftcompile.search.objective import Score
 
 
