@@ -11,7 +11,7 @@ the 50-epoch fp32 one (82.78%); `--epochs 160 --model benchmarks/models/resnet20
 160-epoch bf16 one (84.08%, 55 minutes on 2 threads here).
 `--net preact18 --width 16` trains PreAct-ResNet-18 at a quarter of its width instead (the same recipe).
 Usage: python examples/cifar_resnet20/prepare.py [--epochs 50] [--threads 2] [--data DIR] [--work DIR]
-       [--net resnet20|preact18] [--width 16] [--model PATH] [--fp32]
+       [--net resnet20|preact18] [--width 16] [--model PATH] [--fp32] [--cutout 16]
 """
 import argparse
 import json
@@ -48,12 +48,28 @@ def augment(xb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
+def cutout(xb: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
+    """Cutout (DeVries & Taylor 2017): one ``size`` x ``size`` square per image set to 0 (the per-channel mean
+    after normalization), its centre uniform over the image so that it may hang over an edge."""
+    n, _, h, w = xb.shape
+    dev = xb.device
+
+    def inside(length: int) -> torch.Tensor:  # (n, length): which rows (or columns) the square covers
+        start = torch.randint(0, length, (n,), generator=gen).to(dev) - size // 2
+        pos = torch.arange(length, device=dev)[None]
+        return (pos >= start[:, None]) & (pos < start[:, None] + size)
+
+    rows, cols = inside(h), inside(w)
+    return xb * ~(rows[:, None, :, None] & cols[:, None, None, :])
+
+
 def train(x: np.ndarray, y: np.ndarray, epochs: int, log: list, *, net: torch.nn.Module | None = None,
           device: str = "cpu", batch: int = 128, lr: float = 0.1, optimizer: str = "sgd",
-          bf16: bool = True) -> torch.nn.Module:
+          bf16: bool = True, cutout_size: int = 0) -> torch.nn.Module:
     """The CIFAR ERM recipe (ResNet-20 unless ``net``): one-cycle SGD (Nesterov, wd 5e-4) or Adam, crop + flip,
     bf16 autocast (benchmarks/bench_gpu.py trains its networks with it too; on a CPU with AVX512-BF16 it halves
-    a ResNet-20 step, 257 -> 138 ms at batch 128 on 2 threads here). Returns the net on the CPU in fp32."""
+    a ResNet-20 step, 257 -> 138 ms at batch 128 on 2 threads here), Cutout of ``cutout_size`` after crop + flip
+    when it is not 0. Returns the net on the CPU in fp32."""
     torch.manual_seed(0)
     net = (resnet20() if net is None else net).to(device)
     xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
@@ -68,6 +84,8 @@ def train(x: np.ndarray, y: np.ndarray, epochs: int, log: list, *, net: torch.nn
         for idx in torch.randperm(len(x), generator=gen).split(batch):
             idx = idx.to(device)
             xb, yb = augment(xt[idx], gen), yt[idx]
+            if cutout_size:
+                xb = cutout(xb, cutout_size, gen)
             with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
                 out = net(xb)
                 loss = F.cross_entropy(out, yb)
@@ -87,7 +105,7 @@ NETS = {"resnet20": lambda width: resnet20(), "preact18": lambda width: preact_r
 
 
 def main(data: Path, work: Path, epochs: int, threads: int, model: Path, bf16: bool, net_name: str = "resnet20",
-         width: int = 16) -> None:
+         width: int = 16, cutout_size: int = 0) -> None:
     work.mkdir(parents=True, exist_ok=True)
     files = {name: data / f"cifar10_{name}.npz" for name in ("train20k", "test")}
     missing = [str(p) for p in files.values() if not p.is_file()]
@@ -106,7 +124,8 @@ def main(data: Path, work: Path, epochs: int, threads: int, model: Path, bf16: b
     torch.set_num_threads(threads)
     log: list = []
     t0 = time.perf_counter()
-    net = train(x[order[:18000]], y[order[:18000]], epochs, log, net=NETS[net_name](width), bf16=bf16)
+    net = train(x[order[:18000]], y[order[:18000]], epochs, log, net=NETS[net_name](width), bf16=bf16,
+                cutout_size=cutout_size)
     minutes = (time.perf_counter() - t0) / 60
     model.parent.mkdir(parents=True, exist_ok=True)
     export(net, model, shape=(1, 3, 32, 32))
@@ -115,7 +134,7 @@ def main(data: Path, work: Path, epochs: int, threads: int, model: Path, bf16: b
         acc = float(torch.cat([net(b).argmax(1) for b in xt.split(1000)]).eq(yt).float().mean())
     model.with_suffix(".json").write_text(json.dumps(
         {"net": net_name, "width": width if net_name != "resnet20" else 16, "epochs": epochs, "threads": threads,
-         "bf16": bf16, "minutes": minutes, "test_accuracy": acc, "log": log,
+         "bf16": bf16, "cutout": cutout_size, "minutes": minutes, "test_accuracy": acc, "log": log,
          "params": sum(p.numel() for p in net.parameters())}, indent=2))
     print(f"wrote {model}: test accuracy {100 * acc:.2f}% on 10,000 CIFAR-10 test images")
 
@@ -130,7 +149,8 @@ if __name__ == "__main__":
     ap.add_argument("--width", type=int, default=16, help="first-stage channels of preact18 (64 in the paper)")
     ap.add_argument("--model", type=Path, default=None,
                     help="where the ERM model goes (kept if it exists); default benchmarks/models/<net>_cifar10.onnx")
+    ap.add_argument("--cutout", type=int, default=0, help="Cutout square side in pixels (16 in DeVries & Taylor); 0: off")
     ap.add_argument("--fp32", action="store_true", help="train in fp32 (bf16 autocast is the default)")
     a = ap.parse_args()
     default = MODEL if a.net == "resnet20" else MODEL.with_name(f"{a.net}w{a.width}_cifar10.onnx")
-    main(a.data, a.work, a.epochs, a.threads, a.model or default, not a.fp32, a.net, a.width)
+    main(a.data, a.work, a.epochs, a.threads, a.model or default, not a.fp32, a.net, a.width, a.cutout)
