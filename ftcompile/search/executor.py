@@ -11,10 +11,10 @@ from __future__ import annotations
 import pickle
 import signal
 import time
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Protocol
 
 from ftcompile.resources import keep_large_allocations
@@ -51,6 +51,17 @@ class Executor(Protocol):
     def next_done(self) -> Done: ...
 
     def close(self) -> None: ...
+
+
+def retried(executor: Executor, done: Done, attempts: Counter, retries: int) -> TrialTask | None:
+    """Submit a failed attempt once more (origin "retry") while its trial has retries left, and return the new
+    task; None when ``done`` is final (it succeeded, or failed its last attempt). ``attempts`` counts per trial."""
+    if not done.failed or attempts[done.task.trial] >= retries:
+        return None
+    attempts[done.task.trial] += 1
+    task = replace(done.task, origin="retry")
+    executor.submit(task)
+    return task
 
 
 class LocalExecutor:

@@ -17,7 +17,7 @@ from ftcompile.resources import keep_large_allocations
 from ftcompile.runtime.drift import DriftModel, LogNormalDrift, parse_drift, sigma_of, with_compensation
 from ftcompile.runtime.metrics import parse_metric
 from ftcompile.search.controller import KERNELS, SEARCHES, Controller
-from ftcompile.search.executor import Executor, TrialTask, make_executor
+from ftcompile.search.executor import Executor, TrialTask, make_executor, retried
 from ftcompile.search.journal import RATE_SEARCH, Journal, TrialRecord, trial_record
 from ftcompile.search.noise_level import choose_train_sigma, train_sigma_grid
 from ftcompile.search.objective import OBJECTIVES, DetectionObjective, DriftObjective, Score
@@ -324,12 +324,11 @@ def run_trials(controller: Controller, executor: Executor, journal: Journal, cfg
         if not running:
             break
         done = executor.next_done()
-        task = done.task
-        if done.failed and attempts[task.trial] < retries:
-            attempts[task.trial] += 1
-            running[task.trial] = task = replace(task, origin="retry")
-            executor.submit(task)
+        again = retried(executor, done, attempts, retries)
+        if again is not None:
+            running[again.trial] = again
             continue
+        task = done.task
         del running[task.trial]
         point = None if space.kind == "per-layer" else list(task.point)
         record = trial_record(done, point, train_sigma=task.train_sigma)

@@ -13,10 +13,9 @@ U-Net, and chose by noise on the PennFudan detector (12-step trials, 25 validati
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import replace
 from typing import Callable
 
-from ftcompile.search.executor import Executor, TrialTask
+from ftcompile.search.executor import Executor, TrialTask, retried
 from ftcompile.search.journal import NOISE_GRID, Journal, TrialRecord, trial_record
 
 # shares of the harden sigma tried: the two levels measured best above and one between them
@@ -42,11 +41,9 @@ def choose_train_sigma(executor: Executor, journal: Journal, grid: tuple[float, 
             in_flight += 1
     while in_flight:
         result = executor.next_done()
-        task = result.task
-        if result.failed and attempts[task.trial] < retries:
-            attempts[task.trial] += 1
-            executor.submit(replace(task, origin="retry"))
+        if retried(executor, result, attempts, retries) is not None:
             continue
+        task = result.task
         in_flight -= 1
         record = trial_record(result, list(task.point), stage=NOISE_GRID, train_sigma=task.train_sigma)
         journal.append(record)
