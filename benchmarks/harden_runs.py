@@ -7,6 +7,9 @@ Used by the task examples (examples/cifar_resnet20/run.py, examples/gtsrb_stn/ru
    defaults); the report's seconds, the harden process's own peak memory, rates, the training noise (and its
    grid's scores), before/after statistics and the method `auto` resolved to are written under "runs" in the
    results JSON (kept across invocations: one method at a time is fine).
+3. With --sweep-samples K, the ERM model and every run's hardened model (plus --sweep-extra key=path models) are
+   swept over sigma 0-1.5 on the sign-off set with K drift samples: "figure3" in the results JSON, and a plot
+   beside it (`<results>_figure3.png`), the paper's Figure 3 for that task.
 `half_loss_study` is the PennFudan examples' variant (examples/pennfudan_unet/run.py and pennfudan_det/run.py):
 harden at the sigma where ERM keeps half its clean metric, then sweep every model, plot, and draw one test image.
 """
@@ -19,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 SIGMAS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0]
+FIGURE3_SIGMAS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.5]  # the paper's range
 
 
 def arguments(default_methods: str, default_flags: str) -> argparse.ArgumentParser:
@@ -31,6 +35,10 @@ def arguments(default_methods: str, default_flags: str) -> argparse.ArgumentPars
     ap.add_argument("--flags", default=default_flags, help="harden flags ('' = the defaults)")
     ap.add_argument("--model", type=Path, default=None, help="the ERM model (default: the example's)")
     ap.add_argument("--results", type=Path, default=None, help="the results JSON (default: the example's)")
+    ap.add_argument("--sweep-samples", type=int, default=0,
+                    help="then sweep ERM and every run's model over sigma 0-1.5 with this many samples (0: no)")
+    ap.add_argument("--sweep-extra", default="",
+                    help="more models for that sweep, key=path,... (runs whose results entry has no path)")
     return ap
 
 
@@ -83,7 +91,39 @@ def run(model: Path, work: Path, out: Path, args) -> dict:
         results.setdefault("runs", {})[method] = {**summary, "test_size": args.test_size or len(test["y"])}
         print(json.dumps({method: results["runs"][method]}), flush=True)
         results = _save(out, results, method)
-    return _save(out, results)
+    results = _save(out, results)
+    if args.sweep_samples:
+        results = _save(out, {**results, "figure3": figure3(model, signoff, results, args, out)})
+    return results
+
+
+def figure3(model: Path, signoff: Path, results: dict, args, out: Path) -> dict:
+    """Sweep ERM and each run's hardened model (those still on disk) over FIGURE3_SIGMAS; plot beside ``out``."""
+    import ftcompile
+    from ftcompile.runtime.plot import plot_curves
+
+    models = {"erm": model}
+    for key, run in results.get("runs", {}).items():
+        if "out" in run and Path(run["out"]).exists():
+            models[key] = Path(run["out"])
+        else:
+            print(f"figure 3: run {key!r} has no model on disk; left out", flush=True)
+    for item in filter(None, args.sweep_extra.split(",")):
+        key, _, path = item.partition("=")
+        models[key] = Path(path)
+    # one sweep per model: the API keys its curves by file stem, which two runs' files may share
+    points = {key: next(iter(ftcompile.sweep([path], signoff, sigmas=FIGURE3_SIGMAS,
+                                             samples=args.sweep_samples).curves.values()))
+              for key, path in models.items()}
+    for key, pts in points.items():
+        print(f"{key:15s} " + "  ".join(f"{p.sigma:g}:{100 * p.mean:.2f}" for p in pts), flush=True)
+    with np.load(signoff) as t:
+        images = len(t["y"])
+    plot_curves(list(points.items()), out.with_name(f"{out.stem}_figure3.png"),
+                title=f"{out.stem}: every method, {images} test images, K = {args.sweep_samples}",
+                xlabel="sigma")
+    return {"samples": args.sweep_samples, "images": images, "models": {k: str(v) for k, v in models.items()},
+            "curves": {key: {f"{p.sigma:g}": round(100 * p.mean, 2) for p in pts} for key, pts in points.items()}}
 
 
 def _save(out: Path, results: dict, method: str | None = None) -> dict:

@@ -36,3 +36,28 @@ def test_bench_gpu_subsets_are_drawn_across_a_test_file_sorted_by_class(tmp_path
     sets = split({"train": (images(800), rng.integers(0, 10, 800)), "test": (images(1000), sorted_labels)},
                  tmp_path, smoke=True)
     assert len(set(sets["signoff"][1])) == 10 and len(set(sets["test"][1])) == 10
+
+
+def test_figure3_sweeps_erm_and_every_run_left_on_disk(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from argparse import Namespace
+
+    import onnx
+
+    from harden_runs import FIGURE3_SIGMAS, figure3
+    from tests.helpers import teacher_files, teacher_mlp
+
+    model, data = teacher_files(tmp_path)
+    other = tmp_path / "other.onnx"
+    onnx.save(teacher_mlp(seed=3), other)  # another teacher: about chance on these labels
+    results = {"runs": {"a": {"out": str(other)}, "gone": {"out": str(tmp_path / "deleted.onnx")}, "old": {}}}
+    args = Namespace(sweep_samples=8, sweep_extra=f"extra={model}")
+    fig = figure3(model, data, results, args, tmp_path / "task.json")
+    assert list(fig["curves"]) == ["erm", "a", "extra"]  # runs without a model on disk are left out
+    assert fig["samples"] == 8 and fig["images"] == 400
+    erm = fig["curves"]["erm"]
+    assert list(erm) == [f"{s:g}" for s in FIGURE3_SIGMAS]
+    assert erm["0"] == 100.0 and erm["1.5"] < 90  # labels are the model's own: drift alone costs accuracy
+    assert fig["curves"]["extra"] == erm  # the same model under the same draws
+    assert fig["curves"]["a"]["0"] < 60
+    assert (tmp_path / "task_figure3.png").stat().st_size > 0
