@@ -357,6 +357,7 @@ class HardenResult:
     peak_mb: float = 0.0  # this process's own peak memory (worker processes not included)
     warnings: list = field(default_factory=list)  # the hardened model came out worse (search/report.py)
     train_sigma: float | None = None  # the lognormal sigma the final fit trained under (+noise methods)
+    blend: dict | None = None  # {"share": a, "scores": [[a, mean, stderr], ...]}: the source's weights blended in
 
     @property
     def passed(self) -> bool:
@@ -365,6 +366,10 @@ class HardenResult:
     @property
     def verdict(self) -> str:
         return {"pass": "signed-off", "fail": "not-signed-off", "measured": "measured"}[self.after.verdict]
+
+
+def _blend_json(blend) -> dict | None:
+    return None if blend is None else {"share": blend.alpha, "scores": [list(s) for s in blend.scores]}
 
 
 def harden(model, train, val, *, test=None, out: "str | Path | None" = None, config=None, gate: Gate = Gate(),
@@ -442,7 +447,8 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
     result = HardenResult(str(model), paths["onnx"], config_dict(cfg), list(sites.layers), outcome.rates,
                           outcome.trials, outcome.best_trial, before, None, outcome.base_score.mean,
                           outcome.final_score.mean, 0.0, paths["json"], paths["md"], None,
-                          journal.path if journal.path.exists() else None, train_sigma=outcome.train_sigma)
+                          journal.path if journal.path.exists() else None, train_sigma=outcome.train_sigma,
+                          blend=_blend_json(outcome.blend))
     imported.module.cpu()
     for handle in converters:  # the exported model is the digital one; the sign-off builds its twin
         handle.remove()
@@ -538,7 +544,8 @@ def harden_module(model: "torch.nn.Module | str", train, val, *, test=None, out:
     result = HardenResult(label, paths["onnx"], config_dict(cfg), list(sites.layers), outcome.rates, outcome.trials,
                           outcome.best_trial, before, None, outcome.base_score.mean, outcome.final_score.mean, 0.0,
                           paths["json"], paths["md"], None, journal.path if journal.path.exists() else None,
-                          train_sigma=outcome.train_sigma)
+                          train_sigma=outcome.train_sigma,
+                          blend=_blend_json(outcome.blend))
     module.cpu()
 
     def export(meta: dict):
@@ -637,7 +644,7 @@ def _sign_off(result: HardenResult, export: Callable[[dict], "onnx.ModelProto"],
     meta = {"method": cfg.method, "sigma": cfg.sigma, "drift": drift.spec(), "targets": cfg.targets,
             "bias": cfg.bias, "source_sha256": _sha(result.model),
             "dropout_rates": dict(zip(result.sites, result.rates)), "train_sigma": result.train_sigma,
-            "verdict": "pending", **(extra or {})}
+            "blend": result.blend, "verdict": "pending", **(extra or {})}
     proto = export(meta)
     result.after = after = validate(proto, data, drift=drift, samples=samples, seed=cfg.seed, gate=gate,
                                     metric=metric, targets=cfg.targets, bias=cfg.bias, task=task,

@@ -404,6 +404,9 @@ def harden(
     code_bits: int = typer.Option(16, help="--method ftna: output code length (Hadamard codes)."),
     train_sigma: str = typer.Option("auto", help="Lognormal sigma sampled in training (+noise methods); auto: the "
                                     "best of 1, 0.75 and 0.5 x --sigma by short trials (measured, README)."),
+    blend: str = typer.Option("auto", help="Share of the source's weights blended into the fine-tuned ones: auto "
+                              "(the largest of 0-0.5 the objective cannot tell from the best; measured, README), off, "
+                              "or a share in [0, 1]."),
     search: str = typer.Option("bo", help="bo (BoTorch), random or grid."),
     rates: str = typer.Option("per-layer", "--rates", help="Search space: per-layer (one rate per site, the "
                               "paper's), per-stage (sites after layers of one width share a rate) or shared."),
@@ -454,7 +457,7 @@ def harden(
 
         cfg = HardenConfig(sigma=sigma, method=method, trials=trials, epochs=epochs, final_epochs=final_epochs,
                            samples=samples, max_rate=max_rate, rate=rate, awp_gamma=awp_gamma, code_bits=code_bits,
-                           train_sigma=train_sigma, search=search, rates=rates, trial_fraction=trial_fraction,
+                           train_sigma=train_sigma, blend=blend, search=search, rates=rates, trial_fraction=trial_fraction,
                            kernel=kernel, objective=objective, drift=drift, compensation=compensation,
                            dac_bits=dac_bits, adc_bits=adc_bits, adc_noise=adc_noise, targets=targets, bias=bias,
                            lr=lr, optimizer=optimizer, lr_schedule=lr_schedule, batch_size=batch_size, channel=channel,
@@ -563,6 +566,9 @@ def _render_harden(result) -> None:
 
         grid = any(t.stage == NOISE_GRID for t in result.trials)
         out.print(f"trained under lognormal sigma {result.train_sigma:g}" + (" (best of the grid)" if grid else ""))
+    if result.blend is not None:
+        tried = ", ".join(f"{a:g}" for a, _, _ in result.blend["scores"])
+        out.print(f"source weights blended in: {result.blend['share']:g} (tried {tried})")
     for c in result.after.checks:
         out.print(f"gate {c.name}: {c.value:.4f} -> {'[green]pass[/]' if c.passed else '[bold red]FAIL[/]'}")
     out.print(f"verdict: {result.verdict}; wrote {result.out}, {result.report_json}, {result.report_markdown}"

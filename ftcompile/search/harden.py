@@ -16,6 +16,7 @@ from ftcompile.passes.onnx_graph import TARGET_MODES
 from ftcompile.resources import keep_large_allocations
 from ftcompile.runtime.drift import DriftModel, LogNormalDrift, parse_drift, sigma_of, with_compensation
 from ftcompile.runtime.metrics import parse_metric
+from ftcompile.search.blend import GRID, Blend, choose_blend
 from ftcompile.search.controller import KERNELS, SEARCHES, Controller
 from ftcompile.search.executor import Executor, TrialTask, make_executor, retried
 from ftcompile.search.journal import RATE_SEARCH, Journal, TrialRecord, trial_record
@@ -77,6 +78,7 @@ class HardenConfig:
     awp_gamma: float = 0.05        # awp: perturbation norm relative to each weight tensor's norm
     code_bits: int = 16            # ftna: code length (Hadamard codes, at least the next power of 2 > classes)
     train_sigma: float | str = "auto"  # lognormal sigma sampled in training (+noise methods); auto: a short grid
+    blend: float | str = "auto"    # share of the source's weights blended into the fine-tuned ones (blend.py); auto: chosen
     search: str = "bo"
     rates: str = "per-layer"       # search space: per-layer (the paper's), per-stage or shared (space.py)
     trial_fraction: float = 1.0    # share of the training set each trial fine-tunes on (the final fit: all)
@@ -120,6 +122,7 @@ class HardenConfig:
                   (4 <= self.code_bits <= 1024, "--code-bits must be in [4, 1024]"),
                   (self.lr > 0, "--lr must be > 0"),
                   (self._train_sigma_ok(), "--train-sigma must be auto or a number >= 0"),
+                  (self._blend_ok(), "--blend must be auto, off or a number in [0, 1]"),
                   (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
                   (self.lr_schedule in SCHEDULES, f"--lr-schedule must be one of {', '.join(SCHEDULES)}"), (self.batch_size >= 1, "--train-batch-size must be >= 1"),
                   (self.device in ("cpu", "cuda") or self.device.startswith("cuda:"), "--device must be cpu or cuda"),
@@ -136,6 +139,8 @@ class HardenConfig:
         object.__setattr__(self, "sigma", self._resolve_sigma())
         if self.train_sigma != "auto":
             object.__setattr__(self, "train_sigma", float(self.train_sigma))
+        if self.blend not in ("auto", "off"):
+            object.__setattr__(self, "blend", float(self.blend))
         self.metric(), self.drift_model()  # a bad spec fails here, before any work
         if self.method == "auto":
             object.__setattr__(self, "method", "noise-injection")
@@ -146,6 +151,20 @@ class HardenConfig:
                               "a lognormal term nor a device preset (pcm, reram-wan2022); give --train-sigma.")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError("--device cuda: no CUDA device is visible to torch; use --device cpu.")
+
+    def _blend_ok(self) -> bool:
+        if self.blend in ("auto", "off"):
+            return True
+        try:
+            return 0 <= float(self.blend) <= 1
+        except (TypeError, ValueError):
+            return False
+
+    def blend_shares(self) -> tuple[float, ...]:
+        """The shares of the source's weights to try after the final fit (empty: no blend)."""
+        if self.blend == "auto":
+            return GRID
+        return () if self.blend == "off" or self.blend == 0 else (self.blend,)
 
     def _train_sigma_ok(self) -> bool:
         if self.train_sigma == "auto":
@@ -224,6 +243,7 @@ class SearchOutcome:
     base_score: Score | None = None
     seconds: float = 0.0
     train_sigma: float | None = None  # the lognormal sigma the final fit trained under (None: no such noise)
+    blend: "Blend | None" = None  # the share of the source's weights in the final model (None: not blended)
 
 
 def _tensors(dataset, device: str) -> tuple[torch.Tensor, "torch.Tensor | list"]:
@@ -398,6 +418,11 @@ def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, jou
     epochs = cfg.final_epochs if cfg.strategy.trains else 0
     try:
         outcome.final_score = runner.fit(outcome.rates, epochs, cfg.seed, train_sigma=outcome.train_sigma)
+        # FTNA's code head starts from random weights, so there is no source to blend it with
+        shares = cfg.blend_shares()
+        if epochs and shares and not cfg.strategy.ecoc:
+            outcome.blend, outcome.final_score = choose_blend(module, runner.base_state, objective,
+                                                              outcome.final_score, shares, fixed=cfg.blend != "auto")
     except KeyboardInterrupt:
         raise Interrupted("final fine-tuning interrupted; rerun with --resume to keep the search.") from None
     outcome.seconds = time.perf_counter() - t0

@@ -55,7 +55,7 @@ def harden_json(result) -> dict:
     return strict_json({
         "schema": SCHEMA, "model": result.model, "out": str(result.out), "method": result.config["method"],
         "sigma": result.config["sigma"], "config": result.config, "sites": result.sites, "rates": result.rates,
-        "best_trial": result.best_trial, "train_sigma": result.train_sigma,
+        "best_trial": result.best_trial, "train_sigma": result.train_sigma, "blend": result.blend,
         "trials": [_trial_json(t) for t in result.trials],
         "torch_objective": {"before": result.torch_before, "after": result.torch_after},
         "before": to_json(result.before), "after": to_json(result.after), "verdict": result.verdict,
@@ -85,6 +85,10 @@ def harden_markdown(result) -> str:
         searched = any(t.stage == NOISE_GRID for t in result.trials)
         lines += [f"Trained under lognormal drift at sigma {result.train_sigma:g}"
                   f"{' (the best of the training-noise grid below)' if searched else ''}.", ""]
+    if result.blend is not None:
+        tried = ", ".join(f"{a:g}: {pct(m)}" for a, m, _ in result.blend["scores"])
+        lines += [f"Source weights blended in: {result.blend['share']:g} (objective by share: {tried}; under "
+                  "`--blend auto` the largest share within one standard error of the best is kept).", ""]
     lines += ["| site (after layer) | rate |", "| --- | --- |"]
     lines += [f"| {site} | {rate:.3f} |" for site, rate in zip(result.sites, result.rates)]
     if result.trials:

@@ -265,7 +265,7 @@ def test_harden_objective_and_signoff_use_a_user_drift_and_metric(files, tmp_pat
     model, train, val = files
     userplugins.CALLS.clear()
     cfg = HardenConfig(trials=2, epochs=1, final_epochs=1, samples=3, drift="tests.runtime.userplugins:device",
-                       objective="tests.runtime.userplugins:worst_class_recall")
+                       objective="tests.runtime.userplugins:worst_class_recall", blend="off")
     r = ftcompile.harden(model, train, val, out=tmp_path / "u.onnx", config=cfg, validate_samples=4, plot=False)
     assert r.after.drift == "table:measured-chip-7:4" and r.after.metric == "worst_class_recall"
     # objective: (1 base + 2 trials + 1 final) x 3 samples; sign-off: 2 x (clean + 4 samples)
