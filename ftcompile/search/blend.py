@@ -10,9 +10,9 @@ every candidate is scored by the search's objective, and the largest ``a`` whose
 error of the best score (its Monte-Carlo error over the K drifts) is kept. The source is the model the user
 validated and the one with the clean accuracy the fine-tune spent, so among candidates the objective cannot
 tell apart, the one closest to it wins: the rule trades at most one standard error under drift, on the
-validation set, for that. (The paired error of the differences is smaller, since the K drifts are shared,
-but the best of several nearly equal candidates beats the others by more than it about a third of the time,
-and that rule would pick among ties by noise.)
+validation set, for that. (The paired error of a difference is smaller, since the K drifts are shared, but
+two equal candidates differ by more than one paired error about a third of the time (|t| > 1), so a rule on it
+would pick among ties by noise.)
 """
 from __future__ import annotations
 
