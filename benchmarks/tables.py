@@ -49,19 +49,16 @@ def search() -> str:
 
 def figure3(task: str) -> str:
     """The Figure 3 sweep of one task's results file (benchmarks/harden_runs.py --sweep-samples)."""
-    d = json.loads((RESULTS / f"{task}.json").read_text())["figure3"]
+    results = json.loads((RESULTS / f"{task}.json").read_text())
+    d = results["figure3"]
     sigmas = list(next(iter(d["curves"].values())))
     best = {s: max(c[s] for c in d["curves"].values()) for s in sigmas}
-    lines = [f"**{task}** ({d['images']} test images, K = {d['samples']}, hardened at sigma {_sigma(task):g})\n",
+    lines = [f"**{task}** ({d['images']} test images, K = {d['samples']}, hardened at sigma {results['sigma']:g})\n",
              "| model | " + " | ".join(sigmas) + " |", "| --- |" + " --- |" * len(sigmas)]
     for key, curve in d["curves"].items():
         lines.append(f"| {key} | " + " | ".join(f"**{v:.2f}**" if v == best[s] else f"{v:.2f}" for s, v in curve.items())
                      + " |")
     return "\n".join(lines)
-
-
-def _sigma(task: str) -> float:
-    return json.loads((RESULTS / f"{task}.json").read_text())["sigma"]
 
 
 if __name__ == "__main__":
