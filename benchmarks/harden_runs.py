@@ -99,7 +99,6 @@ def run(model: Path, work: Path, out: Path, args) -> dict:
 
 def figure3(model: Path, signoff: Path, results: dict, args, out: Path) -> dict:
     """Sweep ERM and each run's hardened model (those still on disk) over FIGURE3_SIGMAS; plot beside ``out``."""
-    import ftcompile
     from ftcompile.runtime.plot import plot_curves
 
     models = {"erm": model}
@@ -111,10 +110,7 @@ def figure3(model: Path, signoff: Path, results: dict, args, out: Path) -> dict:
     for item in filter(None, args.sweep_extra.split(",")):
         key, _, path = item.partition("=")
         models[key] = Path(path)
-    # one sweep per model: the API keys its curves by file stem, which two runs' files may share
-    points = {key: next(iter(ftcompile.sweep([path], signoff, sigmas=FIGURE3_SIGMAS,
-                                             samples=args.sweep_samples).curves.values()))
-              for key, path in models.items()}
+    points = sweep_each(models, signoff, FIGURE3_SIGMAS, args.sweep_samples)
     for key, pts in points.items():
         print(f"{key:15s} " + "  ".join(f"{p.sigma:g}:{100 * p.mean:.2f}" for p in pts), flush=True)
     with np.load(signoff) as t:
@@ -124,6 +120,30 @@ def figure3(model: Path, signoff: Path, results: dict, args, out: Path) -> dict:
                 xlabel="sigma")
     return {"samples": args.sweep_samples, "images": images, "models": {k: str(v) for k, v in models.items()},
             "curves": {key: {f"{p.sigma:g}": round(100 * p.mean, 2) for p in pts} for key, pts in points.items()}}
+
+
+def sweep_each(models: dict, data: Path, sigmas: list, samples: int, compensation: str | None = None) -> dict:
+    """{key: that model's sweep points}, one sweep per model: the API keys its curves by file stem, which two
+    runs' files may share."""
+    import ftcompile
+
+    return {key: next(iter(ftcompile.sweep([path], data, sigmas=sigmas, samples=samples,
+                                           compensation=compensation).curves.values()))
+            for key, path in models.items()}
+
+
+def half_loss_sigma(curve: list, rule: str = "grid") -> float:
+    """Where a sweep ``curve`` (points with .sigma, .mean; the first at sigma 0) falls to half its clean value.
+    ``grid``: the first swept sigma at or below half (the last one if none is). ``crossing``: the sigma where the
+    straight line between the last point above half and the first at or below it meets half, to 0.01."""
+    half = curve[0].mean / 2
+    below = next((i for i, p in enumerate(curve) if p.mean <= half), None)
+    if below is None:
+        return curve[-1].sigma
+    if rule == "grid" or below == 0:
+        return curve[below].sigma
+    a, b = curve[below - 1], curve[below]
+    return round(a.sigma + (a.mean - half) / (a.mean - b.mean) * (b.sigma - a.sigma), 2)
 
 
 def _save(out: Path, results: dict, method: str | None = None) -> dict:
@@ -151,30 +171,38 @@ def half_loss_arguments(default_methods: str) -> argparse.ArgumentParser:
     ap.add_argument("--compensation", default=None, help="drift compensation of the chip (global, column, mean)")
     ap.add_argument("--out", type=Path, default=None,
                     help="results JSON (default: by compensation, in benchmarks/results)")
+    ap.add_argument("--at", choices=("grid", "crossing"), default="grid",
+                    help="harden sigma: the first swept sigma where ERM keeps at most half its clean metric (grid), "
+                         "or the interpolated sigma where it keeps half (crossing; ERM is then measured there too)")
     return ap
 
 
 def half_loss_study(erm: Path, harden_model: "Path | str", name: str, out: Path, sigmas: list, metric: str,
                     title: str, figure, picture: str, args) -> dict:
     """Sweep the ERM model ``erm`` over ``sigmas`` on ``args.work``/test.npz; harden ``harden_model`` (a file or a
-    module factory) with each ``args.methods`` entry at the smallest sigma where ERM keeps at most half its clean
-    ``metric``; then (unless ``args.no_sweep``) sweep every model, plot the curves to ``out``.png and call
+    module factory) with each ``args.methods`` entry at the sigma where ERM keeps half its clean ``metric``
+    (``half_loss_sigma`` by ``args.at``); then (unless ``args.no_sweep``) sweep every model, plot the curves to ``out``.png and call
     ``figure(models, work, sigma, path, comp=...)`` for the before/after picture (``out``_``picture``.png). Runs with extra ``args.flags``
     are keyed ``"method flags"`` beside the defaults; the results JSON is rewritten after every run."""
-    import ftcompile
     from ftcompile.fileio import write_text_atomic
     from ftcompile.runtime.plot import plot_curves
 
     test, comp = args.work / "test.npz", args.compensation
     flags = f"--compensation {comp} {args.flags}".strip() if comp else args.flags
-    curve = ftcompile.sweep([erm], test, sigmas=sigmas, samples=args.samples, compensation=comp).curves[erm.stem]
-    sigma = next((p.sigma for p in curve if p.mean <= curve[0].mean / 2), sigmas[-1])
+    curve = sweep_each({"erm": erm}, test, sigmas, args.samples, comp)["erm"]
+    sigma = half_loss_sigma(curve, args.at)
+    if sigma not in sigmas:  # between two swept sigmas: measure ERM there too, and sweep every model there
+        sigmas = sorted([*sigmas, sigma])
+        curve = sweep_each({"erm": erm}, test, sigmas, args.samples, comp)["erm"]
     print(f"ERM {metric}: " + ", ".join(f"{p.sigma:g}: {p.mean:.3f}" for p in curve)
-          + f" -> harden at sigma {sigma:g}")
+          + f" -> harden at sigma {sigma:g} ({args.at})")
     with np.load(test) as t:
         images = len(t["x"])
     results = json.loads(out.read_text()) if out.exists() else {}
-    results.update({"sigma": sigma, "samples": args.samples, "test_images": images, "compensation": comp or "none"})
+    results.update({"sigma": sigma, "sigma_rule": args.at, "samples": args.samples, "test_images": images,
+                    "compensation": comp or "none",
+                    "erm_at_sigma": {"clean": round(curve[0].mean, 4),
+                                     "mean": round(next(p.mean for p in curve if p.sigma == sigma), 4)}})
     results.setdefault("runs", {})
     models = {"erm": erm}
     for method in filter(None, args.methods.split(",")):
@@ -189,12 +217,11 @@ def half_loss_study(erm: Path, harden_model: "Path | str", name: str, out: Path,
         write_text_atomic(out, json.dumps(results, indent=2) + "\n")
     if args.no_sweep:
         return results
-    curves = ftcompile.sweep(list(models.values()), test, sigmas=sigmas, samples=args.samples, compensation=comp).curves
-    results[metric] = {key: {f"{p.sigma:g}": round(p.mean, 4) for p in pts}
-                       for key, pts in zip(models, curves.values())}
+    curves = sweep_each(models, test, sigmas, args.samples, comp)
+    results[metric] = {key: {f"{p.sigma:g}": round(p.mean, 4) for p in pts} for key, pts in curves.items()}
     for key, row in results[metric].items():
         print(f"{key:15s} " + "  ".join(f"{s}:{v:.3f}" for s, v in row.items()))
-    plot_curves(list(zip(models, curves.values())), out.with_suffix(".png"),
+    plot_curves(list(curves.items()), out.with_suffix(".png"),
                 title=title + (f", {comp} compensation" if comp else ""), xlabel="sigma", metric=metric)
     figure(models, args.work, sigma, out.with_name(f"{out.stem}_{picture}.png"), comp=comp or "none")
     write_text_atomic(out, json.dumps(results, indent=2) + "\n")

@@ -61,3 +61,34 @@ def test_figure3_sweeps_erm_and_every_run_left_on_disk(tmp_path, monkeypatch):
     assert fig["curves"]["extra"] == erm  # the same model under the same draws
     assert fig["curves"]["a"]["0"] < 60
     assert (tmp_path / "task_figure3.png").stat().st_size > 0
+
+
+def test_half_loss_sigma_by_grid_and_by_crossing(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from types import SimpleNamespace as P
+
+    from harden_runs import half_loss_sigma
+
+    curve = [P(sigma=0.0, mean=0.8), P(sigma=0.2, mean=0.64), P(sigma=0.4, mean=0.24), P(sigma=0.6, mean=0.1)]
+    assert half_loss_sigma(curve, "grid") == 0.4
+    assert half_loss_sigma(curve, "crossing") == 0.32  # 0.2 + (0.64 - 0.4) / (0.64 - 0.24) * 0.2
+    exact = [P(sigma=0.0, mean=0.8), P(sigma=0.2, mean=0.4), P(sigma=0.4, mean=0.1)]
+    assert half_loss_sigma(exact, "grid") == half_loss_sigma(exact, "crossing") == 0.2
+    never = [P(sigma=0.0, mean=0.8), P(sigma=0.5, mean=0.7)]
+    assert half_loss_sigma(never, "grid") == half_loss_sigma(never, "crossing") == 0.5
+
+
+def test_sweep_each_keeps_two_models_whose_files_share_a_stem(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import onnx
+
+    from harden_runs import sweep_each
+    from tests.helpers import teacher_files, teacher_mlp
+
+    model, data = teacher_files(tmp_path)
+    (tmp_path / "b").mkdir()
+    other = tmp_path / "b" / model.name
+    onnx.save(teacher_mlp(seed=3), other)
+    points = sweep_each({"teacher": model, "other": other}, data, [0.0, 0.5], samples=4)
+    assert list(points) == ["teacher", "other"]
+    assert points["teacher"][0].mean == 1.0 and points["other"][0].mean < 0.6
