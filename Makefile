@@ -62,10 +62,15 @@ bench-paper: install
 	test -f examples/gtsrb_stn/work/train.npz || $(PY) examples/gtsrb_stn/prepare.py  # splits only
 	$(PY) examples/gtsrb_stn/run.py --sigma 0.3 --test-size 2000 --methods $(METHODS) --flags "$(BUDGET)" --sweep-samples 10
 
-# PennFudan pedestrians as segmentation (a small U-Net trained here): ERM, auto, bayesft, bayesft+noise.
+# PennFudan pedestrians as segmentation (a small U-Net trained here): ERM, auto, bayesft, bayesft+noise; then the
+# detector at the sigma where its ERM curve crosses half its clean mAP, three seeds of its flags (about 20 minutes).
 bench-pennfudan: install
 	test -f examples/pennfudan_unet/work/unet.onnx || $(PY) examples/pennfudan_unet/prepare.py
 	$(PY) examples/pennfudan_unet/run.py
+	test -f examples/pennfudan_det/work/detector.pt || $(PY) examples/pennfudan_det/prepare.py --threads 2
+	$(PY) examples/pennfudan_det/run.py --at crossing --methods auto --no-sweep --out benchmarks/results/pennfudan_det.crossing.json
+	for s in 0 1 2; do $(PY) examples/pennfudan_det/run.py --at crossing --methods auto --no-sweep \
+		--flags "--train-sigma 0.25 --final-epochs 30 --seed $$s" --out benchmarks/results/pennfudan_det.crossing.json; done
 
 clean:
 	rm -rf .make examples/*/work benchmarks/work
