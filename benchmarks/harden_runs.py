@@ -9,7 +9,8 @@ Used by the task examples (examples/cifar_resnet20/run.py, examples/gtsrb_stn/ru
    results JSON (kept across invocations: one method at a time is fine).
 3. With --sweep-samples K, the ERM model and every run's hardened model (plus --sweep-extra key=path models) are
    swept over sigma 0-1.5 on the sign-off set with K drift samples: "figure3" in the results JSON, and a plot
-   beside it (`<results>_figure3.png`), the paper's Figure 3 for that task.
+   beside it (`<results>_figure3.png`), the paper's Figure 3 for that task; --sweep-only a,b sweeps those
+   models alone and keeps the file's other curves (a method run later joins without re-sweeping the rest).
 `half_loss_study` is the PennFudan examples' variant (examples/pennfudan_unet/run.py and pennfudan_det/run.py):
 harden at the sigma where ERM keeps half its clean metric, then sweep every model, plot, and draw one test image.
 """
@@ -18,6 +19,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -39,6 +41,9 @@ def arguments(default_methods: str, default_flags: str) -> argparse.ArgumentPars
                     help="then sweep ERM and every run's model over sigma 0-1.5 with this many samples (0: no)")
     ap.add_argument("--sweep-extra", default="",
                     help="more models for that sweep, key=path,... (runs whose results entry has no path)")
+    ap.add_argument("--sweep-only", default="",
+                    help="sweep only these keys (erm, run names, extras: a,b,...) and keep the results file's other "
+                         "curves, which must have the same samples and images")
     return ap
 
 
@@ -110,16 +115,33 @@ def figure3(model: Path, signoff: Path, results: dict, args, out: Path) -> dict:
     for item in filter(None, args.sweep_extra.split(",")):
         key, _, path = item.partition("=")
         models[key] = Path(path)
-    points = sweep_each(models, signoff, FIGURE3_SIGMAS, args.sweep_samples)
-    for key, pts in points.items():
-        print(f"{key:15s} " + "  ".join(f"{p.sigma:g}:{100 * p.mean:.2f}" for p in pts), flush=True)
     with np.load(signoff) as t:
         images = len(t["y"])
-    plot_curves(list(points.items()), out.with_name(f"{out.stem}_figure3.png"),
+    only = set(filter(None, getattr(args, "sweep_only", "").split(",")))
+    kept = {}
+    if only:
+        old = results.get("figure3", {})
+        if (old.get("samples"), old.get("images")) != (args.sweep_samples, images):
+            raise SystemExit(f"error: --sweep-only keeps the results file's other curves, which were swept with "
+                             f"K = {old.get('samples')} on {old.get('images')} images, not K = {args.sweep_samples} "
+                             f"on {images}; sweep every model instead (leave out --sweep-only).")
+        kept = {k: v for k, v in old["curves"].items() if k not in only and k in models}
+        if unknown := only - set(models):
+            raise SystemExit(f"error: --sweep-only names {', '.join(sorted(unknown))}, not a run or extra of this "
+                             f"results file; use one of {', '.join(models)}.")
+    points = sweep_each({k: v for k, v in models.items() if k not in kept}, signoff, FIGURE3_SIGMAS,
+                        args.sweep_samples)
+    for key, pts in points.items():
+        print(f"{key:15s} " + "  ".join(f"{p.sigma:g}:{100 * p.mean:.2f}" for p in pts), flush=True)
+    curves = {key: kept.get(key) or {f"{p.sigma:g}": round(100 * p.mean, 2) for p in points[key]} for key in models}
+    # a kept curve has its means only: drawn without its p5-p95 band
+    plot_curves([(key, points.get(key) or [SimpleNamespace(x=float(s), mean=v / 100, p5=v / 100, p95=v / 100)
+                                           for s, v in curves[key].items()]) for key in models],
+                out.with_name(f"{out.stem}_figure3.png"),
                 title=f"{out.stem}: every method, {images} test images, K = {args.sweep_samples}",
                 xlabel="sigma")
     return {"samples": args.sweep_samples, "images": images, "models": {k: str(v) for k, v in models.items()},
-            "curves": {key: {f"{p.sigma:g}": round(100 * p.mean, 2) for p in pts} for key, pts in points.items()}}
+            "curves": curves}
 
 
 def sweep_each(models: dict, data: Path, sigmas: list, samples: int, compensation: str | None = None) -> dict:
