@@ -118,30 +118,30 @@ def figure3(model: Path, signoff: Path, results: dict, args, out: Path) -> dict:
     with np.load(signoff) as t:
         images = len(t["y"])
     only = set(filter(None, getattr(args, "sweep_only", "").split(",")))
-    kept = {}
+    old = {"models": {}, "curves": {}}
     if only:
         old = results.get("figure3", {})
         if (old.get("samples"), old.get("images")) != (args.sweep_samples, images):
             raise SystemExit(f"error: --sweep-only keeps the results file's other curves, which were swept with "
                              f"K = {old.get('samples')} on {old.get('images')} images, not K = {args.sweep_samples} "
                              f"on {images}; sweep every model instead (leave out --sweep-only).")
-        kept = {k: v for k, v in old["curves"].items() if k not in only and k in models}
         if unknown := only - set(models):
-            raise SystemExit(f"error: --sweep-only names {', '.join(sorted(unknown))}, not a run or extra of this "
-                             f"results file; use one of {', '.join(models)}.")
-    points = sweep_each({k: v for k, v in models.items() if k not in kept}, signoff, FIGURE3_SIGMAS,
-                        args.sweep_samples)
+            raise SystemExit(f"error: --sweep-only names {', '.join(sorted(unknown))}, not a run with its model on "
+                             f"disk or an extra; use one of {', '.join(models)}.")
+        models = {k: v for k, v in models.items() if k in only}
+    points = sweep_each(models, signoff, FIGURE3_SIGMAS, args.sweep_samples)
     for key, pts in points.items():
         print(f"{key:15s} " + "  ".join(f"{p.sigma:g}:{100 * p.mean:.2f}" for p in pts), flush=True)
-    curves = {key: kept.get(key) or {f"{p.sigma:g}": round(100 * p.mean, 2) for p in points[key]} for key in models}
-    # a kept curve has its means only: drawn without its p5-p95 band
-    plot_curves([(key, points.get(key) or [SimpleNamespace(x=float(s), mean=v / 100, p5=v / 100, p95=v / 100)
-                                           for s, v in curves[key].items()]) for key in models],
-                out.with_name(f"{out.stem}_figure3.png"),
+    # kept curves (their models may be gone from disk) first, in their order; a kept curve has its means only
+    curves = {**old["curves"], **{key: {f"{p.sigma:g}": round(100 * p.mean, 2) for p in pts}
+                                  for key, pts in points.items()}}
+    drawn = {key: points.get(key) or [SimpleNamespace(x=float(s), mean=v / 100, p5=v / 100, p95=v / 100)
+                                      for s, v in c.items()] for key, c in curves.items()}
+    plot_curves(list(drawn.items()), out.with_name(f"{out.stem}_figure3.png"),
                 title=f"{out.stem}: every method, {images} test images, K = {args.sweep_samples}",
                 xlabel="sigma")
-    return {"samples": args.sweep_samples, "images": images, "models": {k: str(v) for k, v in models.items()},
-            "curves": curves}
+    return {"samples": args.sweep_samples, "images": images,
+            "models": {**old["models"], **{k: str(v) for k, v in models.items()}}, "curves": curves}
 
 
 def sweep_each(models: dict, data: Path, sigmas: list, samples: int, compensation: str | None = None) -> dict:

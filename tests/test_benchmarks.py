@@ -63,11 +63,14 @@ def test_figure3_sweeps_erm_and_every_run_left_on_disk(tmp_path, monkeypatch):
     assert fig["curves"]["a"]["0"] < 60
     assert (tmp_path / "task_figure3.png").stat().st_size > 0
 
-    # --sweep-only: the named model is swept again, the others' stored curves are kept as they are
-    results["figure3"] = {**fig, "curves": {**fig["curves"], "erm": {"0": -1.0}, "a": {"0": -1.0}}}
+    # --sweep-only: the named model is swept again, the others' stored curves are kept as they are, even a run
+    # whose model is no longer on disk
+    results["figure3"] = {**fig, "curves": {**fig["curves"], "erm": {"0": -1.0}, "a": {"0": -1.0},
+                                            "gone": {"0": -2.0}}}
     again = figure3(model, data, results, Namespace(sweep_samples=8, sweep_extra=f"extra={model}", sweep_only="a"),
                     tmp_path / "task.json")
-    assert again["curves"]["erm"] == {"0": -1.0} and again["curves"]["a"] == fig["curves"]["a"]
+    assert again["curves"]["erm"] == {"0": -1.0} and again["curves"]["gone"] == {"0": -2.0}
+    assert again["curves"]["a"] == fig["curves"]["a"] and list(again["models"]) == ["erm", "a", "extra"]
     for bad in (Namespace(sweep_samples=4, sweep_extra="", sweep_only="a"),
                 Namespace(sweep_samples=8, sweep_extra="", sweep_only="gone")):
         with pytest.raises(SystemExit, match="^error: --sweep-only"):
