@@ -203,9 +203,10 @@ def half_loss_study(erm: Path, harden_model: "Path | str", name: str, out: Path,
                     title: str, figure, picture: str, args) -> dict:
     """Sweep the ERM model ``erm`` over ``sigmas`` on ``args.work``/test.npz; harden ``harden_model`` (a file or a
     module factory) with each ``args.methods`` entry at the sigma where ERM keeps half its clean ``metric``
-    (``half_loss_sigma`` by ``args.at``); then (unless ``args.no_sweep``) sweep every model, plot the curves to ``out``.png and call
-    ``figure(models, work, sigma, path, comp=...)`` for the before/after picture (``out``_``picture``.png). Runs with extra ``args.flags``
-    are keyed ``"method flags"`` beside the defaults; the results JSON is rewritten after every run."""
+    (``half_loss_sigma`` by ``args.at``); then (unless ``args.no_sweep``) sweep every model, plot the curves to
+    ``out``.png and call ``figure(models, work, sigma, path, comp=...)`` for the before/after picture
+    (``out``_``picture``.png). Runs with extra ``args.flags`` are keyed ``"method flags"`` beside the defaults;
+    the results JSON is rewritten after every run."""
     from ftcompile.fileio import write_text_atomic
     from ftcompile.runtime.plot import plot_curves
 
