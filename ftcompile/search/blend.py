@@ -55,15 +55,14 @@ def choose_blend(module: torch.nn.Module, source: dict, objective, tuned_score, 
         module.load_state_dict(blend_state(tuned, source, alpha))
         score = objective(module)
         return Blend(alpha, ((0.0, tuned_score.mean, tuned_score.stderr), (alpha, score.mean, score.stderr))), score
-    scored = [(0.0, tuned_score)]
+    scored, best = [(0.0, tuned_score)], tuned_score
     for alpha in grid:
         module.load_state_dict(blend_state(tuned, source, alpha))
         score = objective(module)
         scored.append((alpha, score))
-        best = max((s for _, s in scored), key=lambda s: s.mean)
+        best = max(best, score, key=lambda s: s.mean)
         if best.mean - score.mean > best.stderr:
             break
-    best = max((s for _, s in scored), key=lambda s: s.mean)
     alpha, score = max(((a, s) for a, s in scored if best.mean - s.mean <= best.stderr), key=lambda c: c[0])
     module.load_state_dict(blend_state(tuned, source, alpha))
     return Blend(alpha, tuple((a, s.mean, s.stderr) for a, s in scored)), score
