@@ -57,6 +57,12 @@ def test_choose_blend_keeps_the_largest_share_the_objective_cannot_tell_from_the
     m = _module()
     blend, _ = choose_blend(m, {"w": torch.tensor(0.0)}, falling, falling(m))
     assert blend.alpha == 0.0 and float(m.w) == 1.0 and falling.seen == [0.0, 0.1]
+    # a share better than the fine-tune raises the bar: 0.2 is clearly below 0.1's score (not below a = 0's),
+    # so the walk stops there and 0.1 is kept
+    rising = _ByShare(lambda a: {0.1: 0.85, 0.2: 0.83}.get(a, 0.80))
+    m = _module()
+    blend, _ = choose_blend(m, {"w": torch.tensor(0.0)}, rising, rising(m))
+    assert blend.alpha == pytest.approx(0.1) and rising.seen == [0.0, 0.1, 0.2]
 
 
 def test_a_fixed_share_is_applied_without_a_choice():
