@@ -206,17 +206,17 @@ def half_loss_study(erm: Path, harden_model: "Path | str", name: str, out: Path,
     (``half_loss_sigma`` by ``args.at``); then (unless ``args.no_sweep``) sweep every model, plot the curves to
     ``out``.png and call ``figure(models, work, sigma, path, comp=...)`` for the before/after picture
     (``out``_``picture``.png). Runs with extra ``args.flags`` are keyed ``"method flags"`` beside the defaults;
-    the results JSON is rewritten after every run."""
-    from ftcompile.fileio import write_text_atomic
+    the results JSON is rewritten after every run, re-read first (runs of other processes may have landed)."""
     from ftcompile.runtime.plot import plot_curves
 
     test, comp = args.work / "test.npz", args.compensation
     flags = f"--compensation {comp} {args.flags}".strip() if comp else args.flags
     curve = sweep_each({"erm": erm}, test, sigmas, args.samples, comp)["erm"]
     sigma = half_loss_sigma(curve, args.at)
-    if sigma not in sigmas:  # between two swept sigmas: measure ERM there too, and sweep every model there
-        sigmas = sorted([*sigmas, sigma])
-        curve = sweep_each({"erm": erm}, test, sigmas, args.samples, comp)["erm"]
+    if sigma not in sigmas:  # between two swept sigmas: measure ERM there too (a sample's draw does not depend on
+        sigmas = sorted([*sigmas, sigma])  # the other sigmas swept), and sweep every model there
+        curve = sorted([*curve, *sweep_each({"erm": erm}, test, [sigma], args.samples, comp)["erm"]],
+                       key=lambda p: p.sigma)
     print(f"ERM {metric}: " + ", ".join(f"{p.sigma:g}: {p.mean:.3f}" for p in curve)
           + f" -> harden at sigma {sigma:g} ({args.at})")
     with np.load(test) as t:
@@ -237,7 +237,7 @@ def half_loss_study(erm: Path, harden_model: "Path | str", name: str, out: Path,
         results["runs"][key] = summary
         models[key] = Path(summary["out"])
         print(json.dumps({key: summary}), flush=True)
-        write_text_atomic(out, json.dumps(results, indent=2) + "\n")
+        _save(out, results, key)
     if args.no_sweep:
         return results
     curves = sweep_each(models, test, sigmas, args.samples, comp)
@@ -247,5 +247,4 @@ def half_loss_study(erm: Path, harden_model: "Path | str", name: str, out: Path,
     plot_curves(list(curves.items()), out.with_suffix(".png"),
                 title=title + (f", {comp} compensation" if comp else ""), xlabel="sigma", metric=metric)
     figure(models, args.work, sigma, out.with_name(f"{out.stem}_{picture}.png"), comp=comp or "none")
-    write_text_atomic(out, json.dumps(results, indent=2) + "\n")
-    return results
+    return _save(out, results)

@@ -92,6 +92,39 @@ def test_half_loss_sigma_by_grid_and_by_crossing(monkeypatch):
     assert half_loss_sigma(never, "grid") == half_loss_sigma(never, "crossing") == 0.5
 
 
+def test_half_loss_study_measures_erm_at_the_crossing_and_keeps_runs_other_processes_wrote(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from types import SimpleNamespace as P
+
+    import harden_runs
+
+    means = {0.0: 0.8, 0.2: 0.64, 0.4: 0.24, 0.32: 0.41}
+    swept = []
+
+    def sweep_each(models, data, sigmas, samples, comp=None):
+        swept.append(list(sigmas))
+        return {"erm": [P(sigma=s, mean=means[s]) for s in sigmas]}
+
+    out = tmp_path / "results.json"
+
+    def harden_cli(model, work, signoff, sigma, method, flags, name=None):
+        # another process's run lands in the results file while this one hardens
+        out.write_text(json.dumps({"runs": {"other": {"after": {"mean": 0.5}}}}))
+        return {"out": str(tmp_path / "h.onnx"), "sigma": sigma}
+
+    monkeypatch.setattr(harden_runs, "sweep_each", sweep_each)
+    monkeypatch.setattr(harden_runs, "harden_cli", harden_cli)
+    (tmp_path / "test.npz").write_bytes(b"")
+    monkeypatch.setattr(harden_runs.np, "load", lambda path: __import__("contextlib").nullcontext({"x": [0] * 25}))
+    args = P(work=tmp_path, compensation=None, flags="", at="crossing", samples=5, methods="auto", no_sweep=True)
+    harden_runs.half_loss_study(tmp_path / "erm.onnx", tmp_path / "erm.onnx", "m", out, [0.0, 0.2, 0.4], "acc",
+                                "t", None, "p", args)
+    assert swept == [[0.0, 0.2, 0.4], [0.32]]  # ERM measured once more, at the crossing alone
+    saved = json.loads(out.read_text())
+    assert saved["sigma"] == 0.32 and saved["erm_at_sigma"] == {"clean": 0.8, "mean": 0.41}
+    assert set(saved["runs"]) == {"other", "auto"} and saved["runs"]["auto"]["sigma"] == 0.32
+
+
 def test_sweep_each_keeps_two_models_whose_files_share_a_stem(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     import onnx

@@ -107,6 +107,9 @@ def test_sweep_curves(files):
     assert list(res.curves) == ["model", "other"]
     means = [p.mean for p in res.curves["model"]]
     assert means[0] == 1.0 and means[0] > means[1] > means[2]
+    # a point's draws depend on its sigma alone (callers sweep one extra sigma and merge it into a curve)
+    alone = ftcompile.sweep([model], data, sigmas="0.5", samples=8).curves["model"][0]
+    assert alone.sigma == 0.5 and alone.mean == means[1]
 
 
 def test_sweep_keeps_the_other_terms_and_refuses_what_it_cannot_sweep(files):
