@@ -358,6 +358,7 @@ class HardenResult:
     warnings: list = field(default_factory=list)  # the hardened model came out worse (search/report.py)
     train_sigma: float | None = None  # the lognormal sigma the final fit trained under (+noise methods)
     blend: dict | None = None  # {"share": a, "scores": [[a, mean, stderr], ...]}: the source's weights blended in
+    final_epochs: int | None = None  # the final fit's epochs (auto resolved)
 
     @property
     def passed(self) -> bool:
@@ -448,7 +449,7 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
                           outcome.trials, outcome.best_trial, before, None, outcome.base_score.mean,
                           outcome.final_score.mean, 0.0, paths["json"], paths["md"], None,
                           journal.path if journal.path.exists() else None, train_sigma=outcome.train_sigma,
-                          blend=_blend_json(outcome.blend))
+                          blend=_blend_json(outcome.blend), final_epochs=outcome.final_epochs)
     imported.module.cpu()
     for handle in converters:  # the exported model is the digital one; the sign-off builds its twin
         handle.remove()
@@ -545,7 +546,7 @@ def harden_module(model: "torch.nn.Module | str", train, val, *, test=None, out:
                           outcome.best_trial, before, None, outcome.base_score.mean, outcome.final_score.mean, 0.0,
                           paths["json"], paths["md"], None, journal.path if journal.path.exists() else None,
                           train_sigma=outcome.train_sigma,
-                          blend=_blend_json(outcome.blend))
+                          blend=_blend_json(outcome.blend), final_epochs=outcome.final_epochs)
     module.cpu()
 
     def export(meta: dict):
@@ -644,7 +645,7 @@ def _sign_off(result: HardenResult, export: Callable[[dict], "onnx.ModelProto"],
     meta = {"method": cfg.method, "sigma": cfg.sigma, "drift": drift.spec(), "targets": cfg.targets,
             "bias": cfg.bias, "source_sha256": _sha(result.model),
             "dropout_rates": dict(zip(result.sites, result.rates)), "train_sigma": result.train_sigma,
-            "blend": result.blend, "verdict": "pending", **(extra or {})}
+            "blend": result.blend, "final_epochs": result.final_epochs, "verdict": "pending", **(extra or {})}
     proto = export(meta)
     result.after = after = validate(proto, data, drift=drift, samples=samples, seed=cfg.seed, gate=gate,
                                     metric=metric, targets=cfg.targets, bias=cfg.bias, task=task,

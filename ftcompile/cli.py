@@ -395,7 +395,8 @@ def harden(
                                "awp or ftna."),
     trials: int = typer.Option(20, help="Search trials (rates tried)."),
     epochs: int = typer.Option(3, help="Fine-tuning epochs per trial."),
-    final_epochs: int = typer.Option(15, help="Fine-tuning epochs with the best rates."),
+    final_epochs: str = typer.Option("auto", help="Fine-tuning epochs with the best rates: auto (15, more on a small "
+                                     "training set: at least 240 steps; measured, README) or a number."),
     samples: int = typer.Option(20, help="Monte-Carlo drift samples of the search objective."),
     validate_samples: int = typer.Option(100, help="Monte-Carlo samples of the runtime sign-off."),
     max_rate: float = typer.Option(0.8, help="Upper bound of every dropout rate."),

@@ -56,6 +56,7 @@ def harden_json(result) -> dict:
         "schema": SCHEMA, "model": result.model, "out": str(result.out), "method": result.config["method"],
         "sigma": result.config["sigma"], "config": result.config, "sites": result.sites, "rates": result.rates,
         "best_trial": result.best_trial, "train_sigma": result.train_sigma, "blend": result.blend,
+        "final_epochs": result.final_epochs,
         "trials": [_trial_json(t) for t in result.trials],
         "torch_objective": {"before": result.torch_before, "after": result.torch_after},
         "before": to_json(result.before), "after": to_json(result.after), "verdict": result.verdict,

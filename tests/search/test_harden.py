@@ -205,10 +205,27 @@ def test_other_methods_share_the_loop(files, tmp_path):
 
 @pytest.mark.parametrize("kwargs,needle", [({"method": "magic"}, "--method"), ({"trials": 0}, "--trials"),
                                           ({"max_rate": 1.5}, "--max-rate"), ({"sigma": -1}, "--sigma"),
-                                          ({"device": "tpu"}, "--device")])
+                                          ({"device": "tpu"}, "--device"), ({"final_epochs": "many"}, "--final-epochs"),
+                                          ({"final_epochs": -1}, "--final-epochs"), ({"final_epochs": 1.5}, "--final-epochs")])
 def test_bad_config(kwargs, needle):
     with pytest.raises(ConfigError, match=needle):
         HardenConfig(**kwargs)
+
+
+def test_final_epochs_auto_gives_small_training_sets_their_minimum_of_steps(files, tmp_path):
+    from ftcompile.search.harden import MIN_FINAL_STEPS
+
+    auto = HardenConfig()
+    assert auto.final_epochs_for(240) == MIN_FINAL_STEPS // 4 == 60  # 4 batches of 64 an epoch
+    assert auto.final_epochs_for(5000) == 15 and auto.final_epochs_for(64 * 17) == 15  # 15 epochs are enough steps
+    assert auto.final_epochs_for(1) == MIN_FINAL_STEPS
+    assert HardenConfig(final_epochs="3").final_epochs_for(240) == 3  # a number is kept, however small the set
+    model, train, val = files  # 200 training examples: 4 batches, so auto fine-tunes 60 epochs
+    r = ftcompile.harden(model, train, val, out=tmp_path / "n.onnx", validate_samples=2, plot=False,
+                         config=HardenConfig(method="noise-injection", sigma=0.5, train_sigma=0.5, samples=2, blend="off"))
+    assert r.final_epochs == 60 and r.config["final_epochs"] == "auto"
+    meta = {p.key: p.value for p in onnx.load(tmp_path / "n.onnx").metadata_props}
+    assert json.loads(meta["ftcompile.final_epochs"]) == 60
 
 
 def test_cli_harden(files, tmp_path):
