@@ -57,7 +57,7 @@ METHODS = tuple(METHOD_TABLE)
 # table, a user's model) the default is the paper's search, which only needs the objective.
 DEFAULT_METHOD = "auto"
 # Fewest optimizer steps of the final fit under --final-epochs auto: 15 epochs of a 240-image training set are
-# 60 steps, too few for noise training to settle (PennFudan, README "The final fine-tune's length"); every
+# 60 steps, too few for noise training to settle (PennFudan, README "PennFudan at the crossing"); every
 # classifier measured had 1,000 or more, which this leaves alone.
 MIN_FINAL_STEPS = 240
 
@@ -170,7 +170,7 @@ class HardenConfig:
     def final_epochs_for(self, examples: int) -> int:
         """The final fit's epochs on ``examples`` training examples. ``auto``: 15 epochs, and at least
         ``MIN_FINAL_STEPS`` optimizer steps: on PennFudan's 240 images 15 epochs are 60 steps, and 240 steps
-        kept 0.06-0.09 more Dice under drift on three seeds (README, "The final fine-tune's length")."""
+        kept 0.06-0.10 more Dice under drift on three seeds (README, "PennFudan at the crossing")."""
         if self.final_epochs != "auto":
             return self.final_epochs
         return max(15, -(-MIN_FINAL_STEPS // fit_steps(examples, 1, self.batch_size)))
