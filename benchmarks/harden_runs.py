@@ -64,7 +64,8 @@ def harden_cli(model: "Path | str", work: Path, signoff: Path, sigma: float, met
     report = json.loads(res.stdout)
     return {"method": report["config"]["method"], "flags": flags or "defaults", "seconds": round(report["seconds"]),
             "peak_mb": round(report["peak_mb"]), "rates": report["rates"], "out": str(hardened),
-            "train_sigma": report.get("train_sigma"),
+            "train_sigma": report.get("train_sigma"), "final_epochs": report.get("final_epochs"),
+            "blend": (report.get("blend") or {}).get("share"),
             "train_sigma_grid": {f"{t['train_sigma']:g}": t["objective"] for t in report["trials"]
                                  if t.get("stage") == "train-sigma"},
             "before": {k: report["before"][k] for k in ("clean", "mean", "total_ci_low")},
@@ -213,8 +214,10 @@ def half_loss_study(erm: Path, harden_model: "Path | str", name: str, out: Path,
     flags = f"--compensation {comp} {args.flags}".strip() if comp else args.flags
     curve = sweep_each({"erm": erm}, test, sigmas, args.samples, comp)["erm"]
     sigma = half_loss_sigma(curve, args.at)
-    if sigma not in sigmas:  # between two swept sigmas: measure ERM there too (a sample's draw does not depend on
-        sigmas = sorted([*sigmas, sigma])  # the other sigmas swept), and sweep every model there
+    # between two swept sigmas: measure ERM there too, alone (a sample's draw does not depend on the other sigmas
+    # swept), and sweep every model there
+    if sigma not in sigmas:
+        sigmas = sorted([*sigmas, sigma])
         curve = sorted([*curve, *sweep_each({"erm": erm}, test, [sigma], args.samples, comp)["erm"]],
                        key=lambda p: p.sigma)
     print(f"ERM {metric}: " + ", ".join(f"{p.sigma:g}: {p.mean:.3f}" for p in curve)

@@ -114,8 +114,7 @@ def test_half_loss_study_measures_erm_at_the_crossing_and_keeps_runs_other_proce
 
     monkeypatch.setattr(harden_runs, "sweep_each", sweep_each)
     monkeypatch.setattr(harden_runs, "harden_cli", harden_cli)
-    (tmp_path / "test.npz").write_bytes(b"")
-    monkeypatch.setattr(harden_runs.np, "load", lambda path: __import__("contextlib").nullcontext({"x": [0] * 25}))
+    np.savez(tmp_path / "test.npz", x=np.zeros((25, 1), np.float32))
     args = P(work=tmp_path, compensation=None, flags="", at="crossing", samples=5, methods="auto", no_sweep=True)
     harden_runs.half_loss_study(tmp_path / "erm.onnx", tmp_path / "erm.onnx", "m", out, [0.0, 0.2, 0.4], "acc",
                                 "t", None, "p", args)
@@ -123,6 +122,21 @@ def test_half_loss_study_measures_erm_at_the_crossing_and_keeps_runs_other_proce
     saved = json.loads(out.read_text())
     assert saved["sigma"] == 0.32 and saved["erm_at_sigma"] == {"clean": 0.8, "mean": 0.41}
     assert set(saved["runs"]) == {"other", "auto"} and saved["runs"]["auto"]["sigma"] == 0.32
+
+
+def test_harden_cli_summarizes_the_report(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from harden_runs import harden_cli
+    from tests.helpers import teacher_files
+
+    model, data = teacher_files(tmp_path, n=120)
+    d = np.load(data)
+    for name, part in (("train", slice(0, 80)), ("val", slice(80, 120))):
+        np.savez(tmp_path / f"{name}.npz", x=d["x"][part], y=d["y"][part])
+    summary = harden_cli(model, tmp_path, tmp_path / "val.npz", 0.5, "noise-injection",
+                         "--train-sigma 0.4 --final-epochs 2 --blend 0.5 --samples 2 --validate-samples 2")
+    assert summary["train_sigma"] == 0.4 and summary["final_epochs"] == 2 and summary["blend"] == 0.5
+    assert Path(summary["out"]).exists() and summary["method"] == "noise-injection"
 
 
 def test_sweep_each_keeps_two_models_whose_files_share_a_stem(tmp_path, monkeypatch):

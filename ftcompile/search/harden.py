@@ -299,7 +299,8 @@ class TrialRunner:
         # trials end the way the final fit will (decayed, under auto, when the final fit is long): a 3-epoch
         # trial at a constant rate ranked ResNet-20's training noise levels while the fine-tune still shook
         # the network (README, "The training noise")
-        schedule = resolve_schedule(cfg.lr_schedule, fit_steps(len(x), cfg.final_epochs_for(len(x)), cfg.batch_size))
+        self.final_epochs = cfg.final_epochs_for(len(x))
+        schedule = resolve_schedule(cfg.lr_schedule, fit_steps(len(x), self.final_epochs, cfg.batch_size))
         self.train = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, optimizer=cfg.optimizer, schedule=schedule,
                                  batch_size=cfg.batch_size,
                                  noise_sigma=0.0 if device_model is not None else cfg.noise, noise_model=device_model,
@@ -439,7 +440,7 @@ def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, jou
         best = ok[controller.best(X, Y)]
         outcome.best_trial = best.trial
         outcome.rates = list(best.rates)
-    outcome.final_epochs = epochs = cfg.final_epochs_for(len(runner.x)) if cfg.strategy.trains else 0
+    outcome.final_epochs = epochs = runner.final_epochs if cfg.strategy.trains else 0
     try:
         outcome.final_score = runner.fit(outcome.rates, epochs, cfg.seed, train_sigma=outcome.train_sigma)
         # FTNA's code head starts from random weights, so there is no source to blend it with

@@ -212,7 +212,7 @@ def test_bad_config(kwargs, needle):
         HardenConfig(**kwargs)
 
 
-def test_final_epochs_auto_gives_small_training_sets_their_minimum_of_steps(files, tmp_path):
+def test_final_epochs_auto_gives_small_training_sets_their_minimum_of_steps(files, tmp_path, monkeypatch):
     from ftcompile.search.harden import MIN_FINAL_STEPS
 
     auto = HardenConfig()
@@ -221,9 +221,18 @@ def test_final_epochs_auto_gives_small_training_sets_their_minimum_of_steps(file
     assert auto.final_epochs_for(1) == MIN_FINAL_STEPS
     assert HardenConfig(final_epochs="3").final_epochs_for(240) == 3  # a number is kept, however small the set
     model, train, val = files  # 200 training examples: 4 batches, so auto fine-tunes 60 epochs
+    import ftcompile.search.harden as harden_module
+
+    fits = []
+
+    def recording(module, x, y, train, *args, **kwargs):
+        fits.append(train.epochs)
+        return fine_tune(module, x, y, train, *args, **kwargs)
+
+    monkeypatch.setattr(harden_module, "fine_tune", recording)
     r = ftcompile.harden(model, train, val, out=tmp_path / "n.onnx", validate_samples=2, plot=False,
                          config=HardenConfig(method="noise-injection", sigma=0.5, train_sigma=0.5, samples=2, blend="off"))
-    assert r.final_epochs == 60 and r.config["final_epochs"] == "auto"
+    assert fits == [60] and r.final_epochs == 60 and r.config["final_epochs"] == "auto"
     meta = {p.key: p.value for p in onnx.load(tmp_path / "n.onnx").metadata_props}
     assert json.loads(meta["ftcompile.final_epochs"]) == 60
 
