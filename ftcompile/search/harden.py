@@ -62,6 +62,17 @@ DEFAULT_METHOD = "auto"
 MIN_FINAL_STEPS = 240
 
 
+def _word_or_number(value, words: tuple[str, ...], ok) -> bool:
+    """A flag that takes a word (``auto``) or a finite number ``ok`` accepts, as given by the CLI or the API."""
+    if value in words:
+        return True
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return False
+    return bool(np.isfinite(number) and ok(number))
+
+
 @dataclass(frozen=True)
 class HardenConfig:
     """Every knob of ``harden``; defaults are the measured ones (README).
@@ -120,14 +131,15 @@ class HardenConfig:
                   (self.sigma is None or (self.sigma >= 0 and np.isfinite(self.sigma)), "--sigma must be >= 0"),
                   (self.targets in TARGET_MODES, f"--targets must be one of {', '.join(TARGET_MODES)}"),
                   (self.trials >= 1, "--trials must be >= 1"), (self.epochs >= 0, "--epochs must be >= 0"),
-                  (self._final_epochs_ok(), "--final-epochs must be auto or a whole number >= 0"),
+                  (_word_or_number(self.final_epochs, ("auto",), lambda n: n >= 0 and n == int(n)),
+                   "--final-epochs must be auto or a whole number >= 0"),
                   (self.samples >= 1, "--samples must be >= 1"),
                   (0 < self.max_rate < 1, "--max-rate must be in (0, 1)"), (0 <= self.rate < 1, "--rate must be in [0, 1)"),
                   (0 <= self.awp_gamma <= 1, "--awp-gamma must be in [0, 1]"),
                   (4 <= self.code_bits <= 1024, "--code-bits must be in [4, 1024]"),
                   (self.lr > 0, "--lr must be > 0"),
-                  (self._train_sigma_ok(), "--train-sigma must be auto or a number >= 0"),
-                  (self._blend_ok(), "--blend must be auto, off or a number in [0, 1]"),
+                  (_word_or_number(self.train_sigma, ("auto",), lambda v: v >= 0), "--train-sigma must be auto or a number >= 0"),
+                  (_word_or_number(self.blend, ("auto", "off"), lambda v: 0 <= v <= 1), "--blend must be auto, off or a number in [0, 1]"),
                   (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
                   (self.lr_schedule in SCHEDULES, f"--lr-schedule must be one of {', '.join(SCHEDULES)}"), (self.batch_size >= 1, "--train-batch-size must be >= 1"),
                   (self.device in ("cpu", "cuda") or self.device.startswith("cuda:"), "--device must be cpu or cuda"),
@@ -147,7 +159,7 @@ class HardenConfig:
         if self.blend not in ("auto", "off"):
             object.__setattr__(self, "blend", float(self.blend))
         if self.final_epochs != "auto":
-            object.__setattr__(self, "final_epochs", int(self.final_epochs))
+            object.__setattr__(self, "final_epochs", int(float(self.final_epochs)))
         self.metric(), self.drift_model()  # a bad spec fails here, before any work
         if self.method == "auto":
             object.__setattr__(self, "method", "noise-injection")
@@ -159,14 +171,6 @@ class HardenConfig:
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError("--device cuda: no CUDA device is visible to torch; use --device cpu.")
 
-    def _final_epochs_ok(self) -> bool:
-        if self.final_epochs == "auto":
-            return True
-        try:
-            return int(self.final_epochs) >= 0 and float(self.final_epochs) == int(self.final_epochs)
-        except (TypeError, ValueError):
-            return False
-
     def final_epochs_for(self, examples: int) -> int:
         """The final fit's epochs on ``examples`` training examples. ``auto``: 15 epochs, and at least
         ``MIN_FINAL_STEPS`` optimizer steps: on PennFudan's 240 images 15 epochs are 60 steps, and 240 steps
@@ -175,28 +179,12 @@ class HardenConfig:
             return self.final_epochs
         return max(15, -(-MIN_FINAL_STEPS // fit_steps(examples, 1, self.batch_size)))
 
-    def _blend_ok(self) -> bool:
-        if self.blend in ("auto", "off"):
-            return True
-        try:
-            return 0 <= float(self.blend) <= 1
-        except (TypeError, ValueError):
-            return False
-
     def blend_shares(self) -> tuple[float, ...]:
         """The shares of the source's weights to try after the final fit (empty: no blend)."""
         if self.blend == "auto":
             return GRID
         return () if self.blend == "off" or self.blend == 0 else (self.blend,)
 
-    def _train_sigma_ok(self) -> bool:
-        if self.train_sigma == "auto":
-            return True
-        try:
-            value = float(self.train_sigma)
-        except (TypeError, ValueError):
-            return False
-        return value >= 0 and np.isfinite(value)
 
     def _resolve_sigma(self) -> float | None:
         if not self.drift:

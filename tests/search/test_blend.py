@@ -78,7 +78,7 @@ def test_blend_setting(value, shares):
     assert HardenConfig(sigma=0.5, blend=value).blend_shares() == shares
 
 
-@pytest.mark.parametrize("value", ["sometimes", "1.5", -0.1])
+@pytest.mark.parametrize("value", ["sometimes", "1.5", -0.1, "nan"])
 def test_bad_blend_is_a_one_line_config_error(value):
     with pytest.raises(ConfigError, match="--blend must be auto, off or a number in"):
         HardenConfig(sigma=0.5, blend=value)

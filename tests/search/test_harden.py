@@ -206,7 +206,8 @@ def test_other_methods_share_the_loop(files, tmp_path):
 @pytest.mark.parametrize("kwargs,needle", [({"method": "magic"}, "--method"), ({"trials": 0}, "--trials"),
                                           ({"max_rate": 1.5}, "--max-rate"), ({"sigma": -1}, "--sigma"),
                                           ({"device": "tpu"}, "--device"), ({"final_epochs": "many"}, "--final-epochs"),
-                                          ({"final_epochs": -1}, "--final-epochs"), ({"final_epochs": 1.5}, "--final-epochs")])
+                                          ({"final_epochs": -1}, "--final-epochs"), ({"final_epochs": 1.5}, "--final-epochs"),
+                                          ({"final_epochs": "inf"}, "--final-epochs"), ({"final_epochs": "nan"}, "--final-epochs")])
 def test_bad_config(kwargs, needle):
     with pytest.raises(ConfigError, match=needle):
         HardenConfig(**kwargs)
@@ -220,6 +221,7 @@ def test_final_epochs_auto_gives_small_training_sets_their_minimum_of_steps(file
     assert auto.final_epochs_for(5000) == 15 and auto.final_epochs_for(64 * 17) == 15  # 15 epochs are enough steps
     assert auto.final_epochs_for(1) == MIN_FINAL_STEPS
     assert HardenConfig(final_epochs="3").final_epochs_for(240) == 3  # a number is kept, however small the set
+    assert HardenConfig(final_epochs="3.0").final_epochs == 3  # a whole number however spelled
     model, train, val = files  # 200 training examples: 4 batches, so auto fine-tunes 60 epochs
     import ftcompile.search.harden as harden_module
 
