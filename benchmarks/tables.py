@@ -2,6 +2,7 @@
 Usage: python benchmarks/tables.py
 """
 import json
+import statistics
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -61,6 +62,34 @@ def figure3(task: str) -> str:
     return "\n".join(lines)
 
 
+def seeds(name: str) -> str:
+    """One row per flag set of a crossing study (``run.py --at crossing``), one column per seed: clean / under drift,
+    then the mean under drift and the shares of ERM's clean metric and of each run's own (mean, lowest-highest)."""
+    runs = json.loads((RESULTS / f"{name}.json").read_text())["runs"]
+    by_flags: dict = {}
+    for run in runs.values():
+        flags, seed = run["flags"].rsplit(" --seed ", 1)
+        by_flags.setdefault(flags, {})[int(seed)] = run
+    width = 1 + max(max(group) for group in by_flags.values())
+    lines = ["| flags | " + " | ".join(f"seed {i}" for i in range(width))
+             + " | mean under drift | of ERM's clean | of its own clean | harden |", "| --- |" + " --- |" * (width + 4)]
+
+    def share(values):
+        return f"{100 * statistics.mean(values):.1f}% ({100 * min(values):.1f}-{100 * max(values):.1f})"
+
+    for flags, group in by_flags.items():
+        cells = [f"{group[i]['after']['clean']:.3f} / {group[i]['after']['mean']:.3f}" if i in group else ""
+                 for i in range(width)]
+        done = list(group.values())
+        seconds = [r["seconds"] for r in done]
+        lines.append(f"| `{flags}` | " + " | ".join(cells)
+                     + f" | {statistics.mean(r['after']['mean'] for r in done):.3f}"
+                     + f" | {share([r['after']['mean'] / r['before']['clean'] for r in done])}"
+                     + f" | {share([r['after']['mean'] / r['after']['clean'] for r in done])}"
+                     + f" | {min(seconds)}-{max(seconds)} s |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     for name, fn in (("methods", methods), ("ablation", ablation), ("search", search)):
         if (RESULTS / f"{'harden' if name == 'search' else name}.json").exists():
@@ -68,3 +97,5 @@ if __name__ == "__main__":
     for task in ("resnet20", "gtsrb_stn"):
         if "figure3" in json.loads((RESULTS / f"{task}.json").read_text()):
             print(f"<!-- figure3 {task} -->\n{figure3(task)}\n")
+    if (RESULTS / "pennfudan_det.crossing.ts.json").exists():
+        print(f"<!-- seeds pennfudan_det.crossing.ts -->\n{seeds('pennfudan_det.crossing.ts')}\n")

@@ -153,3 +153,21 @@ def test_sweep_each_keeps_two_models_whose_files_share_a_stem(tmp_path, monkeypa
     points = sweep_each({"teacher": model, "other": other}, data, [0.0, 0.5], samples=4)
     assert list(points) == ["teacher", "other"]
     assert points["teacher"][0].mean == 1.0 and points["other"][0].mean < 0.6
+
+
+def test_seed_table_reads_each_run_against_erm_and_its_own_clean(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import tables
+
+    def run(flags, seed, clean, mean):
+        return {"flags": f"{flags} --seed {seed}", "seconds": 100 + seed, "before": {"clean": 0.8, "mean": 0.4},
+                "after": {"clean": clean, "mean": mean}}
+
+    runs = [run("--train-sigma 0.3", 0, 0.8, 0.6), run("--train-sigma 0.3", 2, 0.5, 0.4), run("--blend off", 1, 0.4, 0.6)]
+    (tmp_path / "study.json").write_text(json.dumps({"runs": {str(i): r for i, r in enumerate(runs)}}))
+    monkeypatch.setattr(tables, "RESULTS", tmp_path)
+    lines = tables.seeds("study").splitlines()
+    assert lines[0].count("seed ") == 3 and len(lines) == 4
+    assert lines[2] == ("| `--train-sigma 0.3` | 0.800 / 0.600 |  | 0.500 / 0.400 | 0.500 | 62.5% (50.0-75.0) "
+                        "| 77.5% (75.0-80.0) | 100-102 s |")
+    assert lines[3].startswith("| `--blend off` |  | 0.400 / 0.600 |  | 0.600 | 75.0% (75.0-75.0) | 150.0% (150.0-150.0)")
