@@ -187,7 +187,6 @@ class HardenConfig:
             return GRID
         return () if self.blend == "off" or self.blend == 0 else (self.blend,)
 
-
     def _resolve_sigma(self) -> float | None:
         if not self.drift:
             return 0.6 if self.sigma is None else float(self.sigma)
