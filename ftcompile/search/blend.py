@@ -5,20 +5,18 @@ CVPR 2022) keeps what the fine-tune learned while giving back part of what it co
 on ResNet-20 at sigma 0.3 (README, "Blending with the source"): a = 0.1-0.2 gave back 0.9-1.1 points of clean
 accuracy for no measurable loss under drift; a = 0.5 lost 4 points under drift.
 
-The choice is the one-standard-error rule (Breiman et al. 1984; Hastie et al., ESL 7.10) over a short grid:
-every candidate is scored by the search's objective, and the largest ``a`` whose score is within one standard
-error of the best score (its Monte-Carlo error over the K drifts) is kept. The source is the model the user
-validated and the one with the clean accuracy the fine-tune spent, so among candidates the objective cannot
-tell apart, the one closest to it wins: the rule trades at most one standard error under drift, on the
-validation set, for that. (The paired error of a difference is smaller, since the K drifts are shared, but
-two equal candidates differ by more than one paired error about a third of the time (|t| > 1), so a rule on it
-would pick among ties by noise.)
+The share is chosen by the project's one selection rule (``selection.py``): candidates from the simplest, the
+fine-tuned model itself (a = 0), to the largest share; the simplest one within one standard error of the best
+score under the objective is kept, so a blend is applied only when it scores better under drift, on the
+validation data, by more than the Monte-Carlo error.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+
+from ftcompile.search.selection import simplest_within_one_se
 
 GRID = (0.1, 0.2, 0.3, 0.4, 0.5)  # the fine-tuned model itself (a = 0) is always a candidate
 
@@ -46,8 +44,8 @@ def choose_blend(module: torch.nn.Module, source: dict, objective, tuned_score, 
 
     ``source``: the state dict the fine-tune started from; ``tuned_score``: the objective's score of
     ``module`` as it is (a = 0). Candidates are tried in increasing ``a`` and the walk stops at the first one
-    clearly worse than the best so far (the score falls off as the blend nears the unhardened source).
-    ``fixed``: apply ``grid``'s only value, no choice (``--blend A``).
+    clearly worse (by more than the best's standard error) than the best so far: the score falls off as the blend
+    nears the unhardened source. ``fixed``: apply ``grid``'s only value, no choice (``--blend A``).
     """
     tuned = {k: v.detach().clone() for k, v in module.state_dict().items()}
     if fixed:
@@ -63,6 +61,6 @@ def choose_blend(module: torch.nn.Module, source: dict, objective, tuned_score, 
         best = max(best, score, key=lambda s: s.mean)
         if best.mean - score.mean > best.stderr:
             break
-    alpha, score = max(((a, s) for a, s in scored if best.mean - s.mean <= best.stderr), key=lambda c: c[0])
+    alpha, score = scored[simplest_within_one_se([s for _, s in scored])]
     module.load_state_dict(blend_state(tuned, source, alpha))
     return Blend(alpha, tuple((a, s.mean, s.stderr) for a, s in scored)), score

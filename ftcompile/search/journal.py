@@ -32,6 +32,11 @@ class TrialRecord:
     train_sigma: float | None = None  # the lognormal sigma the trial trained under (+noise methods)
 
     @property
+    def mean(self) -> float:
+        """The objective's mean (what ``selection.simplest_within_one_se`` compares)."""
+        return self.objective
+
+    @property
     def x(self) -> list:
         """The point in the search space (what the GP learns from)."""
         return self.rates if self.point is None else self.point

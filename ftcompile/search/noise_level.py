@@ -1,17 +1,12 @@
 """The training-noise level of the +noise methods, chosen by a short grid (``--train-sigma auto``, the default).
 
 Noise injection trains under lognormal drift; the best sigma to train under is not always the sigma the model
-is signed off at. Measured (README, "Training noise"): the 160-epoch ResNet-20 hardened at 0.3 kept 73.4%
-under drift trained at 0.15 against 68.8% trained at 0.3 (and 83.2% clean against 76.6%), while the MNIST
-LeNet at 0.6 did best trained at 0.6 (93.45% against 92.36% at 0.45 and 91.07% at 0.3). No one ratio serves
-both, so each harden tries a few with short fine-tunes (``--epochs`` on ``--trial-fraction`` of the training
-set, like a rate trial, on the final fit's learning-rate schedule) and keeps the one the search's own objective
-(the score under the target drift on the validation set) ranks first. Measured since: it chose the level the
-long fits put first on LeNet (0.6) and ResNet-20 (0.15; 74% of the loss back, clean -1.5), lifted the PennFudan
-U-Net, and chose by noise on the PennFudan detector (12-step trials, 25 validation images; README). The grid
-stops at the harden sigma, and the detector did best trained above it (0.35 for 0.25, README "PennFudan
-detector trained above its harden sigma"): not added to the grid, which would change every other network's
-choice for one tiny task's measurement.
+is signed off at (a deep network can do better trained below it, where the fine-tune still learns). So each
+harden tries a few levels, ``SHARES`` of the harden sigma, with short fine-tunes (``--epochs`` on
+``--trial-fraction`` of the training set, like a rate trial, on the final fit's learning-rate schedule), scores
+each with the search's own objective (the metric under the target drift on the validation data) and keeps the
+simplest level, the harden sigma itself first, within one standard error of the best (``selection.py``): a level
+further from the target must win by more than the Monte-Carlo error to be chosen.
 """
 from __future__ import annotations
 
@@ -20,8 +15,9 @@ from typing import Callable
 
 from ftcompile.search.executor import Executor, TrialTask, retried
 from ftcompile.search.journal import NOISE_GRID, Journal, TrialRecord, trial_record
+from ftcompile.search.selection import simplest_within_one_se
 
-# shares of the harden sigma tried: the two levels measured best above and one between them
+# shares of the harden sigma tried, simplest (the target itself) first
 SHARES = (1.0, 0.75, 0.5)
 
 
@@ -51,11 +47,16 @@ def choose_train_sigma(executor: Executor, journal: Journal, grid: tuple[float, 
         record = trial_record(result, list(task.point), stage=NOISE_GRID, train_sigma=task.train_sigma)
         journal.append(record)
         if on_trial is not None:
-            on_trial(record, _best(journal) or record)
-    best = _best(journal)
+            on_trial(record, chosen(journal, grid) or record)
+    best = chosen(journal, grid)
     return grid[0] if best is None else best.train_sigma
 
 
-def _best(journal: Journal) -> TrialRecord | None:
-    ok = [t for t in journal.trials if t.stage == NOISE_GRID and t.status == "ok"]
-    return max(ok, key=lambda t: t.objective) if ok else None
+def chosen(journal: Journal, grid: tuple[float, ...]) -> TrialRecord | None:
+    """The grid's choice among its finished trials: the simplest level (closest to the harden sigma, ``grid``'s
+    order) within one standard error of the best (``selection.simplest_within_one_se``); None if none finished."""
+    ok = sorted((t for t in journal.trials if t.stage == NOISE_GRID and t.status == "ok" and t.train_sigma in grid),
+                key=lambda t: grid.index(t.train_sigma))
+    if not ok:
+        return None
+    return ok[simplest_within_one_se(ok)]

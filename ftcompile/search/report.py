@@ -89,7 +89,7 @@ def harden_markdown(result) -> str:
     if result.blend is not None:
         tried = ", ".join(f"{a:g}: {pct(m)}" for a, m, _ in result.blend["scores"])
         lines += [f"Source weights blended in: {result.blend['share']:g} (objective by share: {tried}; under "
-                  "`--blend auto` the largest share within one standard error of the best is kept).", ""]
+                  "`--blend auto` keeps the smallest share within one standard error of the best).", ""]
     lines += ["| site (after layer) | rate |", "| --- | --- |"]
     lines += [f"| {site} | {rate:.3f} |" for site, rate in zip(result.sites, result.rates)]
     if result.trials:

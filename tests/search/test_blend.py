@@ -43,26 +43,32 @@ def _module():
     return m
 
 
-def test_choose_blend_keeps_the_largest_share_the_objective_cannot_tell_from_the_best():
-    # within a tenth of a standard error up to 0.3 (0.2 the best), then falling off: 0.3 wins, and the walk
-    # stops at 0.4, the first clearly worse share (0.5 is never scored)
+def test_choose_blend_keeps_the_simplest_share_within_one_standard_error_of_the_best():
+    # within a tenth of a standard error up to 0.3 (0.2 the best), then falling off: no blend (a = 0, the
+    # simplest) is kept, and the walk stops at 0.4, the first clearly worse share (0.5 is never scored)
     flat = _ByShare(lambda a: 0.80 + (3e-4 * (a == 0.2) if a <= 0.3 else -2 * (a - 0.3)))
     m = _module()
     blend, score = choose_blend(m, {"w": torch.tensor(0.0)}, flat, flat(m))
-    assert blend.alpha == pytest.approx(0.3) and float(m.w) == pytest.approx(0.7)
+    assert blend.alpha == 0.0 and float(m.w) == 1.0
     assert flat.seen == [0.0, 0.1, 0.2, 0.3, 0.4] and [a for a, _, _ in blend.scores] == [0.0, 0.1, 0.2, 0.3, 0.4]
-    assert score.mean == pytest.approx(blend.scores[3][1])
+    assert score.mean == pytest.approx(blend.scores[0][1])
     # the fine-tune clearly best: no blend, the module left as tuned
     falling = _ByShare(lambda a: 0.80 - 0.5 * a)
     m = _module()
     blend, _ = choose_blend(m, {"w": torch.tensor(0.0)}, falling, falling(m))
     assert blend.alpha == 0.0 and float(m.w) == 1.0 and falling.seen == [0.0, 0.1]
-    # a share better than the fine-tune raises the bar: 0.2 is clearly below 0.1's score (not below a = 0's),
-    # so the walk stops there and 0.1 is kept
+    # a share clearly better than the fine-tune is kept, and it raises the bar: 0.2 is clearly below 0.1's score
+    # (not below a = 0's), so the walk stops there
     rising = _ByShare(lambda a: {0.1: 0.85, 0.2: 0.83}.get(a, 0.80))
     m = _module()
-    blend, _ = choose_blend(m, {"w": torch.tensor(0.0)}, rising, rising(m))
-    assert blend.alpha == pytest.approx(0.1) and rising.seen == [0.0, 0.1, 0.2]
+    blend, score = choose_blend(m, {"w": torch.tensor(0.0)}, rising, rising(m))
+    assert blend.alpha == pytest.approx(0.1) and rising.seen == [0.0, 0.1, 0.2] and float(m.w) == pytest.approx(0.9)
+    assert score.mean == pytest.approx(blend.scores[1][1])
+    # two shares both clearly above the fine-tune and within a standard error of each other: the smaller one
+    close = _ByShare(lambda a: {0.1: 0.85, 0.2: 0.851}.get(a, 0.80 if a == 0 else 0.70))
+    m = _module()
+    blend, _ = choose_blend(m, {"w": torch.tensor(0.0)}, close, close(m))
+    assert blend.alpha == pytest.approx(0.1)
 
 
 def test_a_fixed_share_is_applied_without_a_choice():

@@ -69,6 +69,26 @@ def test_the_best_scoring_level_is_kept_and_every_trial_journaled(tmp_path):
     assert again.calls == []
 
 
+class FlatRunner:
+    """Scores by level, with a standard error of ``se``: ``means`` maps a sigma to its mean."""
+
+    def __init__(self, means: dict, se: float):
+        self.means, self.se = means, se
+
+    def __call__(self, task):
+        return Score(self.means[task.train_sigma], self.se, ())
+
+
+@pytest.mark.parametrize("means,kept", [
+    ({0.6: 0.90, 0.45: 0.905, 0.3: 0.902}, 0.6),   # the best (0.45) by less than its standard error: the target
+    ({0.6: 0.90, 0.45: 0.93, 0.3: 0.935}, 0.45),   # 0.3 best, 0.45 within one error of it, 0.6 not: 0.45
+    ({0.6: 0.80, 0.45: 0.85, 0.3: 0.90}, 0.3),     # the farthest level clearly best
+])
+def test_the_simplest_level_within_one_standard_error_of_the_best_is_kept(tmp_path, means, kept):
+    assert choose_train_sigma(LocalExecutor(FlatRunner(means, 0.01)), _journal(tmp_path), (0.6, 0.45, 0.3),
+                              [0.0], seed=0) == kept
+
+
 def test_a_level_that_fails_is_retried_once_then_left_out(tmp_path):
     runner = PeakedRunner(best=0.6, fails={0.6})  # the failure depends on the level, not the trial number
     journal = _journal(tmp_path)
