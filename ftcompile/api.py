@@ -17,7 +17,7 @@ from ftcompile.data import Dataset, as_dataset
 from ftcompile.errors import ConfigError, Interrupted
 from ftcompile.fileio import sha256_file
 from ftcompile.runtime.drift import (CompositeDrift, DriftModel, LogNormalDrift, is_identity, parse_drift,
-                                     sweep_term, term_name, with_compensation, with_value)
+                                     resolve_targets, sweep_term, term_name, with_compensation, with_value)
 from ftcompile.runtime.metrics import Metric, accuracy
 from ftcompile.runtime.tasks import task_metric
 from ftcompile.runtime.parallel import EXECUTORS, shard_job, sharded_sample_metrics
@@ -33,8 +33,12 @@ if TYPE_CHECKING:
 
 def resolve_drift(drift: "str | DriftModel | None", sigma: float | None,
                   compensation: str | None = None) -> DriftModel:
-    """``drift`` (spec or model) wins; else lognormal at ``sigma`` (the paper's model). ``compensation``
-    (``none``/``global``/``column``) sets the drift compensation of its device terms."""
+    """``drift`` (a spec or model), else lognormal at ``sigma`` (the paper's model; 0.6 when neither is given);
+    both at once are refused (one source of truth). ``compensation`` (``none``/``global``/``column``) sets the drift
+    compensation of its lognormal and device terms."""
+    if drift is not None and sigma is not None:
+        raise ConfigError(f"--sigma {sigma:g} and --drift {drift if isinstance(drift, str) else drift.spec()!r} both "
+                          "give the drift; give it once (e.g. --drift lognormal:0.6 or --sigma 0.6).")
     if drift is not None:
         model = parse_drift(drift) if isinstance(drift, str) else drift
     else:
@@ -44,32 +48,67 @@ def resolve_drift(drift: "str | DriftModel | None", sigma: float | None,
 
 def open_session(model, *, targets: str = "params", bias: bool = False, output: str | None = None,
                  provider: str = "cpu", dac_bits: int | None = None, adc_bits: int | None = None,
-                 data=None, task: str = "classification", adc_noise: float = 0.0) -> DriftSession:
-    """The drift session; with ``dac_bits``/``adc_bits`` the analog twin, its converter ranges calibrated on
-    the first batches (up to 4,096 examples) of ``data`` (``adc_noise``: the ADC's output noise, a fraction of
-    its bound)."""
+                 data=None, task: str = "classification", adc_noise: float = 0.0, calibrate_on=None,
+                 calibration=None) -> DriftSession:
+    """The drift session; with ``dac_bits``/``adc_bits`` the analog twin (``adc_noise``: the ADC's output noise, a
+    fraction of its bound) at the converter ranges ``twin_calibration`` resolves (``calibration``, else
+    ``calibrate_on``, else the ranges the model stores, else the first batches of ``data``)."""
     if dac_bits is None and adc_bits is None and not adc_noise:
         return DriftSession(model, targets=targets, bias=bias, output=output, provider=provider, task=task)
     from ftcompile.passes.converters import ConverterSpec
 
     spec = ConverterSpec(dac_bits, adc_bits, adc_noise)
-    plain = DriftSession(model, targets=targets, bias=bias, output=output, provider=provider, task=task)
-    batches = (feeds for feeds, _ in bind_data(plain, data).batches(1024, per_image=True))
+    if calibration is None:
+        calibration = twin_calibration(model, data, calibrate_on=calibrate_on, output=output, task=task)
     return DriftSession(model, targets=targets, bias=bias, output=output, provider=provider, converters=spec,
-                        calibration=batches, task=task)
+                        calibration=calibration, task=task)
 
 
-def export_twin(model, data, out, *, dac_bits: int | None = 8, adc_bits: int | None = 8,
-                output: str | None = None, adc_noise: float = 0.0) -> dict:
+CALIBRATION_EXAMPLES = 4096  # the first examples whose ranges calibrate a twin (converters.calibrate's 4 batches)
+
+
+def calibrate_on_data(model, data, *, output: str | None = None, task: str = "classification",
+                      role: str = "calibration"):
+    """Converter ranges of ``model`` observed on the first ``CALIBRATION_EXAMPLES`` examples of ``data``."""
+    from ftcompile.passes.converters import Calibration, calibrate
+    from ftcompile.runtime.model import load_onnx
+
+    dataset = bind_data(DriftSession(model, output=output, task=task), data)
+    ranges = calibrate(load_onnx(model), (feeds for feeds, _ in dataset.batches(1024, per_image=True)))
+    used = min(len(dataset), CALIBRATION_EXAMPLES)
+    return Calibration(ranges, f"{role} data {dataset.record(role).describe()}, its first {used:,}")
+
+
+def twin_calibration(model, data=None, *, calibrate_on=None, output: str | None = None,
+                     task: str = "classification"):
+    """The converter ranges a twin of ``model`` runs at: calibrated on ``calibrate_on`` when given; else the
+    ranges the model stores (a hardened model's, chosen once at hardening); else calibrated on ``data`` (the data
+    being measured: the report says so). ``Calibration.source`` names which."""
+    from ftcompile.passes.converters import stored_calibration
+    from ftcompile.runtime.model import load_onnx
+
+    if calibrate_on is not None:
+        return calibrate_on_data(model, calibrate_on, output=output, task=task)
+    stored = stored_calibration(load_onnx(model))
+    if stored is not None:
+        return stored
+    if data is None:
+        raise ConfigError(f"{model}: stores no converter ranges; give data to calibrate them on (--calibrate-on).")
+    return calibrate_on_data(model, data, output=output, task=task, role="measured")
+
+
+def export_twin(model, out, *, calibrate_on=None, dac_bits: int | None = 8, adc_bits: int | None = 8,
+                output: str | None = None, adc_noise: float = 0.0):
     """Write the analog twin of ``model`` to ``out`` (atomically, never over the input): DAC/ADC quantizers around
-    every crossbar layer, ranges calibrated on the first batches of ``data``, recorded in its metadata.
+    every crossbar layer at the ranges the model stores (a hardened model's), or calibrated on ``calibrate_on``;
+    the ranges and what they came from are recorded in its metadata.
 
-    Returns the calibrated ranges (``"<layer>:in"``/``"<layer>:out"`` -> (low, high)).
+    Returns the ``passes.converters.Calibration`` it used.
     """
     from ftcompile.errors import OutputError
     from ftcompile.fileio import check_writable, write_bytes_atomic
     from ftcompile.metadata import set_metadata
-    from ftcompile.passes.converters import ConverterSpec, analog_twin
+    from ftcompile.passes.converters import TWIN_METADATA, ConverterSpec, insert_converters
     from ftcompile.passes.onnx_graph import constants_to_initializers, unshare_weights
     from ftcompile.runtime.model import load_onnx
 
@@ -78,12 +117,13 @@ def export_twin(model, data, out, *, dac_bits: int | None = 8, adc_bits: int | N
     if out.exists() and out.resolve() == Path(str(model)).resolve():
         raise OutputError(f"{out}: is the input model; choose another -o (inputs are never overwritten).")
     spec = ConverterSpec(dac_bits, adc_bits, adc_noise)
-    batches = (feeds for feeds, _ in bind_data(open_session(model, output=output), data).batches(1024))
-    twin, ranges = analog_twin(unshare_weights(constants_to_initializers(load_onnx(model))), batches, spec)
-    set_metadata(twin, {"analog_twin": {"dac_bits": spec.dac_bits, "adc_bits": spec.adc_bits,
-                                        "adc_noise": spec.adc_noise, "ranges": ranges}})
+    calibration = twin_calibration(model, calibrate_on=calibrate_on, output=output)
+    twin = insert_converters(unshare_weights(constants_to_initializers(load_onnx(model))), calibration.ranges, spec)
+    set_metadata(twin, {TWIN_METADATA: {"dac_bits": spec.dac_bits, "adc_bits": spec.adc_bits,
+                                        "adc_noise": spec.adc_noise, "ranges": calibration.ranges,
+                                        "calibrated_on": calibration.source}})
     write_bytes_atomic(out, twin.SerializeToString())
-    return ranges
+    return calibration
 
 
 def bind_data(session: DriftSession, data) -> Dataset:
@@ -116,11 +156,12 @@ def _sha(model) -> str:
 
 def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: float | None = None,
              samples: int = 100, seed: int = 0, batch_size: int = 1024, metric: "str | Metric" = accuracy,
-             gate: Gate = Gate(), targets: str = "params", bias: bool = False, output: str | None = None,
+             gate: Gate = Gate(), targets: str = "auto", bias: bool = False, output: str | None = None,
              provider: str = "cpu", on_sample: Callable[[int, float], None] | None = None, workers: int = 1,
              executor: str = "process", ray_address: str | None = None,
              compensation: str | None = None, dac_bits: int | None = None,
-             adc_bits: int | None = None, task: str | None = None, adc_noise: float = 0.0) -> ValidationResult:
+             adc_bits: int | None = None, task: str | None = None, adc_noise: float = 0.0,
+             calibrate_on=None, calibration=None) -> ValidationResult:
     """Measure ``metric`` of an ONNX model under drift over ``samples`` Monte-Carlo draws and apply ``gate``.
 
     Args:
@@ -129,6 +170,12 @@ def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: flo
         drift: a spec such as ``"quantize:16,lognormal:0.6"`` or a drift model; default lognormal at ``sigma``.
         task: classification, detection or segmentation (``runtime.tasks``); default read from the data's
             layout. The metric defaults to the task's (accuracy, mAP@0.5, Dice).
+        targets: which tensors drift: ``auto`` (``crossbar`` for a device drift such as ``pcm:1d``: layer weights,
+            biases and normalization digital; ``params`` otherwise: every learned parameter), ``params``,
+            ``crossbar`` (``bias``: with their biases).
+        dac_bits, adc_bits, adc_noise: run the analog twin; its converter ranges are the ones the model stores
+            (a hardened model's), else calibrated on ``calibrate_on`` or, when neither, on ``data``
+            (``twin_calibration``); the result's ``calibration`` says which.
         workers, executor: shard the samples over ``workers`` local processes (``"process"``; one worker
             runs in this process) or Ray tasks (``"ray"``, at ``ray_address`` or a new local instance); the
             values equal the one-process run.
@@ -136,6 +183,7 @@ def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: flo
         ``ValidationResult`` with clean and per-sample metrics, statistics and the gate's checks.
     """
     drift_model = resolve_drift(drift, sigma, compensation)
+    targets = resolve_targets(targets, drift_model)
     task = resolve_task(task, data)
     metric = task_metric(task, metric)
     if workers < 1:
@@ -145,7 +193,8 @@ def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: flo
     if (dac_bits is not None or adc_bits is not None) and workers > 1:
         raise ConfigError("--dac-bits/--adc-bits run in one process for now; drop --workers.")
     session = open_session(model, targets=targets, bias=bias, output=output, provider=provider, dac_bits=dac_bits,
-                           adc_bits=adc_bits, data=data, task=task, adc_noise=adc_noise)
+                           adc_bits=adc_bits, data=data, task=task, adc_noise=adc_noise, calibrate_on=calibrate_on,
+                           calibration=calibration)
     dataset = bind_data(session, data)
     sampler = None
     if executor == "ray" or (executor == "process" and workers > 1):
@@ -162,8 +211,6 @@ def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: flo
                           sampler=sampler)
     except KeyboardInterrupt:
         raise Interrupted("validation interrupted; no report was written.") from None
-    if session.converters is not None:
-        result.converters = session.converters.describe()
     return result
 
 
@@ -234,11 +281,11 @@ def parse_times(spec: "str | Sequence") -> list[float]:
 
 def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.1",
           drift: "str | DriftModel | None" = None, samples: int = 50, seed: int = 0, batch_size: int = 1024,
-          metric: "str | Metric" = accuracy, targets: str = "params", bias: bool = False, output: str | None = None,
+          metric: "str | Metric" = accuracy, targets: str = "auto", bias: bool = False, output: str | None = None,
           provider: str = "cpu", vary: str | None = None, times: "str | Sequence | None" = None,
           compensation: str | None = None, dac_bits: int | None = None, adc_bits: int | None = None,
           on_point: Callable[[str, SweepPoint], None] | None = None, task: str | None = None,
-          adc_noise: float = 0.0) -> SweepResult:
+          adc_noise: float = 0.0, calibrate_on=None, calibration=None) -> SweepResult:
     """Accuracy-vs-sigma curves of several models; one session per model, reused across sigmas.
 
     ``sigmas`` set the sigma of one term of ``drift``: the one named ``vary`` (``"lognormal"``,
@@ -249,7 +296,10 @@ def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.
     """
     axis = "sigma" if times is None else "t"
     grid = parse_sigmas(sigmas) if times is None else parse_times(times)
-    base = resolve_drift(drift if drift is not None or times is None else "pcm:1s", grid[0], compensation)
+    if drift is None and times is not None:
+        drift = "pcm:1s"
+    base = resolve_drift(drift, grid[0] if drift is None else None, compensation)
+    targets = resolve_targets(targets, base)
     index = sweep_term(base, vary, axis)
     term = term_name(base.parts[index] if isinstance(base, CompositeDrift) else base)
     task = resolve_task(task, data)
@@ -259,14 +309,15 @@ def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.
     try:
         for model in models:
             session = open_session(model, targets=targets, bias=bias, output=output, provider=provider,
-                                   dac_bits=dac_bits, adc_bits=adc_bits, data=data, task=task, adc_noise=adc_noise)
+                                   dac_bits=dac_bits, adc_bits=adc_bits, data=data, task=task, adc_noise=adc_noise,
+                                   calibrate_on=calibrate_on, calibration=calibration)
             dataset = bind_data(session, data)
             label = Path(str(model)).stem
             points = []
             for value in grid:
                 d = with_value(base, value, term, axis)
                 if is_identity(d):  # nothing drifts: one clean pass is exact
-                    run = Samples([clean_metric(session, dataset, batch_size=batch_size, metric=metric)])
+                    run = Samples([clean_metric(session, dataset, batch_size=batch_size, metric=metric, seed=seed)])
                 else:
                     run = run_samples(session, dataset, d, samples=samples, seed=seed, batch_size=batch_size,
                                       metric=metric)
@@ -282,7 +333,7 @@ def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.
 
 
 def analyze(model, data, *, drift: "str | DriftModel | None" = None, sigma: float | None = None, samples: int = 30,
-            seed: int = 0, batch_size: int = 1024, metric: "str | Metric" = accuracy, targets: str = "params",
+            seed: int = 0, batch_size: int = 1024, metric: "str | Metric" = accuracy, targets: str = "auto",
             bias: bool = False, output: str | None = None, provider: str = "cpu",
             on_layer: Callable | None = None, compensation: str | None = None,
             task: str | None = None) -> "Sensitivity":
@@ -297,7 +348,8 @@ def analyze(model, data, *, drift: "str | DriftModel | None" = None, sigma: floa
 
     drift_model = resolve_drift(drift, sigma, compensation)
     task = resolve_task(task, data)
-    session = open_session(model, targets=targets, bias=bias, output=output, provider=provider, task=task)
+    session = open_session(model, targets=resolve_targets(targets, drift_model), bias=bias, output=output,
+                           provider=provider, task=task)
     dataset = bind_data(session, data)
     try:
         return analyze_session(session, dataset, drift_model, samples=samples, seed=seed, batch_size=batch_size,
@@ -355,10 +407,14 @@ class HardenResult:
     plot: Path | None = None
     journal: Path | None = None
     peak_mb: float = 0.0  # this process's own peak memory (worker processes not included)
-    warnings: list = field(default_factory=list)  # the hardened model came out worse (search/report.py)
+    warnings: list = field(default_factory=list)  # the hardened model came out worse, the data overlap, ...
     train_sigma: float | None = None  # the lognormal sigma the final fit trained under (+noise methods)
     blend: dict | None = None  # {"share": a, "scores": [[a, mean, stderr], ...]}: the source's weights blended in
     final_epochs: int | None = None  # the final fit's epochs (auto resolved)
+    data: dict = field(default_factory=dict)  # role -> provenance.DataRecord dict (train, val, signoff)
+    signoff_kind: str = "test"  # test, holdout or validation (signoff.py)
+    signoff_statement: str = ""  # what the after/before numbers are, in one sentence
+    calibration: str = ""  # the analog twin's converter ranges: what they were calibrated on
 
     @property
     def passed(self) -> bool:
@@ -384,8 +440,10 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
 
     Args:
         model: ONNX (or ``.pt2``) path.
-        train, val, test: datasets (``.npz`` paths, ``Dataset`` or ``(x, y)``); the search scores on ``val``,
-            the sign-off runs on ``test`` when given, else ``val``.
+        train, val, test: datasets (``.npz`` paths, ``Dataset`` or ``(x, y)``). Every choice (training noise,
+            trials, blend) scores on ``val``; the sign-off runs on ``test`` when given, else on the share
+            ``config.holdout`` of ``val`` held out before any choice (``signoff.py``); with ``holdout`` 0 and no
+            ``test`` the numbers are validation numbers and a gate is refused.
         config: ``HardenConfig`` (method, trials, epochs, samples, workers, ...).
     Returns:
         ``HardenResult``; the hardened model is written to ``out`` even when the gate fails (marked so).
@@ -400,10 +458,9 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
     from ftcompile.frontend import load_model
     from ftcompile.frontend.torch_import import is_factory_spec
     from ftcompile.passes.dropout import insert_dropout
-    from ftcompile.resources import peak_rss_mb
+    from ftcompile.search.drifting import onnx_drift_keys
     from ftcompile.search.harden import HardenConfig, config_dict, journal_path_for, search
     from ftcompile.search.journal import Journal
-    from ftcompile.search.report import write_harden_reports
 
     import torch
 
@@ -419,55 +476,42 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
     if task == "segmentation" and (cfg.strategy.ecoc or cfg.objective == "loss"):
         raise ConfigError(f"--method {cfg.method} / --objective {cfg.objective} are for classifiers; a segmenter "
                           "is searched on its Dice (choose another method or --objective).")
-    if validate_samples < 1:
-        raise ConfigError(f"--validate-samples {validate_samples} must be >= 1.")
+    _check_signoff_args(cfg, gate, test, validate_samples)
     t0 = time.perf_counter()
     paths = _harden_paths(model, out)  # checked writable before any work
     journal = Journal(journal_path_for(paths["onnx"]), config_dict(cfg), resume=resume)  # --resume mismatch: now
     stage("importing model")
     imported = load_model(model)
-    train_ds, val_ds, signoff_ds = _harden_data(imported, model, train, val, test, task)
+    roles = _harden_data(imported, model, train, val, test, task, cfg.holdout)
     drift, metric = cfg.drift_model(), task_metric(task, cfg.metric())
+    calibration = _twin_calibration(imported.onnx_model, roles.train, cfg, task)
     stage("validating the source model")
-    before = validate(imported.onnx_model, signoff_ds, drift=drift, samples=validate_samples, seed=cfg.seed,
-                      metric=metric, targets=cfg.targets, bias=cfg.bias, task=task, dac_bits=cfg.dac_bits,
-                      adc_bits=cfg.adc_bits, adc_noise=cfg.adc_noise)
+    before = _measure(imported.onnx_model, roles.signoff, cfg, drift, metric, task, validate_samples, calibration)
     before.model, before.model_sha256 = str(model), _sha(model)
-    converters = _train_converters(imported, train_ds, cfg)
+    hooks = _train_converters(imported, calibration, cfg)
     sites = insert_dropout(imported.module, channel=cfg.channel)
     head = None
     if cfg.strategy.ecoc:
         from ftcompile.passes.ecoc import attach_ecoc_head
 
         head = attach_ecoc_head(imported, cfg.code_bits, cfg.seed)
+    keys = onnx_drift_keys(imported, targets=cfg.targets, bias=cfg.bias, runtime=_twin_graph(imported, calibration, cfg))
+    if head is not None:
+        keys = _ecoc_keys(keys, head)
     stage(f"searching rates for {len(sites)} dropout sites" if cfg.searches else f"fine-tuning ({cfg.method})")
-    outcome = search(head.model if head else imported.module, sites, train_ds, val_ds, cfg, journal=journal,
-                     on_trial=on_trial, loss_fn=head.loss if head else None,
-                     digital=_digital_params(imported, cfg.targets, cfg.bias), task=task)
+    outcome = search(head.model if head else imported.module, sites, roles.train, roles.val, cfg, journal=journal,
+                     on_trial=on_trial, loss_fn=head.loss if head else None, keys=keys, converters=hooks, task=task)
     stage("exporting and signing off")
-    result = HardenResult(str(model), paths["onnx"], config_dict(cfg), list(sites.layers), outcome.rates,
-                          outcome.trials, outcome.best_trial, before, None, outcome.base_score.mean,
-                          outcome.final_score.mean, 0.0, paths["json"], paths["md"], None,
-                          journal.path if journal.path.exists() else None, train_sigma=outcome.train_sigma,
-                          blend=_blend_json(outcome.blend), final_epochs=outcome.final_epochs)
+    result = _result(str(model), paths, cfg, sites, outcome, before, journal, roles, calibration)
     imported.module.cpu()
-    for handle in converters:  # the exported model is the digital one; the sign-off builds its twin
-        handle.remove()
+    if hooks is not None:  # the exported model is the digital one; the sign-off builds its twin
+        hooks.remove()
     if head is not None:
         head.model.cpu()
     extra = {"ecoc_codes": head.codes.tolist()} if head else {}
-    if converters:
-        extra["converters"] = {"dac_bits": cfg.dac_bits, "adc_bits": cfg.adc_bits, "adc_noise": cfg.adc_noise}
-    _sign_off(result, lambda meta: to_onnx(imported, sites=sites, metadata=meta, head=head), cfg, signoff_ds, gate,
-              validate_samples, drift, metric, task, extra)
-    if plot and _sweepable(drift):
-        stage("sweeping sigma for the before/after plot")
-        result.plot = _before_after_plot(model, paths, signoff_ds, cfg, drift, metric, task)
-    elif plot:
-        stage(f"no before/after plot: drift {drift.spec()} has no single sigma term to sweep")
-    result.seconds = time.perf_counter() - t0
-    result.peak_mb = peak_rss_mb()
-    write_harden_reports(result, paths["json"], paths["md"])
+    _sign_off(result, lambda meta: to_onnx(imported, sites=sites, metadata=meta, head=head), cfg, roles, gate,
+              validate_samples, drift, metric, task, calibration, extra)
+    _finish(result, model, paths, roles, cfg, drift, metric, task, plot, stage, calibration, t0)
     return result
 
 
@@ -479,14 +523,15 @@ def harden_module(model: "torch.nn.Module | str", train, val, *, test=None, out:
     For models the ONNX importer cannot fine-tune (NMS, RoIAlign, data-dependent shapes). The module follows
     torchvision's contract: in training mode ``model(images, targets)`` returns a dict of losses (their sum
     is the training loss), in eval mode a list of per-image ``boxes``/``scores``/``labels``. The line:
-    export the module to ONNX (``OUT.source.onnx``, the "before" of the sign-off) -> dropout sites on the
-    module (``insert_module_dropout``) -> the method's search and fine-tune, scored by the runtime's mAP
-    under drift -> export -> the same runtime sign-off on the exported ONNX. Drift in training and in the
-    torch objective acts on the convolution and linear layers (their biases too unless ``--targets
-    crossbar``). The exporter folds BatchNorm into the convolutions; the weights' drift is the same either way,
-    but the folded biases (BatchNorm's shifts) drift in the sign-off and not here, so the objective reads the
-    drift as milder (measured in README, "Detectors enter as modules").
+    fold each Conv -> BatchNorm pair (``passes.fold_norm``: what the chip stores) -> export the module to ONNX
+    (``OUT.source.onnx``, the "before" of the sign-off) -> match the export's drifting tensors to the module's
+    parameters (``drifting.module_drift_keys``) ->
+    dropout sites on the module (``insert_module_dropout``) -> the method's search and fine-tune, scored by the
+    runtime's mAP under drift with the runtime's own draws -> export -> the same runtime sign-off on the exported
+    ONNX. The objective, the training noise and the sign-off drift the same tensors (a test checks the objective
+    against ``validate`` of the export).
     """
+    import copy
     import time
 
     require_torch("harden")
@@ -494,12 +539,12 @@ def harden_module(model: "torch.nn.Module | str", train, val, *, test=None, out:
 
     from ftcompile.export import save_onnx, set_metadata
     from ftcompile.frontend.torch_import import detector_to_onnx, is_factory_spec, load_factory
-    from ftcompile.passes.layers import CROSSBAR_TYPES
+    from ftcompile.passes.fold_norm import fold_batchnorm
     from ftcompile.passes.module_dropout import insert_module_dropout
-    from ftcompile.resources import peak_rss_mb
+    from ftcompile.search.drifting import module_drift_keys
     from ftcompile.search.harden import HardenConfig, config_dict, journal_path_for, search
     from ftcompile.search.journal import Journal
-    from ftcompile.search.report import write_harden_reports
+    from ftcompile.signoff import assign_roles
 
     stage = on_stage or (lambda s: None)
     cfg = config or HardenConfig()
@@ -516,39 +561,31 @@ def harden_module(model: "torch.nn.Module | str", train, val, *, test=None, out:
     if cfg.dac_bits is not None or cfg.adc_bits is not None:  # adc_noise needs adc_bits (HardenConfig)
         raise ConfigError("--dac-bits/--adc-bits: converters in training need an ONNX model (a module's layers are "
                           "not mapped to ONNX nodes); validate the exported detector with them instead.")
-    if validate_samples < 1:
-        raise ConfigError(f"--validate-samples {validate_samples} must be >= 1.")
+    _check_signoff_args(cfg, gate, test, validate_samples)
     t0 = time.perf_counter()
     paths = _harden_paths(None, out)
     paths["source"] = paths["onnx"].with_name(paths["onnx"].stem + ".source.onnx")
     journal = Journal(journal_path_for(paths["onnx"]), config_dict(cfg), resume=resume)
     stage("building and exporting the source model")
-    import copy
-
     module = load_factory(model) if isinstance(model, str) else copy.deepcopy(model)  # the caller's is never touched
     module.cpu().eval()
-    train_ds, val_ds, signoff_ds = (_module_data(d, task) for d in (train, val, test if test is not None else val))
-    (x0,) = train_ds.inputs.values()
+    roles = assign_roles(*(_module_data(d, task) for d in (train, val)),
+                         None if test is None else _module_data(test, task), cfg.holdout)
+    (x0,) = roles.train.inputs.values()
     example = torch.from_numpy(x0[:1])
-    save_onnx(detector_to_onnx(module, example), paths["source"])
+    fold_batchnorm(module, detector_to_onnx(module, example))  # what the chip stores, and the exporter writes
+    source = detector_to_onnx(module, example)
+    save_onnx(source, paths["source"])
+    keys = module_drift_keys(module, source, targets=cfg.targets, bias=cfg.bias)
     drift, metric = cfg.drift_model(), task_metric(task, cfg.metric())
     stage("validating the source model")
-    before = validate(paths["source"], signoff_ds, drift=drift, samples=validate_samples, seed=cfg.seed,
-                      metric=metric, targets=cfg.targets, bias=cfg.bias, task=task)
+    before = _measure(paths["source"], roles.signoff, cfg, drift, metric, task, validate_samples)
     sites = insert_module_dropout(module, channel=cfg.channel)
-    layers = [m for m in module.modules() if isinstance(m, CROSSBAR_TYPES)]
-    drifting = {id(m.weight) for m in layers} | ({id(m.bias) for m in layers if m.bias is not None}
-                                                 if cfg.targets == "params" or cfg.bias else set())
-    digital = {id(p) for p in module.parameters() if id(p) not in drifting}
     stage(f"searching rates for {len(sites)} dropout sites" if cfg.searches else f"fine-tuning ({cfg.method})")
-    outcome = search(module, sites, train_ds, val_ds, cfg, journal=journal, on_trial=on_trial, digital=digital,
+    outcome = search(module, sites, roles.train, roles.val, cfg, journal=journal, on_trial=on_trial, keys=keys,
                      task=task)
     stage("exporting and signing off")
-    result = HardenResult(label, paths["onnx"], config_dict(cfg), list(sites.layers), outcome.rates, outcome.trials,
-                          outcome.best_trial, before, None, outcome.base_score.mean, outcome.final_score.mean, 0.0,
-                          paths["json"], paths["md"], None, journal.path if journal.path.exists() else None,
-                          train_sigma=outcome.train_sigma,
-                          blend=_blend_json(outcome.blend), final_epochs=outcome.final_epochs)
+    result = _result(label, paths, cfg, sites, outcome, before, journal, roles, None)
     module.cpu()
 
     def export(meta: dict):
@@ -556,14 +593,76 @@ def harden_module(model: "torch.nn.Module | str", train, val, *, test=None, out:
         set_metadata(proto, meta)
         return proto
 
-    _sign_off(result, export, cfg, signoff_ds, gate, validate_samples, drift, metric, task)
+    _sign_off(result, export, cfg, roles, gate, validate_samples, drift, metric, task)
+    _finish(result, paths["source"], paths, roles, cfg, drift, metric, task, plot, stage, None, t0)
+    return result
+
+
+def _ecoc_keys(keys: dict, head) -> dict:
+    """Drift keys of FTNA's model: the imported module sits under ``body.``, and the code layer takes the output
+    layer's tensors (same names, the code layer's shapes)."""
+    from dataclasses import replace
+
+    params = dict(head.model.named_parameters())
+    out = {}
+    for name, key in keys.items():
+        p = params[f"body.{name}"]
+        shape = tuple(p.shape[::-1] if key.transposed else p.shape) if name in head.keys else key.shape
+        out[f"body.{name}"] = replace(key, shape=shape)
+    return out
+
+
+def _gated(gate: Gate) -> bool:
+    return gate.min_accuracy is not None or gate.max_drop is not None
+
+
+def _check_signoff_args(cfg, gate: Gate, test, validate_samples: int) -> None:
+    """Refuse, before any work, a gate over validation numbers and a sign-off without samples."""
+    if validate_samples < 1:
+        raise ConfigError(f"--validate-samples {validate_samples} must be >= 1.")
+    from ftcompile.signoff import check_gate, kind_of
+
+    check_gate(kind_of(test, cfg.holdout), _gated(gate))
+
+
+def _measure(model, data: Dataset, cfg, drift: DriftModel, metric: Metric, task: str, samples: int,
+             calibration=None, gate: Gate = Gate()) -> ValidationResult:
+    """The runtime's measurement of ``model`` on ``data`` as harden configures it (drift, targets, twin), with
+    the sign-off's seed (never the objective's, ``objective.selection_seed``)."""
+    return validate(model, data, drift=drift, samples=samples, seed=cfg.seed, gate=gate, metric=metric,
+                    targets=cfg.targets, bias=cfg.bias, task=task, dac_bits=cfg.dac_bits, adc_bits=cfg.adc_bits,
+                    adc_noise=cfg.adc_noise, calibration=calibration)
+
+
+def _result(label: str, paths: dict, cfg, sites, outcome, before: ValidationResult, journal, roles,
+            calibration) -> HardenResult:
+    from ftcompile.search.harden import config_dict
+
+    return HardenResult(label, paths["onnx"], config_dict(cfg), list(sites.layers), outcome.rates, outcome.trials,
+                        outcome.best_trial, before, None, outcome.base_score.mean, outcome.final_score.mean, 0.0,
+                        paths["json"], paths["md"], None, journal.path if journal.path.exists() else None,
+                        train_sigma=outcome.train_sigma, blend=_blend_json(outcome.blend),
+                        final_epochs=outcome.final_epochs, data=roles.records(), signoff_kind=roles.kind,
+                        signoff_statement=roles.statement(), warnings=list(roles.warnings),
+                        calibration=calibration.describe() if calibration is not None else "")
+
+
+def _finish(result: HardenResult, source, paths: dict, roles, cfg, drift: DriftModel, metric: Metric, task: str,
+            plot: bool, stage, calibration, t0: float) -> None:
+    """The before/after plot, time, memory and the reports."""
+    import time
+
+    from ftcompile.resources import peak_rss_mb
+    from ftcompile.search.report import write_harden_reports
+
     if plot and _sweepable(drift):
         stage("sweeping sigma for the before/after plot")
-        result.plot = _before_after_plot(paths["source"], paths, signoff_ds, cfg, drift, metric, task)
+        result.plot = _before_after_plot(source, paths, roles.signoff, cfg, drift, metric, task, calibration)
+    elif plot:
+        stage(f"no before/after plot: drift {drift.spec()} has no single sigma term to sweep")
     result.seconds = time.perf_counter() - t0
     result.peak_mb = peak_rss_mb()
     write_harden_reports(result, paths["json"], paths["md"])
-    return result
 
 
 def _module_data(data, task: str) -> Dataset:
@@ -573,29 +672,34 @@ def _module_data(data, task: str) -> Dataset:
     return as_dataset(data, [InputSpec("x", ("N", None, None, None), np.dtype(np.float32))], task=task)
 
 
-def _train_converters(imported, train: Dataset, cfg) -> list:
-    """With ``cfg.dac_bits``/``adc_bits``: the twin's converters as hooks on the module's crossbar layers, ranges
-    calibrated by the runtime's ``calibrate`` on the first 4,096 training examples (as the sign-off calibrates
-    on its data); the hook handles, to remove before export."""
+def _twin_calibration(model: "onnx.ModelProto", train: Dataset, cfg, task: str):
+    """With converters: the twin's ranges, calibrated once on the training data (what a chip's calibration sees),
+    then used in training, in both validations and stored in the hardened model; None without converters."""
     if cfg.dac_bits is None and cfg.adc_bits is None:
-        return []
+        return None
+    return calibrate_on_data(model, train, task=task, role="training")
+
+
+def _twin_graph(imported, calibration, cfg):
+    """The graph the sign-off drifts when it runs the analog twin (its biases are added digitally), else None."""
+    if calibration is None:
+        return None
+    from ftcompile.passes.converters import ConverterSpec, insert_converters
+
+    return insert_converters(imported.onnx_model, calibration.ranges, ConverterSpec(cfg.dac_bits, cfg.adc_bits),
+                             expose_weights=False)
+
+
+def _train_converters(imported, calibration, cfg):
+    """The twin's converters as hooks on the module's crossbar layers at ``calibration``'s ranges (the sign-off's
+    twin runs at the same ranges); None without converters."""
+    if calibration is None:
+        return None
     from ftcompile.passes.converter_hooks import attach_converters
-    from ftcompile.passes.converters import ConverterSpec, calibrate
+    from ftcompile.passes.converters import ConverterSpec
 
-    ranges = calibrate(imported.onnx_model, (feeds for feeds, _ in train.batches(1024)))
-    return attach_converters(imported.module, imported.sources, imported.onnx_model, ranges,
-                             ConverterSpec(cfg.dac_bits, cfg.adc_bits, cfg.adc_noise))
-
-
-def _digital_params(imported, targets: str, bias: bool) -> set[int]:
-    """Ids of the module's parameters that the runtime's ``targets`` leaves undrifted (none for ``params``)."""
-    if targets == "params":
-        return set()
-    from ftcompile.passes.onnx_graph import find_drift_targets
-
-    drifting = {t.name for t in find_drift_targets(imported.onnx_model, targets=targets, bias=bias)}
-    params = dict(imported.module.named_parameters())
-    return {id(params[key]) for key, src in imported.sources.items() if key in params and src.name not in drifting}
+    return attach_converters(imported.module, imported.sources, imported.onnx_model, calibration.ranges,
+                             ConverterSpec(cfg.dac_bits, cfg.adc_bits, cfg.adc_noise), seed=cfg.seed)
 
 
 def _sweepable(drift: DriftModel) -> bool:
@@ -620,11 +724,12 @@ def _harden_paths(model, out) -> dict[str, Path]:
     return paths
 
 
-def _harden_data(imported, model, train, val, test, task: str = "classification") -> tuple[Dataset, Dataset, Dataset]:
-    """The three datasets bound to the model's single input and its number of classes (scores on axis -1, or
-    axis 1 for a segmenter's (N, C, H, W))."""
+def _harden_data(imported, model, train, val, test, task: str, holdout: float):
+    """The data roles (``signoff.py``), each bound to the model's single input and its number of classes (scores on
+    axis -1, or axis 1 for a segmenter's (N, C, H, W))."""
     from ftcompile.data import InputSpec
     from ftcompile.runtime.model import elem_dtype, graph_inputs, input_shape
+    from ftcompile.signoff import assign_roles
 
     inputs = graph_inputs(imported.onnx_model)
     if len(inputs) != 1:
@@ -634,42 +739,48 @@ def _harden_data(imported, model, train, val, test, task: str = "classification"
     axis = 1 if task == "segmentation" else -1
     classes = out_dims[axis] if len(out_dims) > 1 and isinstance(out_dims[axis], int) else None
     bind = lambda d: as_dataset(d, specs, num_classes=classes, task=task)  # noqa: E731
-    return bind(train), bind(val), bind(test) if test is not None else bind(val)
+    return assign_roles(bind(train), bind(val), None if test is None else bind(test), holdout)
 
 
-def _sign_off(result: HardenResult, export: Callable[[dict], "onnx.ModelProto"], cfg, data: Dataset, gate: Gate,
-              samples: int, drift: DriftModel, metric: Metric, task: str = "classification",
+def _sign_off(result: HardenResult, export: Callable[[dict], "onnx.ModelProto"], cfg, roles, gate: Gate,
+              samples: int, drift: DriftModel, metric: Metric, task: str = "classification", calibration=None,
               extra: dict | None = None) -> None:
-    """Export the fine-tuned model (``export(metadata)`` -> ONNX), validate that ONNX with the runtime, write it."""
+    """Export the fine-tuned model (``export(metadata)`` -> ONNX), validate that ONNX with the runtime on the
+    sign-off data, write it with its record: the drift, the data of every role, the twin's ranges."""
     from ftcompile.export import save_onnx, set_metadata
+    from ftcompile.search.report import outcome_warnings
 
     # the drift actually used: the spec, its lognormal sigma (None if it has none) and the drifting tensors
     meta = {"method": cfg.method, "sigma": cfg.sigma, "drift": drift.spec(), "targets": cfg.targets,
             "bias": cfg.bias, "source_sha256": _sha(result.model),
             "dropout_rates": dict(zip(result.sites, result.rates)), "train_sigma": result.train_sigma,
-            "blend": result.blend, "final_epochs": result.final_epochs, "verdict": "pending", **(extra or {})}
-    proto = export(meta)
-    result.after = after = validate(proto, data, drift=drift, samples=samples, seed=cfg.seed, gate=gate,
-                                    metric=metric, targets=cfg.targets, bias=cfg.bias, task=task,
-                                    dac_bits=cfg.dac_bits, adc_bits=cfg.adc_bits, adc_noise=cfg.adc_noise)
-    from ftcompile.search.report import outcome_warnings
+            "blend": result.blend, "final_epochs": result.final_epochs, "data": result.data,
+            "signoff_kind": result.signoff_kind, "verdict": "pending", **(extra or {})}
+    if calibration is not None:
+        from ftcompile.passes.converters import TWIN_METADATA
 
-    result.warnings = outcome_warnings(result.before, after, cfg.method)
+        meta[TWIN_METADATA] = {"dac_bits": cfg.dac_bits, "adc_bits": cfg.adc_bits, "adc_noise": cfg.adc_noise,
+                               "ranges": calibration.ranges, "calibrated_on": calibration.source}
+    proto = export(meta)
+    result.after = after = _measure(proto, roles.signoff, cfg, drift, metric, task, samples, calibration, gate)
+    result.warnings += outcome_warnings(result.before, after, cfg.method)
+    for r in (result.before, after):
+        r.data = roles.signoff.record("signoff").to_dict()
     set_metadata(proto, {"verdict": result.verdict, "signoff": {
         "mean": after.stats.mean, "total_ci_low": after.stats.total_ci_low, "p5": after.stats.p5,
-        "clean": after.clean, "samples": after.samples,
+        "clean": after.clean, "samples": after.samples, "seed": after.seed,
         "examples": after.examples, "checks": [c.__dict__ for c in after.checks], "warnings": result.warnings}})
     save_onnx(proto, result.out, source=result.model)
     after.model, after.model_sha256 = str(result.out), sha256_file(result.out)
 
 
 def _before_after_plot(model, paths: dict, data: Dataset, cfg, drift: DriftModel, metric: Metric,
-                       task: str = "classification") -> Path:
+                       task: str = "classification", calibration=None) -> Path:
     from ftcompile.runtime.plot import plot_curves
 
     curves = sweep([model, paths["onnx"]], data, sigmas="0:1.2:0.2", drift=drift, samples=20, seed=cfg.seed,
                    metric=metric, targets=cfg.targets, bias=cfg.bias, task=task, dac_bits=cfg.dac_bits,
-                   adc_bits=cfg.adc_bits, adc_noise=cfg.adc_noise)
+                   adc_bits=cfg.adc_bits, adc_noise=cfg.adc_noise, calibration=calibration)
     labels = ["source (before)", f"hardened ({cfg.method})"]
     return plot_curves(list(zip(labels, curves.curves.values())), paths["png"],
                        title=f"{getattr(metric, '__name__', 'metric')} under {drift.spec()}, hardened there",

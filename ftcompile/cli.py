@@ -22,6 +22,7 @@ from ftcompile.errors import EXIT_GATE_FAILED, EXIT_INTERRUPTED, FtcompileError
 from ftcompile.fileio import check_writable
 from ftcompile.runtime.devices.models import format_time
 from ftcompile.runtime.stats import format_ci, strict_json
+from ftcompile.signoff import HOLDOUT
 
 EXIT_INTERNAL = 3
 HELP = ("Harden neural networks against analog weight drift and sign them off.\n\n"
@@ -98,7 +99,15 @@ def _metric_opt():
 
 
 def _targets_opt():
-    return typer.Option("params", "--targets", help="'params' (every learned parameter) or 'crossbar' (layer weights).")
+    return typer.Option("auto", "--targets", help="Which tensors drift: auto (crossbar for a device drift such as "
+                        "pcm:1d, else params), params (every learned parameter, the paper's model) or crossbar (the "
+                        "layers' weight matrices; biases and normalization stay digital).")
+
+
+def _calibrate_opt():
+    return typer.Option(None, "--calibrate-on", help="With --dac-bits/--adc-bits: calibrate the converter ranges on "
+                        "this .npz instead of using the ones the model stores (a hardened model's) or, when it "
+                        "stores none, the data being measured.")
 
 
 def _bias_opt():
@@ -167,12 +176,14 @@ def _drift_opt():
 def validate(
     model: Path = typer.Argument(..., help="ONNX classifier to validate."),
     data: Path = typer.Option(..., "--data", help=".npz with 'x' (or the model's input names) and integer 'y'."),
-    sigma: float = typer.Option(0.6, help="Lognormal drift sigma (the paper's eq. 1)."),
+    sigma: Optional[float] = typer.Option(None, help="Lognormal drift sigma (the paper's eq. 1); 0.6 when no "
+                                          "--drift is given."),
     drift: Optional[str] = _drift_opt(),
     compensation: Optional[str] = _compensation_opt(),
     dac_bits: Optional[int] = _dac_opt(),
     adc_bits: Optional[int] = _adc_opt(),
     adc_noise: float = _adc_noise_opt(),
+    calibrate_on: Optional[Path] = _calibrate_opt(),
     samples: int = typer.Option(100, help="Monte-Carlo samples K."),
     seed: int = _seed_opt(),
     batch_size: int = _batch_opt(),
@@ -204,7 +215,10 @@ def validate(
 
     with guarded():
         if list_targets:
-            session = api.open_session(model, targets=targets, bias=bias, output=output)
+            from ftcompile.runtime.drift import resolve_targets
+
+            drift_model = api.resolve_drift(drift, sigma, compensation)
+            session = api.open_session(model, targets=resolve_targets(targets, drift_model), bias=bias, output=output)
             _print_targets(session, as_json)
             return
         gate = Gate(min_accuracy=min_accuracy, stat=stat, max_drop=max_drop)
@@ -216,7 +230,7 @@ def validate(
                                   targets=targets, bias=bias, output=output, provider=provider, on_sample=tick,
                                   workers=workers, executor=executor, ray_address=ray_address,
                                   compensation=compensation, dac_bits=dac_bits, adc_bits=adc_bits,
-                                  adc_noise=adc_noise)
+                                  adc_noise=adc_noise, calibrate_on=calibrate_on)
         write_reports(result, json_path=report, markdown_path=markdown, junit_path=junit)
     if as_json:
         print(_json(to_json(result)))
@@ -266,6 +280,7 @@ def sweep(
     dac_bits: Optional[int] = _dac_opt(),
     adc_bits: Optional[int] = _adc_opt(),
     adc_noise: float = _adc_noise_opt(),
+    calibrate_on: Optional[Path] = _calibrate_opt(),
     samples: int = typer.Option(50, help="Monte-Carlo samples per sigma."),
     seed: int = _seed_opt(),
     batch_size: int = _batch_opt(),
@@ -293,7 +308,8 @@ def sweep(
             result = api.sweep(models, data, sigmas=grid, drift=drift, samples=samples, seed=seed,
                                batch_size=batch_size, metric=metric, task=task, targets=targets, bias=bias,
                                output=output, provider=provider, vary=vary, times=times, compensation=compensation,
-                               dac_bits=dac_bits, adc_bits=adc_bits, adc_noise=adc_noise, on_point=tick)
+                               dac_bits=dac_bits, adc_bits=adc_bits, adc_noise=adc_noise, on_point=tick,
+                               calibrate_on=calibrate_on)
         payload = {"schema": "ftcompile.sweep/2", "drift": result.drift, "vary": result.vary, "axis": result.axis,
                    "samples": result.samples, "seed": result.seed, "metric": result.metric,
                    "curves": {k: [asdict(p) for p in v] for k, v in result.curves.items()}}
@@ -321,7 +337,7 @@ def sweep(
 def analyze(
     model: Path = typer.Argument(..., help="ONNX classifier to analyze."),
     data: Path = typer.Option(..., "--data", help=".npz with 'x' and integer 'y'."),
-    sigma: float = typer.Option(0.6, help="Lognormal drift sigma."),
+    sigma: Optional[float] = typer.Option(None, help="Lognormal drift sigma; 0.6 when no --drift is given."),
     drift: Optional[str] = _drift_opt(),
     compensation: Optional[str] = _compensation_opt(),
     samples: int = typer.Option(30, help="Monte-Carlo samples per layer."),
@@ -388,7 +404,11 @@ def harden(
                                 "detector's nn.Module factory package.module:factory (needs --out)."),
     train: Path = typer.Option(..., "--train", help=".npz training data ('x' and 'y', 'masks' or 'boxes'/'labels'/'count')."),
     val: Path = typer.Option(..., "--val", help=".npz validation data: the search's objective."),
-    test: Optional[Path] = typer.Option(None, "--test", help=".npz held-out data for the sign-off (default --val)."),
+    test: Optional[Path] = typer.Option(None, "--test", help=".npz held-out data for the sign-off (default: a share "
+                                        "of --val held out before any choice, see --holdout)."),
+    holdout: float = typer.Option(HOLDOUT, "--holdout", help="Without --test: the share of --val held out (by example "
+                                  "hash) for the sign-off; no choice sees it. 0: sign off on --val itself, which "
+                                  "only gives validation numbers (a gate is then refused)."),
     sigma: Optional[float] = typer.Option(None, help="Target lognormal drift sigma (0.6 unless --drift gives the drift)."),
     method: str = typer.Option("auto", help="auto (noise-injection when the drift has a lognormal or device term, else "
                                "bayesft: measured, README), bayesft, bayesft+noise, erm, fixed-dropout, noise-injection, "
@@ -406,7 +426,7 @@ def harden(
     train_sigma: str = typer.Option("auto", help="Lognormal sigma sampled in training (+noise methods); auto: the "
                                     "best of 1, 0.75 and 0.5 x --sigma by short trials (measured, README)."),
     blend: str = typer.Option("auto", help="Share of the source's weights blended into the fine-tuned ones: auto "
-                              "(the largest of 0-0.5 the objective cannot tell from the best; measured, README), off, "
+                              "(the smallest of 0-0.5 within one standard error of the best under drift), off, "
                               "or a share in [0, 1]."),
     search: str = typer.Option("bo", help="bo (BoTorch), random or grid."),
     rates: str = typer.Option("per-layer", "--rates", help="Search space: per-layer (one rate per site, the "
@@ -462,7 +482,7 @@ def harden(
                            kernel=kernel, objective=objective, drift=drift, compensation=compensation,
                            dac_bits=dac_bits, adc_bits=adc_bits, adc_noise=adc_noise, targets=targets, bias=bias,
                            lr=lr, optimizer=optimizer, lr_schedule=lr_schedule, batch_size=batch_size, channel=channel,
-                           seed=seed, device=device, time_budget=_duration(time_budget), workers=workers,
+                           seed=seed, device=device, time_budget=_duration(time_budget), workers=workers, holdout=holdout,
                            executor=executor, ray_address=ray_address)
         gate = Gate(min_accuracy=min_accuracy, stat=stat, max_drop=max_drop)
         board = TrialBoard(cfg.trials, cfg.workers, enabled=not (quiet or as_json))
@@ -570,6 +590,9 @@ def _render_harden(result) -> None:
     if result.blend is not None:
         tried = ", ".join(f"{a:g}" for a, _, _ in result.blend["scores"])
         out.print(f"source weights blended in: {result.blend['share']:g} (tried {tried})")
+    if result.calibration:
+        out.print(f"analog twin: {result.after.converters}; converter ranges {result.calibration}", soft_wrap=True)
+    out.print(result.signoff_statement, soft_wrap=True, highlight=False)
     for c in result.after.checks:
         out.print(f"gate {c.name}: {c.value:.4f} -> {'[green]pass[/]' if c.passed else '[bold red]FAIL[/]'}")
     out.print(f"verdict: {result.verdict}; wrote {result.out}, {result.report_json}, {result.report_markdown}"
@@ -579,7 +602,9 @@ def _render_harden(result) -> None:
 @app.command("export-twin")
 def export_twin(
     model: Path = typer.Argument(..., help="ONNX model."),
-    data: Path = typer.Option(..., "--data", help=".npz whose first batches calibrate the converter ranges."),
+    calibrate_on: Optional[Path] = typer.Option(None, "--calibrate-on", help=".npz whose first examples calibrate "
+                                                "the converter ranges; default the ranges the model stores (a "
+                                                "hardened model's)."),
     out: Path = typer.Option(..., "-o", "--out", help="Where to write the analog twin (ONNX)."),
     dac_bits: Optional[int] = typer.Option(8, "--dac-bits", help="Input converter bits (0: full precision)."),
     adc_bits: Optional[int] = typer.Option(8, "--adc-bits", help="Output converter bits (0: full precision)."),
@@ -589,11 +614,11 @@ def export_twin(
     """Write the analog twin: DAC/ADC quantizers with calibrated ranges around every crossbar layer, weights
     as overridable inputs; a plain ONNX file onnxruntime runs."""
     with guarded():
-        ranges = api.export_twin(model, data, out, dac_bits=dac_bits or None, adc_bits=adc_bits or None, output=output,
-                                 adc_noise=adc_noise)
+        calibration = api.export_twin(model, out, calibrate_on=calibrate_on, dac_bits=dac_bits or None,
+                                      adc_bits=adc_bits or None, output=output, adc_noise=adc_noise)
     noise = f" with output noise {adc_noise:g} of its bound" if adc_noise else ""
-    print(f"wrote {out}: {len(ranges) // 2} crossbar layers, DAC {dac_bits or 'float'} bits, "
-          f"ADC {adc_bits or 'float'} bits{noise}, ranges calibrated on {data}")
+    print(f"wrote {out}: {len(calibration.ranges) // 2} crossbar layers, DAC {dac_bits or 'float'} bits, "
+          f"ADC {adc_bits or 'float'} bits{noise}, ranges {calibration.describe()}")
 
 
 @app.command()

@@ -13,7 +13,9 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ftcompile.errors import DataError, one_line
+from ftcompile.fileio import sha256_file
 from ftcompile.labels import BoxLabels, check_box_labels, check_masks
+from ftcompile.provenance import DataRecord, arrays_sha256, example_hashes
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ class Dataset:
     labels: "np.ndarray | BoxLabels | None"
     source: str = "<memory>"
     unbatched: bool = False  # the model takes one example without a batch axis (torchvision's detectors)
+    sha256: str = ""         # of the source file; empty for data from memory (``record`` then hashes the arrays)
+    part: str = ""           # how these examples were taken from the source, when not all of it
 
     def __len__(self) -> int:
         return len(next(iter(self.inputs.values())))
@@ -47,9 +51,39 @@ class Dataset:
             sl = slice(start, min(start + batch_size, n))
             yield {k: v[sl] for k, v in self.inputs.items()}, sl
 
-    def subset(self, index: np.ndarray) -> "Dataset":
+    def subset(self, index: np.ndarray, part: str = "") -> "Dataset":
         labels = None if self.labels is None else self.labels[index]
-        return Dataset({k: v[index] for k, v in self.inputs.items()}, labels, self.source, self.unbatched)
+        return Dataset({k: v[index] for k, v in self.inputs.items()}, labels, self.source, self.unbatched,
+                       self.sha256, part or self.part)
+
+    def record(self, role: str) -> DataRecord:
+        """What a report names: this data's source, sha256 (of the file, or of the arrays), size and part."""
+        digest = self.sha256 or arrays_sha256({**self.inputs, **_label_arrays(self.labels)})
+        return DataRecord(role, self.source, digest, len(self), self.part)
+
+
+def _label_arrays(labels) -> dict:
+    if labels is None:
+        return {}
+    if isinstance(labels, BoxLabels):
+        return {"boxes": labels.boxes, "labels": labels.labels, "count": labels.count}
+    return {"labels": labels}
+
+
+def hold_out(data: Dataset, fraction: float, role: str = "validation") -> tuple[Dataset, Dataset]:
+    """Split ``data`` into (kept, held out): an example is held out when the hash of its inputs falls in the lowest
+    ``fraction`` of the hash range. The split depends on each example alone, not on the order of the file or a
+    seed, so the same examples are held out on every run, and duplicates land on the same side."""
+    h = example_hashes(data.inputs)
+    held = (h >> np.uint64(11)).astype(np.float64) / 2.0 ** 53 < fraction
+    n_held = int(held.sum())
+    if n_held == 0 or n_held == len(data):
+        raise DataError(f"{data.source}: holding out {fraction:g} of its {len(data)} examples leaves "
+                        f"{'none' if n_held == 0 else 'nothing else'} to {'sign off on' if n_held == 0 else 'choose on'}; "
+                        "give held-out data (--test) or more examples.")
+    share = f"{fraction:g}"
+    return (data.subset(np.flatnonzero(~held), f"{role} part: all but the held-out {share} ({len(data) - n_held} examples)"),
+            data.subset(np.flatnonzero(held), f"held-out {share} of it by example hash ({n_held} examples)"))
 
 
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:
@@ -76,8 +110,9 @@ def as_dataset(data, specs: Sequence[InputSpec], *, num_classes: int | None = No
     Checks before any run: names, shapes (static dims), dtypes, NaN/inf, empty data, label dtype,
     length and range. Floats are cast to the model's float type; integers never silently become floats.
     """
+    digest, part = "", ""
     if isinstance(data, Dataset):
-        arrays, source = dict(data.inputs), data.source
+        arrays, source, digest, part = dict(data.inputs), data.source, data.sha256, data.part
         if isinstance(data.labels, BoxLabels):
             arrays.update(boxes=data.labels.boxes, labels=data.labels.labels, count=data.labels.count)
         elif data.labels is not None:
@@ -87,7 +122,7 @@ def as_dataset(data, specs: Sequence[InputSpec], *, num_classes: int | None = No
     elif isinstance(data, dict):
         arrays, source = {k: np.asarray(v) for k, v in data.items()}, "<arrays>"
     else:
-        arrays, source = load_npz(data), str(data)
+        arrays, source, digest = load_npz(data), str(data), sha256_file(data)
     inputs, unbatched = {}, False
     for i, spec in enumerate(specs):
         key = spec.name if spec.name in arrays else ("x" if i == 0 and len(specs) == 1 and "x" in arrays else None)
@@ -115,7 +150,7 @@ def as_dataset(data, specs: Sequence[InputSpec], *, num_classes: int | None = No
             raise DataError(f"{source}: no labels; add an integer array 'y' with one class index per example.")
         if labels is not None:
             labels = _check_labels(source, labels, n, num_classes)
-    return Dataset(inputs, labels, source, unbatched)
+    return Dataset(inputs, labels, source, unbatched, digest, part)
 
 
 def _check_input(source: str, key: str, x: np.ndarray, spec: InputSpec) -> np.ndarray:

@@ -131,9 +131,9 @@ def test_harden_cli_summarizes_the_report(tmp_path, monkeypatch):
 
     model, data = teacher_files(tmp_path, n=120)
     d = np.load(data)
-    for name, part in (("train", slice(0, 80)), ("val", slice(80, 120))):
+    for name, part in (("train", slice(0, 80)), ("val", slice(80, 100)), ("test", slice(100, 120))):
         np.savez(tmp_path / f"{name}.npz", x=d["x"][part], y=d["y"][part])
-    summary = harden_cli(model, tmp_path, tmp_path / "val.npz", 0.5, "noise-injection",
+    summary = harden_cli(model, tmp_path, tmp_path / "test.npz", 0.5, "noise-injection",
                          "--train-sigma 0.4 --final-epochs 2 --blend 0.5 --samples 2 --validate-samples 2")
     assert summary["train_sigma"] == 0.4 and summary["final_epochs"] == 2 and summary["blend"] == 0.5
     assert Path(summary["out"]).exists() and summary["method"] == "noise-injection"

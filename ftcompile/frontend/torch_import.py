@@ -97,7 +97,12 @@ def load_factory(spec: str) -> torch.nn.Module:
 
 def detector_to_onnx(module: torch.nn.Module, example: torch.Tensor) -> onnx.ModelProto:
     """Export a detector that follows torchvision's contract (eval: a list of per-image dicts of tensors,
-    ``boxes``/``scores``/``labels``) for one image per run, outputs named after the dict keys."""
+    ``boxes``/``scores``/``labels``) for one image per run, outputs named after the dict keys.
+
+    BatchNorm stays a ``BatchNormalization`` node (``TrainingMode.PRESERVE`` of a module in eval mode; the default
+    folds it into the convolutions): the exported model holds the module's own parameters, so the sign-off drifts
+    the tensors the search drifted. ``harden`` folds Conv -> BatchNorm pairs in the module itself first
+    (``passes.fold_norm``); a BatchNorm after anything else stays one on both sides."""
     module = module.eval()
     with torch.no_grad():
         out = module(example[:1])
@@ -107,7 +112,7 @@ def detector_to_onnx(module: torch.nn.Module, example: torch.Tensor) -> onnx.Mod
     buf = io.BytesIO()
     try:
         torch.onnx.export(module, (example[:1],), buf, dynamo=False, opset_version=OPSET, input_names=["x"],
-                          output_names=list(out[0]))
+                          output_names=list(out[0]), training=torch.onnx.TrainingMode.PRESERVE)
     except Exception as exc:
         raise UnsupportedModelError(f"torch's ONNX exporter cannot export the detector ({type(exc).__name__}: "
                                     f"{str(exc).splitlines()[0][:200]}).") from None

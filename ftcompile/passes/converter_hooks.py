@@ -6,15 +6,20 @@ with ONNX nodes; here a pre-hook quantizes the layer's input and a hook quantize
 adds the bias back. Both sides compute ``converters.quantize`` (a test runs the twin and this against each
 other). Rounding has no gradient, so the hooks pass gradients straight through (``x + (q(x) - x).detach()``,
 Bengio et al. 2013), and the clip does pass zero gradient outside the range, as a real converter saturates.
-The ADC's output noise (``ConverterSpec.adc_noise``) is drawn fresh in every forward, as the twin draws it per read.
+The ADC's output noise (``ConverterSpec.adc_noise``) is drawn fresh in every training forward from the hooks' own
+generator (seeded, never torch's global one); while the objective scores sample ``k`` (``ConverterHooks.keyed``) it
+reads the runtime's keyed stream of (seed, k, layer) instead, in example order, so the objective reads the very
+noise the runtime's twin reads.
 """
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import onnx
 import torch
 import torch.fx as fx
 
-from ftcompile.passes.converters import ConverterSpec, crossbar_layers, quantize
+from ftcompile.passes.converters import ConverterSpec, crossbar_layers, layer_key, quantize
 from ftcompile.passes.layers import find_layers
 
 
@@ -23,10 +28,18 @@ def _straight_through(x: torch.Tensor, lo: float, hi: float, bits: int) -> torch
     return clipped + (quantize(x, lo, hi, bits) - clipped).detach()
 
 
-def _adc_straight_through(y: torch.Tensor, bound: float, bits: int, noise: float) -> torch.Tensor:
-    """The ADC's reading of ``y`` plus fresh read noise of std ``noise * bound`` (the twin's ``_output_noise``)."""
-    noisy = y + (noise * bound) * torch.randn_like(y) if noise else y
-    return _straight_through(noisy, -bound, bound, bits)
+class _Noise:
+    """Where the ADCs' standard normals come from: a seeded torch generator (training), or a sample's
+    ``drift.KeyedNoise`` (the objective)."""
+
+    def __init__(self, seed: int):
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.keyed = None
+
+    def draw(self, layer: str, like: torch.Tensor) -> torch.Tensor:
+        if self.keyed is not None:
+            return torch.from_numpy(self.keyed.draw(layer, like.numel())).view(like.shape).to(like.device, like.dtype)
+        return torch.randn(like.shape, generator=self.generator, dtype=like.dtype).to(like.device)
 
 
 class _DAC:
@@ -38,15 +51,43 @@ class _DAC:
 
 
 class _ADC:
-    def __init__(self, bound: float, bits: int, noise: float = 0.0):
-        self.bound, self.bits, self.noise = bound, bits, noise
+    def __init__(self, key: str, bound: float, bits: int, noise: float, source: _Noise):
+        self.key, self.bound, self.bits, self.noise, self.source = key, bound, bits, noise, source
+
+    def read(self, y: torch.Tensor) -> torch.Tensor:
+        """The ADC's reading of ``y`` plus read noise of std ``noise * bound`` (the twin's output noise)."""
+        noisy = y + (self.noise * self.bound) * self.source.draw(self.key, y) if self.noise else y
+        return _straight_through(noisy, -self.bound, self.bound, self.bits)
 
     def __call__(self, module, inputs, output):
         bias = getattr(module, "bias", None)
         if bias is None:
-            return _adc_straight_through(output, self.bound, self.bits, self.noise)
+            return self.read(output)
         shaped = bias.view((1, -1) + (1,) * (output.dim() - 2)) if output.dim() > 2 else bias
-        return _adc_straight_through(output - shaped, self.bound, self.bits, self.noise) + shaped
+        return self.read(output - shaped) + shaped
+
+
+class ConverterHooks:
+    """The hooks on a module's crossbar layers: ``remove()`` before export; ``keyed(seed, k)`` while scoring
+    sample ``k`` (a context manager); ``noisy``: the ADCs read output noise."""
+
+    def __init__(self, handles: list, noise: _Noise, noisy: bool):
+        self.handles, self._noise, self.noisy = handles, noise, noisy
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+
+    @contextmanager
+    def keyed(self, seed: int, sample: int):
+        from ftcompile.runtime.drift import KeyedNoise
+
+        self._noise.keyed = KeyedNoise(seed, sample)
+        try:
+            yield
+        finally:
+            self._noise.keyed = None
 
 
 def layer_keys(model: onnx.ModelProto) -> dict[str, str]:
@@ -55,17 +96,18 @@ def layer_keys(model: onnx.ModelProto) -> dict[str, str]:
     keys = {}
     for node in crossbar_layers(model):
         weight = next(t for t in (node.input[1], node.input[0]) if t in inits)
-        keys[weight] = node.name or node.output[0]
+        keys[weight] = layer_key(node)
     return keys
 
 
 def attach_converters(gm: fx.GraphModule, sources: dict, model: onnx.ModelProto, ranges: dict,
-                      spec: ConverterSpec) -> list:
-    """Hooks on every crossbar layer of ``gm`` whose ONNX node ``ranges`` calibrated; returns the hook handles
-    (``handle.remove()`` before export: the exported ONNX is the digital model, the twin is built at sign-off).
-    ``sources``: the importer's state-dict key -> initializer map."""
+                      spec: ConverterSpec, seed: int = 0) -> ConverterHooks:
+    """Hooks on every crossbar layer of ``gm`` whose ONNX node ``ranges`` calibrated (``remove()`` them before
+    export: the exported ONNX is the digital model, the twin is built at sign-off). ``sources``: the importer's
+    state-dict key -> initializer map; ``seed``: of the training forwards' read noise."""
     keys = layer_keys(model)
     handles = []
+    noise = _Noise(seed)
     for layer in find_layers(gm, sources):
         key = keys.get(layer.onnx_weight)
         if key is None or f"{key}:in" not in ranges:
@@ -74,5 +116,6 @@ def attach_converters(gm: fx.GraphModule, sources: dict, model: onnx.ModelProto,
         if spec.dac_bits is not None:
             handles.append(mod.register_forward_pre_hook(_DAC(*ranges[f"{key}:in"], spec.dac_bits)))
         if spec.adc_bits is not None:
-            handles.append(mod.register_forward_hook(_ADC(ranges[f"{key}:out"][1], spec.adc_bits, spec.adc_noise)))
-    return handles
+            handles.append(mod.register_forward_hook(_ADC(key, ranges[f"{key}:out"][1], spec.adc_bits,
+                                                          spec.adc_noise, noise)))
+    return ConverterHooks(handles, noise, bool(spec.adc_noise and spec.adc_bits is not None))

@@ -7,14 +7,18 @@ a weight) as
     x -> Clip(lo, hi) -> quantize to 2^B levels (DAC) -> layer without its bias -> [+ output noise] ->
     Clip(-b, b) -> quantize to 2^B levels (ADC) -> + bias (digital)
 
-with the ranges calibrated on a few batches of the user's data (``calibrate``): the DAC range is the
-observed [min, max] of the layer's input, the ADC bound the largest observed |output| of the analog
-product. Quantizing to ``2^B`` levels over ``[lo, hi]`` is ``round((clip(x) - lo) / step) * step + lo``
+with the ranges calibrated on a few batches of data (``calibrate``): the DAC range is the observed [min, max]
+of the layer's input, the ADC bound the largest observed |output| of the analog product. A chip is calibrated
+once, and so is the twin: ``harden`` calibrates on the training data, trains through those ranges and stores them
+in the hardened model (``stored_calibration``), and every later twin of that model (validate, sweep, export-twin)
+reuses them unless told to calibrate on other data; ``Calibration.source`` says which, for the reports. Quantizing to ``2^B`` levels over ``[lo, hi]`` is ``round((clip(x) - lo) / step) * step + lo``
 with ``step = (hi - lo) / (2^B - 1)``. The optional output noise (``adc_noise``) is the analog summation's
 read noise before the ADC: Gaussian with standard deviation ``adc_noise * b`` per output and per read (aihwkit's
-``out_noise``, there 0.06 of an ``out_bound`` of 12 in its normalized units, i.e. 0.005 of the bound), drawn
-by ONNX ``RandomNormalLike`` nodes with a fixed seed per layer: every inference reads new noise, and a fresh
-session repeats the same stream. The result is a plain ONNX file anyone can run with onnxruntime;
+``out_noise``, there 0.06 of an ``out_bound`` of 12 in its normalized units, i.e. 0.005 of the bound). The runtime
+feeds it (``noise="fed"``: one graph input of standard normals per layer, ``NOISE_PREFIX + key``), drawn from a
+stream keyed by (seed, sample, layer) like the weight drift (``drift.KeyedNoise``), so a Monte-Carlo sample reads
+the same noise whatever the batch size, and the torch objective reads the same numbers; an exported twin draws it
+itself (``noise="graph"``: ONNX ``RandomNormalLike`` with a fixed seed per layer, a stand-alone file). The result is a plain ONNX file anyone can run with onnxruntime;
 the drifting weights stay initializers that are also listed as graph inputs, so a caller may feed drifted
 copies (the runtime's own session does that for every sample).
 """
@@ -31,6 +35,32 @@ from ftcompile.errors import ConfigError
 from ftcompile.passes.onnx_graph import _keep_header
 
 LAYERS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+NOISE_PREFIX = "ftcompile_adc_noise:"  # + layer key: the fed output noise of that layer (standard normals, 1-D)
+TWIN_METADATA = "analog_twin"  # the metadata key a hardened model stores its converters and ranges under
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The converter ranges of a twin (``"<layer>:in"`` -> (lo, hi), ``"<layer>:out"`` -> (-b, b)), what they were
+    calibrated on (words a report can print), and whether they were read from the model (``stored``)."""
+
+    ranges: dict
+    source: str
+    stored: bool = False
+
+    def describe(self) -> str:
+        return f"stored in the model, calibrated on {self.source}" if self.stored else f"calibrated on {self.source}"
+
+
+def stored_calibration(model: onnx.ModelProto) -> "Calibration | None":
+    """The ranges a hardened model stores (``harden`` with converters), or None."""
+    from ftcompile.metadata import get_metadata
+
+    twin = get_metadata(model).get(TWIN_METADATA)
+    if not isinstance(twin, dict) or not twin.get("ranges"):
+        return None
+    ranges = {k: (float(v[0]), float(v[1])) for k, v in twin["ranges"].items()}
+    return Calibration(ranges, str(twin.get("calibrated_on", "data at hardening")), stored=True)
 
 
 @dataclass(frozen=True)
@@ -88,7 +118,7 @@ def calibrate(model: onnx.ModelProto, feeds_batches, max_batches: int = 4,
     """
     import onnxruntime as ort
 
-    probe, names = _with_products(model)
+    probe, names = products_probe(model)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     session = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
@@ -127,23 +157,21 @@ def _slices(feeds: dict, ranks: dict, rows: int):
         yield {k: v[start:start + rows] for k, v in feeds.items()}
 
 
-def analog_twin(model: onnx.ModelProto, feeds_batches, spec: ConverterSpec = ConverterSpec(), *,
-                expose_weights: bool = True) -> tuple[onnx.ModelProto, dict]:
-    """``calibrate`` on ``feeds_batches``, then ``insert_converters``: the twin and the ranges it used."""
-    ranges = calibrate(model, feeds_batches)
-    return insert_converters(model, ranges, spec, expose_weights=expose_weights), ranges
-
-
 def insert_converters(model: onnx.ModelProto, ranges: dict, spec: ConverterSpec = ConverterSpec(), *,
-                      expose_weights: bool = True) -> onnx.ModelProto:
+                      expose_weights: bool = True, noise: str = "graph") -> onnx.ModelProto:
     """The analog twin of ``model`` with ``spec``'s converters at the calibrated ``ranges`` (see module doc).
 
-    ``expose_weights``: also list the layer weights as graph inputs (overridable initializers).
+    ``expose_weights``: also list the layer weights as graph inputs (overridable initializers). ``noise``: how the
+    output noise (``spec.adc_noise``) is drawn: ``graph`` (``RandomNormalLike`` nodes) or ``fed`` (an input per
+    layer, ``NOISE_PREFIX + key``, of at least as many standard normals as the layer has outputs in a run).
     """
     graph = gs.import_onnx(model)
     weights = set()
     for k, node in enumerate(_layer_nodes(graph)):
-        key = node.name or node.outputs[0].name
+        key = layer_key(node)
+        if f"{key}:in" not in ranges:
+            raise ConfigError(f"the converter ranges have no entry for layer {key!r}; they were calibrated on another "
+                              "model. Calibrate on data for this one (--calibrate-on).")
         if spec.dac_bits is not None:
             x = node.inputs[0] if node.op != "MatMul" or not isinstance(node.inputs[0], gs.Constant) else node.inputs[1]
             q = _quantizer(graph, x, *ranges[f"{key}:in"], spec.dac_bits, f"ftcompile_dac_{k}")
@@ -155,7 +183,9 @@ def insert_converters(model: onnx.ModelProto, ranges: dict, spec: ConverterSpec 
             y = node.outputs[0]
             product = gs.Variable(f"{y.name}_ftcompile_analog", dtype=y.dtype)
             node.outputs[0] = product
-            read = _output_noise(graph, product, spec.adc_noise * ranges[f"{key}:out"][1], k) if spec.adc_noise else product
+            std = spec.adc_noise * ranges[f"{key}:out"][1]
+            read = (product if not spec.adc_noise else _fed_noise(graph, product, std, key, k) if noise == "fed"
+                    else _output_noise(graph, product, std, k))
             q = _quantizer(graph, read, *ranges[f"{key}:out"], spec.adc_bits, f"ftcompile_adc_{k}")
             if bias is not None:
                 shaped = _bias_for(graph, node, bias, k)
@@ -174,6 +204,15 @@ def insert_converters(model: onnx.ModelProto, ranges: dict, spec: ConverterSpec 
         out.graph.input.append(onnx.helper.make_tensor_value_info(name, inits[name].data_type, list(inits[name].dims)))
     onnx.checker.check_model(out)
     return out
+
+
+def layer_key(node) -> str:
+    """The name ranges and noise streams use for a crossbar layer: its node name, or its output's."""
+    name = node.name
+    if name:
+        return name
+    out = node.outputs[0] if hasattr(node, "outputs") else node.output[0]
+    return getattr(out, "name", out)
 
 
 def _layer_nodes(graph: gs.Graph) -> list[gs.Node]:
@@ -219,6 +258,29 @@ def _output_noise(graph: gs.Graph, y: gs.Tensor, std: float, k: int) -> gs.Varia
     return out
 
 
+def _fed_noise(graph: gs.Graph, y: gs.Tensor, std: float, key: str, k: int) -> gs.Variable:
+    """``y + std * z`` with ``z`` the first ``size(y)`` values of the fed input ``NOISE_PREFIX + key``, in ``y``'s
+    layout (row-major), so the feeder decides every value and the graph only reshapes them."""
+    fed = gs.Variable(f"{NOISE_PREFIX}{key}", dtype=np.float32, shape=[f"noise_{k}"])
+    graph.inputs.append(fed)
+    v = lambda suffix, dtype=np.float32: gs.Variable(f"ftcompile_adc_fed_{k}_{suffix}", dtype=dtype)  # noqa: E731
+    size, size1, shape = v("size", np.int64), v("size1", np.int64), v("shape", np.int64)
+    part, shaped, scaled, out = v("part"), v("shaped"), v("scaled"), v("out")
+    zero = gs.Constant(f"ftcompile_adc_fed_{k}_zero", np.zeros(1, np.int64))
+    one = gs.Constant(f"ftcompile_adc_fed_{k}_one", np.ones(1, np.int64))
+    graph.nodes += [
+        gs.Node("Size", name=f"ftcompile_adc_fed_{k}_size", inputs=[y], outputs=[size]),
+        gs.Node("Reshape", name=f"ftcompile_adc_fed_{k}_size1", inputs=[size, one], outputs=[size1]),
+        gs.Node("Slice", name=f"ftcompile_adc_fed_{k}_slice", inputs=[fed, zero, size1], outputs=[part]),
+        gs.Node("Shape", name=f"ftcompile_adc_fed_{k}_shape", inputs=[y], outputs=[shape]),
+        gs.Node("Reshape", name=f"ftcompile_adc_fed_{k}_reshape", inputs=[part, shape], outputs=[shaped]),
+        gs.Node("Mul", name=f"ftcompile_adc_fed_{k}_mul", inputs=[shaped, gs.Constant(f"ftcompile_adc_fed_{k}_std",
+                np.array(std, np.float32))], outputs=[scaled]),
+        gs.Node("Add", name=f"ftcompile_adc_fed_{k}_add", inputs=[y, scaled], outputs=[out]),
+    ]
+    return out
+
+
 def _bias_for(graph: gs.Graph, node: gs.Node, bias: gs.Tensor, k: int) -> gs.Tensor:
     """A convolution's per-channel bias broadcast over the spatial dims (C -> 1 x C x 1 ...)."""
     if node.op == "Gemm" or not isinstance(bias, gs.Constant):
@@ -227,12 +289,12 @@ def _bias_for(graph: gs.Graph, node: gs.Node, bias: gs.Tensor, k: int) -> gs.Ten
     return gs.Constant(f"{bias.name}_ftcompile_shaped_{k}", bias.values.reshape((1, -1) + (1,) * (rank - 2)))
 
 
-def _with_products(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
+def products_probe(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
     """A copy that also outputs each layer's input and its bias-free product (the analog read-out)."""
     graph = gs.import_onnx(model)
     names = {}
     for k, node in enumerate(_layer_nodes(graph)):
-        key = node.name or node.outputs[0].name
+        key = layer_key(node)
         x = node.inputs[0] if node.op != "MatMul" or not isinstance(node.inputs[0], gs.Constant) else node.inputs[1]
         seen = gs.Variable(f"ftcompile_probe_in_{k}", dtype=np.float32)  # an Identity: x may be a graph input
         graph.nodes.append(gs.Node("Identity", name=f"ftcompile_probe_in_node_{k}", inputs=[x], outputs=[seen]))

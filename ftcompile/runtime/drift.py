@@ -410,6 +410,26 @@ def is_identity(drift: DriftModel) -> bool:
     return all(dataclasses.is_dataclass(p) and getattr(p, "sigma", None) == 0 for p in _parts(drift))
 
 
+def names_device(drift: DriftModel) -> bool:
+    """True when a term of ``drift`` is a device preset (``pcm``, ``reram-wan2022``): a model of a chip's crossbars."""
+    from ftcompile.runtime.devices.models import DEVICE_MODELS
+
+    return any(isinstance(p, DEVICE_MODELS) for p in _parts(drift))
+
+
+def resolve_targets(targets: str | None, drift: DriftModel) -> str:
+    """Which tensors drift. ``auto`` (or None): ``crossbar`` (the layers' weight matrices; biases and normalization
+    stay digital, as chips keep them) when the drift names a device, else ``params`` (every learned parameter, the
+    paper's model); ``params``/``crossbar`` as given."""
+    if targets in (None, "auto"):
+        return "crossbar" if names_device(drift) else "params"
+    from ftcompile.passes.onnx_graph import TARGET_MODES
+
+    if targets not in TARGET_MODES:
+        raise ConfigError(f"--targets {targets!r} is unknown; use auto, {' or '.join(TARGET_MODES)}.")
+    return targets
+
+
 def sigma_of(drift: DriftModel) -> float | None:
     """The sigma of the lognormal term (the paper's drift), if the spec has one."""
     found = [p.sigma for p in _parts(drift) if isinstance(p, LogNormalDrift)]
@@ -424,6 +444,40 @@ def tensor_rng(seed: int, sample: int, name: str, block: int = 0) -> np.random.G
     """The generator of block ``block`` of tensor ``name`` in Monte-Carlo sample ``sample``."""
     key = np.random.SeedSequence(int(seed), spawn_key=(int(sample), zlib.crc32(name.encode()), int(block)))
     return np.random.Generator(np.random.PCG64(key))
+
+
+def keyed_normals(seed: int, sample: int, name: str, shape: tuple) -> np.ndarray:
+    """The standard normals (float32, ``shape``) an element-wise drift of tensor ``name`` draws in sample ``sample``:
+    block ``j`` of ``BLOCK`` elements from ``tensor_rng(seed, sample, name, j)``, as ``drift_tensor`` draws them.
+    The torch objective multiplies its weights by ``exp(sigma * z)`` of these, so it scores the very draws the
+    runtime's ``validate --seed`` makes."""
+    size = int(np.prod(shape)) if len(shape) else 1
+    if size <= BLOCK:
+        return tensor_rng(seed, sample, name).standard_normal(tuple(shape), dtype=np.float32)
+    out = np.empty(size, np.float32)
+    for j in range(-(-size // BLOCK)):
+        sl = slice(j * BLOCK, min(size, (j + 1) * BLOCK))
+        out[sl] = tensor_rng(seed, sample, name, j).standard_normal(sl.stop - sl.start, dtype=np.float32)
+    return out.reshape(shape)
+
+
+class KeyedNoise:
+    """Standard normals of one Monte-Carlo sample's read noise (the analog twin's ADC output noise): one stream per
+    layer, ``tensor_rng(seed, sample, "adc-noise:" + layer)``, read in example order. A stream's values do not depend
+    on how the examples are batched (numpy's normals are drawn one after the other), so the runtime, whatever its
+    batch size, and the torch objective read the same noise for the same example. ``clean``: the noise of the clean
+    pass (a read is noisy with or without drift), a stream of its own."""
+
+    def __init__(self, seed: int, sample: int, clean: bool = False):
+        self.seed, self.sample, self.tag = int(seed), int(sample), "adc-noise-clean:" if clean else "adc-noise:"
+        self._streams: dict[str, np.random.Generator] = {}
+
+    def draw(self, layer: str, count: int) -> np.ndarray:
+        """The next ``count`` normals (float32) of ``layer``'s stream."""
+        rng = self._streams.get(layer)
+        if rng is None:
+            rng = self._streams[layer] = tensor_rng(self.seed, self.sample, self.tag + layer)
+        return rng.standard_normal(int(count), dtype=np.float32)
 
 
 def drift_tensor(drift: DriftModel, w: np.ndarray, seed: int, sample: int, name: str) -> np.ndarray:

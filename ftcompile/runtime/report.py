@@ -1,4 +1,4 @@
-"""Validation reports: JSON (schema ``ftcompile.validation/2``), Markdown and JUnit XML.
+"""Validation reports: JSON (schema ``ftcompile.validation/3``), Markdown and JUnit XML.
 
 All are built from ``ValidationResult`` and written atomically.
 """
@@ -15,7 +15,8 @@ from ftcompile.runtime.stats import format_ci, strict_json
 from ftcompile.runtime.validate import ValidationResult
 
 # /2: the one "ci" became drift_ci_* (drift sampling only) and total_ci_* (drift + finite example set)
-SCHEMA = "ftcompile.validation/2"
+# /3: the data measured on (source, sha256, examples), the drifted tensors' names, the twin's calibration
+SCHEMA = "ftcompile.validation/3"
 
 
 def package_versions() -> dict:
@@ -42,9 +43,11 @@ def to_markdown(result: ValidationResult) -> str:
         f"### ftcompile validation: **{icon}**",
         "",
         f"Model `{Path(result.model).name}` (sha256 `{result.model_sha256[:12]}`), drift `{result.drift}` on "
-        f"{result.drifting_tensors} tensors ({result.drifting_weights:,} weights, targets `{result.targets}`), "
-        f"{result.samples} samples, seed {result.seed}, {result.examples} examples.",
+        f"{result.drifting_tensors} tensors ({result.drifting_weights:,} weights, targets `{result.targets}`"
+        f"{TARGET_WORDS.get(result.targets, '')}), {result.samples} samples, seed {result.seed}, "
+        f"{result.examples} examples.",
         "",
+        *_data_lines(result),
         "| clean | mean | 95% CI, drift + examples | 95% CI, drift only | std | p5 | p50 | p95 | min |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         f"| {_pct(result.clean)} | {_pct(s.mean)} | {format_ci(s.total_ci_low, s.total_ci_high, sep=' - ')} "
@@ -62,13 +65,33 @@ def to_markdown(result: ValidationResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+TARGET_WORDS = {"crossbar": ": layer weights; biases and normalization digital",
+                "params": ": every learned parameter"}
+
+
+def _data_lines(result: ValidationResult) -> list[str]:
+    lines = []
+    if result.data:
+        d = result.data
+        part = f", {d['subset']}" if d.get("subset") else ""
+        lines.append(f"Data `{d['source']}` (sha256 `{d['sha256'][:12]}`, {d['examples']:,} examples{part}).")
+    if result.converters:
+        lines.append(f"Analog twin: {result.converters}; converter ranges {result.calibration}.")
+    return lines + ([""] if lines else [])
+
+
 def to_junit(result: ValidationResult) -> str:
     checks = result.checks
     suite = ET.Element("testsuite", name="ftcompile.validate", tests=str(max(1, len(checks))),
                        failures=str(sum(not c.passed for c in checks)), time=f"{result.seconds:.3f}")
     props = ET.SubElement(suite, "properties")
-    for key in ("model", "model_sha256", "drift", "samples", "seed", "clean"):
+    for key in ("model", "model_sha256", "drift", "targets", "samples", "seed", "clean"):
         ET.SubElement(props, "property", name=key, value=str(getattr(result, key)))
+    for key, value in (result.data or {}).items():
+        ET.SubElement(props, "property", name=f"data_{key}", value=str(value))
+    if result.converters:
+        ET.SubElement(props, "property", name="converters", value=result.converters)
+        ET.SubElement(props, "property", name="calibration", value=result.calibration)
     for key in ("mean", "total_ci_low", "total_ci_high", "drift_ci_low", "drift_ci_high"):
         value = getattr(result.stats, key)
         ET.SubElement(props, "property", name=key, value="null" if value is None else str(value))

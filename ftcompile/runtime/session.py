@@ -35,11 +35,13 @@ class DriftSession:
                  output: str | None = None, provider: str = "cpu", threads: int = 0, converters=None,
                  calibration=None, task: str = "classification"):
         """``converters`` (a ``passes.converters.ConverterSpec``) runs the analog twin: DAC/ADC quantizers
-        around every crossbar layer, ranges calibrated on ``calibration`` (an iterable of feed dicts)."""
+        around every crossbar layer at the ranges of ``calibration`` (a ``passes.converters.Calibration``)."""
         proto = load_onnx(model)
         self.task = check_task(task)
         self.source = str(model) if not isinstance(model, onnx.ModelProto) else "<in-memory model>"
-        self.converters = converters
+        self.converters, self.calibration = converters, calibration
+        self.noise_layers: dict[str, str] = {}  # fed output-noise input -> its layer's key
+        self._noise_sizes: dict = {}
         try:
             prepared = self._prepare(proto, targets, bias, output, calibration)
         except FtcompileError:
@@ -67,10 +69,13 @@ class DriftSession:
     def _prepare(self, proto: onnx.ModelProto, targets: str, bias: bool, output: str | None,
                  calibration=None) -> onnx.ModelProto:
         proto = unshare_weights(constants_to_initializers(proto))  # each layer drifts on its own
+        self._digital = proto
         if self.converters is not None:
-            from ftcompile.passes.converters import analog_twin
+            from ftcompile.passes.converters import NOISE_PREFIX, insert_converters
 
-            proto, _ = analog_twin(proto, calibration, self.converters, expose_weights=False)
+            proto = insert_converters(proto, calibration.ranges, self.converters, expose_weights=False, noise="fed")
+            self.noise_layers = {i.name: i.name[len(NOISE_PREFIX):] for i in proto.graph.input
+                                 if i.name.startswith(NOISE_PREFIX)}
         self.targets: list[DriftTarget] = find_drift_targets(proto, targets=targets, bias=bias)
         if not self.targets:
             raise UnsupportedModelError(f"{self.source}: no drifting weights found (no Conv/ConvTranspose/Gemm/MatMul "
@@ -87,20 +92,45 @@ class DriftSession:
             self.output_names = [self.output]
             self.num_classes = _num_classes(proto, self.output, axis=1 if self.task == "segmentation" else -1)
         self.weights = initializer_arrays(proto, [t.name for t in self.targets])
-        self.inputs = [InputSpec(v.name, tuple(input_shape(v)), elem_dtype(v)) for v in graph_inputs(proto)]
+        self.inputs = [InputSpec(v.name, tuple(input_shape(v)), elem_dtype(v)) for v in graph_inputs(proto)
+                       if v.name not in self.noise_layers]
         return weights_to_inputs(proto, [t.name for t in self.targets])
 
-    def run(self, feeds: dict, weights: dict) -> np.ndarray:
+    def run(self, feeds: dict, weights: dict, noise=None) -> np.ndarray:
         """The chosen output for one batch, with ``weights`` (name -> array) in place of the stored ones."""
-        return self.run_all(feeds, weights)[0]
+        return self.run_all(feeds, weights, noise)[0]
 
-    def run_all(self, feeds: dict, weights: dict) -> list[np.ndarray]:
-        """Every output the task reads (``output_names``), for one batch."""
+    def run_all(self, feeds: dict, weights: dict, noise=None) -> list[np.ndarray]:
+        """Every output the task reads (``output_names``), for one batch. ``noise`` (a ``drift.KeyedNoise``) gives
+        the twin's output noise when it has some; it is read in example order, so batches must come in order."""
+        if self.noise_layers:
+            if noise is None:
+                raise ValueError("this twin reads output noise: pass the sample's KeyedNoise")
+            sizes = self._noise_counts(feeds)
+            feeds = {**feeds, **{name: noise.draw(key, sizes[key]) for name, key in self.noise_layers.items()}}
         try:
             return self.session.run(self.output_names, {**feeds, **weights})
         except Exception as exc:  # e.g. a reshape that does not fit the data: name the model, not a traceback
             raise ModelError(f"{self.source}: onnxruntime failed running the model ({one_line(exc, last=True)}); check that "
                              "the data matches the model's input and the model runs in onnxruntime.") from None
+
+
+    def _noise_counts(self, feeds: dict) -> dict[str, int]:
+        """How many outputs each noisy layer has in a run on ``feeds``: per example (from one probe run on the first
+        example, once per example shape) times the batch, or per image for a detector's unbatched runs."""
+        batched = self.task != "detection"
+        key = tuple((k, v.shape[1:] if batched else v.shape) for k, v in sorted(feeds.items()))
+        per = self._noise_sizes.get(key)
+        if per is None:
+            from ftcompile.passes.converters import products_probe
+
+            probe, names = products_probe(self._digital)
+            one = {k: v[:1] if batched else v for k, v in feeds.items()}
+            values = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+                [names[f"{layer}:out"] for layer in self.noise_layers.values()], one)
+            per = self._noise_sizes[key] = {layer: int(v.size) for layer, v in zip(self.noise_layers.values(), values)}
+        n = len(next(iter(feeds.values()))) if batched else 1
+        return {layer: count * n for layer, count in per.items()}
 
 
 def _num_classes(model: onnx.ModelProto, output: str, axis: int = -1) -> int | None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ftcompile.data import Dataset
 from ftcompile.errors import ConfigError
-from ftcompile.runtime.drift import DriftModel, draw_sample
+from ftcompile.runtime.drift import DriftModel, KeyedNoise, draw_sample
 from ftcompile.runtime.metrics import Metric, accuracy, example_scores
 from ftcompile.runtime.session import DriftSession
 from ftcompile.runtime.tasks import detections, segment
@@ -95,6 +95,9 @@ class ValidationResult:
     drifting_tensors: int = 0
     drifting_weights: int = 0
     converters: str = ""  # the analog twin's DAC/ADC precision, when validate ran one
+    calibration: str = ""  # what the twin's converter ranges were calibrated on
+    data: dict = field(default_factory=dict)  # provenance.DataRecord of the data measured on
+    drifted: list = field(default_factory=list)  # the names of the drifting tensors
 
     @property
     def passed(self) -> bool:
@@ -130,8 +133,10 @@ class Samples:
 
 
 def clean_metric(session: DriftSession, data: Dataset, *, batch_size: int = 1024,
-                 metric: Metric = accuracy) -> float:
-    return _score(session, data, session.weights, batch_size, metric)
+                 metric: Metric = accuracy, seed: int = 0) -> float:
+    """The metric without weight drift (a twin's read noise, if any, still reads: its clean stream of ``seed``)."""
+    noise = KeyedNoise(seed, 0, clean=True) if session.noise_layers else None
+    return float(metric(_outputs(session, data, session.weights, batch_size, noise), data.labels))
 
 
 def sample_metrics(session: DriftSession, data: Dataset, drift: DriftModel, *, samples: int, seed: int = 0,
@@ -158,7 +163,7 @@ def run_samples(session: DriftSession, data: Dataset, drift: DriftModel, *, samp
         weights = upcoming.result()
         if i + 1 < len(ids):
             upcoming = _PREFETCH.submit(draw, ids[i + 1])
-        outputs = _outputs(session, data, weights, batch_size)
+        outputs = _outputs(session, data, weights, batch_size, KeyedNoise(seed, k) if session.noise_layers else None)
         per = example_scores(metric, outputs, data.labels)
         out.values.append(float(per.mean()) if per is not None else float(metric(outputs, data.labels)))
         if per is not None:
@@ -168,17 +173,14 @@ def run_samples(session: DriftSession, data: Dataset, drift: DriftModel, *, samp
     return out
 
 
-def _outputs(session: DriftSession, data: Dataset, weights: dict, batch_size: int):
-    """What the task's metric reads: class scores (N, C), per-image detections, or per-pixel class ids."""
+def _outputs(session: DriftSession, data: Dataset, weights: dict, batch_size: int, noise=None):
+    """What the task's metric reads: class scores (N, C), per-image detections, or per-pixel class ids. Batches
+    run in example order (``noise`` is read in that order)."""
     if session.task == "detection":  # ragged outputs: one image per run
-        return [detections(session.run_all(feeds, weights)) for feeds, _ in data.batches(1, per_image=True)]
+        return [detections(session.run_all(feeds, weights, noise)) for feeds, _ in data.batches(1, per_image=True)]
     if session.task == "segmentation":  # class ids per batch: (N, H, W) ints, not (N, C, H, W) floats
-        return np.concatenate([segment(session.run(feeds, weights)) for feeds, _ in data.batches(batch_size)])
-    return np.concatenate([session.run(feeds, weights) for feeds, _ in data.batches(batch_size)])
-
-
-def _score(session: DriftSession, data: Dataset, weights: dict, batch_size: int, metric: Metric) -> float:
-    return float(metric(_outputs(session, data, weights, batch_size), data.labels))
+        return np.concatenate([segment(session.run(feeds, weights, noise)) for feeds, _ in data.batches(batch_size)])
+    return np.concatenate([session.run(feeds, weights, noise) for feeds, _ in data.batches(batch_size)])
 
 
 def evaluate(session: DriftSession, data: Dataset, drift: DriftModel, *, samples: int = 100, seed: int = 0,
@@ -194,7 +196,7 @@ def evaluate(session: DriftSession, data: Dataset, drift: DriftModel, *, samples
     if samples < 1:
         raise ConfigError(f"--samples {samples} must be >= 1.")
     t0 = time.perf_counter()
-    clean = clean_metric(session, data, batch_size=batch_size, metric=metric)
+    clean = clean_metric(session, data, batch_size=batch_size, metric=metric, seed=seed)
     if sampler is not None:
         run = sampler()
     else:
@@ -207,4 +209,7 @@ def evaluate(session: DriftSession, data: Dataset, drift: DriftModel, *, samples
         samples=samples, examples=len(data), metric=getattr(metric, "__name__", "metric"), clean=clean,
         values=values, stats=stats, checks=gate.check(clean, stats), seconds=time.perf_counter() - t0,
         provider=session.provider, drifting_tensors=len(session.targets),
-        drifting_weights=sum(t.size for t in session.targets))
+        drifting_weights=sum(t.size for t in session.targets), data=data.record("data").to_dict(),
+        drifted=[t.name for t in session.targets],
+        converters=session.converters.describe() if session.converters is not None else "",
+        calibration=session.calibration.describe() if session.calibration is not None else "")

@@ -14,14 +14,16 @@ import torch
 from ftcompile.errors import ConfigError, Interrupted
 from ftcompile.passes.onnx_graph import TARGET_MODES
 from ftcompile.resources import keep_large_allocations
-from ftcompile.runtime.drift import DriftModel, LogNormalDrift, parse_drift, sigma_of, with_compensation
+from ftcompile.runtime.drift import (DriftModel, LogNormalDrift, parse_drift, resolve_targets, sigma_of,
+                                     with_compensation)
+from ftcompile.signoff import HOLDOUT
 from ftcompile.runtime.metrics import parse_metric
 from ftcompile.search.blend import GRID, Blend, choose_blend
 from ftcompile.search.controller import KERNELS, SEARCHES, Controller
 from ftcompile.search.executor import Executor, TrialTask, make_executor, retried
 from ftcompile.search.journal import RATE_SEARCH, Journal, TrialRecord, trial_record
 from ftcompile.search.noise_level import choose_train_sigma, train_sigma_grid
-from ftcompile.search.objective import OBJECTIVES, DetectionObjective, DriftObjective, Score
+from ftcompile.search.objective import OBJECTIVES, DetectionObjective, DriftObjective, Score, selection_seed
 from ftcompile.search.space import SPACES, RateSpace, rate_space, site_widths
 from ftcompile.runtime.tasks import OnClassIds, task_metric
 from ftcompile.labels import BoxLabels
@@ -104,13 +106,14 @@ class HardenConfig:
     dac_bits: int | None = None    # converters in training and sign-off (the analog twin); None: full precision
     adc_bits: int | None = None
     adc_noise: float = 0.0         # the ADC's output noise, a fraction of its bound (needs adc_bits)
-    targets: str = "params"        # which tensors drift: params (every learned parameter) or crossbar
+    targets: str = "auto"          # which tensors drift: auto (crossbar for a device drift, else params), params, crossbar
     bias: bool = False             # with targets=crossbar: layer biases drift too
     lr: float = 1e-3
     optimizer: str = "adam"        # adam or sgd (trainer.py)
     lr_schedule: str = "auto"      # auto, constant or cosine; auto resolves on the final fit's steps, trials included
     batch_size: int = 64
     channel: bool = False
+    holdout: float = HOLDOUT       # without --test: the share of --val held out for the sign-off (signoff.py)
     seed: int = 0
     device: str = "cpu"
     time_budget: float | None = None  # seconds for the search; finished trials are kept
@@ -129,7 +132,8 @@ class HardenConfig:
                   (self.objective in OBJECTIVES or ":" in self.objective,
                    f"--objective must be one of {', '.join(OBJECTIVES)} or package.module:function"),
                   (self.sigma is None or (self.sigma >= 0 and np.isfinite(self.sigma)), "--sigma must be >= 0"),
-                  (self.targets in TARGET_MODES, f"--targets must be one of {', '.join(TARGET_MODES)}"),
+                  (self.targets in TARGET_MODES + ("auto",), f"--targets must be auto, {' or '.join(TARGET_MODES)}"),
+                  (0 <= self.holdout < 1, "--holdout must be in [0, 1)"),
                   (self.trials >= 1, "--trials must be >= 1"), (self.epochs >= 0, "--epochs must be >= 0"),
                   (_word_or_number(self.final_epochs, ("auto",), lambda n: n >= 0 and n == int(n)),
                    "--final-epochs must be auto or a whole number >= 0"),
@@ -162,7 +166,8 @@ class HardenConfig:
             object.__setattr__(self, "blend", float(self.blend))
         if self.final_epochs != "auto":
             object.__setattr__(self, "final_epochs", int(float(self.final_epochs)))
-        self.metric(), self.drift_model()  # a bad spec fails here, before any work
+        self.metric()  # a bad spec fails here, before any work
+        object.__setattr__(self, "targets", resolve_targets(self.targets, self.drift_model()))
         if self.method == "auto":
             object.__setattr__(self, "method", "noise-injection")
             if self.noise is None and self.train_device() is None:
@@ -277,7 +282,7 @@ class TrialRunner:
     """
 
     def __init__(self, module: torch.nn.Module, sites, x, y, objective: DriftObjective, cfg: HardenConfig,
-                 loss_fn: Callable | None = None, drifting: tuple | None = None):
+                 loss_fn: Callable | None = None, keys: dict | None = None):
         self.module, self.sites, self.x, self.y, self.objective = module, sites, x, y, objective
         keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
         keep = keep[:max(1, round(cfg.trial_fraction * len(x)))].sort().values
@@ -293,7 +298,7 @@ class TrialRunner:
         self.train = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, optimizer=cfg.optimizer, schedule=schedule,
                                  batch_size=cfg.batch_size,
                                  noise_sigma=0.0 if device_model is not None else cfg.noise, noise_model=device_model,
-                                 noise_params=drifting, awp_gamma=cfg.awp_gamma if cfg.strategy.awp else 0.0)
+                                 noise_keys=keys, awp_gamma=cfg.awp_gamma if cfg.strategy.awp else 0.0)
         self.device = cfg.device
 
     def fit(self, rates, epochs: int, seed: int, trial: bool = False, train_sigma: float | None = None) -> Score:
@@ -374,32 +379,32 @@ def run_trials(controller: Controller, executor: Executor, journal: Journal, cfg
 
 def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, journal: Journal,
            on_trial: Callable[[TrialRecord, TrialRecord], None] | None = None,
-           loss_fn: Callable | None = None, digital: "set[int] | None" = None,
+           loss_fn: Callable | None = None, keys: dict | None = None, converters=None,
            task: str = "classification") -> SearchOutcome:
     """Run the method's search (if any) and the final fine-tune; ``module`` ends with the final weights.
 
-    ``digital``: ids of parameters that do not drift (``--targets crossbar`` leaves biases and norms digital);
-    the objective and the training noise leave them alone, as the runtime does.
+    ``keys``: the drifting parameters as the runtime names them (``drifting.py``; None: every parameter under its
+    own name): the objective and the training noise drift those and leave the rest digital, as the runtime does.
+    ``converters``: the analog twin's hooks on ``module`` (``converter_hooks.ConverterHooks``), if any.
     """
     t0 = time.perf_counter()
     keep_large_allocations()  # the drifted forwards allocate tens of MB per activation (resources.py)
     x_tr, y_tr = _tensors(train, cfg.device)
     x_va, y_va = _tensors(val, cfg.device)
     module.to(cfg.device)
-    drifting = None if not digital else tuple(n for n, p in module.named_parameters() if id(p) not in digital)
     kind = cfg.metric() or cfg.objective
     if task == "segmentation":  # the runtime's Dice (or the user's metric) on the class ids of the scores
         kind = OnClassIds(task_metric(task, cfg.metric()))
-    only = None if drifting is None else set(drifting)
+    seed = selection_seed(cfg.seed)
     if task == "detection":  # the runtime's mAP on the detector's own decoded boxes
         objective = DetectionObjective(module, x_va, val.labels, drift=cfg.drift_model(), samples=cfg.samples,
-                                       metric=task_metric(task, cfg.metric()), seed=cfg.seed, device=cfg.device,
-                                       only=only)
+                                       metric=task_metric(task, cfg.metric()), seed=seed, device=cfg.device,
+                                       keys=keys)
     else:
-        objective = DriftObjective(module, x_va, y_va, drift=cfg.drift_model(), samples=cfg.samples, seed=cfg.seed,
-                                   kind=kind, device=cfg.device, only=only,
+        objective = DriftObjective(module, x_va, y_va, drift=cfg.drift_model(), samples=cfg.samples, seed=seed,
+                                   kind=kind, device=cfg.device, keys=keys, converters=converters,
                                    example_axis=-4 if task == "segmentation" else -2)
-    runner = TrialRunner(module, sites, x_tr, y_tr, objective, cfg, loss_fn or task_loss(task), drifting)
+    runner = TrialRunner(module, sites, x_tr, y_tr, objective, cfg, loss_fn or task_loss(task), keys)
     outcome = SearchOutcome(rates=[0.0] * len(sites), base_score=objective(module))
 
     if cfg.strategy.dropout == "fixed":

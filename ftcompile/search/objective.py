@@ -1,16 +1,22 @@
-"""The Monte-Carlo objective of BayesFT (eq. 4), in torch, with common random numbers.
+"""The Monte-Carlo objective of BayesFT (eq. 4), in torch, scored under the runtime's own drift draws.
 
-``theta_k`` is drawn from a generator keyed by (seed, k) for every parameter, so every trial is scored
-under the same K drifts and differences between trials are not Monte-Carlo noise. Samples are evaluated
-in chunks with ``torch.func.vmap`` over ``functional_call``, and each chunk runs over the validation
-inputs in batches: at most ``max_batch`` (sample, input) pairs, and at most ``max_elements`` input values (a
-96 x 96 image is nine CIFAR images), go through the network at once, so
-peak memory does not grow with the validation set or K. The draws are made per chunk, not kept.
+Sample ``k`` drifts each drifting parameter exactly as the runtime drifts the tensor it becomes in ONNX
+(``drifting.DriftKey``): lognormal drift multiplies it by ``exp(sigma * z)`` with ``z`` the runtime's
+``keyed_normals(seed, k, name)``; any other drift model (a device preset, a measured table, a user's model) is the
+runtime's ``draw_sample`` applied to the parameter laid out as that tensor; the analog twin's read noise is the
+runtime's ``KeyedNoise`` stream of (seed, k, layer). So the objective of a model equals ``validate --seed SEED`` of
+its ONNX export on the same data, up to float rounding, and every trial is scored under the same K drifts (common
+random numbers: differences between trials are not Monte-Carlo noise).
 
-Any other drift model (a spec such as ``quantize:16,lognormal:0.6``, a measured table, a user's model)
-goes through the runtime's ``draw_sample``, whose draws are keyed by (seed, sample, tensor): the same K
-drifts for every trial again, applied to each trial's weights. A user metric ``(outputs, labels) ->
-float`` is called on each sample's numpy logits.
+The objective's seed is the harden seed plus ``SELECTION_STREAM``: the draws that choose the recipe are never
+the draws of the sign-off (``validate --seed S``), which therefore measures drift no choice has seen.
+
+Samples are evaluated in chunks with ``torch.func.vmap`` over ``functional_call`` where the network allows it
+(decided once, by a probe: a graph with data-dependent shapes runs the samples one after the other, which gives
+the same values), and each chunk runs over the validation inputs in batches: at most ``max_batch`` (sample, input)
+pairs, and at most ``max_elements`` input values, go through the network at once, so peak memory does not grow
+with the validation set or K. A user metric ``(outputs, labels) -> float`` is called on each sample's numpy
+outputs.
 """
 from __future__ import annotations
 
@@ -18,13 +24,21 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
-from ftcompile.runtime.drift import LogNormalDrift, draw_sample
+from ftcompile.runtime.drift import LogNormalDrift, draw_sample, keyed_normals
 
 OBJECTIVES = ("accuracy", "loss")
+SELECTION_STREAM = 1 << 20  # the objective draws the runtime's samples of seed + this (never the sign-off's)
+THETA_CACHE_BYTES = 256 * 2**20  # keep the K lognormal draws between calls when they take at most this
+
+
+def selection_seed(seed: int) -> int:
+    """The runtime seed whose samples the search's objective scores under, for harden seed ``seed``."""
+    return int(seed) + SELECTION_STREAM
 
 
 @dataclass(frozen=True)
@@ -37,33 +51,73 @@ class Score:
 
 
 class DriftObjective:
-    """``score(module)``: mean accuracy (or minus cross-entropy) of ``module`` under ``drift``.
+    """``score(module)``: mean accuracy (or minus cross-entropy, or a metric) of ``module`` under ``drift``.
 
-    ``drift`` is a runtime drift model (lognormal takes the vmapped torch path); ``only`` names the
-    parameters that drift (default all: the runtime's ``--targets params``).
-    Shapes: ``x`` is ``n x ...`` inputs, ``y`` ``n`` labels; theta per parameter is ``K x *param.shape``.
+    Args:
+        drift: a runtime drift model (element-wise lognormal takes the vectorized torch path).
+        seed: the runtime seed whose samples ``0 .. samples-1`` are scored (``selection_seed`` in harden).
+        keys: parameter name -> ``drifting.DriftKey`` of the parameters that drift (the rest stay clean); None:
+            every parameter drifts under its own name (a module with no ONNX model behind it).
+        converters: the analog twin's hooks (``converter_hooks.ConverterHooks``) when training runs through them;
+            with output noise the samples run one after the other, each reading its keyed noise.
+    Shapes: ``x`` is ``n x ...`` inputs, ``y`` ``n`` labels; the drift of a parameter is ``K x *param.shape``.
     """
 
     def __init__(self, module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, drift, samples: int,
                  seed: int = 0, kind: "str | Callable" = "accuracy", chunk: int = 10, device: str = "cpu",
-                 only: "set[str] | None" = None, max_batch: int = 1024, example_axis: int = -2,
+                 keys: dict | None = None, converters=None, max_batch: int = 1024, example_axis: int = -2,
                  max_elements: int = 2**22):
         if not callable(kind) and kind not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES} or a metric (outputs, labels) -> float")
         self.x, self.y = x.to(device), y.to(device)
-        self.samples, self.kind, self.seed = int(samples), kind, seed
+        self.samples, self.kind, self.seed = int(samples), kind, int(seed)
         self.chunk = max(1, min(chunk, self.samples))
         pairs = min(max_batch, max(1, max_elements // max(1, x[0].numel())))
         self.batch = max(1, pairs // self.chunk)  # inputs per vmapped forward
-        self.only = None if only is None else set(only)
+        self.keys = keys
+        self.converters = converters
         self.axis = example_axis  # where examples sit in the model's output: -2 for (N, C), -4 for (N, C, H, W)
-        # element-wise lognormal (plain or comp=mean) takes the vmapped torch path; the rest draws through the runtime
         fast = isinstance(drift, LogNormalDrift) and drift.elementwise
         self.sigma, self.shift = (drift.sigma, drift.log_shift) if fast else (None, 0.0)
         self.drift = None if fast else drift
-        self._vmap_ok = True
+        # keyed noise is drawn per sample in example order: no vmap over samples then
+        self.vectorized: bool | None = False if converters is not None and converters.noisy else None
+        self._theta: dict[int, dict[str, np.ndarray]] = {}
         self._labels_np = self.y.cpu().numpy()  # a user metric takes numpy labels, the same every call
 
+    # --- the drift of sample k, as the runtime draws it --------------------------------------------------
+    def _drifting(self, params: dict) -> dict:
+        if self.keys is None:
+            from ftcompile.search.drifting import DriftKey
+
+            return {n: DriftKey(n, False, tuple(p.shape)) for n, p in params.items()}
+        return {n: k for n, k in self.keys.items() if n in params}
+
+    def _normals(self, k: int, params: dict) -> dict[str, np.ndarray]:
+        """The runtime's standard normals of sample ``k`` in each drifting parameter's layout (cached when small)."""
+        cached = self._theta.get(k)
+        if cached is not None:
+            return cached
+        z = {n: key.from_runtime(keyed_normals(self.seed, k, key.name, key.shape), tuple(params[n].shape))
+             for n, key in self._drifting(params).items()}
+        size = sum(v.nbytes for v in z.values()) * self.samples
+        if size <= THETA_CACHE_BYTES:
+            self._theta[k] = z
+        return z
+
+    def _sample_weights(self, k: int, params: dict) -> dict[str, torch.Tensor]:
+        """The drifted parameters of sample ``k`` (only those that drift)."""
+        if self.drift is None:
+            z = self._normals(k, params)
+            return {n: params[n] * torch.exp(self.sigma * torch.from_numpy(v).to(params[n].device) + self.shift)
+                    for n, v in z.items()}
+        keys = self._drifting(params)
+        laid = {key.name: key.to_runtime(params[n].detach().cpu().numpy()) for n, key in keys.items()}
+        drawn = draw_sample(self.drift, laid, self.seed, k)
+        return {n: torch.from_numpy(np.ascontiguousarray(key.from_runtime(drawn[key.name], tuple(params[n].shape))))
+                .to(params[n].device) for n, key in keys.items()}
+
+    # --- scoring ------------------------------------------------------------------------------------------
     def _metric(self, logits: torch.Tensor) -> torch.Tensor:
         if callable(self.kind):
             y = self._labels_np
@@ -81,56 +135,57 @@ class DriftObjective:
         params = dict(module.named_parameters())
         buffers = dict(module.named_buffers())
         values = []
-        if self.drift is not None:
-            values = self._drawn(module, params, buffers)
-        for start in range(0, self.samples if self.drift is None else 0, self.chunk):
+        for start in range(0, self.samples, self.chunk):
             ks = range(start, min(self.samples, start + self.chunk))
-            values += self._chunk(module, params, buffers, self._theta(params, ks)).tolist()
+            values += self._chunk(module, params, buffers, ks)
         module.train(was_training)
         mean = sum(values) / len(values)
         var = sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1)
         return Score(mean, math.sqrt(var / len(values)), tuple(values))
 
-    def _theta(self, params: dict, ks: range) -> dict[str, torch.Tensor]:
-        """Standard normals for samples ``ks`` (``len(ks) x *param.shape`` each), keyed by (seed, k) alone."""
-        drifting = [n for n in params if self.only is None or n in self.only]
-        device = self.x.device  # drawn where the model runs (on a GPU the same keys give other, equally fixed draws)
-        rows = []
-        for k in ks:
-            gen = torch.Generator(device=device).manual_seed(self.seed * 1_000_003 + k)
-            rows.append([torch.randn(params[n].shape, generator=gen, device=device) for n in drifting])
-        return {n: torch.stack([r[i] for r in rows]) for i, n in enumerate(drifting)}
-
     def _batched(self, forward: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """``forward`` over the inputs in batches, outputs concatenated along the example axis."""
+        """``forward`` over the inputs in batches, in order, outputs concatenated along the example axis."""
         return torch.cat([forward(xb) for xb in self.x.split(self.batch)], dim=self.axis)
 
-    def _drawn(self, module, params, buffers) -> list[float]:
-        clean = {n: p.detach().cpu().numpy() for n, p in params.items()}
-        values = []
-        for k in range(self.samples):
-            drifted = {n: torch.from_numpy(w).to(self.x.device)
-                       for n, w in draw_sample(self.drift, clean, self.seed, k, self.only).items()}
-            logits = self._batched(lambda xb: functional_call(module, {**drifted, **buffers}, (xb,)))
-            values.append(float(self._metric(logits.unsqueeze(0))[0]))
-        return values
+    def _one(self, module, params, buffers, k: int) -> float:
+        """Sample ``k`` alone (reading its keyed read noise, if the twin has some)."""
+        weights = {**params, **buffers, **self._sample_weights(k, params)}
+        with self._noise(k):
+            logits = self._batched(lambda xb: functional_call(module, weights, (xb,)))
+        return float(self._metric(logits.unsqueeze(0))[0])
 
-    def _chunk(self, module, params, buffers, theta) -> torch.Tensor:
+    def _noise(self, k: int):
+        from contextlib import nullcontext
+
+        return self.converters.keyed(self.seed, k) if self.converters is not None and self.converters.noisy \
+            else nullcontext()
+
+    def _chunk(self, module, params, buffers, ks: range) -> list[float]:
+        if self.vectorized is None:
+            self.vectorized = _vmaps(module, params, buffers, self.x[:1])
+        if not self.vectorized:
+            return [self._one(module, params, buffers, k) for k in ks]
         # the drifted weights of the chunk, once (not per input batch); clean ones are shared, not batched
-        drifted = {n: params[n] * torch.exp(self.sigma * th + self.shift) for n, th in theta.items()}
-        clean = {n: p for n, p in params.items() if n not in drifted}
+        rows = [self._sample_weights(k, params) for k in ks]
+        drifted = {n: torch.stack([r[n] for r in rows]) for n in rows[0]}
+        clean = {n: p for n, p in {**params, **buffers}.items() if n not in drifted}
 
         def forward(d, xb):
-            return functional_call(module, {**d, **clean, **buffers}, (xb,))
+            return functional_call(module, {**d, **clean}, (xb,))
 
-        if self._vmap_ok:
-            try:
-                return self._metric(self._batched(lambda xb: vmap(forward, in_dims=(0, None))(drifted, xb)))
-            except Exception:  # some graphs (data-dependent shapes) do not vmap; loop instead
-                self._vmap_ok = False
-        k = next(iter(drifted.values())).shape[0]
-        return torch.stack([self._metric(self._batched(lambda xb: forward({n: t[i] for n, t in drifted.items()}, xb)))
-                            for i in range(k)])
+        return self._metric(self._batched(lambda xb: vmap(forward, in_dims=(0, None))(drifted, xb))).tolist()
+
+
+def _vmaps(module, params, buffers, x: torch.Tensor) -> bool:
+    """Whether ``module`` runs under ``vmap`` over a batch of weights: a graph with data-dependent shapes or
+    Python-side reads of tensor values does not. Only such errors (RuntimeError from torch's batching) choose the
+    one-by-one path, which computes the same values; anything else propagates."""
+    weights = {n: p.unsqueeze(0) for n, p in params.items()}
+    try:
+        vmap(lambda w, xb: functional_call(module, {**w, **buffers}, (xb,)), in_dims=(0, None))(weights, x)
+        return True
+    except RuntimeError:
+        return False
 
 
 class DetectionObjective(DriftObjective):
@@ -142,26 +197,15 @@ class DetectionObjective(DriftObjective):
     """
 
     def __init__(self, module: torch.nn.Module, x: torch.Tensor, truth, *, drift, samples: int, metric: Callable,
-                 seed: int = 0, device: str = "cpu", only: "set[str] | None" = None, batch: int = 16):
+                 seed: int = 0, device: str = "cpu", keys: dict | None = None, batch: int = 16):
         super().__init__(module, x, torch.zeros(len(x)), drift=drift, samples=samples, seed=seed, kind=metric,
-                         device=device, only=only)
-        self.truth, self.batch = truth, batch
+                         device=device, keys=keys)
+        self.truth, self.batch, self.vectorized = truth, batch, False
 
-    def _score(self, module, weights: dict) -> float:
+    def _one(self, module, params, buffers, k: int) -> float:
+        weights = {**params, **buffers, **self._sample_weights(k, params)}
         predictions = []
         for xb in self.x.split(self.batch):
             for d in functional_call(module, weights, (xb,)):
-                predictions.append(tuple(d[k].detach().cpu().numpy() for k in ("boxes", "scores", "labels")))
+                predictions.append(tuple(d[key].detach().cpu().numpy() for key in ("boxes", "scores", "labels")))
         return float(self.kind(predictions, self.truth))
-
-    def _drawn(self, module, params, buffers) -> list[float]:
-        clean = {n: p.detach().cpu().numpy() for n, p in params.items()}
-        return [self._score(module, {**params, **buffers, **{n: torch.from_numpy(w).to(self.x.device) for n, w in
-                                                             draw_sample(self.drift, clean, self.seed, k, self.only).items()}})
-                for k in range(self.samples)]
-
-    def _chunk(self, module, params, buffers, theta) -> torch.Tensor:
-        k = next(iter(theta.values())).shape[0] if theta else 1
-        return torch.tensor([self._score(module, {**params, **buffers,
-                                                  **{n: params[n] * torch.exp(self.sigma * th[i] + self.shift) for n, th in theta.items()}})
-                             for i in range(k)])

@@ -1,4 +1,4 @@
-"""The harden report: JSON (``ftcompile.harden/1``) and Markdown with the trial table and before/after, and the
+"""The harden report: JSON (``ftcompile.harden/2``) and Markdown with the trial table and before/after, and the
 warnings a compiler owes its user when the hardened model came out worse than the source."""
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from ftcompile.search.journal import NOISE_GRID
 from ftcompile.runtime.report import package_versions, to_json
 from ftcompile.runtime.stats import format_ci, strict_json
 
-SCHEMA = "ftcompile.harden/1"
+# /2: the data of every role (train, val, signoff: source, sha256, examples), what the sign-off data is, the twin's
+# calibration
+SCHEMA = "ftcompile.harden/2"
 
 
 def _trial_json(t) -> dict:
@@ -56,7 +58,8 @@ def harden_json(result) -> dict:
         "schema": SCHEMA, "model": result.model, "out": str(result.out), "method": result.config["method"],
         "sigma": result.config["sigma"], "config": result.config, "sites": result.sites, "rates": result.rates,
         "best_trial": result.best_trial, "train_sigma": result.train_sigma, "blend": result.blend,
-        "final_epochs": result.final_epochs,
+        "final_epochs": result.final_epochs, "data": result.data, "signoff_kind": result.signoff_kind,
+        "signoff_statement": result.signoff_statement, "calibration": result.calibration,
         "trials": [_trial_json(t) for t in result.trials],
         "torch_objective": {"before": result.torch_before, "after": result.torch_after},
         "before": to_json(result.before), "after": to_json(result.after), "verdict": result.verdict,
@@ -79,9 +82,17 @@ def harden_markdown(result) -> str:
         s = r.stats
         lines.append(f"| {label} | {pct(r.clean)} | {pct(s.mean)} | {format_ci(s.total_ci_low, s.total_ci_high, sep=' - ')} "
                      f"| {format_ci(s.drift_ci_low, s.drift_ci_high, sep=' - ')} | {pct(s.p5)} | {pct(s.min)} |")
-    lines += ["", f"Sign-off measured by onnxruntime on {a.examples} examples, {a.samples} samples. "
-              f"The torch objective (validation set, {result.config['samples']} common drift samples) went from "
-              f"{pct(result.torch_before)} to {pct(result.torch_after)}; the runtime measured {pct(a.stats.mean)}.", ""]
+    lines += ["", f"{result.signoff_statement} Measured by onnxruntime on {a.examples} examples, {a.samples} "
+              f"samples (seed {a.seed}). The torch objective (the validation data that chose the recipe, "
+              f"{result.config['samples']} common drift samples of seed {result.config['seed']} + 2^20) went from "
+              f"{pct(result.torch_before)} to {pct(result.torch_after)}.", ""]
+    if result.data:
+        lines += ["| data | file | sha256 | examples | part |", "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {role} | `{d['source']}` | `{d['sha256'][:12]}` | {d['examples']:,} | {d.get('subset', '')} |"
+                  for role, d in result.data.items()]
+        lines.append("")
+    if result.calibration:
+        lines += [f"Analog twin: {a.converters}; converter ranges {result.calibration}.", ""]
     if result.train_sigma is not None:
         searched = any(t.stage == NOISE_GRID for t in result.trials)
         lines += [f"Trained under lognormal drift at sigma {result.train_sigma:g}"

@@ -31,7 +31,7 @@ class TrainConfig:
     batch_size: int = 64
     weight_decay: float = 0.0
     noise_sigma: float = 0.0
-    noise_params: tuple | None = None  # the parameters that drift (None: all of them)
+    noise_keys: dict | None = None  # parameter name -> drifting.DriftKey of the parameters that drift (None: all)
     noise_model: object = None     # a device drift model with apply_torch(w, generator); wins over noise_sigma
     awp_gamma: float = 0.0
     optimizer: str = "adam"        # adam, or sgd (momentum 0.9, Nesterov): what SGD-trained networks were fit with
@@ -145,6 +145,15 @@ def freeze_norm_statistics(module: torch.nn.Module) -> None:
             m.eval()
 
 
+def _device_read(cfg: TrainConfig, name: str, p: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """``cfg.noise_model``'s read-back of parameter ``name``, computed on the tensor as the runtime lays it out (a
+    per-column scale or compensation acts on the same axis as at sign-off)."""
+    key = None if cfg.noise_keys is None else cfg.noise_keys.get(name)
+    if key is None or not key.transposed:
+        return cfg.noise_model.apply_torch(p, gen)
+    return key.from_runtime(cfg.noise_model.apply_torch(key.to_runtime(p), gen), tuple(p.shape))
+
+
 @torch.enable_grad()
 def fine_tune(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
               device: str = "cpu", loss_fn: Callable = F.cross_entropy) -> float:
@@ -171,10 +180,10 @@ def fine_tune(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Tr
 
     def draw(step: int) -> dict | None:
         """Per drifting parameter, the drift of this step as a function of the (possibly perturbed) weight."""
-        chosen = [n for n in params if cfg.noise_params is None or n in cfg.noise_params]
+        chosen = [n for n in params if cfg.noise_keys is None or n in cfg.noise_keys]
         if cfg.noise_model is not None:  # re-seeded per call: AWP's two forwards see the same devices
             seeds = {n: cfg.seed * 1_000_003 + step * 7919 + zlib.crc32(n.encode()) for n in chosen}
-            return {n: (lambda p, s=seeds[n]: cfg.noise_model.apply_torch(p, torch.Generator().manual_seed(s)))
+            return {n: (lambda p, n=n: _device_read(cfg, n, p, torch.Generator().manual_seed(seeds[n])))
                     for n in chosen}
         if cfg.noise_sigma > 0:
             factors = {n: torch.exp(cfg.noise_sigma * torch.randn(params[n].shape, generator=noise_gen,

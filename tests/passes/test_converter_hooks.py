@@ -26,14 +26,14 @@ def _hooked(bits: int):
     imported = import_onnx(model)
     ranges = calibrate(imported.onnx_model, [{"x": x}])
     spec = ConverterSpec(bits, bits)
-    handles = attach_converters(imported.module, imported.sources, imported.onnx_model, ranges, spec)
-    return imported, ranges, spec, handles, x
+    hooks = attach_converters(imported.module, imported.sources, imported.onnx_model, ranges, spec)
+    return imported, ranges, spec, hooks, x
 
 
 @pytest.mark.parametrize("bits", [3, 8])
 def test_hooks_compute_the_twin(bits):
-    imported, ranges, spec, handles, x = _hooked(bits)
-    assert len(handles) == 2 * 3  # a DAC and an ADC on each of the three layers
+    imported, ranges, spec, hooks, x = _hooked(bits)
+    assert len(hooks.handles) == 2 * 3 and not hooks.noisy  # a DAC and an ADC on each of the three layers
     twin = insert_converters(imported.onnx_model, ranges, spec, expose_weights=False)
     want = ort.InferenceSession(twin.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     with torch.no_grad():
@@ -44,14 +44,13 @@ def test_hooks_compute_the_twin(bits):
     digital = ort.InferenceSession(imported.onnx_model.SerializeToString(),
                                    providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     assert not np.allclose(got, digital, atol=1e-3)  # the hooks did quantize
-    for h in handles:
-        h.remove()
+    hooks.remove()
     with torch.no_grad():
         np.testing.assert_allclose(imported.module(torch.from_numpy(x)).numpy(), digital, atol=1e-4)
 
 
 def test_adc_output_takes_2_pow_b_levels_and_gradients_pass_straight_through():
-    imported, ranges, spec, handles, x = _hooked(3)
+    imported, ranges, spec, hooks, x = _hooked(3)
     first = imported.module.get_submodule(next(n for n, m in imported.module.named_modules()
                                                 if isinstance(m, torch.nn.Linear)))
     seen = {}
@@ -69,7 +68,12 @@ def test_harden_trains_with_converters_and_signs_off_on_the_twin(tmp_path):
     r = ftcompile.harden(model, data, data, out=tmp_path / "q.onnx", config=cfg, validate_samples=2, plot=False)
     assert r.after.converters == r.before.converters == "dac 4 bits, adc 4 bits"
     meta = {p.key: p.value for p in onnx.load(tmp_path / "q.onnx").metadata_props}
-    assert json.loads(meta["ftcompile.converters"]) == {"dac_bits": 4, "adc_bits": 4, "adc_noise": 0.0}
+    twin = json.loads(meta["ftcompile.analog_twin"])
+    assert (twin["dac_bits"], twin["adc_bits"], twin["adc_noise"]) == (4, 4, 0.0)
+    # calibrated once, on the training data, and both validations ran at those ranges
+    want = ftcompile.api.calibrate_on_data(model, data, role="training")
+    assert twin["ranges"] == {k: list(v) for k, v in want.ranges.items()} and "training data" in twin["calibrated_on"]
+    assert r.before.calibration == r.after.calibration == r.calibration == want.describe()
     assert not any("ftcompile_dac" in n.name for n in onnx.load(tmp_path / "q.onnx").graph.node)  # digital model
     plain = ftcompile.harden(model, data, data, out=tmp_path / "p.onnx", plot=False, validate_samples=2,
                              config=HardenConfig(sigma=0.3, method="noise-injection", final_epochs=2, samples=2))

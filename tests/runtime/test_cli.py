@@ -35,7 +35,7 @@ def test_validate_pass_fail_and_reports(files, tmp_path):
     bad = run("validate", model, "--data", data, "--sigma", "1.0", "--samples", "10", "--min-accuracy", "0.99")
     assert bad.exit_code == 1 and "FAIL" in bad.output
     js = run("validate", model, "--data", data, "--samples", "5", "--json")
-    assert js.exit_code == 0 and json.loads(js.stdout)["schema"] == "ftcompile.validation/2"
+    assert js.exit_code == 0 and json.loads(js.stdout)["schema"] == "ftcompile.validation/3"
 
 
 def test_list_targets_and_sweep(files, tmp_path):

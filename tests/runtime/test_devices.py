@@ -177,7 +177,7 @@ def test_converters_have_exactly_two_to_the_b_levels_and_the_twin_runs_in_plain_
         assert len(np.unique(levels)) == 2 ** bits
         assert levels.min() == pytest.approx(ranges["fc0:in"][0]) and levels.max() == pytest.approx(ranges["fc0:in"][1])
     out = tmp_path / "twin.onnx"
-    r = CliRunner().invoke(app, ["export-twin", str(model), "--data", str(data), "-o", str(out), "--dac-bits", "4",
+    r = CliRunner().invoke(app, ["export-twin", str(model), "--calibrate-on", str(data), "-o", str(out), "--dac-bits", "4",
                                  "--adc-bits", "4"])
     assert r.exit_code == 0, r.output
     twin = onnx.load(out)

@@ -17,6 +17,7 @@ from ftcompile.passes import insert_dropout
 from ftcompile.search.controller import Controller
 from ftcompile.search.harden import HardenConfig
 from ftcompile.search.objective import DriftObjective
+from ftcompile.search.drifting import DriftKey
 from ftcompile.search.trainer import TrainConfig, fine_tune
 from tests.helpers import teacher_mlp
 
@@ -33,9 +34,9 @@ def test_objective_matches_runtime_at_sigma_zero_and_uses_common_numbers(files):
     assert a.values == b.values and a.mean < 1.0  # the same drifts every call
     other = DriftObjective(imported.module, x, y, drift=LogNormalDrift(0.8), samples=12, seed=4)(imported.module)
     assert other.values != a.values
-    names = [n for n, _ in imported.module.named_parameters()]
+    name, first = next(iter(imported.module.named_parameters()))
     only_first = DriftObjective(imported.module, x, y, drift=LogNormalDrift(0.8), samples=12, seed=3,
-                                only={names[0]})(imported.module)
+                                keys={name: DriftKey(name, False, tuple(first.shape))})(imported.module)
     assert only_first.values != a.values and only_first.mean > a.mean  # fewer tensors drift, less harm
 
 
@@ -255,10 +256,10 @@ def test_cli_harden(files, tmp_path):
     args = ["harden", str(model), "--train", str(train), "--val", str(val), "--method", "bayesft", "--trials", "2", "--epochs", "1",
             "--final-epochs", "1", "--samples", "3", "--validate-samples", "4", "--no-plot",
             "--out", str(tmp_path / "h.onnx")]
-    r = runner.invoke(app, args + ["--min-accuracy", "0.5", "--stat", "total_ci_low", "--json"])
+    r = runner.invoke(app, args + ["--min-accuracy", "0.4", "--stat", "total_ci_low", "--json"])
     assert r.exit_code == 0, r.output
     report = json.loads(r.stdout)
-    assert report["verdict"] == "signed-off" and report["after"]["total_ci_low"] >= 0.5
+    assert report["verdict"] == "signed-off" and report["after"]["total_ci_low"] >= 0.4
     fail = runner.invoke(app, args + ["--min-accuracy", "1.0", "--max-drop", "0.0"])
     assert fail.exit_code == 1 and (tmp_path / "h.onnx").exists()
     assert "rates: " in fail.output  # the searched rates are shown

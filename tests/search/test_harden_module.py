@@ -123,9 +123,11 @@ def test_module_sites_are_graph_nodes_where_a_child_traces_faithfully_and_hooks_
 
 def test_harden_a_detector_from_its_factory_learns_and_signs_off_on_map(box_files, tmp_path):
     train, val = box_files
+    test = tmp_path / "test.npz"
+    np.savez(test, **boxes_data(16, 2))
     out = tmp_path / "det.onnx"
-    cfg = HardenConfig(sigma=0.1, method="noise-injection", final_epochs=25, samples=2, lr=5e-3, batch_size=16)
-    r = ftcompile.harden(FACTORY, train, val, out=out, config=cfg, validate_samples=3, plot=False)
+    cfg = HardenConfig(sigma=0.05, method="noise-injection", final_epochs=25, samples=2, lr=5e-3, batch_size=16)
+    r = ftcompile.harden(FACTORY, train, val, test=test, out=out, config=cfg, validate_samples=3, plot=False)
     assert r.before.metric == r.after.metric == "map50"
     assert r.after.clean > r.before.clean + 0.3  # the untrained detector finds nothing; the fine-tuned one does
     exported = onnx.load(out)
@@ -134,7 +136,7 @@ def test_harden_a_detector_from_its_factory_learns_and_signs_off_on_map(box_file
     assert meta["ftcompile.method"] == "noise-injection" and meta["ftcompile.verdict"] == r.verdict
     source = tmp_path / "det.source.onnx"
     assert source.exists() and r.before.model == str(source)
-    again = ftcompile.validate(out, val, sigma=0.1, samples=3, task="detection")
+    again = ftcompile.validate(out, test, sigma=0.05, samples=3, task="detection")
     assert again.stats.mean == pytest.approx(r.after.stats.mean)  # the written model is the signed-off one
 
 

@@ -180,6 +180,9 @@ class ReRAMDrift:
         return ",".join([f"reram-wan2022:{format_time(self.t)}", *extra])
 
 
+DEVICE_MODELS = (PCMDrift, ReRAMDrift)  # the presets that model a chip's crossbar devices
+
+
 def pcm(t, **kwargs) -> PCMDrift:
     return PCMDrift(parse_time(t), **_kwargs(kwargs))
 
