@@ -17,33 +17,7 @@ import numpy as np
 from ftcompile.errors import ConfigError
 from ftcompile.runtime.devices import physics
 from ftcompile.runtime.devices.physics import COMPENSATIONS
-
-_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0, "m": 30 * 86400.0,
-          "y": 365 * 86400.0}
-
-
-def parse_time(text) -> float:
-    """``30s``, ``10min``, ``1h``, ``1d``, ``1w``, ``1m`` (30 days), ``1y`` (365 days) or plain seconds."""
-    if isinstance(text, (int, float)):
-        seconds = float(text)
-    else:
-        s = str(text).strip()
-        unit = next((u for u in sorted(_UNITS, key=len, reverse=True) if s.endswith(u)), "")
-        try:
-            seconds = float(s[: len(s) - len(unit)] if unit else s) * _UNITS.get(unit, 1.0)
-        except ValueError:
-            raise ConfigError(f"time {text!r} is malformed; use seconds or 30s, 10min, 1h, 1d, 1w, 1m, 1y.") from None
-    if not np.isfinite(seconds) or seconds < 0:
-        raise ConfigError(f"time {text!r} must be >= 0 seconds.")
-    return seconds
-
-
-def format_time(seconds: float) -> str:
-    for unit in ("y", "m", "w", "d", "h", "min", "s"):
-        value = seconds / _UNITS[unit]
-        if value >= 1 and abs(value - round(value)) < 1e-9:
-            return f"{round(value)}{unit}"
-    return f"{seconds:g}s"
+from ftcompile.units import format_time, parse_time  # noqa: F401  (device specs read times here)
 
 
 def _scales(w: np.ndarray, per_channel: bool) -> np.ndarray:
@@ -181,11 +155,11 @@ class ReRAMDrift:
 
 
 def pcm(t, **kwargs) -> PCMDrift:
-    return PCMDrift(parse_time(t), **_kwargs(kwargs))
+    return PCMDrift(parse_time(t, what="pcm time"), **_kwargs(kwargs))
 
 
 def reram_wan2022(t, **kwargs) -> ReRAMDrift:
-    return ReRAMDrift(parse_time(t), **_kwargs(kwargs))
+    return ReRAMDrift(parse_time(t, what="reram-wan2022 time"), **_kwargs(kwargs))
 
 
 def _kwargs(kwargs: dict) -> dict:
