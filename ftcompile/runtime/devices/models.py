@@ -40,12 +40,15 @@ def _torch_scales(w, per_channel: bool):
     return torch.where(scale > 0, scale, torch.ones_like(scale))
 
 
-def _check(compensation: str, **scales) -> None:
+def _check(device: str, compensation: str, g_max: float, **scales) -> None:
     if compensation not in COMPENSATIONS:
         raise ConfigError(f"comp={compensation!r} is unknown; use one of {', '.join(COMPENSATIONS)}.")
+    if not np.isfinite(g_max) or g_max <= 0:  # at 0 every conductance ratio is 0/0 and the weights NaN
+        raise ConfigError(f"{device}: g_max={g_max} must be a conductance > 0 (uS), the one the largest weight "
+                          "maps to; e.g. g_max=25.")
     for name, value in scales.items():
         if not np.isfinite(value) or value < 0:
-            raise ConfigError(f"{name}={value} must be a number >= 0.")
+            raise ConfigError(f"{device}: {name}={value} must be a number >= 0.")
 
 
 @dataclass(frozen=True)
@@ -66,11 +69,9 @@ class PCMDrift:
     read: str = physics.DEFAULT_READ
 
     def __post_init__(self) -> None:
-        _check(self.comp, g_max=self.g_max, prog_scale=self.prog_scale, drift_scale=self.drift_scale,
+        _check("pcm", self.comp, self.g_max, prog_scale=self.prog_scale, drift_scale=self.drift_scale,
                read_scale=self.read_scale)
         physics.check_read(self.read)
-        if self.g_max <= 0:
-            raise ConfigError("g_max must be > 0 (uS).")
 
     def apply(self, w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if not w.size:
@@ -123,7 +124,7 @@ class ReRAMDrift:
     per_channel: bool = False
 
     def __post_init__(self) -> None:
-        _check("none", g_max=self.g_max, scale=self.scale)
+        _check("reram-wan2022", "none", self.g_max, scale=self.scale)
         if self.t not in physics.RERAM_WAN2022:
             times = ", ".join(format_time(t) for t in physics.RERAM_WAN2022)
             raise ConfigError(f"reram-wan2022 has fits at {times} only (got {format_time(self.t)}); pick one.")
