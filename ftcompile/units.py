@@ -15,7 +15,7 @@ UNITS = {"s": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 8
          "y": 365 * 86400.0}
 ACCEPTED = "s, min or m (minutes), h, d, w, mo (30-day months), y (365-day years), or plain seconds"
 
-_NUMBER_AND_UNIT = re.compile(r"\s*((?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([a-z]*)\s*")
+_NUMBER_AND_UNIT = re.compile(r"\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([a-z]*)\s*")
 
 
 def parse_time(text, what: str = "time") -> float:
