@@ -1,6 +1,6 @@
 """Accuracy against time on device physics, and what the physics costs validate.
 
-For each model: accuracy under `pcm` at 1 s, 1 h, 1 d, 1 m (30 days), 1 y, with and without global drift
+For each model: accuracy under `pcm` at 1 s, 1 h, 1 d, 1 mo (30 days), 1 y, with and without global drift
 compensation, through 8-bit DAC/ADC converters (the analog twin), `--targets crossbar` (biases digital);
 `reram-wan2022` at 1 s, 1 d, 2 d. Then validate's wall time under `pcm:1d` against `lognormal:0.6` on the
 same session (target: within 1.5x), measured side by side.
@@ -23,7 +23,7 @@ from ftcompile.fileio import write_text_atomic
 from ftcompile.runtime.devices.physics import DEFAULT_READ
 
 HERE = Path(__file__).resolve().parent
-TIMES = "1s,1h,1d,1m,1y"
+TIMES = "1s,1h,1d,1mo,1y"
 
 
 def main() -> None:

@@ -388,14 +388,9 @@ def analyze(
 
 
 def _duration(text: Optional[str]) -> Optional[float]:
-    if text is None:
-        return None
-    units = {"s": 1, "m": 60, "h": 3600}
-    try:
-        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
-    except (ValueError, IndexError):
-        from ftcompile.errors import ConfigError
-        raise ConfigError(f"--time-budget {text!r} is malformed; use seconds or 30s, 10m, 1h.") from None
+    from ftcompile.units import parse_time
+
+    return None if text is None else parse_time(text, what="--time-budget")
 
 
 @app.command()

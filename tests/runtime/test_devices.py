@@ -45,6 +45,52 @@ def test_pcm_read_noise_spread():
     assert abs((g / 10 - 1).std() / want - 1) < 4 / math.sqrt(2 * N)
 
 
+def test_pcm_at_g_max_50_follows_the_published_model():
+    """Nandakumar et al. 2019 / Joshi et al. 2020 at g_max = 50 uS, computed by hand: the programming-noise
+    polynomial is in uS for a 25 uS range, so at 50 uS it doubles (aihwkit: ``sig_prog *= g_max / 25``); the drift
+    exponent and the relative read noise depend on g / g_max only."""
+    g_max, g_t = 50.0, 2.5                      # g_r = 0.05
+    s_p = (50 / 25) * (0.26348 + 1.9650 * 0.05 - 1.1731 * 0.05 ** 2)   # = 2 * 0.3587972 = 0.7175945 uS
+    mu_nu = -0.0155 * math.log(0.05) + 0.0244                          # = 0.070834, inside [0.049, 0.1]
+    s_nu = -0.0125 * math.log(0.05) - 0.0059                           # = 0.031547, inside [0.008, 0.045]
+    t = 86400.0                                 # read noise of a device programmed at 5 uS (g_r = 0.1), 1 day
+    q_rel = 0.0088 / 0.1 ** 0.65 * math.sqrt(math.log((t + 20 + 250e-9) / (2 * 250e-9)))  # = 0.039308 * 5.0868
+    assert s_p == pytest.approx(0.7175945, rel=1e-6) and q_rel == pytest.approx(0.19995, rel=1e-4)
+
+    g = physics.pcm_program(np.full(N, g_t), _z(7), g_max)
+    assert abs(g.mean() - g_t) < 4 * s_p / math.sqrt(N) and abs(g.std() / s_p - 1) < 4 / math.sqrt(2 * N)
+    nu = physics.pcm_drift_exponent(np.full(N, g_t), _z(8), g_max)
+    # nu = |mu + s z| (aihwkit takes the absolute value): the folded normal's mean and std
+    fold = mu_nu * math.erf(mu_nu / (s_nu * math.sqrt(2))) + s_nu * math.sqrt(2 / math.pi) * math.exp(-mu_nu ** 2 / (2 * s_nu ** 2))
+    fold_sd = math.sqrt(mu_nu ** 2 + s_nu ** 2 - fold ** 2)
+    assert abs(nu.mean() - fold) < 4 * fold_sd / math.sqrt(N) and abs(nu.std() / fold_sd - 1) < 4 / math.sqrt(N)
+    r = physics.pcm_read(np.full(N, 5.0), np.full(N, 5.0), _z(9), t, g_max)
+    assert abs((r / 5 - 1).std() / q_rel - 1) < 4 / math.sqrt(2 * N)
+
+
+def test_a_pcm_weight_spreads_the_same_at_any_g_max():
+    """The weight read back from the pair does not depend on the unit the chip stores it in: at g_max 50 the
+    weights spread as at 25 (before the g_max / 25 factor, half as much)."""
+    w = np.tile(np.array([1.0, 0.5, -0.2, 0.0], np.float32), 50_000)
+    spread = {g: (PCMDrift(3600.0, g_max=g).apply(w, np.random.default_rng(10)) - w).reshape(-1, 4).std(0)
+              for g in (25.0, 50.0)}
+    np.testing.assert_allclose(spread[50.0], spread[25.0], rtol=0.02)
+
+
+@pytest.mark.parametrize("spec", ["reram-wan2022:1d,g_max=0", "reram-wan2022:1s,g_max=-40", "pcm:1d,g_max=0",
+                                  "pcm:1d,g_max=nan"])
+def test_a_device_refuses_g_max_at_or_below_zero(spec):
+    with pytest.raises(ConfigError, match=r"g_max=\S+ must be a conductance > 0 \(uS\)"):
+        parse_drift(spec)
+
+
+def test_reram_spread_scales_with_g_max():
+    coeffs = physics.RERAM_WAN2022[86400.0]
+    s40 = sum(c * 0.5 ** k for k, c in enumerate(coeffs))     # at g_r = 0.5 (uS at the fitted 40 uS range)
+    assert physics.reram_sigma(np.float64(20.0), coeffs) == pytest.approx(s40)
+    assert physics.reram_sigma(np.float64(40.0), coeffs, g_max=80.0) == pytest.approx(2 * s40)
+
+
 @pytest.mark.parametrize("t", [1.0, 86400.0, 172800.0])
 def test_reram_spread_follows_the_wan2022_fit(t):
     g_t = 16.0
@@ -89,7 +135,7 @@ def test_the_equations_agree_on_numpy_and_torch():
 
 def test_specs_times_and_errors():
     assert parse_time("30s") == 30 and parse_time("1h") == 3600 and parse_time("1d") == 86400
-    assert parse_time("1m") == 30 * 86400 and parse_time("10min") == 600 and parse_time("2.5") == 2.5
+    assert parse_time("1mo") == 30 * 86400 and parse_time("10m") == parse_time("10min") == 600
     assert parse_drift("pcm:1h,g_max=25,prog_scale=1,drift_scale=1").spec() == "pcm:1h"
     assert parse_drift("pcm:1y,comp=global").spec() == "pcm:1y,comp=global"
     assert parse_drift("quantize:16,reram-wan2022:1d").spec() == "quantize:16,reram-wan2022:1d"

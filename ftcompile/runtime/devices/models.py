@@ -17,33 +17,7 @@ import numpy as np
 from ftcompile.errors import ConfigError
 from ftcompile.runtime.devices import physics
 from ftcompile.runtime.devices.physics import COMPENSATIONS
-
-_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0, "m": 30 * 86400.0,
-          "y": 365 * 86400.0}
-
-
-def parse_time(text) -> float:
-    """``30s``, ``10min``, ``1h``, ``1d``, ``1w``, ``1m`` (30 days), ``1y`` (365 days) or plain seconds."""
-    if isinstance(text, (int, float)):
-        seconds = float(text)
-    else:
-        s = str(text).strip()
-        unit = next((u for u in sorted(_UNITS, key=len, reverse=True) if s.endswith(u)), "")
-        try:
-            seconds = float(s[: len(s) - len(unit)] if unit else s) * _UNITS.get(unit, 1.0)
-        except ValueError:
-            raise ConfigError(f"time {text!r} is malformed; use seconds or 30s, 10min, 1h, 1d, 1w, 1m, 1y.") from None
-    if not np.isfinite(seconds) or seconds < 0:
-        raise ConfigError(f"time {text!r} must be >= 0 seconds.")
-    return seconds
-
-
-def format_time(seconds: float) -> str:
-    for unit in ("y", "m", "w", "d", "h", "min", "s"):
-        value = seconds / _UNITS[unit]
-        if value >= 1 and abs(value - round(value)) < 1e-9:
-            return f"{round(value)}{unit}"
-    return f"{seconds:g}s"
+from ftcompile.units import format_time, parse_time  # noqa: F401  (device specs read times here)
 
 
 def _scales(w: np.ndarray, per_channel: bool) -> np.ndarray:
@@ -66,12 +40,15 @@ def _torch_scales(w, per_channel: bool):
     return torch.where(scale > 0, scale, torch.ones_like(scale))
 
 
-def _check(compensation: str, **scales) -> None:
+def _check(device: str, compensation: str, g_max: float, **scales) -> None:
     if compensation not in COMPENSATIONS:
         raise ConfigError(f"comp={compensation!r} is unknown; use one of {', '.join(COMPENSATIONS)}.")
+    if not np.isfinite(g_max) or g_max <= 0:  # at 0 every conductance ratio is 0/0 and the weights NaN
+        raise ConfigError(f"{device}: g_max={g_max} must be a conductance > 0 (uS), the one the largest weight "
+                          "maps to; e.g. g_max=25.")
     for name, value in scales.items():
         if not np.isfinite(value) or value < 0:
-            raise ConfigError(f"{name}={value} must be a number >= 0.")
+            raise ConfigError(f"{device}: {name}={value} must be a number >= 0.")
 
 
 @dataclass(frozen=True)
@@ -92,11 +69,9 @@ class PCMDrift:
     read: str = physics.DEFAULT_READ
 
     def __post_init__(self) -> None:
-        _check(self.comp, g_max=self.g_max, prog_scale=self.prog_scale, drift_scale=self.drift_scale,
+        _check("pcm", self.comp, self.g_max, prog_scale=self.prog_scale, drift_scale=self.drift_scale,
                read_scale=self.read_scale)
         physics.check_read(self.read)
-        if self.g_max <= 0:
-            raise ConfigError("g_max must be > 0 (uS).")
 
     def apply(self, w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if not w.size:
@@ -149,7 +124,7 @@ class ReRAMDrift:
     per_channel: bool = False
 
     def __post_init__(self) -> None:
-        _check("none", g_max=self.g_max, scale=self.scale)
+        _check("reram-wan2022", "none", self.g_max, scale=self.scale)
         if self.t not in physics.RERAM_WAN2022:
             times = ", ".join(format_time(t) for t in physics.RERAM_WAN2022)
             raise ConfigError(f"reram-wan2022 has fits at {times} only (got {format_time(self.t)}); pick one.")
@@ -184,11 +159,11 @@ DEVICE_MODELS = (PCMDrift, ReRAMDrift)  # the presets that model a chip's crossb
 
 
 def pcm(t, **kwargs) -> PCMDrift:
-    return PCMDrift(parse_time(t), **_kwargs(kwargs))
+    return PCMDrift(parse_time(t, what="pcm time"), **_kwargs(kwargs))
 
 
 def reram_wan2022(t, **kwargs) -> ReRAMDrift:
-    return ReRAMDrift(parse_time(t), **_kwargs(kwargs))
+    return ReRAMDrift(parse_time(t, what="reram-wan2022 time"), **_kwargs(kwargs))
 
 
 def _kwargs(kwargs: dict) -> dict:

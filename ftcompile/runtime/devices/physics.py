@@ -30,14 +30,21 @@ def _clip(xp, x, lo, hi):
     return xp.minimum(xp.maximum(x, lo), hi)
 
 
-def pcm_programming_sigma(g_target, g_max: float = 25.0):
+PCM_G_MAX_FIT = 25.0  # uS: the g_max at which the programming-noise polynomial was fitted (Nandakumar et al.)
+
+
+def pcm_programming_sigma(g_target, g_max: float = PCM_G_MAX_FIT):
     """Std (uS) of PCM programming noise at target conductance ``g_target``:
-    ``s_p = 0.26348 + 1.9650 g_r - 1.1731 g_r^2``, ``g_r = g_target / g_max``."""
+    ``s_p = (g_max / 25) (0.26348 + 1.9650 g_r - 1.1731 g_r^2)``, ``g_r = g_target / g_max``.
+
+    The polynomial gives uS for devices whose range ends at 25 uS; at another ``g_max`` the spread scales with
+    the range, so that a weight's relative error does not depend on the units it is stored in (aihwkit 1.2.0,
+    ``inference/noise/pcm.py`` lines 90 and 114: ``sig_prog *= g_max / prog_coeff_g_max_reference``, 25 uS)."""
     g_r = g_target / g_max
-    return 0.26348 + 1.9650 * g_r - 1.1731 * g_r ** 2
+    return (g_max / PCM_G_MAX_FIT) * (0.26348 + 1.9650 * g_r - 1.1731 * g_r ** 2)
 
 
-def pcm_program(g_target, z, g_max: float = 25.0, scale: float = 1.0):
+def pcm_program(g_target, z, g_max: float = PCM_G_MAX_FIT, scale: float = 1.0):
     """Programmed conductance ``g_p = max(g_T + scale * s_p(g_T) * z, 0)`` for standard normals ``z``."""
     xp = array_namespace(g_target, z)
     return xp.maximum(g_target + scale * pcm_programming_sigma(g_target, g_max) * z, 0.0)
@@ -92,9 +99,15 @@ RERAM_G_MAX = 40.0
 
 
 def reram_sigma(g_target, coefficients, g_max: float = RERAM_G_MAX):
-    """``s = c0 + c1 g_r + c2 g_r^2 + c3 g_r^3 + c4 g_r^4`` (uS), ``g_r = g_target / g_max``."""
+    """``s = (g_max / 40) (c0 + c1 g_r + c2 g_r^2 + c3 g_r^3 + c4 g_r^4)`` (uS), ``g_r = g_target / g_max``.
+
+    The fit is in uS for a 40 uS range; like PCM's programming noise it scales with ``g_max``. aihwkit's
+    ``ReRamWan2022NoiseModel`` means to do the same (its comment: "need to adjust for that in case g_max is not
+    equal to 40.0 uS") but in 1.2.0 (``inference/noise/reram.py`` lines 82-83, 94, 107) stores the 40 in
+    ``prog_coeff_g_max_reference`` while ``_apply_poly`` divides by ``coeff_g_max_reference`` (set to g_max):
+    it does not scale, and differs from this at g_max != 40."""
     g_r = g_target / g_max
-    return sum(c * g_r ** k for k, c in enumerate(coefficients))
+    return (g_max / RERAM_G_MAX) * sum(c * g_r ** k for k, c in enumerate(coefficients))
 
 
 def reram_read(g_target, z, coefficients, g_max: float = RERAM_G_MAX, scale: float = 1.0):
