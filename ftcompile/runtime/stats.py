@@ -94,7 +94,8 @@ def _beta_regularized(a: float, b: float, x: float, y: float) -> float:
         return 1.0 - _beta_regularized(b, a, y, x)
     tiny = 1e-300
     front = math.exp(a * math.log(x) + b * math.log(y) + math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)) / a
-    # 1 / (1 + d1 / (1 + d2 / (1 + ...))): d_{2m+1} = -(a+m)(a+b+m)x / ((a+2m)(a+2m+1)), d_{2m} = m(b-m)x / ((a+2m-1)(a+2m))
+    # 1 / (1 + d1 / (1 + d2 / (1 + ...))) with
+    # d_{2m+1} = -(a+m)(a+b+m)x / ((a+2m)(a+2m+1)), d_{2m} = m(b-m)x / ((a+2m-1)(a+2m))
     f = c = tiny
     d = 0.0
     for j in range(1, 10_000):
