@@ -37,6 +37,10 @@ bench: install
 	$(PY) benchmarks/bench_ablation.py
 	$(PY) benchmarks/bench_methods.py
 
+# Start-up of the CLI (`ftcompile --help`, a small validate) in fresh processes, with -X importtime; about a minute.
+bench-startup: install
+	$(PY) benchmarks/bench_startup.py
+
 # The CIFAR-10 rows of Figure 3 (needs $(DATA)): about 75 minutes on 2 cores, so apart.
 bench-cifar: install
 	$(PY) examples/cifar_cnn/run.py --data $(DATA)
