@@ -60,7 +60,6 @@ def closure(requirements: list[Requirement]) -> dict[str, metadata.Distribution]
             dist = found.get(name) or metadata.distribution(req.name)
         except metadata.PackageNotFoundError:
             pytest.fail(f"{req} is a runtime requirement but is not installed in the test environment")
-        assert not req.specifier or dist.version in req.specifier, f"{req}: installed {dist.version}"
         found[name] = dist
         for extra in {"", *req.extras} - {e for n, e in done if n == name}:
             done.add((name, extra))
