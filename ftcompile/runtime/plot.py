@@ -14,8 +14,8 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise ConfigError("plots need matplotlib, which is not installed: pip install 'ftcompile[plot]', "
-                          "or leave out --plot.") from None
+        raise ConfigError("plots need matplotlib, which is not installed: pip install 'ftcompile[plot]', or run "
+                          "without --plot (harden: with --no-plot).") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
