@@ -7,7 +7,7 @@ sorted names): 120 train / 25 val / 25 test, written to work/split.json. The tra
 holds each image and its mirror (240); the ERM training below adds random crops and brightness jitter.
 Writes work/{train,val,test}.npz (x, boxes, labels, count: ftcompile's detection layout), work/detector.pt (a
 state dict; ``detector:erm`` loads it) and work/detector.log.json.
-Usage: python examples/pennfudan_det/prepare.py [--epochs 150] [--threads 1]
+Usage: python examples/pennfudan_det/prepare.py [--data DIR] [--epochs 150] [--threads 1]
 """
 import argparse
 import json

@@ -7,7 +7,7 @@ written for harden holds each image and its mirror (240); the ERM training below
 U-Net (Ronneberger et al. 2015), reduced: two poolings, 16/32/64 channels, BatchNorm (folded into the
 convolutions by the exporter), transposed-convolution upsampling, one foreground logit per pixel.
 Writes work/{train,val,test}.npz (x, masks), work/unet.onnx and work/unet.log.json.
-Usage: python examples/pennfudan_unet/prepare.py [--epochs 80] [--size 96] [--threads 1]
+Usage: python examples/pennfudan_unet/prepare.py [--data DIR] [--epochs 80] [--size 96] [--threads 1]
 """
 import argparse
 import json
