@@ -206,8 +206,9 @@ def half_loss_study(erm: Path, harden_model: "Path | str", name: str, out: Path,
     module factory) with each ``args.methods`` entry at the sigma where ERM keeps half its clean ``metric``
     (``half_loss_sigma`` by ``args.at``); then (unless ``args.no_sweep``) sweep every model, plot the curves to
     ``out``.png and call ``figure(models, work, sigma, path, comp=...)`` for the before/after picture
-    (``out``_``picture``.png). Runs with extra ``args.flags`` are keyed ``"method flags"`` beside the defaults;
-    the results JSON is rewritten after every run, re-read first (runs of other processes may have landed)."""
+    (``args.work``/``out.stem``_``picture``.png). Runs with extra ``args.flags`` are keyed ``"method flags"``
+    beside the defaults; the results JSON is rewritten after every run, re-read first (runs of other processes may
+    have landed)."""
     from ftcompile.runtime.plot import plot_curves
 
     test, comp = args.work / "test.npz", args.compensation
@@ -249,5 +250,7 @@ def half_loss_study(erm: Path, harden_model: "Path | str", name: str, out: Path,
         print(f"{key:15s} " + "  ".join(f"{s}:{v:.3f}" for s, v in row.items()))
     plot_curves(list(curves.items()), out.with_suffix(".png"),
                 title=title + (f", {comp} compensation" if comp else ""), xlabel="sigma", metric=metric)
-    figure(models, args.work, sigma, out.with_name(f"{out.stem}_{picture}.png"), comp=comp or "none")
+    # the picture shows a data set's photograph (PennFudan's readme reserves its copyright): the work folder, never
+    # the repository's results
+    figure(models, args.work, sigma, args.work / f"{out.stem}_{picture}.png", comp=comp or "none")
     return _save(out, results)

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ftcompile import api
+from ftcompile import __version__, api
 from ftcompile.errors import EXIT_GATE_FAILED, EXIT_INTERRUPTED, FtcompileError
 from ftcompile.fileio import check_writable
 from ftcompile.runtime.devices.models import format_time
@@ -27,9 +27,22 @@ from ftcompile.signoff import HOLDOUT
 EXIT_INTERNAL = 3
 HELP = ("Harden neural networks against analog weight drift and sign them off.\n\n"
         "Exit codes: 0 pass, 1 gate failed, 2 bad input or usage, 3 internal error, 130 interrupted.")
-app = typer.Typer(help=HELP, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
+# add_completion: typer's --install-completion and --show-completion (bash, zsh, fish, PowerShell)
+app = typer.Typer(help=HELP, add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False)
 out = Console()
 err = Console(stderr=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"ftcompile {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                          help="Print ftcompile's version and exit.")) -> None:
+    pass
 
 
 def fail(exc: BaseException) -> None:
@@ -675,7 +688,7 @@ def inspect(
 
 def main() -> None:
     try:
-        app()
+        app(prog_name="ftcompile")
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
 

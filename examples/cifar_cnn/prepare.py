@@ -1,7 +1,7 @@
 """CIFAR-10 for the CNN example: normalized NCHW float32 splits and an ERM AlexNet-style CNN in ONNX.
 
 Reads `cifar10_train20k.npz` / `cifar10_test.npz` (x uint8 NHWC, y int64) from --data (default the
-project's ../shared/data, see its SOURCES.md) or any folder holding files of that form.
+project's ../shared/data; docs/data.md) or any folder holding files of that form.
 Splits (seed 0): train 18,000 / val 2,000 from the 20k training subset; test = --test-size images of the
 10,000 test images (default 2,000, all with --test-size 10000).
 Usage: python examples/cifar_cnn/prepare.py [--data DIR] [--work DIR] [--epochs 10] [--test-size 2000]
@@ -16,6 +16,8 @@ import torch
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT))
+from examples.data_folder import DEFAULT, require  # noqa: E402
 from models import cifar_cnn, export, train_erm  # noqa: E402
 
 MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32).reshape(1, 3, 1, 1)
@@ -30,11 +32,8 @@ def main(data: Path, work: Path, epochs: int = 10, test_size: int = 2000) -> Non
     work.mkdir(parents=True, exist_ok=True)
     if (work / "cnn.onnx").exists():
         return
+    require(data, "cifar10_train20k.npz", "cifar10_test.npz")  # x uint8 NHWC, y int64
     files = {name: data / f"cifar10_{name}.npz" for name in ("train20k", "test")}
-    missing = [str(p) for p in files.values() if not p.is_file()]
-    if missing:
-        sys.exit(f"error: {', '.join(missing)} not found; point --data at a folder with cifar10_train20k.npz "
-                 "and cifar10_test.npz (x uint8 NHWC, y int64).")
     train, test = np.load(files["train20k"]), np.load(files["test"])
     order = np.random.default_rng(0).permutation(len(train["y"]))
     x, y = normalize(train["x"]), train["y"].astype(np.int64)
@@ -50,7 +49,7 @@ def main(data: Path, work: Path, epochs: int = 10, test_size: int = 2000) -> Non
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--data", type=Path, default=DEFAULT)
     ap.add_argument("--work", type=Path, default=HERE / "work")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--test-size", type=int, default=2000)

@@ -14,12 +14,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "work"
 sys.path.insert(0, str(HERE))
-from prepare import ROOT, main as prepare  # noqa: E402
+from prepare import DEFAULT, main as prepare  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--data", type=Path, default=DEFAULT, help="folder with cifar10_train20k.npz and cifar10_test.npz")
     ap.add_argument("--methods", default="bayesft,bayesft+noise")
     args, extra = ap.parse_known_args()
     prepare(args.data, WORK)

@@ -29,6 +29,8 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT))
+from examples.data_folder import DEFAULT, require  # noqa: E402
 from datasets import example  # noqa: E402
 from models import export, preact_resnet18, resnet20  # noqa: E402
 
@@ -110,11 +112,8 @@ NETS = {"resnet20": lambda width: resnet20(), "preact18": lambda width: preact_r
 def main(data: Path, work: Path, epochs: int, threads: int, model: Path, bf16: bool, net_name: str = "resnet20",
          width: int = 16, cutout_size: int = 0) -> None:
     work.mkdir(parents=True, exist_ok=True)
+    require(data, "cifar10_train20k.npz", "cifar10_test.npz")  # x uint8 NHWC, y int64
     files = {name: data / f"cifar10_{name}.npz" for name in ("train20k", "test")}
-    missing = [str(p) for p in files.values() if not p.is_file()]
-    if missing:
-        sys.exit(f"error: {', '.join(missing)} not found; point --data at a folder with cifar10_train20k.npz "
-                 "and cifar10_test.npz (x uint8 NHWC, y int64).")
     train_set, test = np.load(files["train20k"]), np.load(files["test"])
     order = np.random.default_rng(0).permutation(len(train_set["y"]))
     x, y = normalize(train_set["x"]), train_set["y"].astype(np.int64)
@@ -144,7 +143,7 @@ def main(data: Path, work: Path, epochs: int, threads: int, model: Path, bf16: b
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--data", type=Path, default=DEFAULT)
     ap.add_argument("--work", type=Path, default=HERE / "work")
     ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)

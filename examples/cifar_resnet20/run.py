@@ -20,5 +20,6 @@ if __name__ == "__main__":
     args = arguments("auto", "").parse_args()
     model = args.model or MODEL
     if not model.exists() or not (HERE / "work" / "train.npz").exists():
-        sys.exit(f"error: run examples/cifar_resnet20/prepare.py first ({model} and {HERE}/work/train.npz).")
+        sys.exit(f"error: run examples/cifar_resnet20/prepare.py [--data DIR] first ({model}, "
+                 f"{HERE}/work/train.npz).")
     run(model, HERE / "work", args.results or ROOT / "benchmarks" / "results" / "resnet20.json", args)

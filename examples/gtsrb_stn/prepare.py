@@ -18,6 +18,7 @@ Usage: python examples/gtsrb_stn/prepare.py [--epochs 12] [--threads 1] [--data 
 """
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 MODEL = ROOT / "benchmarks" / "models" / "gtsrb_stn.onnx"
+sys.path.insert(0, str(ROOT))
+from examples.data_folder import DEFAULT, require  # noqa: E402
 
 
 def conv(cin: int, cout: int) -> list:
@@ -83,7 +86,7 @@ def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--data", type=Path, default=DEFAULT)
     ap.add_argument("--work", type=Path, default=HERE / "work")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--threads", type=int, default=1)
@@ -91,6 +94,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
+    require(args.data, "gtsrb32_train.npz", "gtsrb32_test.npz")
     tr, te = np.load(args.data / "gtsrb32_train.npz"), np.load(args.data / "gtsrb32_test.npz")
     x = tr["x"].astype(np.float32).transpose(0, 3, 1, 2) / 255
     mean, std = x.mean((0, 2, 3), keepdims=True), x.std((0, 2, 3), keepdims=True)

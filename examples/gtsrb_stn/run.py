@@ -17,5 +17,5 @@ if __name__ == "__main__":
     args = arguments("auto", "").parse_args()
     model = args.model or ROOT / "benchmarks" / "models" / "gtsrb_stn.onnx"
     if not model.exists() or not (HERE / "work" / "train.npz").exists():
-        sys.exit(f"error: run examples/gtsrb_stn/prepare.py first ({model} and {HERE}/work/train.npz).")
+        sys.exit(f"error: run examples/gtsrb_stn/prepare.py [--data DIR] first ({model} and {HERE}/work/train.npz).")
     run(model, HERE / "work", args.results or ROOT / "benchmarks" / "results" / "gtsrb_stn.json", args)

@@ -1,13 +1,13 @@
 """PennFudan pedestrians as detection: the CenterNet of ``detector.py`` trained from scratch (ERM).
 
-Data (from --data, default ../shared/data/pennfudan, see its SOURCES.md; never copied into the project): the 170
+Data (from --data, default ../shared/data/pennfudan, see docs/data.md; never copied into the project): the 170
 images resized to 128 x 128 (bilinear, aspect not kept), one box per pedestrian from its instance mask (the
 tightest box around the mask's pixels, scaled with the image). Split: the U-Net example's (seed 0 over the
 sorted names): 120 train / 25 val / 25 test, written to work/split.json. The training set written for harden
 holds each image and its mirror (240); the ERM training below adds random crops and brightness jitter.
 Writes work/{train,val,test}.npz (x, boxes, labels, count: ftcompile's detection layout), work/detector.pt (a
 state dict; ``detector:erm`` loads it) and work/detector.log.json.
-Usage: python examples/pennfudan_det/prepare.py [--epochs 150] [--threads 1]
+Usage: python examples/pennfudan_det/prepare.py [--data DIR] [--epochs 150] [--threads 1]
 """
 import argparse
 import json
@@ -21,6 +21,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT))
+from examples.data_folder import DEFAULT, require  # noqa: E402
 from examples.pennfudan_det.detector import CenterNet  # noqa: E402
 from examples.pennfudan_unet.prepare import MEAN, STD  # noqa: E402
 
@@ -30,9 +31,9 @@ SIZE, K = 128, 8
 def load(data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     from PIL import Image
 
-    names = sorted(p.stem for p in (data / "PNGImages").glob("*.jpg"))
+    names = sorted(p.stem for p in (require(data, "PNGImages", "PedMasks") / "PNGImages").glob("*.jpg"))
     if not names:
-        raise SystemExit(f"error: no images in {data}/PNGImages; give --data (see ../shared/data/SOURCES.md).")
+        raise SystemExit(f"error: no images (*.jpg) in {data}/PNGImages; give --data DIR (docs/data.md).")
     xs, boxes, count = [], np.zeros((len(names), K, 4), np.float32), np.zeros(len(names), np.int64)
     for i, name in enumerate(names):
         img = Image.open(data / "PNGImages" / f"{name}.jpg").convert("RGB")
@@ -94,7 +95,7 @@ def val_map(net: CenterNet, x: np.ndarray, boxes: np.ndarray, count: np.ndarray)
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "pennfudan")
+    ap.add_argument("--data", type=Path, default=DEFAULT / "pennfudan")
     ap.add_argument("--work", type=Path, default=HERE / "work")
     ap.add_argument("--epochs", type=int, default=150)
     ap.add_argument("--threads", type=int, default=1)

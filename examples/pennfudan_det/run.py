@@ -5,8 +5,9 @@ Figure 3j task, with a compact one-stage detector instead of Mask R-CNN).
    the harden sigma is the smallest where ERM keeps at most half its clean mAP (the issue's "loses half").
 2. `ftcompile harden examples.pennfudan_det.detector:erm` (CLI, subprocess: the module-factory path) with each
    --methods entry at that sigma, the sign-off on the test split.
-3. Sweep every model over sigma (K samples each), plot the curves and one test image's detections before and
-   after drift (the paper's Figure 4), write benchmarks/results/pennfudan_det.json.
+3. Sweep every model over sigma (K samples each), plot the curves, write benchmarks/results/pennfudan_det.json,
+   and draw one test image's detections before and after drift (the paper's Figure 4) into work/ only: the
+   photograph's copyright is its authors' (docs/data.md).
 Usage: python examples/pennfudan_det/run.py [--methods auto,bayesft,bayesft+noise] [--samples 50]
        python examples/pennfudan_det/run.py --methods auto --flags "--final-epochs 30" --no-sweep  (kept beside)
        python examples/pennfudan_det/run.py --compensation global  (a chip with global drift compensation:
@@ -68,7 +69,7 @@ def main() -> None:
     from ftcompile.frontend.torch_import import detector_to_onnx, load_factory
 
     if not (args.work / "detector.pt").exists():
-        sys.exit("error: run examples/pennfudan_det/prepare.py first.")
+        sys.exit("error: run examples/pennfudan_det/prepare.py [--data DIR] first.")
     comp = args.compensation
     out = args.out or (OUT.with_name(f"pennfudan_det.comp-{comp}.json") if comp else OUT)
     example = torch.from_numpy(np.load(args.work / "test.npz")["x"][:1])

@@ -1,16 +1,17 @@
 """PennFudan pedestrians as a segmentation task: a small U-Net trained from scratch (ERM), exported to ONNX.
 
-Data (from --data, default ../shared/data/pennfudan, see its SOURCES.md; never copied into the project): the 170
+Data (from --data, default ../shared/data/pennfudan, see docs/data.md; never copied into the project): the 170
 images and their instance masks, resized to 96 x 96 (images bilinear, masks nearest), masks made binary
 (pedestrian = 1). Split (seed 0, written to work/split.json): 120 train / 25 val / 25 test. The training set
 written for harden holds each image and its mirror (240); the ERM training below adds random crops.
 U-Net (Ronneberger et al. 2015), reduced: two poolings, 16/32/64 channels, BatchNorm (folded into the
 convolutions by the exporter), transposed-convolution upsampling, one foreground logit per pixel.
 Writes work/{train,val,test}.npz (x, masks), work/unet.onnx and work/unet.log.json.
-Usage: python examples/pennfudan_unet/prepare.py [--epochs 80] [--size 96] [--threads 1]
+Usage: python examples/pennfudan_unet/prepare.py [--data DIR] [--epochs 80] [--size 96] [--threads 1]
 """
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -21,15 +22,17 @@ from torch import nn
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
+sys.path.insert(0, str(ROOT))
+from examples.data_folder import DEFAULT, require  # noqa: E402
 MEAN, STD = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
 
 
 def load(data: Path, size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     from PIL import Image
 
-    names = sorted(p.stem for p in (data / "PNGImages").glob("*.jpg"))
+    names = sorted(p.stem for p in (require(data, "PNGImages", "PedMasks") / "PNGImages").glob("*.jpg"))
     if not names:
-        raise SystemExit(f"error: no images in {data}/PNGImages; give --data (see ../shared/data/SOURCES.md).")
+        raise SystemExit(f"error: no images (*.jpg) in {data}/PNGImages; give --data DIR (docs/data.md).")
     xs, ms = [], []
     for name in names:
         img = Image.open(data / "PNGImages" / f"{name}.jpg").convert("RGB").resize((size, size), Image.BILINEAR)
@@ -84,7 +87,7 @@ def dice(logits: torch.Tensor, m: torch.Tensor) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "pennfudan")
+    ap.add_argument("--data", type=Path, default=DEFAULT / "pennfudan")
     ap.add_argument("--work", type=Path, default=HERE / "work")
     ap.add_argument("--size", type=int, default=96)
     ap.add_argument("--epochs", type=int, default=80)

@@ -4,8 +4,9 @@ as segmentation).
 1. Sweep the ERM U-Net (work/unet.onnx from prepare.py) over sigma; the harden sigma is the smallest where ERM
    keeps at most half its clean Dice (the issue's "loses half").
 2. `ftcompile harden` (CLI, subprocess) with each --methods entry at that sigma, the sign-off on the test split.
-3. Sweep every model over sigma (K samples each), plot the curves and a picture of one test image's masks
-   before and after drift (the paper's Figure 4, for masks), write benchmarks/results/pennfudan_unet.json.
+3. Sweep every model over sigma (K samples each), plot the curves, write benchmarks/results/pennfudan_unet.json,
+   and draw one test image's masks before and after drift (the paper's Figure 4, for masks) into work/ only: the
+   photograph's copyright is its authors' (docs/data.md).
 Usage: python examples/pennfudan_unet/run.py [--methods auto,bayesft,bayesft+noise] [--samples 50]
        python examples/pennfudan_unet/run.py --compensation global  (a chip with global drift compensation:
        every sweep, harden and figure under lognormal:S,comp=global; results in pennfudan_unet.comp-global.json)
@@ -58,7 +59,7 @@ def main() -> None:
     args.work = args.work or HERE / "work"
     erm = args.work / "unet.onnx"
     if not erm.exists():
-        sys.exit("error: run examples/pennfudan_unet/prepare.py first.")
+        sys.exit("error: run examples/pennfudan_unet/prepare.py [--data DIR] first.")
     comp = args.compensation
     out = args.out or (OUT.with_name(f"pennfudan_unet.comp-{comp}.json") if comp else OUT)
     half_loss_study(erm, erm, "unet", out, SIGMAS, "dice", "PennFudan U-Net (25 test images): Dice under lognormal "

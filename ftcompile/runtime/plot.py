@@ -5,16 +5,27 @@ import io
 from pathlib import Path
 from typing import Sequence
 
+from ftcompile.errors import ConfigError
 from ftcompile.fileio import write_bytes_atomic
+
+
+def _pyplot():
+    """matplotlib's pyplot on the file-only backend; matplotlib is an extra (the gate needs no plots)."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError("plots need matplotlib, which is not installed: pip install 'ftcompile[plot]', or run "
+                          "without --plot (harden: with --no-plot).") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def plot_curves(curves: Sequence[tuple[str, Sequence]], path: Path, *, title: str = "Accuracy under drift",
                 xlabel: str = "drift sigma", log_x: bool = False, metric: str = "accuracy") -> Path:
     """``curves``: (label, points) where each point has ``x``, ``mean``, ``p5``, ``p95``; ``log_x`` for times."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     for label, points in curves:
@@ -37,10 +48,7 @@ def plot_curves(curves: Sequence[tuple[str, Sequence]], path: Path, *, title: st
 
 def plot_sensitivity(result, path: Path) -> Path:
     """Horizontal bars: accuracy drop (points) per layer with the 95% CI, most harmful on top."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     rows = [*result.layers, result.all_layers][::-1]
     fig, ax = plt.subplots(figsize=(6.4, 1.2 + 0.35 * len(rows)), dpi=120)

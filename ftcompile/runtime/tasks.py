@@ -18,6 +18,7 @@ The task is named (``--task``) or read from the data layout (``infer_task``): ``
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 
 import numpy as np
@@ -95,6 +96,15 @@ def segment(scores: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------ metrics
 
+def _pycocotools(module: str):
+    """``pycocotools.<module>``; pycocotools is an extra (a classifier's gate needs none of it)."""
+    try:
+        return importlib.import_module(f"pycocotools.{module}")
+    except ImportError:
+        raise ConfigError("detection and segmentation metrics need pycocotools, which is not installed: "
+                          "pip install 'ftcompile[detection]'.") from None
+
+
 class CocoMAP:
     """COCO box mAP (``pycocotools``): ``iou=0.5`` (``map50``) or averaged over 0.5:0.95 (``map``)."""
 
@@ -103,8 +113,7 @@ class CocoMAP:
         self.__name__ = "map50" if iou == 0.5 else "map"
 
     def __call__(self, predictions: list, truth: BoxLabels) -> float:
-        from pycocotools.coco import COCO
-        from pycocotools.cocoeval import COCOeval
+        COCO, COCOeval = _pycocotools("coco").COCO, _pycocotools("cocoeval").COCOeval
 
         images, annotations, classes, results = [], [], set(), []
         for i in range(len(truth)):
@@ -141,7 +150,7 @@ class MaskOverlap:
         self.__name__ = kind
 
     def per_example(self, predicted: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        from pycocotools import mask as rle
+        rle = _pycocotools("mask")
 
         if predicted.shape != masks.shape:
             raise DataError(f"masks are {masks.shape[1:]} but the model predicts {predicted.shape[1:]} pixels; "

@@ -13,6 +13,18 @@ def test_t_quantile(dof, expected):
     assert t_quantile(0.975, dof) == pytest.approx(expected, abs=1e-4)
 
 
+def test_t_quantile_matches_scipy_over_a_grid_of_real_degrees_of_freedom():
+    from scipy import stats
+
+    dofs = [*np.linspace(1, 30, 59), *np.geomspace(30, 1e9, 40), 0.5, 0.7]  # Welch gives real dof >= 1
+    ps = [0.51, 0.6, 0.75, 0.9, 0.95, 0.975, 0.99, 0.995, 0.999, 0.9995]
+    ours = np.array([[t_quantile(p, dof) for p in ps] for dof in dofs])
+    assert ours == pytest.approx(stats.t.ppf(np.array(ps)[None], np.array(dofs)[:, None]), rel=1e-11, abs=1e-12)
+    assert t_quantile(0.025, 7.5) == -t_quantile(0.975, 7.5)
+    assert t_quantile(0.975, float("inf")) == pytest.approx(stats.norm.ppf(0.975), rel=1e-15)
+    assert t_quantile(0.975, 0) == float("inf")  # no degrees of freedom: no interval
+
+
 @pytest.mark.parametrize("k", [5, 20])
 def test_drift_interval_coverage(k):
     rng = np.random.default_rng(0)
