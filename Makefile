@@ -68,7 +68,7 @@ bench-gtsrb: install
 # The paper's Figure 3 on ResNet-20 (the saved 50-epoch ERM model, sigma 0.2) and the GTSRB STN network (sigma 0.3):
 # every method at the CPU budget flags, signed off on a 2,000-image test subset, then ERM and every hardened model
 # swept over sigma 0-1.5 (results/*_figure3.png). Needs $(DATA); over 4.5 hours (the measured runs it repeats).
-BUDGET := --trials 8 --epochs 1 --trial-fraction 0.1 --final-epochs 10 --rates per-stage --samples 10 --validate-samples 20
+BUDGET := --trials 8 --epochs 1 --trial-fraction 0.1 --final-epochs 10 --rate-space per-stage --samples 10 --validate-samples 20
 METHODS := noise-injection,bayesft,bayesft+noise,fixed-dropout,ftna,awp
 bench-paper: install
 	test -f examples/cifar_resnet20/work/train.npz || $(PY) examples/cifar_resnet20/prepare.py --data $(DATA)  # splits only

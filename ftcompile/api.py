@@ -247,6 +247,16 @@ class SweepResult:
     seed: int
     curves: dict = field(default_factory=dict)  # model label -> list[SweepPoint]
     metric: str = "accuracy"
+    targets: str = "params"
+    clean: dict = field(default_factory=dict)  # model label -> its metric without drift
+
+    def crossings(self) -> dict:
+        """Per model, where its mean falls to half its clean metric (``crossing.half_loss_crossing``; None if it
+        does not on this grid)."""
+        from ftcompile.runtime.crossing import half_loss_crossing
+
+        return {label: half_loss_crossing([p.x for p in pts], [p.mean for p in pts], self.clean[label],
+                                          log=self.axis == "t") for label, pts in self.curves.items()}
 
 
 def parse_sigmas(spec: "str | Sequence[float]") -> list[float]:
@@ -305,7 +315,7 @@ def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.
     task = resolve_task(task, data)
     metric = task_metric(task, metric)
     result = SweepResult(drift=base.spec(), vary=term, axis=axis, samples=samples, seed=seed,
-                         metric=getattr(metric, "__name__", "metric"))
+                         metric=getattr(metric, "__name__", "metric"), targets=targets)
     try:
         for model in models:
             session = open_session(model, targets=targets, bias=bias, output=output, provider=provider,
@@ -313,11 +323,12 @@ def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.
                                    calibrate_on=calibrate_on, calibration=calibration)
             dataset = bind_data(session, data)
             label = Path(str(model)).stem
+            result.clean[label] = clean_metric(session, dataset, batch_size=batch_size, metric=metric, seed=seed)
             points = []
             for value in grid:
                 d = with_value(base, value, term, axis)
                 if is_identity(d):  # nothing drifts: one clean pass is exact
-                    run = Samples([clean_metric(session, dataset, batch_size=batch_size, metric=metric, seed=seed)])
+                    run = Samples([result.clean[label]])
                 else:
                     run = run_samples(session, dataset, d, samples=samples, seed=seed, batch_size=batch_size,
                                       metric=metric)

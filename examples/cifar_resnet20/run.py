@@ -4,7 +4,7 @@ The ERM model (benchmarks/models/resnet20_cifar10.onnx, from prepare.py) is swep
 set unless --sigma is given; each --methods entry runs `ftcompile harden` with --flags ('' = the defaults).
 Results go to benchmarks/results/resnet20.json (--model and --results name others, e.g. PreAct-ResNet-18).
 Usage: python examples/cifar_resnet20/run.py [--methods auto,bayesft] [--test-size 2000] [--sigma 0.2]
-       [--flags "--trials 8 --epochs 1 --trial-fraction 0.1 --final-epochs 10 --rates per-stage"]
+       [--flags "--trials 8 --epochs 1 --trial-fraction 0.1 --final-epochs 10 --rate-space per-stage"]
 """
 import sys
 from pathlib import Path

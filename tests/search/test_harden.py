@@ -266,7 +266,7 @@ def test_cli_harden(files, tmp_path):
     noise = runner.invoke(app, args[:6] + ["--method", "noise-injection", "--final-epochs", "1", "--validate-samples",
                                            "2", "--no-plot", "--out", str(tmp_path / "n.onnx")])
     assert noise.exit_code == 0 and "dropout: none (1 site at rate 0)" in noise.output and "rates: " not in noise.output
-    assert "trained under lognormal sigma" in noise.output and "(best of the grid)" in noise.output
+    assert "trained under lognormal sigma" in noise.output and "(chosen by the grid)" in noise.output
     assert "trained under" not in fail.output  # bayesft trains without noise
     assert get_metadata(onnx.load(tmp_path / "h.onnx"))["verdict"] == "not-signed-off"
     bad = runner.invoke(app, args + ["--method", "magic"])

@@ -1,8 +1,11 @@
 """Datasets shared by the runtime and the hardening side (numpy only).
 
 A dataset is a dict of input arrays (first axis = examples) and labels: integer classes ``y``, or the
-layouts of ``runtime.tasks`` (detection boxes, segmentation masks). Files are ``.npz`` with ``x`` (or the
-model's input names) and the labels; they are loaded with ``allow_pickle=False``.
+layouts of ``runtime.tasks`` (detection boxes, segmentation masks). Data comes from one of three sources
+(``sources.read_arrays``): an ``.npz`` file with ``x`` (or the model's input names) and the labels, loaded with
+``allow_pickle=False`` (``npz.py``); a folder of images, one subfolder per class (``image_folder.py``); or a
+Python factory ``package.module:function`` returning arrays or a torch Dataset (``factory.py``). Whatever the
+source, ``as_dataset`` checks the arrays against the model before any run.
 """
 from __future__ import annotations
 
@@ -12,8 +15,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from ftcompile.errors import DataError, one_line
-from ftcompile.fileio import sha256_file
+from ftcompile.errors import DataError
 from ftcompile.labels import BoxLabels, check_box_labels, check_masks
 from ftcompile.provenance import DataRecord, arrays_sha256, example_hashes
 
@@ -86,26 +88,11 @@ def hold_out(data: Dataset, fraction: float, role: str = "validation") -> tuple[
             data.subset(np.flatnonzero(held), f"held-out {share} of it by example hash ({n_held} examples)"))
 
 
-def load_npz(path: str | Path) -> dict[str, np.ndarray]:
-    """Arrays of an ``.npz`` file; object arrays are refused (never unpickled)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such data file; check the path.")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
-    except MemoryError:
-        raise DataError(f"{path}: declares arrays too large for memory; the file is corrupt or not meant for this.") from None
-    except Exception as exc:  # zip, header and CRC damage surface as many types (BadZipFile, TokenError, ...)
-        if isinstance(exc, ValueError) and "pickle" in str(exc).lower():
-            raise DataError(f"{path}: holds object arrays, which are refused; save plain numeric arrays.") from None
-        raise DataError(f"{path}: not a readable .npz file ({one_line(exc)}); save it with numpy.savez.") from None
-
-
-
 def as_dataset(data, specs: Sequence[InputSpec], *, num_classes: int | None = None,
                require_labels: bool = True, task: str = "classification") -> Dataset:
-    """Bind ``data`` (a path, a Dataset, an (x, y) tuple or a dict of arrays) to a model's inputs.
+    """Bind ``data`` (a Dataset, an (x, y) tuple, a dict of arrays, or a source ``sources.read_arrays`` reads: an
+    ``.npz`` path, an image folder (a path, or ``image_folder.ImageFolder`` with its normalization), a
+    ``package.module:function`` factory) to a model's inputs.
 
     Checks before any run: names, shapes (static dims), dtypes, NaN/inf, empty data, label dtype,
     length and range. Floats are cast to the model's float type; integers never silently become floats.
@@ -122,7 +109,9 @@ def as_dataset(data, specs: Sequence[InputSpec], *, num_classes: int | None = No
     elif isinstance(data, dict):
         arrays, source = {k: np.asarray(v) for k, v in data.items()}, "<arrays>"
     else:
-        arrays, source, digest = load_npz(data), str(data), sha256_file(data)
+        from ftcompile.data.sources import read_arrays
+
+        arrays, source, digest = read_arrays(data, specs)
     inputs, unbatched = {}, False
     for i, spec in enumerate(specs):
         key = spec.name if spec.name in arrays else ("x" if i == 0 and len(specs) == 1 and "x" in arrays else None)
