@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # torch 2.13.0 (CPU build) lies on this machine's disk; the importer needs no torchvision.
 TORCH ?= torch==2.13.0
-EXTRAS := harden,test,demo,ray,saas,plot,detection
+EXTRAS := harden,test,demo,ray,saas,plot,detection,images
 # Inside the venv, so that `make clean` (or deleting .venv) means a reinstall; pyproject.toml newer: reinstall.
 STAMP := $(VENV)/.installed
 # The external data sets of the examples (docs/data.md says where each comes from): `make bench-gtsrb DATA=DIR`.

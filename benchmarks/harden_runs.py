@@ -47,17 +47,21 @@ def arguments(default_methods: str, default_flags: str) -> argparse.ArgumentPars
     return ap
 
 
-def harden_cli(model: "Path | str", work: Path, signoff: Path, sigma: float, method: str, flags: str,
-               name: str | None = None) -> dict | None:
+def harden_cli(model: "Path | str", work: Path, signoff: "Path | None", sigma: "float | str | None", method: str, flags: str,
+               name: str | None = None, env: dict | None = None) -> dict | None:
     """`ftcompile harden` in a subprocess (train/val from ``work``); the summary of its JSON report, or None
     (stderr printed) when it exited with a usage or internal error. ``model``: a file, or a module factory
-    ``package.module:factory`` (then ``name`` names the outputs)."""
+    ``package.module:factory`` (then ``name`` names the outputs); ``sigma``: a number, ``auto``, or None when
+    ``flags`` give a --drift; ``signoff``: the test data, or None to sign off on the share of val.npz that harden
+    holds out (validation data no choice saw: for choosing defaults); ``env``: the subprocess's environment."""
     hardened = work / f"{name or Path(model).stem}.{method}.onnx"
+    target = [] if sigma is None else ["--sigma", sigma if isinstance(sigma, str) else f"{sigma:g}"]
+    test = [] if signoff is None else ["--test", str(signoff)]
     cmd = [sys.executable, "-m", "ftcompile.cli", "harden", str(model), "--train", str(work / "train.npz"),
-           "--val", str(work / "val.npz"), "--test", str(signoff), "--sigma", f"{sigma:g}", "--method", method,
+           "--val", str(work / "val.npz"), *test, *target, "--method", method,
            "--out", str(hardened), "--no-plot", "--json", *flags.split()]
     print("$ " + " ".join(cmd[2:]), flush=True)
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if res.returncode not in (0, 1):
         print(res.stderr[-2000:])
         return None
@@ -65,11 +69,14 @@ def harden_cli(model: "Path | str", work: Path, signoff: Path, sigma: float, met
     return {"method": report["config"]["method"], "flags": flags or "defaults", "seconds": round(report["seconds"]),
             "peak_mb": round(report["peak_mb"]), "rates": report["rates"], "out": str(hardened),
             "train_sigma": report.get("train_sigma"), "final_epochs": report.get("final_epochs"),
-            "blend": (report.get("blend") or {}).get("share"),
+            "blend": (report.get("blend") or {}).get("share"), "lr_scale": report.get("lr_scale"),
+            "sigma": report["config"]["sigma"], "sigma_auto": report.get("sigma_auto"),
+            "recipe": report["config"].get("recipe"), "drift": report["after"]["drift"],
             "train_sigma_grid": {f"{t['train_sigma']:g}": t["objective"] for t in report["trials"]
                                  if t.get("stage") == "train-sigma"},
-            "before": {k: report["before"][k] for k in ("clean", "mean", "total_ci_low")},
-            "after": {k: report["after"][k] for k in ("clean", "mean", "total_ci_low")}}
+            "signoff": report.get("signoff_kind"), "signoff_examples": report["after"]["examples"],
+            "before": {k: report["before"][k] for k in ("clean", "mean", "total_ci_low", "std", "samples")},
+            "after": {k: report["after"][k] for k in ("clean", "mean", "total_ci_low", "std", "samples")}}
 
 
 def run(model: Path, work: Path, out: Path, args) -> dict:

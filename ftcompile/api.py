@@ -426,6 +426,8 @@ class HardenResult:
     signoff_kind: str = "test"  # test, holdout or validation (signoff.py)
     signoff_statement: str = ""  # what the after/before numbers are, in one sentence
     calibration: str = ""  # the analog twin's converter ranges: what they were calibrated on
+    lr_scale: float = 1.0  # the final fine-tune's learning rate relative to --lr (the recipe's)
+    sigma_auto: dict | None = None  # --sigma auto: the sigma found, the clean metric and every point measured
 
     @property
     def passed(self) -> bool:
@@ -490,10 +492,13 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
     _check_signoff_args(cfg, gate, test, validate_samples)
     t0 = time.perf_counter()
     paths = _harden_paths(model, out)  # checked writable before any work
-    journal = Journal(journal_path_for(paths["onnx"]), config_dict(cfg), resume=resume)  # --resume mismatch: now
+    if cfg.sigma != "auto":  # a --resume mismatch fails now, before any work
+        Journal(journal_path_for(paths["onnx"]), config_dict(cfg), resume=resume)
     stage("importing model")
     imported = load_model(model)
     roles = _harden_data(imported, model, train, val, test, task, cfg.holdout)
+    cfg, sigma_auto = _resolve_sigma(cfg, imported.onnx_model, roles, task, stage)
+    journal = Journal(journal_path_for(paths["onnx"]), config_dict(cfg), resume=resume)
     drift, metric = cfg.drift_model(), task_metric(task, cfg.metric())
     calibration = _twin_calibration(imported.onnx_model, roles.train, cfg, task)
     stage("validating the source model")
@@ -513,7 +518,7 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
     outcome = search(head.model if head else imported.module, sites, roles.train, roles.val, cfg, journal=journal,
                      on_trial=on_trial, loss_fn=head.loss if head else None, keys=keys, converters=hooks, task=task)
     stage("exporting and signing off")
-    result = _result(str(model), paths, cfg, sites, outcome, before, journal, roles, calibration)
+    result = _result(str(model), paths, cfg, sites, outcome, before, journal, roles, calibration, sigma_auto)
     imported.module.cpu()
     if hooks is not None:  # the exported model is the digital one; the sign-off builds its twin
         hooks.remove()
@@ -576,7 +581,8 @@ def harden_module(model: "torch.nn.Module | str", train, val, *, test=None, out:
     t0 = time.perf_counter()
     paths = _harden_paths(None, out)
     paths["source"] = paths["onnx"].with_name(paths["onnx"].stem + ".source.onnx")
-    journal = Journal(journal_path_for(paths["onnx"]), config_dict(cfg), resume=resume)
+    if cfg.sigma != "auto":
+        Journal(journal_path_for(paths["onnx"]), config_dict(cfg), resume=resume)
     stage("building and exporting the source model")
     module = load_factory(model) if isinstance(model, str) else copy.deepcopy(model)  # the caller's is never touched
     module.cpu().eval()
@@ -587,6 +593,8 @@ def harden_module(model: "torch.nn.Module | str", train, val, *, test=None, out:
     fold_batchnorm(module, detector_to_onnx(module, example))  # what the chip stores, and the exporter writes
     source = detector_to_onnx(module, example)
     save_onnx(source, paths["source"])
+    cfg, sigma_auto = _resolve_sigma(cfg, source, roles, task, stage)
+    journal = Journal(journal_path_for(paths["onnx"]), config_dict(cfg), resume=resume)
     keys = module_drift_keys(module, source, targets=cfg.targets, bias=cfg.bias)
     drift, metric = cfg.drift_model(), task_metric(task, cfg.metric())
     stage("validating the source model")
@@ -596,7 +604,7 @@ def harden_module(model: "torch.nn.Module | str", train, val, *, test=None, out:
     outcome = search(module, sites, roles.train, roles.val, cfg, journal=journal, on_trial=on_trial, keys=keys,
                      task=task)
     stage("exporting and signing off")
-    result = _result(label, paths, cfg, sites, outcome, before, journal, roles, None)
+    result = _result(label, paths, cfg, sites, outcome, before, journal, roles, None, sigma_auto)
     module.cpu()
 
     def export(meta: dict):
@@ -623,6 +631,35 @@ def _ecoc_keys(keys: dict, head) -> dict:
     return out
 
 
+AUTO_SIGMA_SAMPLES = 10  # drift samples per sigma tried by --sigma auto
+
+
+def _resolve_sigma(cfg, source, roles, task: str, stage) -> tuple:
+    """``--sigma auto``: the config at the sigma where the source model keeps half its clean metric on the
+    validation data (``crossing.find_half_loss``, the runtime's lognormal drift with the selection draws), and the
+    record of the search; else the config as it is and None."""
+    if cfg.sigma != "auto":
+        return cfg, None
+    from ftcompile.runtime.crossing import find_half_loss
+    from ftcompile.search.objective import selection_seed
+
+    stage("finding the sigma where the source loses half its clean metric (--sigma auto)")
+    metric = task_metric(task, cfg.metric())
+    session = open_session(source, targets=resolve_targets(cfg.targets, LogNormalDrift(0.1)), bias=cfg.bias, task=task)
+    data = bind_data(session, roles.val)
+    seed = selection_seed(cfg.seed)
+    clean = clean_metric(session, data, metric=metric, seed=seed)
+    measure = lambda s: run_samples(session, data, LogNormalDrift(s), samples=AUTO_SIGMA_SAMPLES, seed=seed,  # noqa: E731
+                                    metric=metric).summary().mean
+    sigma, points = find_half_loss(measure, clean)
+    if sigma is None:
+        raise ConfigError(f"--sigma auto: the source keeps more than half its clean {getattr(metric, '__name__', '')} "
+                          f"up to lognormal sigma {points[-1][0]:g} on the validation data; give --sigma.")
+    sigma = round(sigma, 3)
+    return cfg.with_sigma(sigma), {"sigma": sigma, "clean": clean, "points": [list(p) for p in points],
+                                   "samples": AUTO_SIGMA_SAMPLES, "data": "val"}
+
+
 def _gated(gate: Gate) -> bool:
     return gate.min_accuracy is not None or gate.max_drop is not None
 
@@ -646,7 +683,7 @@ def _measure(model, data: Dataset, cfg, drift: DriftModel, metric: Metric, task:
 
 
 def _result(label: str, paths: dict, cfg, sites, outcome, before: ValidationResult, journal, roles,
-            calibration) -> HardenResult:
+            calibration, sigma_auto: dict | None = None) -> HardenResult:
     from ftcompile.search.harden import config_dict
 
     return HardenResult(label, paths["onnx"], config_dict(cfg), list(sites.layers), outcome.rates, outcome.trials,
@@ -655,7 +692,8 @@ def _result(label: str, paths: dict, cfg, sites, outcome, before: ValidationResu
                         train_sigma=outcome.train_sigma, blend=_blend_json(outcome.blend),
                         final_epochs=outcome.final_epochs, data=roles.records(), signoff_kind=roles.kind,
                         signoff_statement=roles.statement(), warnings=list(roles.warnings),
-                        calibration=calibration.describe() if calibration is not None else "")
+                        calibration=calibration.describe() if calibration is not None else "",
+                        lr_scale=outcome.lr_scale, sigma_auto=sigma_auto)
 
 
 def _finish(result: HardenResult, source, paths: dict, roles, cfg, drift: DriftModel, metric: Metric, task: str,
@@ -765,7 +803,8 @@ def _sign_off(result: HardenResult, export: Callable[[dict], "onnx.ModelProto"],
     meta = {"method": cfg.method, "sigma": cfg.sigma, "drift": drift.spec(), "targets": cfg.targets,
             "bias": cfg.bias, "source_sha256": _sha(result.model),
             "dropout_rates": dict(zip(result.sites, result.rates)), "train_sigma": result.train_sigma,
-            "blend": result.blend, "final_epochs": result.final_epochs, "data": result.data,
+            "blend": result.blend, "final_epochs": result.final_epochs, "lr_scale": result.lr_scale,
+            "sigma_auto": result.sigma_auto, "data": result.data,
             "signoff_kind": result.signoff_kind, "verdict": "pending", **(extra or {})}
     if calibration is not None:
         from ftcompile.passes.converters import TWIN_METADATA

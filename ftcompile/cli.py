@@ -157,6 +157,16 @@ def _data(text: Optional[str], image_mean: Optional[str] = None, image_std: Opti
     return text if ":" in text and not path.exists() else path
 
 
+def _number_or_word(text: Optional[str]):
+    """A flag that takes a number or a word (``--sigma 0.3`` or ``--sigma auto``) as HardenConfig reads it."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
@@ -647,7 +657,9 @@ def harden(
                                   "validation numbers only (a gate is then refused).", rich_help_panel=DATA),
     image_mean: Optional[str] = _image_mean_opt(),
     image_std: Optional[str] = _image_std_opt(),
-    sigma: Optional[float] = _sigma_opt(),
+    sigma: Optional[str] = typer.Option(None, "--sigma", help="Target lognormal drift sigma (0.6 when no --drift is "
+                                        "given), or auto: the sigma where the source model keeps half its clean "
+                                        "metric on the validation data (reported).", rich_help_panel=DRIFT),
     drift: Optional[str] = _drift_opt(),
     compensation: Optional[str] = _compensation_opt(),
     targets: str = _targets_opt(),
@@ -659,16 +671,19 @@ def harden(
                                "training, else bayesft), noise-injection, bayesft (the paper's per-layer dropout "
                                "search), bayesft+noise, fixed-dropout, awp, ftna, or erm (re-export only).",
                                rich_help_panel=METHOD),
+    recipe: str = typer.Option("grid", "--recipe", help="How noise injection chooses its recipe: bo (one BoTorch search "
+                               "over the training-noise scale, a dropout rate per stage and the learning-rate scale, "
+                               "by short trials; the simplest recipe within one standard error of the best is kept) or "
+                               "grid (the training sigma among 1, 0.75 and 0.5 x the target).", rich_help_panel=METHOD),
     train_sigma: str = typer.Option("auto", "--train-sigma", help="Lognormal sigma sampled while fine-tuning (noise "
-                                    "methods): auto (the simplest of 1, 0.75 and 0.5 x the target sigma within one "
-                                    "standard error of the best, by short trials) or a number.", rich_help_panel=METHOD),
+                                    "methods): auto (chosen by the recipe) or a number.", rich_help_panel=METHOD),
     blend: str = typer.Option("auto", "--blend", help="Share of the source's weights blended into the fine-tuned "
-                              "ones: auto (a share of 0.1-0.5 only when it scores better under drift by more than one "
+                              "ones: auto (a share is kept only when it scores better under drift by more than one "
                               "standard error), off, or a share in [0, 1].", rich_help_panel=METHOD),
     objective: str = typer.Option("accuracy", "--objective", help="What the search maximizes under drift: "
                                   "accuracy, loss, or a metric package.module:function.", rich_help_panel=METHOD),
-    trials: int = typer.Option(20, "--trials", help="Search trials (bayesft methods: dropout rates tried).",
-                               rich_help_panel=SEARCH),
+    trials: str = typer.Option("auto", "--trials", help="Search trials: auto (8 recipes for noise injection, 20 "
+                               "rate vectors for bayesft) or a number.", rich_help_panel=SEARCH),
     epochs: int = typer.Option(3, "--epochs", help="Fine-tuning epochs of each short trial.", rich_help_panel=SEARCH),
     samples: int = typer.Option(20, "--samples", help="Monte-Carlo drift samples of the search's objective (the "
                                 "same drifts score every trial).", rich_help_panel=SEARCH),
@@ -712,8 +727,9 @@ def harden(
                                "NumPyro).", rich_help_panel=RESEARCH),
     max_rate: float = typer.Option(0.8, "--max-rate", help="bayesft: the upper bound of every dropout rate.",
                                    rich_help_panel=RESEARCH),
-    trial_fraction: float = typer.Option(1.0, "--trial-fraction", help="The share of the training set each trial "
-                                         "fine-tunes on (the final fine-tune uses all of it).", rich_help_panel=RESEARCH),
+    trial_fraction: str = typer.Option("auto", "--trial-fraction", help="The share of the training set each trial "
+                                       "fine-tunes on: auto (half for the recipe search, all for the others) or a "
+                                       "number; the final fine-tune uses all of it.", rich_help_panel=RESEARCH),
     dropout_rate: float = typer.Option(0.3, "--dropout-rate", help="fixed-dropout: the rate at every site.",
                                        rich_help_panel=RESEARCH),
     awp_gamma: float = typer.Option(0.05, "--awp-gamma", help="awp: the perturbation's norm relative to each weight "
@@ -734,7 +750,7 @@ def harden(
         from ftcompile.search.harden import HardenConfig
         from ftcompile.search.report import harden_json
 
-        cfg = HardenConfig(sigma=sigma, method=method, trials=trials, epochs=epochs, final_epochs=final_epochs,
+        cfg = HardenConfig(sigma=_number_or_word(sigma), method=method, recipe=recipe, trials=trials, epochs=epochs, final_epochs=final_epochs,
                            samples=samples, max_rate=max_rate, rate=dropout_rate, awp_gamma=awp_gamma,
                            code_bits=code_bits, train_sigma=train_sigma, blend=blend, search=search, rates=rate_space,
                            trial_fraction=trial_fraction, kernel=kernel, objective=objective, drift=drift,
@@ -744,7 +760,7 @@ def harden(
                            time_budget=_duration(time_budget), workers=workers, executor=executor,
                            ray_address=ray_address, holdout=holdout)
         gate_ = Gate(min_accuracy=min_accuracy, stat=stat, max_drop=max_drop)
-        board = TrialBoard(cfg.trials, cfg.workers, enabled=not (quiet or as_json))
+        board = TrialBoard(cfg.trial_count, cfg.workers, enabled=not (quiet or as_json))
 
         def on_stage(text):
             board.stop()
@@ -840,11 +856,17 @@ def _render_harden(result) -> None:
     else:
         n = len(result.sites)
         print(f"dropout: none ({n} site{'' if n == 1 else 's'} at rate 0)")
+    if result.sigma_auto is not None:
+        print(f"target sigma {result.sigma_auto['sigma']:g}: where the source keeps half its clean metric on the "
+              "validation data (--sigma auto)")
     if result.train_sigma is not None:
-        from ftcompile.search.journal import NOISE_GRID
+        from ftcompile.search.journal import NOISE_GRID, RECIPE
 
-        grid = any(t.stage == NOISE_GRID for t in result.trials)
-        print(f"trained under lognormal sigma {result.train_sigma:g}" + (" (chosen by the grid)" if grid else ""))
+        how = (" (chosen by the grid)" if any(t.stage == NOISE_GRID for t in result.trials) else
+               " (chosen by the recipe search)" if any(t.stage == RECIPE for t in result.trials) else "")
+        print(f"trained under lognormal sigma {result.train_sigma:g}{how}")
+    if result.lr_scale != 1.0:
+        print(f"learning rate x{result.lr_scale:.2f} of --lr (the recipe's)")
     if result.blend is not None:
         tried = ", ".join(f"{a:g}" for a, _, _ in result.blend["scores"])
         print(f"source weights blended in: {result.blend['share']:g} (tried {tried})")

@@ -29,3 +29,25 @@ def half_loss_crossing(xs: Sequence[float], means: Sequence[float], clean: float
     if log and x0 > 0:
         return float(math.exp(math.log(x0) + share * (math.log(x1) - math.log(x0))))
     return float(x0 + share * (x1 - x0))
+
+
+def find_half_loss(measure, clean: float, *, start: float = 0.1, stop: float = 3.2, tolerance: float = 0.02):
+    """The sigma where ``measure(sigma)`` (a mean metric under drift, falling with sigma) meets half of ``clean``:
+    bracketed by doubling from ``start``, narrowed by bisection to ``tolerance``, then ``half_loss_crossing``
+    between the last point above half and the first at or below it. Returns ``(sigma, points)`` with every
+    ``(sigma, mean)`` measured, or ``(None, points)`` when the metric stays above half up to ``stop``."""
+    points = {0.0: clean}
+    lo, hi = 0.0, start
+    while True:
+        points[hi] = measure(hi)
+        if points[hi] <= clean / 2:
+            break
+        if hi >= stop:
+            return None, sorted(points.items())
+        lo, hi = hi, min(2 * hi, stop)
+    while hi - lo > tolerance:
+        mid = round((lo + hi) / 2, 6)
+        points[mid] = measure(mid)
+        lo, hi = (mid, hi) if points[mid] > clean / 2 else (lo, mid)
+    xs = [lo, hi]
+    return half_loss_crossing(xs, [points[lo], points[hi]], clean), sorted(points.items())

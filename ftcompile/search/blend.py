@@ -18,7 +18,8 @@ import torch
 
 from ftcompile.search.selection import simplest_within_one_se
 
-GRID = (0.1, 0.2, 0.3, 0.4, 0.5)  # the fine-tuned model itself (a = 0) is always a candidate
+GRID = (0.1, 0.2, 0.3, 0.4, 0.5)  # the grid recipe's walk; the fine-tuned model itself (a = 0) is always a candidate
+SEARCH = tuple(round(0.1 * i, 1) for i in range(1, 10))  # the recipe search's shares: all of (0, 0.9], no walk
 
 
 @dataclass(frozen=True)
@@ -39,13 +40,15 @@ def blend_state(tuned: dict, source: dict, alpha: float) -> dict:
     return out
 
 
-def choose_blend(module: torch.nn.Module, source: dict, objective, tuned_score, grid=GRID, fixed: bool = False):
+def choose_blend(module: torch.nn.Module, source: dict, objective, tuned_score, grid=GRID, fixed: bool = False,
+                 walk: bool = True):
     """Set ``module`` to the blend the one-standard-error rule picks; return ``(Blend, its Score)``.
 
     ``source``: the state dict the fine-tune started from; ``tuned_score``: the objective's score of
-    ``module`` as it is (a = 0). Candidates are tried in increasing ``a`` and the walk stops at the first one
-    clearly worse (by more than the best's standard error) than the best so far: the score falls off as the blend
-    nears the unhardened source. ``fixed``: apply ``grid``'s only value, no choice (``--blend A``).
+    ``module`` as it is (a = 0). Candidates are tried in increasing ``a``; with ``walk`` the walk stops at the first
+    one clearly worse (by more than the best's standard error) than the best so far, otherwise every share of
+    ``grid`` is scored (a one-dimensional search with no training: the objective only). ``fixed``: apply ``grid``'s
+    only value, no choice (``--blend A``).
     """
     tuned = {k: v.detach().clone() for k, v in module.state_dict().items()}
     if fixed:
@@ -59,7 +62,7 @@ def choose_blend(module: torch.nn.Module, source: dict, objective, tuned_score, 
         score = objective(module)
         scored.append((alpha, score))
         best = max(best, score, key=lambda s: s.mean)
-        if best.mean - score.mean > best.stderr:
+        if walk and best.mean - score.mean > best.stderr:
             break
     alpha, score = scored[simplest_within_one_se([s for _, s in scored])]
     module.load_state_dict(blend_state(tuned, source, alpha))

@@ -50,13 +50,15 @@ class Controller:
     """Search over points in ``[0, max_rate]^dim``. ``X``: ``n x d`` points tried, ``Y``: ``n`` objectives."""
 
     def __init__(self, dim: int, *, max_rate: float = 0.8, search: str = "bo", kernel: str = "matern52",
-                 seed: int = 0, n_init: int | None = None, trials: int = 20):
+                 seed: int = 0, n_init: int | None = None, trials: int = 20, anchors: tuple = ()):
+        """``anchors``: points proposed first, before the design (the recipe search's plain recipe)."""
         if search not in SEARCHES:
             raise ValueError(f"search must be one of {SEARCHES}")
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}")
         self.dim, self.max_rate, self.search, self.kernel, self.seed = dim, max_rate, search, kernel, seed
-        self.n_init = initial_design_size(dim, trials) if n_init is None else n_init
+        self.anchors = torch.tensor(anchors, dtype=DTYPE).reshape(-1, dim)
+        self.n_init = len(self.anchors) + (initial_design_size(dim, trials) if n_init is None else n_init)
         self.bounds = torch.stack([torch.zeros(dim, dtype=DTYPE), torch.full((dim,), max_rate, dtype=DTYPE)])
         if search == "grid":
             per_axis = max(2, round(trials ** (1 / dim)))
@@ -64,7 +66,13 @@ class Controller:
             self._grid = torch.cartesian_prod(*[axes] * dim).reshape(-1, dim)
 
     def _design(self, start: int, q: int) -> torch.Tensor:
-        """Rows ``start .. start+q-1`` of a fixed sequence (Sobol for BO, uniform for random)."""
+        """Rows ``start .. start+q-1`` of a fixed sequence: the anchors, then Sobol for BO, uniform for random."""
+        if len(self.anchors):
+            rows = torch.cat([self.anchors, self._sequence(0, start + q)])
+            return rows[start:start + q]
+        return self._sequence(start, q)
+
+    def _sequence(self, start: int, q: int) -> torch.Tensor:
         if self.search == "grid":
             return self._grid[torch.arange(start, start + q) % len(self._grid)]
         if self.search == "random":
@@ -140,6 +148,20 @@ class Controller:
             warnings.simplefilter("ignore")
             fit_fully_bayesian_model_nuts(model, **SAAS_NUTS, disable_progbar=True, seed=self.seed + len(X))
         return model
+
+    def posterior(self, X: torch.Tensor, Y: torch.Tensor) -> tuple[list, list]:
+        """The GP's posterior mean and standard deviation at the finished points ``X`` (``n x d``; SAAS: the mixture
+        of its sampled GPs), for choices that weigh the model's certainty."""
+        model = self._fit(X, Y)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            post = model.posterior(X.to(DTYPE))
+            mean = post.mean.reshape(-1, len(X))
+            var = post.variance.reshape(-1, len(X))
+        # a mixture over sampled GPs: total variance = mean of variances + variance of means
+        m = mean.mean(0)
+        v = var.mean(0) + mean.var(0, unbiased=False)
+        return m.tolist(), v.clamp_min(0).sqrt().tolist()
 
     def best(self, X: torch.Tensor, Y: torch.Tensor) -> int:
         """Index of the best trial: by GP posterior mean for BO (de-noised; SAAS: averaged over its sampled

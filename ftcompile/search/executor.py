@@ -27,7 +27,8 @@ class TrialTask:
     seed: int
     point: tuple = ()       # the controller's point (one value per group of sites)
     origin: str = ""        # design, bo, random, grid or retry
-    train_sigma: float | None = None  # set by the training-noise grid: train under this sigma
+    train_sigma: float | None = None  # train under this lognormal sigma (the grid's level, or the recipe's)
+    lr_scale: float = 1.0   # the recipe's learning rate relative to --lr
 
 
 @dataclass(frozen=True)

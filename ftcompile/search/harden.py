@@ -19,11 +19,14 @@ from ftcompile.runtime.drift import (DriftModel, LogNormalDrift, parse_drift, re
 from ftcompile.signoff import HOLDOUT
 from ftcompile.runtime.metrics import parse_metric
 from ftcompile.search.blend import GRID, Blend, choose_blend
+from ftcompile.search.blend import SEARCH as BLEND_SEARCH
 from ftcompile.search.controller import KERNELS, SEARCHES, Controller
 from ftcompile.search.executor import Executor, TrialTask, make_executor, retried
-from ftcompile.search.journal import RATE_SEARCH, Journal, TrialRecord, trial_record
+from ftcompile.search.journal import RATE_SEARCH, RECIPE, Journal, TrialRecord, trial_record
 from ftcompile.search.noise_level import choose_train_sigma, train_sigma_grid
 from ftcompile.search.objective import OBJECTIVES, DetectionObjective, DriftObjective, Score, selection_seed
+from ftcompile.search.recipe import RECIPE_FRACTION, RECIPE_TRIALS, RecipeSpace, recipe_space
+from ftcompile.search.recipe import choose as choose_recipe
 from ftcompile.search.space import SPACES, RateSpace, rate_space, site_widths
 from ftcompile.runtime.tasks import OnClassIds, task_metric
 from ftcompile.labels import BoxLabels
@@ -53,6 +56,7 @@ METHOD_TABLE = {
     "bayesft+noise": Method(dropout="searched", noise=True),
 }
 METHODS = tuple(METHOD_TABLE)
+RECIPES = ("bo", "grid")  # bo: one BoTorch search over the recipe (recipe.py); grid: the training-noise grid
 # The default, chosen by measurement (README, "Which method"): noise injection hardened best or tied on every task
 # measured (MNIST LeNet, a CIFAR CNN, a GTSRB CNN, ResNet-20) in 1/8 to 2/5 of BayesFT's time. It needs a
 # drift it can sample in training (a lognormal term or a device preset); for any other drift (a measured
@@ -84,9 +88,10 @@ class HardenConfig:
     no lognormal term); a ``sigma`` that disagrees with ``drift`` is refused.
     """
 
-    sigma: float | None = None
+    sigma: float | str | None = None  # auto: where the source loses half its clean metric on the validation data
     method: str = DEFAULT_METHOD   # auto: noise-injection when the drift can be sampled in training, else bayesft
-    trials: int = 20
+    recipe: str = "grid"           # noise-injection's recipe: grid (the training-noise grid) or bo (one BoTorch search, recipe.py)
+    trials: int | str = "auto"     # auto: RECIPE_TRIALS for the recipe search, 20 for the rate search
     epochs: int = 3
     final_epochs: int | str = "auto"  # auto: 15 epochs, more on small training sets (final_epochs_for)
     samples: int = 20
@@ -98,7 +103,8 @@ class HardenConfig:
     blend: float | str = "auto"    # share of the source's weights blended into the fine-tuned ones (blend.py); auto: chosen
     search: str = "bo"
     rates: str = "per-layer"       # search space: per-layer (the paper's), per-stage or shared (space.py)
-    trial_fraction: float = 1.0    # share of the training set each trial fine-tunes on (the final fit: all)
+    trial_fraction: float | str = "auto"  # share of the training set a trial fine-tunes on; auto: RECIPE_FRACTION for
+                                   # the recipe search, all of it otherwise (the final fit always uses all)
     kernel: str = "matern52"
     objective: str = "accuracy"    # accuracy, loss, or a metric package.module:function
     drift: str | None = None       # drift spec of the objective and sign-off; default lognormal at sigma
@@ -126,19 +132,22 @@ class HardenConfig:
             object.__setattr__(self, "train_sigma", "auto")
         checks = [(self.method in METHODS or self.method == "auto", f"--method must be auto or one of {', '.join(METHODS)}"),
                   (self.search in SEARCHES, f"--search must be one of {', '.join(SEARCHES)}"),
-                  (self.rates in SPACES, f"--rates must be one of {', '.join(SPACES)}"),
-                  (0 < self.trial_fraction <= 1, "--trial-fraction must be in (0, 1]"),
+                  (self.rates in SPACES, f"--rate-space must be one of {', '.join(SPACES)}"),
+                  (_word_or_number(self.trial_fraction, ("auto",), lambda v: 0 < v <= 1),
+                   "--trial-fraction must be auto or in (0, 1]"),
+                  (self.recipe in RECIPES, f"--recipe must be one of {', '.join(RECIPES)}"),
                   (self.kernel in KERNELS, f"--kernel must be one of {', '.join(KERNELS)}"),
                   (self.objective in OBJECTIVES or ":" in self.objective,
                    f"--objective must be one of {', '.join(OBJECTIVES)} or package.module:function"),
-                  (self.sigma is None or (self.sigma >= 0 and np.isfinite(self.sigma)), "--sigma must be >= 0"),
+                  (_word_or_number(self.sigma, (None, "auto"), lambda v: v >= 0), "--sigma must be auto or >= 0"),
                   (self.targets in TARGET_MODES + ("auto",), f"--targets must be auto, {' or '.join(TARGET_MODES)}"),
                   (0 <= self.holdout < 1, "--holdout must be in [0, 1)"),
-                  (self.trials >= 1, "--trials must be >= 1"), (self.epochs >= 0, "--epochs must be >= 0"),
+                  (_word_or_number(self.trials, ("auto",), lambda n: n >= 1 and n == int(n)),
+                   "--trials must be auto or a whole number >= 1"), (self.epochs >= 0, "--epochs must be >= 0"),
                   (_word_or_number(self.final_epochs, ("auto",), lambda n: n >= 0 and n == int(n)),
                    "--final-epochs must be auto or a whole number >= 0"),
                   (self.samples >= 1, "--samples must be >= 1"),
-                  (0 < self.max_rate < 1, "--max-rate must be in (0, 1)"), (0 <= self.rate < 1, "--rate must be in [0, 1)"),
+                  (0 < self.max_rate < 1, "--max-rate must be in (0, 1)"), (0 <= self.rate < 1, "--dropout-rate must be in [0, 1)"),
                   (0 <= self.awp_gamma <= 1, "--awp-gamma must be in [0, 1]"),
                   (4 <= self.code_bits <= 1024, "--code-bits must be in [4, 1024]"),
                   (self.lr > 0, "--lr must be > 0"),
@@ -159,7 +168,15 @@ class HardenConfig:
             from ftcompile.passes.converters import ConverterSpec
 
             ConverterSpec(self.dac_bits, self.adc_bits, self.adc_noise)  # range check, one-line error
-        object.__setattr__(self, "sigma", self._resolve_sigma())
+        for name, kind in (("trials", int), ("trial_fraction", float)):
+            if getattr(self, name) != "auto":
+                object.__setattr__(self, name, kind(float(getattr(self, name))))
+        auto = self.sigma == "auto"  # harden finds it on the validation data (with_sigma); the drift waits for it
+        if auto and self.drift:
+            raise ConfigError(f"--sigma auto finds a lognormal sigma; --drift {self.drift!r} already names the "
+                              "target drift (drop one).")
+        if not auto:
+            object.__setattr__(self, "sigma", self._resolve_sigma())
         if self.train_sigma != "auto":
             object.__setattr__(self, "train_sigma", float(self.train_sigma))
         if self.blend not in ("auto", "off"):
@@ -167,6 +184,10 @@ class HardenConfig:
         if self.final_epochs != "auto":
             object.__setattr__(self, "final_epochs", int(float(self.final_epochs)))
         self.metric()  # a bad spec fails here, before any work
+        if auto:  # a lognormal target: what its drift-dependent checks below would find
+            object.__setattr__(self, "targets", resolve_targets(self.targets, LogNormalDrift(0.0)))
+            object.__setattr__(self, "method", "noise-injection" if self.method == "auto" else self.method)
+            return
         object.__setattr__(self, "targets", resolve_targets(self.targets, self.drift_model()))
         if self.method == "auto":
             object.__setattr__(self, "method", "noise-injection")
@@ -177,6 +198,28 @@ class HardenConfig:
                               "a lognormal term nor a device preset (pcm, reram-wan2022); give --train-sigma.")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError("--device cuda: no CUDA device is visible to torch; use --device cpu.")
+
+    def with_sigma(self, sigma: float) -> "HardenConfig":
+        """This config at the target ``sigma`` (what ``--sigma auto`` resolved to)."""
+        return replace(self, sigma=float(sigma))
+
+    @property
+    def recipe_search(self) -> bool:
+        """The default search: noise injection's recipe chosen by BoTorch (``recipe.py``)."""
+        return self.recipe == "bo" and self.method == "noise-injection"
+
+    @property
+    def trial_count(self) -> int:
+        if self.trials != "auto":
+            return self.trials
+        return RECIPE_TRIALS if self.recipe_search else 20
+
+    @property
+    def fraction(self) -> float:
+        """The share of the training set a trial fine-tunes on."""
+        if self.trial_fraction != "auto":
+            return self.trial_fraction
+        return RECIPE_FRACTION if self.recipe_search else 1.0
 
     def final_epochs_for(self, examples: int) -> int:
         """The final fit's epochs on ``examples`` training examples. ``auto``: 15 epochs, and at least
@@ -189,7 +232,7 @@ class HardenConfig:
     def blend_shares(self) -> tuple[float, ...]:
         """The shares of the source's weights to try after the final fit (empty: no blend)."""
         if self.blend == "auto":
-            return GRID
+            return BLEND_SEARCH if self.recipe_search else GRID
         return () if self.blend == "off" or self.blend == 0 else (self.blend,)
 
     def _resolve_sigma(self) -> float | None:
@@ -236,8 +279,9 @@ class HardenConfig:
 
     def train_sigma_grid(self) -> tuple[float, ...]:
         """The training sigmas to try before the final fit: a grid under ``--train-sigma auto`` when training
-        samples lognormal noise (noise_level.py); empty when the level is given or a device preset trains."""
-        if self.train_sigma != "auto" or not self.strategy.noise or not self.strategy.trains:
+        samples lognormal noise (noise_level.py); empty when the level is given, a device preset trains, or the
+        recipe search chooses the level."""
+        if self.train_sigma != "auto" or not self.strategy.noise or not self.strategy.trains or self.recipe_search:
             return ()
         if self.train_device() is not None or not self.noise:
             return ()
@@ -262,6 +306,7 @@ class SearchOutcome:
     train_sigma: float | None = None  # the lognormal sigma the final fit trained under (None: no such noise)
     blend: "Blend | None" = None  # the share of the source's weights in the final model (None: not blended)
     final_epochs: int = 0  # the final fit's epochs (--final-epochs auto resolved on the training set)
+    lr_scale: float = 1.0  # the final fit's learning rate relative to --lr (the recipe's)
 
 
 def _tensors(dataset, device: str) -> tuple[torch.Tensor, "torch.Tensor | list"]:
@@ -285,8 +330,8 @@ class TrialRunner:
                  loss_fn: Callable | None = None, keys: dict | None = None):
         self.module, self.sites, self.x, self.y, self.objective = module, sites, x, y, objective
         keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
-        keep = keep[:max(1, round(cfg.trial_fraction * len(x)))].sort().values
-        self.x_trial, self.y_trial = (x, y) if cfg.trial_fraction >= 1 else (x[keep], take(y, keep))
+        keep = keep[:max(1, round(cfg.fraction * len(x)))].sort().values
+        self.x_trial, self.y_trial = (x, y) if cfg.fraction >= 1 else (x[keep], take(y, keep))
         self.loss_fn = loss_fn or torch.nn.functional.cross_entropy
         self.base_state = copy.deepcopy(module.state_dict())
         device_model = cfg.train_device()
@@ -301,24 +346,28 @@ class TrialRunner:
                                  noise_keys=keys, awp_gamma=cfg.awp_gamma if cfg.strategy.awp else 0.0)
         self.device = cfg.device
 
-    def fit(self, rates, epochs: int, seed: int, trial: bool = False, train_sigma: float | None = None) -> Score:
-        """``train_sigma``: the lognormal sigma to train under, when not the configured one."""
+    def fit(self, rates, epochs: int, seed: int, trial: bool = False, train_sigma: float | None = None,
+            lr_scale: float = 1.0) -> Score:
+        """``train_sigma``: the lognormal sigma to train under, when not the configured one; ``lr_scale``: the
+        learning rate relative to the configured one."""
         self.module.load_state_dict(self.base_state)
         self.sites.set_rates(list(rates))
         x, y = (self.x_trial, self.y_trial) if trial else (self.x, self.y)
-        train = replace(self.train, epochs=epochs, seed=seed)
+        train = replace(self.train, epochs=epochs, seed=seed, lr=self.train.lr * lr_scale)
         if train_sigma is not None:
             train = replace(train, noise_sigma=train_sigma)
         fine_tune(self.module, x, y, train, self.device, loss_fn=self.loss_fn)
         return self.objective(self.module)
 
     def __call__(self, task: TrialTask) -> Score:
-        return self.fit(task.rates, self.train.epochs, task.seed, trial=True, train_sigma=task.train_sigma)
+        return self.fit(task.rates, self.train.epochs, task.seed, trial=True, train_sigma=task.train_sigma,
+                        lr_scale=task.lr_scale)
 
 
-def rate_trials(trials: list[TrialRecord]) -> list[TrialRecord]:
-    """The rate search's trials (the journal also holds the training-noise grid's)."""
-    return [t for t in trials if t.stage == RATE_SEARCH]
+def rate_trials(trials: list[TrialRecord], stage: str = RATE_SEARCH) -> list[TrialRecord]:
+    """The trials of one stage of the journal (the rate search's by default; the journal also holds the
+    training-noise grid's or the recipe search's)."""
+    return [t for t in trials if t.stage == stage]
 
 
 def _observed(trials: list[TrialRecord], dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -330,35 +379,61 @@ def _observed(trials: list[TrialRecord], dim: int) -> tuple[torch.Tensor, torch.
             torch.tensor(failed, dtype=torch.double).reshape(-1, dim))
 
 
-def run_trials(controller: Controller, executor: Executor, journal: Journal, cfg: HardenConfig, space: RateSpace,
-               on_trial: Callable[[TrialRecord, TrialRecord], None] | None = None, retries: int = 1,
-               train_sigma: float | None = None) -> None:
+@dataclass(frozen=True)
+class Stage:
+    """What a trial of a search stage trains: ``settings(point) -> (rates, train_sigma, lr_scale)``; ``record_point``:
+    whether the journal keeps the point (it does unless the point is the rates themselves)."""
+
+    name: str
+    dim: int
+    settings: Callable
+    record_point: bool = True
+
+
+def rate_stage(space: RateSpace, train_sigma: float | None) -> Stage:
+    """The paper's rate search: every trial trains under ``train_sigma`` (the grid's level) at the given lr."""
+    return Stage(RATE_SEARCH, space.dim, lambda p: (tuple(space.rates(p)), train_sigma, 1.0),
+                 record_point=space.kind != "per-layer")
+
+
+def recipe_stage(space: RecipeSpace, sigma: float | None, train_sigma: float | None) -> Stage:
+    """The recipe search: a trial trains under the recipe's noise (a multiple of the target ``sigma``, or the
+    fixed ``train_sigma`` when the noise is not searched), its dropout rates and learning-rate scale."""
+    def settings(point):
+        r = space.recipe(point)
+        noise = round(r.noise_scale * sigma, 6) if r.noise_scale is not None else train_sigma
+        return r.rates, noise, r.lr_scale
+    return Stage(RECIPE, space.dim, settings)
+
+
+def run_trials(controller: Controller, executor: Executor, journal: Journal, cfg: HardenConfig, stage: Stage,
+               on_trial: Callable[[TrialRecord, TrialRecord], None] | None = None, retries: int = 1) -> None:
     """Keep ``executor.slots`` trials in flight; each free slot gets a proposal made with the running
     ones as pending points (asynchronous q-batch BO). Finished trials go to the journal at once.
 
     A trial that raises is run once more (origin "retry"); if it fails again it is journaled as failed,
-    its point is never proposed again and the GP sees it as the worst objective so far. ``train_sigma``: the
-    noise level every trial trains under (the grid's choice), journaled with it.
+    its point is never proposed again and the GP sees it as the worst objective so far.
     """
     t0 = time.perf_counter()
-    finished = {t.trial for t in rate_trials(journal.trials)}
-    todo = deque(i for i in range(cfg.trials) if i not in finished)
+    finished = {t.trial for t in rate_trials(journal.trials, stage.name)}
+    todo = deque(i for i in range(cfg.trial_count) if i not in finished)
     running: dict[int, TrialTask] = {}
     attempts: Counter = Counter()
     while todo or running:
         in_time = cfg.time_budget is None or time.perf_counter() - t0 <= cfg.time_budget
         free = min(executor.slots - len(running), len(todo)) if in_time else 0
         if free > 0:
-            done_so_far = rate_trials(journal.trials)
-            X, Y, failed = _observed(done_so_far, space.dim)
+            done_so_far = rate_trials(journal.trials, stage.name)
+            X, Y, failed = _observed(done_so_far, stage.dim)
             pending = torch.tensor([t.point for t in running.values()], dtype=torch.double) if running else None
             proposal = controller.propose(X, Y, q=free, pending=pending, proposed=len(done_so_far) + len(running),
                                           failed=failed)
             for row in proposal.points:
                 i = todo.popleft()
                 point = tuple(float(v) for v in row)
-                running[i] = TrialTask(i, tuple(space.rates(point)), cfg.seed + 1000 + i, point, proposal.origin,
-                                       train_sigma)
+                rates, noise, lr_scale = stage.settings(point)
+                origin = "plain" if i == 0 and stage.name == RECIPE else proposal.origin
+                running[i] = TrialTask(i, tuple(rates), cfg.seed + 1000 + i, point, origin, noise, lr_scale)
                 executor.submit(running[i])
         if not running:
             break
@@ -369,11 +444,11 @@ def run_trials(controller: Controller, executor: Executor, journal: Journal, cfg
             continue
         task = done.task
         del running[task.trial]
-        point = None if space.kind == "per-layer" else list(task.point)
-        record = trial_record(done, point, train_sigma=task.train_sigma)
+        record = trial_record(done, list(task.point) if stage.record_point else None, train_sigma=task.train_sigma,
+                              stage=stage.name, lr_scale=task.lr_scale)
         journal.append(record)
         if on_trial is not None:
-            ok = [t for t in rate_trials(journal.trials) if t.status == "ok"]
+            ok = [t for t in rate_trials(journal.trials, stage.name) if t.status == "ok"]
             on_trial(record, max(ok, key=lambda t: t.objective) if ok else record)
 
 
@@ -410,38 +485,58 @@ def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, jou
     if cfg.strategy.dropout == "fixed":
         outcome.rates = [cfg.rate] * len(sites)
     outcome.train_sigma = cfg.noise if cfg.strategy.noise and cfg.train_device() is None else None
-    grid, searches = cfg.train_sigma_grid(), cfg.searches and len(sites)
-    space = rate_space(cfg.rates, site_widths(sites.gm, sites))
-    controller = Controller(space.dim, max_rate=cfg.max_rate, search=cfg.search, kernel=cfg.kernel,
-                            seed=cfg.seed, trials=cfg.trials) if searches else None
-    if grid or searches:
+    widths = site_widths(sites.gm, sites)
+    stage, controller = None, None
+    grid = cfg.train_sigma_grid()
+    if cfg.recipe_search:
+        space = recipe_space(noise=cfg.train_sigma == "auto" and cfg.train_device() is None and bool(cfg.noise),
+                             stages=rate_space("per-stage", widths).groups)
+        if space.dim:
+            stage = recipe_stage(space, cfg.sigma, outcome.train_sigma)
+            controller = Controller(space.dim, max_rate=1.0, kernel=cfg.kernel, seed=cfg.seed,
+                                    trials=cfg.trial_count, anchors=(space.plain(),))
+    elif cfg.searches and len(sites):
+        space = rate_space(cfg.rates, widths)
+        controller = Controller(space.dim, max_rate=cfg.max_rate, search=cfg.search, kernel=cfg.kernel,
+                                seed=cfg.seed, trials=cfg.trial_count)
+    lr_scale = 1.0
+    if grid or controller is not None:
         executor = make_executor(cfg.executor, runner, cfg.workers, ray_address=cfg.ray_address,
                                  gpus=1 if cfg.device != "cpu" else 0)
         try:
             if grid:  # the noise level first, then the rates under it (a grid of 3 cannot be learned jointly)
                 outcome.train_sigma = choose_train_sigma(executor, journal, grid, outcome.rates, cfg.seed, on_trial)
-            if searches:
-                run_trials(controller, executor, journal, cfg, space, on_trial, train_sigma=outcome.train_sigma)
+            if controller is not None:
+                stage = stage or rate_stage(space, outcome.train_sigma)
+                run_trials(controller, executor, journal, cfg, stage, on_trial)
         except KeyboardInterrupt:
             raise Interrupted(f"search interrupted after {len(journal.trials)} trials; the journal "
                               f"{journal.path} keeps them, rerun with --resume to continue.") from None
         finally:
             executor.close()
         outcome.trials = list(journal.trials)
-    ok = [t for t in rate_trials(outcome.trials) if t.status == "ok"]
-    if controller is not None and ok:
-        X, Y, _ = _observed(ok, space.dim)
-        best = ok[controller.best(X, Y)]
+    ok = [t for t in rate_trials(outcome.trials, stage.name) if t.status == "ok"] if stage else []
+    if ok:
+        X, Y, _ = _observed(ok, stage.dim)
+        if stage.name == RECIPE:  # the simplest recipe within one posterior standard error of the best
+            means, stds = controller.posterior(X, Y)
+            best = ok[choose_recipe(space, X.tolist(), means, stds)]
+            outcome.train_sigma, lr_scale = best.train_sigma, best.lr_scale
+        else:
+            best = ok[controller.best(X, Y)]
         outcome.best_trial = best.trial
         outcome.rates = list(best.rates)
+    outcome.lr_scale = lr_scale
     outcome.final_epochs = epochs = runner.final_epochs if cfg.strategy.trains else 0
     try:
-        outcome.final_score = runner.fit(outcome.rates, epochs, cfg.seed, train_sigma=outcome.train_sigma)
+        outcome.final_score = runner.fit(outcome.rates, epochs, cfg.seed, train_sigma=outcome.train_sigma,
+                                         lr_scale=lr_scale)
         # FTNA's code head starts from random weights, so there is no source to blend it with
         shares = cfg.blend_shares()
         if epochs and shares and not cfg.strategy.ecoc:
             outcome.blend, outcome.final_score = choose_blend(module, runner.base_state, objective,
-                                                              outcome.final_score, shares, fixed=cfg.blend != "auto")
+                                                              outcome.final_score, shares, fixed=cfg.blend != "auto",
+                                                              walk=not cfg.recipe_search)
     except KeyboardInterrupt:
         raise Interrupted("final fine-tuning interrupted; rerun with --resume to keep the search.") from None
     outcome.seconds = time.perf_counter() - t0

@@ -11,7 +11,8 @@ from ftcompile.errors import ConfigError, OutputError
 from ftcompile.fileio import write_text_atomic
 
 
-RATE_SEARCH, NOISE_GRID = "rates", "train-sigma"  # the two stages whose trials a journal holds
+# the stages whose trials a journal holds: the paper's rate search, the training-noise grid, the recipe search
+RATE_SEARCH, NOISE_GRID, RECIPE = "rates", "train-sigma", "recipe"
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class TrialRecord:
     point: list | None = None   # the controller's point when sites share rates (None: the rates themselves)
     stage: str = RATE_SEARCH    # RATE_SEARCH, or NOISE_GRID (the training-noise grid, noise_level.py)
     train_sigma: float | None = None  # the lognormal sigma the trial trained under (+noise methods)
+    lr_scale: float | None = None     # the recipe's learning rate relative to --lr
 
     @property
     def mean(self) -> float:
@@ -46,6 +48,10 @@ class TrialRecord:
         """What the trial tried, for tables: its rates (or shared point), or its training sigma."""
         if self.stage == NOISE_GRID:
             return f"train sigma {self.train_sigma:g}"
+        if self.stage == RECIPE:
+            noise = f"train sigma {self.train_sigma:.3g}, " if self.train_sigma is not None else ""
+            rates = sorted(set(round(r, 2) for r in self.rates))
+            return f"{noise}dropout {', '.join(f'{r:.2f}' for r in rates) or 'none'}, lr x{self.lr_scale:.2f}"
         return ", ".join(f"{r:.2f}" for r in self.x)
 
 

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ftcompile.fileio import write_text_atomic
-from ftcompile.search.journal import NOISE_GRID
+from ftcompile.search.journal import NOISE_GRID, RECIPE
 from ftcompile.runtime.report import package_versions, to_json
 from ftcompile.runtime.stats import format_ci, strict_json
 
@@ -58,7 +58,8 @@ def harden_json(result) -> dict:
         "schema": SCHEMA, "model": result.model, "out": str(result.out), "method": result.config["method"],
         "sigma": result.config["sigma"], "config": result.config, "sites": result.sites, "rates": result.rates,
         "best_trial": result.best_trial, "train_sigma": result.train_sigma, "blend": result.blend,
-        "final_epochs": result.final_epochs, "data": result.data, "signoff_kind": result.signoff_kind,
+        "final_epochs": result.final_epochs, "lr_scale": result.lr_scale, "sigma_auto": result.sigma_auto,
+        "data": result.data, "signoff_kind": result.signoff_kind,
         "signoff_statement": result.signoff_statement, "calibration": result.calibration,
         "trials": [_trial_json(t) for t in result.trials],
         "torch_objective": {"before": result.torch_before, "after": result.torch_after},
@@ -93,10 +94,16 @@ def harden_markdown(result) -> str:
         lines.append("")
     if result.calibration:
         lines += [f"Analog twin: {a.converters}; converter ranges {result.calibration}.", ""]
+    if result.sigma_auto is not None:
+        pts = ", ".join(f"{s:g}: {pct(m)}" for s, m in result.sigma_auto["points"])
+        lines += [f"Target sigma {result.sigma_auto['sigma']:g}, where the source keeps half its clean metric "
+                  f"({pct(result.sigma_auto['clean'])}) on the validation data (`--sigma auto`; mean by sigma: {pts}).",
+                  ""]
     if result.train_sigma is not None:
-        searched = any(t.stage == NOISE_GRID for t in result.trials)
-        lines += [f"Trained under lognormal drift at sigma {result.train_sigma:g}"
-                  f"{' (the best of the training-noise grid below)' if searched else ''}.", ""]
+        how = (" (chosen by the training-noise grid below)" if any(t.stage == NOISE_GRID for t in result.trials) else
+               " (chosen by the recipe search below)" if any(t.stage == RECIPE for t in result.trials) else "")
+        lines += [f"Trained under lognormal drift at sigma {result.train_sigma:g}{how}"
+                  + (f", learning rate x{result.lr_scale:.2f} of `--lr`" if result.lr_scale != 1.0 else "") + ".", ""]
     if result.blend is not None:
         tried = ", ".join(f"{a:g}: {pct(m)}" for a, m, _ in result.blend["scores"])
         lines += [f"Source weights blended in: {result.blend['share']:g} (objective by share: {tried}; under "
@@ -108,7 +115,8 @@ def harden_markdown(result) -> str:
         for t in result.trials:
             chosen = (t.train_sigma == result.train_sigma if t.stage == NOISE_GRID
                       else t.trial == result.best_trial)
-            mark = " (best)" if chosen and t.status == "ok" else ""
+            mark_word = "kept" if t.stage == RECIPE else "best"
+            mark = f" ({mark_word})" if chosen and t.status == "ok" else ""
             score = (pct(t.objective), pct(t.stderr)) if t.status == "ok" else (f"failed: {t.error}", "")
             lines.append(f"| {t.trial}{mark} | {t.origin} | {t.tried} | {score[0]} "
                          f"| {score[1]} | {t.seconds:.1f} |")

@@ -6,7 +6,7 @@ import torch
 
 from ftcompile.search.controller import Controller, initial_design_size
 from ftcompile.search.executor import LocalExecutor, ProcessExecutor, TrialTask
-from ftcompile.search.harden import HardenConfig, run_trials
+from ftcompile.search.harden import HardenConfig, rate_stage, run_trials
 from ftcompile.search.journal import Journal
 from ftcompile.search.objective import Score
 from ftcompile.search.space import rate_space
@@ -34,7 +34,7 @@ def _search(executor, tmp_path, trials=8, dim=2, search="bo"):
     journal = Journal(tmp_path / "j.jsonl", {"k": 1}, resume=False)
     controller = Controller(dim, max_rate=0.8, seed=0, trials=trials, search=search)
     try:
-        run_trials(controller, executor, journal, cfg, rate_space("per-layer", [8] * dim))
+        run_trials(controller, executor, journal, cfg, rate_stage(rate_space("per-layer", [8] * dim), None))
     finally:
         executor.close()
     return journal
