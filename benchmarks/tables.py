@@ -11,6 +11,7 @@ Usage: python benchmarks/tables.py            print RESULTS.md
        python benchmarks/tables.py --readme   print README's results table (the block between <!-- results -->)
 """
 import json
+import re
 import statistics
 import sys
 from dataclasses import dataclass
@@ -97,12 +98,8 @@ CHANGES = {
                         "is at most a quarter of the trials)"),
     "lr-schedule": Change("40b49d2", "2026-11-30", "the fine-tune ran at a constant learning rate (since: `--lr-schedule "
                           "auto`, cosine for a final fine-tune of 2,000 steps or more)"),
-    "ones-read": Change("53d8a83", "2026-11-30", "global drift compensation calibrated each layer with one all-ones "
-                        "read (since: the one-hot read)"),
     "grid": Change("18c95be", "2026-11-30", "noise methods trained at the harden sigma (since: `--train-sigma auto`, "
                    "a grid of short trials at 1, 0.75 and 0.5 x sigma)"),
-    "trial-schedule": Change("a3aa636", "2026-11-30", "the grid's short trials ran at a constant rate (since: the final "
-                             "fit's schedule)"),
     "blend": Change("0f56926", "2026-12-01", "no blend with the source's weights (since: `--blend auto`)"),
     "final-epochs": Change("53540e8", "2026-12-01", "the final fine-tune was 15 epochs however small the training set "
                            "(since: `--final-epochs auto`, at least 240 optimizer steps)"),
@@ -271,10 +268,10 @@ RESNET20_ROWS = {  # key: (label, commit that measured it)
     "auto": ("**default flags** (`auto` -> noise injection, trained at the harden sigma, no blend)", "d7b0576"),
     "noise-injection": ("`noise-injection`, budget flags, constant rate", "281a352"),
     "bayesft": ("`bayesft`, budget flags, constant rate", "281a352"),
-    "fixed-dropout": ("`fixed-dropout` 0.3, budget flags", "6d89a04"),
-    "ftna": ("`ftna` (16-bit codes), budget flags", "1f05f93"),
-    "awp": ("`awp` (gamma 0.05), budget flags", "b371fb3"),
-    "bayesft+noise": ("`bayesft+noise`, budget flags", "5aeb887"),
+    "fixed-dropout": ("`fixed-dropout` 0.3, budget flags, cosine (`auto`)", "6d89a04"),
+    "ftna": ("`ftna` (16-bit codes), budget flags, cosine", "1f05f93"),
+    "awp": ("`awp` (gamma 0.05), budget flags, cosine", "b371fb3"),
+    "bayesft+noise": ("`bayesft+noise`, budget flags, cosine, the grid and the blend", "5aeb887"),
 }
 
 
@@ -327,8 +324,9 @@ def gtsrb() -> str:
     return "\n".join([
         "Default flags (sign-off on the 2,000-image test subset, K = 100):", "",
         classifier_runs({"sigma": every["sigma"], "runs": defaults}, label), "",
-        f"Every method at the budget flags `{next(iter(budget.values()))['flags']}` (sign-off K = 20 on the same "
-        "images, so ERM reads differently from the K = 100 row above):", "",
+        f"Every method at the budget flags `{next(iter(budget.values()))['flags']}` (13df59a: cosine, noise methods "
+        "trained at the harden sigma, no blend; sign-off K = 20 on the same images, so ERM reads differently from the "
+        "K = 100 row above):", "",
         classifier_runs({"sigma": every["sigma"], "runs": budget}, lambda k, r: f"`{k}`"), "",
         "Figure 3 (`auto` is the grid run above, the others the budget runs):", "", figure3("gtsrb_stn"), "",
         plots("gtsrb_stn_figure3.png")])
@@ -336,9 +334,9 @@ def gtsrb() -> str:
 
 # --- PennFudan ---------------------------------------------------------------------------------------------------
 def _seed_order(key: str) -> tuple:
-    """Runs keyed "method flags --seed N" grouped by their flags, then by seed."""
-    flags, _, seed = key.partition(" --seed ")
-    return flags, int(seed.split()[0]) if seed else 0
+    """Runs keyed "method flags" grouped by their flags but the seed, then ordered by seed (none: 0)."""
+    seed = re.search(r" --seed (\d+)", key)
+    return re.sub(r" --seed \d+", "", key), int(seed.group(1)) if seed else 0
 
 
 def study(name: str) -> str:
@@ -809,7 +807,7 @@ SECTIONS = [
         "The harden sigma is the demo's, set by hand. These test-digit results, beside the ResNet-20 comparison "
         "above, led to the training-noise grid (18c95be): a default chosen by looking at test results.",
         "The 1,000 MNIST test digits, K = 100.",
-        (("9b47750", "2026-11-30"),), ("grid", "blend", "blend-rule", "objective-draws"), lenet_noise),
+        (("9b47750", "2026-11-30"),), ("grid", "blend", "objective-draws"), lenet_noise),
     Section(
         "CIFAR-10 ResNet-20, 50 epochs: every method and Figure 3",
         ("resnet20.json", "resnet20_figure3.png"),
@@ -885,7 +883,7 @@ SECTIONS = [
         HALF_LOSS,
         "The 25 PennFudan test images, K = 100.",
         (("1ceb057", "2026-11-30"), ("a4abb68", "2026-11-30"), ("fe40865", "2026-11-30")),
-        ("grid", "blend", "final-epochs", "grid-rule", "blend-rule", "objective-draws", "fold"), compensation),
+        ("grid", "blend", "final-epochs", "objective-draws", "fold"), compensation),
     Section(
         "The calibration read of global compensation",
         ("calibration.json",),
@@ -908,10 +906,11 @@ SECTIONS = [
         "harden runs of the hardware-aware models (trained under the device drift they were measured on).",
         "Hardware-aware flags (`--final-epochs 8 --samples 6 --lr 5e-4`) set by hand for the CPU time; the "
         "`bayesft+noise` rates chosen by BO on the 2,000 validation images.",
-        "The 2,000-image CIFAR-10 test subset (5 samples per cell; the hardened models' own sign-offs K = 100).",
+        "The 2,000-image CIFAR-10 test subset: 5 samples per cell; the hardened models' own sign-offs at the K their "
+        "reports state.",
         (("0c77b42", "2026-11-30"), ("16ed8ef", "2026-11-30"), ("5770e99", "2026-11-30"), ("1f05f93", "2026-11-30"),
          ("fb288dc", "2026-11-30"), ("11430a8", "2026-11-30"), ("83cecb0", "2026-11-30")),
-        ("blend", "blend-rule", "objective-draws", "twin"), devices),
+        ("blend", "objective-draws", "twin"), devices),
     Section(
         "Device statistics against aihwkit",
         ("aihwkit_devices.json",),
@@ -932,7 +931,7 @@ SECTIONS = [
         "The budget and `--lr 1e-4` set by hand for the device's 15 minutes, `--lr 1e-4` after the first run at "
         "`--lr 1e-3` (last tables) collapsed three methods on the test sweep.",
         "All 10,000 CIFAR-10 test images, K = 20, computed on the GPU.",
-        (("b4bdafe", "2026-11-30"),), ("grid", "blend", "grid-rule", "blend-rule", "objective-draws"), gpu),
+        (("b4bdafe", "2026-11-30"),), ("grid", "blend", "objective-draws"), gpu),
     Section(
         "Figure 3 on MNIST, Fashion-MNIST and a CIFAR-10 CNN: every method",
         ("methods.json", "methods_mnist-mlp.png", "methods_mnist-lenet.png", "methods_fashion-mlp.png",
@@ -989,7 +988,7 @@ SECTIONS = [
         "and harden time, best trial objective, sign-off. Means over seeds.",
         "Rates chosen on the 500 validation digits; the fraction is the variable.",
         "The 1,000 MNIST test digits, K = 100.",
-        (("a4abb68", "2026-11-30"), ("2e28fdc", "2026-11-30")), ("blend", "blend-rule", "objective-draws"), fidelity),
+        (("a4abb68", "2026-11-30"), ("2e28fdc", "2026-11-30")), ("blend", "objective-draws"), fidelity),
     Section(
         "The learning-rate schedule",
         ("schedule_lenet.json", "schedule/resnet20.cosine.report.json", "schedule/gtsrb_stn.cosine.report.json",
@@ -1003,7 +1002,7 @@ SECTIONS = [
         "Each task's test sign-off: ResNet-20 and GTSRB on 2,000-image test subsets, LeNet on 1,000 test digits, the "
         "detector on its 25 test images.",
         (("ef255a8", "2026-11-30"), ("c728351", "2026-11-30")),
-        ("grid", "blend", "grid-rule", "blend-rule", "objective-draws"), schedule),
+        ("grid", "blend", "objective-draws"), schedule),
     Section(
         "Parallel trials",
         ("workers.json",),
@@ -1046,8 +1045,8 @@ SECTIONS = [
         ("startup.json",),
         "make bench-startup (benchmarks/bench_startup.py --label L [--source DIR])",
         "Wall time in fresh processes (median of 7) of `python -c pass`, `import ftcompile.cli`, `ftcompile --help` "
-        "and a small validate, per install; the labels name the commit or install measured. Measured before 0fd88a4 "
-        "made the CLI import lazily; not rerun since.",
+        "and a small validate, per install; the labels name the commit or install measured (`current`: the infra "
+        "branch at aade65f). Measured before 0fd88a4 made the CLI import lazily; not rerun since.",
         "No flags chosen.",
         "A tiny MLP on 400 examples (timing only).",
         (("aade65f", "2026-12-06"),), (), startup, no_defaults="start-up timing only: no harden default applies."),
