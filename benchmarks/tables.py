@@ -1080,7 +1080,7 @@ INTRO = f"""<!-- generated from benchmarks/results/ by benchmarks/tables.py; do 
 Every table here is generated from the results JSON in `benchmarks/results/`, which the script named in each
 section wrote; nothing is typed in. Each section says what was measured, which data chose its flags and which data
 measured the result, the commits that wrote its files and the defaults it ran under. How each default came about
-is in git (`git log --follow benchmarks/results/FILE`) and in `CHANGELOG.md`. Everything ran on a 2-core CPU
+is in git: the commits named here, and `git log --follow benchmarks/results/FILE`. Everything ran on a 2-core CPU
 machine, often beside other jobs (so compare times only within a table), except the H200 section.
 
 ## The defaults these results ran under
@@ -1148,8 +1148,9 @@ def readme_table() -> str:
            "sigma: test; noise, blend: validation", "53540e8, before the fold")
     return md(["task", "harden sigma", "clean: ERM -> hardened", "under drift: ERM -> hardened", "measured on",
                "flags chosen on", "results (measured at)"], rows) + (
-        "\n\nDefault flags, lognormal drift at the harden sigma (the sigma where ERM has lost about half: 20 points "
-        "for the classifiers), mean over K drift samples; PennFudan: mean over seeds, lowest-highest in brackets. "
+        "\n\nDefault flags; lognormal drift at the harden sigma (the demo's 0.6; for the other classifiers the "
+        "smallest swept sigma where ERM loses at least 20 points; for PennFudan where ERM's curve crosses half its "
+        "clean metric), mean over K drift samples; PennFudan: mean over three seeds, lowest-highest in brackets. "
         "Every row was measured before the defaults of 2026-12-06 (d838bd5, d8df892) and will be rerun; "
         "`benchmarks/RESULTS.md` has each run's defaults and data.")
 
