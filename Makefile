@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 # The external data sets of the examples (docs/data.md says where each comes from): `make bench-gtsrb DATA=DIR`.
 DATA ?= ../shared/data
 
-.PHONY: install test demo bench bench-cifar bench-calibration bench-resnet20 bench-gtsrb bench-paper bench-pennfudan \
+.PHONY: install test demo docs bench bench-cifar bench-calibration bench-resnet20 bench-gtsrb bench-paper bench-pennfudan \
 	bench-startup clean
 install: $(STAMP)
 $(PY):
@@ -27,6 +27,12 @@ test: install
 
 demo: install
 	$(PY) examples/mnist_lenet/demo.py
+
+# Every generated doc: docs/cli.md from the typer app, benchmarks/RESULTS.md from the results JSON (README's results
+# table: `python benchmarks/tables.py --readme`). tests/test_generated_docs.py fails while one is stale.
+docs: install
+	$(PY) tools/cli_reference.py --write
+	$(PY) benchmarks/tables.py --write
 
 # Every table and plot in README's benchmark section but CIFAR, about 50 minutes on 2 cores.
 bench: install
