@@ -180,7 +180,8 @@ DRIFT_HELP = ("The drift, terms applied in order: lognormal:S (the paper's w*exp
               "stuck-at:0.01:0.005), quantize:N (levels: quantize:16), table:CSV[:BINS] (a chip's programmed and "
               "read-back conductance pairs: table:chip.csv), pcm:T (phase-change memory T after programming: pcm:1d; T as 30s, 10min or 10m, "
               "1h, 1d, 1w, 1mo, 1y), reram-wan2022:T (1s, 1d or 2d: reram-wan2022:1d), package.module:attr (your "
-              "model). Keyword terms follow a term: pcm:1y,comp=global (drift compensation none/global/column), "
+              "model). Keyword terms follow a term: pcm:1y,comp=global (drift compensation none, global or column; "
+              "mean for lognormal), "
               "g_max=25, per_channel=1. Combine: quantize:16,lognormal:0.6.")
 
 
@@ -300,10 +301,12 @@ def _json_opt():
                         rich_help_panel=OUTPUTS)
 
 
-def _stat_opt(default: str):
-    return typer.Option(default, "--stat", help="The statistic --min-accuracy gates: total_ci_low (the 95% lower "
-                        "bound covering drift and the finite example set: the conservative sign-off), mean, "
-                        "drift_ci_low (drift sampling only), p5 or min over samples.", rich_help_panel=GATE)
+def _stat_opt():
+    return typer.Option("auto", "--stat", help="The statistic --min-accuracy gates: auto (total_ci_low where the "
+                        "metric is a mean over examples, else drift_ci_low), total_ci_low (the 95% lower bound "
+                        "covering drift and the finite example set: the conservative sign-off), drift_ci_low (drift "
+                        "sampling only), mean, p5 or min over samples. The report names the one gated.",
+                        rich_help_panel=GATE)
 
 
 def _min_acc_opt():
@@ -356,7 +359,7 @@ def validate(
     metric: Optional[str] = _metric_opt(),
     top_k: int = typer.Option(1, "--top-k", help="Score top-k accuracy (classification).", rich_help_panel=GATE),
     min_accuracy: Optional[float] = _min_acc_opt(),
-    stat: str = _stat_opt("mean"),
+    stat: str = _stat_opt(),
     max_drop: Optional[float] = _max_drop_opt(),
     report: Optional[Path] = typer.Option(None, "--report", help="Write the JSON report here.", rich_help_panel=OUTPUTS),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write the Markdown report here.",
@@ -405,7 +408,7 @@ def gate(
     output: Optional[str] = _output_opt(),
     min_accuracy: float = typer.Option(..., "--min-accuracy", help="The bar: the --stat metric under drift must "
                                        "be at least this (0-1).", rich_help_panel=GATE),
-    stat: str = _stat_opt("total_ci_low"),
+    stat: str = _stat_opt(),
     max_drop: Optional[float] = _max_drop_opt(),
     metric: Optional[str] = _metric_opt(),
     samples: int = typer.Option(100, "--samples", help="Monte-Carlo drift samples: each draws every drifting "
@@ -458,7 +461,8 @@ def gate(
         print(_json(to_json(result)))
     else:
         _render_validation(result)
-        print(f"gate: {'PASS' if result.passed else 'FAIL'} ({stat} of {result.metric} under {result.drift}; "
+        gated = bar.resolved(result.stats)
+        print(f"gate: {'PASS' if result.passed else 'FAIL'} ({gated} of {result.metric} under {result.drift}; "
               f"reports in {out_dir})")
     raise typer.Exit(0 if result.passed else EXIT_GATE_FAILED)
 
@@ -701,7 +705,7 @@ def harden(
                                     rich_help_panel=TRAIN),
     batch_size: int = typer.Option(64, "--train-batch-size", help="Training batch size.", rich_help_panel=TRAIN),
     min_accuracy: Optional[float] = _min_acc_opt(),
-    stat: str = _stat_opt("mean"),
+    stat: str = _stat_opt(),
     max_drop: Optional[float] = _max_drop_opt(),
     validate_samples: int = typer.Option(100, "--validate-samples", help="Monte-Carlo drift samples of the "
                                          "onnxruntime sign-off (before and after).", rich_help_panel=GATE),

@@ -25,22 +25,24 @@ from ftcompile.runtime.stats import SampleStats, strict_json, summarize
 
 _PREFETCH = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ftcompile-prefetch")
 
-# total_ci_low: the lower bound of the interval covering drift sampling and the finite example set
-STATS = ("mean", "total_ci_low", "drift_ci_low", "p5", "min")
+# total_ci_low: the lower bound of the interval covering drift sampling and the finite example set; auto: that bound,
+# or the drift-only one for a metric that is no mean over examples (mAP), the most conservative one computable
+STATS = ("auto", "total_ci_low", "drift_ci_low", "mean", "p5", "min")
 
 
 @dataclass(frozen=True)
 class Gate:
     """Sign-off thresholds; an unset threshold is not checked.
 
-    ``min_accuracy`` applies to the statistic ``stat``: the mean, ``total_ci_low`` (the 95% lower bound
-    that covers drift sampling and the finite example set: the conservative sign-off), ``drift_ci_low``
-    (drift sampling only), p5 or min over samples. ``max_drop`` bounds ``clean - mean`` in accuracy
+    ``min_accuracy`` applies to the statistic ``stat``: ``auto`` (the default: ``total_ci_low`` where it can be
+    computed, else ``drift_ci_low``), ``total_ci_low`` (the 95% lower bound that covers drift sampling and the
+    finite example set: the conservative sign-off), ``drift_ci_low`` (drift sampling only), the mean, p5 or min
+    over samples. The check's name says which statistic was gated. ``max_drop`` bounds ``clean - mean`` in accuracy
     units (0.05 = five points).
     """
 
     min_accuracy: float | None = None
-    stat: str = "mean"
+    stat: str = "auto"
     max_drop: float | None = None
 
     def __post_init__(self) -> None:
@@ -50,14 +52,21 @@ class Gate:
             if v is not None and not 0 <= v <= 1:
                 raise ConfigError(f"{label} {v} must be a fraction in [0, 1] (0.9 = 90%).")
 
+    def resolved(self, stats: SampleStats) -> str:
+        """The statistic gated: ``stat``, with ``auto`` resolved on what ``stats`` could compute."""
+        if self.stat != "auto":
+            return self.stat
+        return "total_ci_low" if stats.total_ci_low is not None else "drift_ci_low"
+
     def check(self, clean: float, stats: SampleStats) -> list["GateCheck"]:
         checks = []
         if self.min_accuracy is not None:
-            value = getattr(stats, self.stat)
+            stat = self.resolved(stats)
+            value = getattr(stats, stat)
             if value is None:
-                raise ConfigError(f"--stat {self.stat} cannot be computed here ({stats.ci_note}); "
-                                  "gate on --stat mean or p5.")
-            checks.append(GateCheck(f"{self.stat} accuracy >= {self.min_accuracy:g}", value,
+                raise ConfigError(f"--stat {stat} cannot be computed here ({stats.ci_note}); "
+                                  "gate on --stat auto, drift_ci_low, mean or p5.")
+            checks.append(GateCheck(f"{stat} accuracy >= {self.min_accuracy:g}", value,
                                     self.min_accuracy, value >= self.min_accuracy))
         if self.max_drop is not None:
             drop = clean - stats.mean
