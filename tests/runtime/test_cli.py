@@ -141,9 +141,9 @@ def test_every_bad_input_is_one_line_exit_2(files, tmp_path):
 
 
 def test_readme_lists_every_bad_input_class(files, tmp_path):
-    """README's list of handled bad inputs is this test's list: neither may drift from the other."""
+    """docs/troubleshooting.md's list of handled bad inputs is this test's list: neither may drift from the other."""
     model, data = files
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "troubleshooting.md").read_text()
     section = readme.split("<!-- bad-inputs -->")[1].split("<!-- /bad-inputs -->")[0]
     listed = {line.strip()[2:].split(":")[0] for line in section.splitlines() if line.startswith("- ")}
     assert listed == set(_cases(tmp_path, model, data)), listed ^ set(_cases(tmp_path, model, data))
