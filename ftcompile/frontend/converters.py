@@ -1,14 +1,15 @@
-"""The op table of the ONNX importer: one entry per ONNX operator, ``CONVERTERS[op](b, node, inputs, attrs)``.
+"""Converters of the ONNX importer's op table (``registry.py``): element-wise math, crossbar layers,
+normalization, pooling, shapes. ``fn(b, node, inputs, attrs)``:
 
 A converter reads its inputs (``fx.Node`` for dynamic values, ``torch.Tensor`` for constants) and returns
 the op's output(s) through the builder ``b``: ``b.call`` emits a function (folded when every input is
 constant), ``b.module`` a trainable layer whose parameters remember the initializer they came from.
-Adding an op is one ``@converts`` entry here and one test. Operator semantics live in ``ops.py``.
+Adding an op is one ``@converter`` entry and its node cases in the conformance suite. Operator semantics
+live in ``ops.py``.
 """
 from __future__ import annotations
 
 import operator
-from typing import Callable
 
 import numpy as np
 import onnx
@@ -20,18 +21,10 @@ from torch import nn
 
 from ftcompile.errors import UnsupportedModelError
 from ftcompile.frontend import ops
+from ftcompile.frontend.dtypes import torch_dtype
 from ftcompile.frontend.recurrent import OnnxRecurrent
+from ftcompile.frontend.registry import converter
 
-Converter = Callable[..., object]
-CONVERTERS: dict[str, Converter] = {}
-
-
-def converts(*op_types: str):
-    def register(fn: Converter) -> Converter:
-        for op in op_types:
-            CONVERTERS[op] = fn
-        return fn
-    return register
 
 
 class BatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -51,8 +44,6 @@ class InstanceNorm(nn.Module):
         return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
 
 
-DTYPES = {1: torch.float32, 2: torch.uint8, 3: torch.int8, 5: torch.int16, 6: torch.int32, 7: torch.int64,
-          9: torch.bool, 10: torch.float16, 11: torch.float64, 16: torch.bfloat16}
 _UNARY = {"Relu": F.relu, "Sigmoid": torch.sigmoid, "Tanh": torch.tanh, "Exp": torch.exp, "Log": torch.log,
           "Sqrt": torch.sqrt, "Neg": torch.neg, "Abs": torch.abs, "Erf": torch.erf, "Reciprocal": torch.reciprocal,
           "Floor": torch.floor, "Ceil": torch.ceil, "Softplus": F.softplus, "Softsign": F.softsign,
@@ -79,52 +70,52 @@ def _static(node, value, what: str):
 
 
 # --- element-wise ------------------------------------------------------------------------------
-@converts(*_UNARY)
+@converter(*_UNARY)
 def _unary(b, node, inputs, attrs):
     return b.call(_UNARY[node.op_type], (inputs[0],))
 
 
-@converts(*(set(_BINARY) - {"MatMul"}))
+@converter(*(set(_BINARY) - {"MatMul"}))
 def _binary(b, node, inputs, attrs):
     return b.call(_BINARY[node.op_type], (inputs[0], inputs[1]))
 
 
-@converts("Mod")
+@converter("Mod")
 def _mod(b, node, inputs, attrs):
     return b.call(ops.mod, (inputs[0], inputs[1]), {"fmod": attrs.get("fmod", 0)})
 
 
-@converts("Identity", "Dropout")
+@converter("Identity", "Dropout")
 def _identity(b, node, inputs, attrs):
     return [inputs[0]] + ([None] if len(node.output) > 1 else [])
 
 
-@converts("LeakyRelu")
+@converter("LeakyRelu")
 def _leaky_relu(b, node, inputs, attrs):
     return b.call(F.leaky_relu, (inputs[0],), {"negative_slope": attrs.get("alpha", 0.01)})
 
 
-@converts("Elu")
+@converter("Elu")
 def _elu(b, node, inputs, attrs):
     return b.call(F.elu, (inputs[0],), {"alpha": attrs.get("alpha", 1.0)})
 
 
-@converts("Selu")
+@converter("Selu")
 def _selu(b, node, inputs, attrs):
     return b.call(F.selu, (inputs[0],))
 
 
-@converts("Gelu")
+@converter("Gelu")
 def _gelu(b, node, inputs, attrs):
     return b.call(F.gelu, (inputs[0],), {"approximate": _text(attrs.get("approximate"), "none")})
 
 
-@converts("HardSigmoid")
+@converter("HardSigmoid")
 def _hard_sigmoid(b, node, inputs, attrs):
     return b.call(ops.hard_sigmoid, (inputs[0],), {"alpha": attrs.get("alpha", 0.2), "beta": attrs.get("beta", 0.5)})
 
 
-@converts("Clip")
+@converter("Clip")
 def _clip(b, node, inputs, attrs):
     lo = inputs[1] if len(inputs) > 1 else attrs.get("min")
     hi = inputs[2] if len(inputs) > 2 else attrs.get("max")
@@ -133,25 +124,25 @@ def _clip(b, node, inputs, attrs):
                                             "hi": None if hi is None else float(hi)})
 
 
-@converts("Softmax", "LogSoftmax")
+@converter("Softmax", "LogSoftmax")
 def _softmax(b, node, inputs, attrs):
     legacy = b.opset < 13
     axis = attrs.get("axis", 1 if legacy else -1)
     return b.call(ops.softmax, (inputs[0],), {"axis": axis, "legacy": legacy, "log": node.op_type == "LogSoftmax"})
 
 
-@converts("Where")
+@converter("Where")
 def _where(b, node, inputs, attrs):
     return b.call(torch.where, (inputs[0], inputs[1], inputs[2]))
 
 
-@converts("Cast")
+@converter("Cast")
 def _cast(b, node, inputs, attrs):
-    return b.call(ops.cast, (inputs[0],), {"dtype": DTYPES[attrs["to"]]})
+    return b.call(ops.cast, (inputs[0],), {"dtype": torch_dtype(attrs["to"])})
 
 
 # --- crossbar layers and normalization -----------------------------------------------------------
-@converts("MatMul")
+@converter("MatMul")
 def _matmul(b, node, inputs, attrs):
     w = b.const(node.input[1])
     if w is not None and w.dim() == 2 and isinstance(inputs[0], fx.Node):
@@ -159,7 +150,7 @@ def _matmul(b, node, inputs, attrs):
     return b.call(torch.matmul, (inputs[0], inputs[1]))
 
 
-@converts("Gemm")
+@converter("Gemm")
 def _gemm(b, node, inputs, attrs):
     a, w = inputs[0], inputs[1]
     c = inputs[2] if len(inputs) > 2 else None
@@ -210,7 +201,7 @@ def _linear_from_matmul(b, node, inputs):
     return out
 
 
-@converts("Conv", "ConvTranspose")
+@converter("Conv", "ConvTranspose")
 def _conv(b, node, inputs, attrs):
     x, w = inputs[0], inputs[1]
     bias = inputs[2] if len(inputs) > 2 else None
@@ -246,7 +237,7 @@ def _conv(b, node, inputs, attrs):
     return b.module(_layer_name(node, node.input[1]), mod, x, srcs)
 
 
-@converts("LSTM", "GRU")
+@converter("LSTM", "GRU")
 def _recurrent(b, node, inputs, attrs):
     """A recurrent layer keeps ONNX's weight layout (see ``recurrent.py``); its W, R, B drift and train."""
     op, name = node.op_type, _name(node)
@@ -275,7 +266,7 @@ def _recurrent(b, node, inputs, attrs):
     return [b.graph.call_function(operator.getitem, (out, i)) for i in range(3 if op == "LSTM" else 2)]
 
 
-@converts("BatchNormalization")
+@converter("BatchNormalization")
 def _batchnorm(b, node, inputs, attrs):
     x, scale, bias, mean, var = inputs[:5]
     if any(not torch.is_tensor(t) for t in (scale, bias, mean, var)):
@@ -289,7 +280,7 @@ def _batchnorm(b, node, inputs, attrs):
     return b.module(_name(node), bn, x, srcs)
 
 
-@converts("LayerNormalization")
+@converter("LayerNormalization")
 def _layernorm(b, node, inputs, attrs):
     x, scale = inputs[0], inputs[1]
     bias = inputs[2] if len(inputs) > 2 else None
@@ -302,14 +293,14 @@ def _layernorm(b, node, inputs, attrs):
                                          "bias": b.source(node.input[2]) if bias is not None else None})
 
 
-@converts("InstanceNormalization")
+@converter("InstanceNormalization")
 def _instancenorm(b, node, inputs, attrs):
     mod = InstanceNorm(inputs[1].clone(), inputs[2].clone(), attrs.get("epsilon", 1e-5))
     return b.module(_name(node), mod, inputs[0], {"weight": b.source(node.input[1]), "bias": b.source(node.input[2])})
 
 
 # --- pooling and spatial transforms --------------------------------------------------------------
-@converts("MaxPool", "AveragePool")
+@converter("MaxPool", "AveragePool")
 def _pool(b, node, inputs, attrs):
     if len(node.output) > 1 and node.output[1]:
         raise UnsupportedModelError(f"MaxPool {_name(node)!r} with an indices output is not supported.")
@@ -324,47 +315,47 @@ def _pool(b, node, inputs, attrs):
                                            "count_include_pad": attrs.get("count_include_pad", 0)})
 
 
-@converts("GlobalAveragePool", "GlobalMaxPool")
+@converter("GlobalAveragePool", "GlobalMaxPool")
 def _global_pool(b, node, inputs, attrs):
     return b.call(ops.global_pool, (inputs[0],), {"kind": "avg" if node.op_type == "GlobalAveragePool" else "max"})
 
 
-@converts("GridSample")
+@converter("GridSample")
 def _grid_sample(b, node, inputs, attrs):
     return b.call(ops.grid_sample, (inputs[0], inputs[1]),
                   {"mode": _text(attrs.get("mode"), "bilinear"), "padding_mode": _text(attrs.get("padding_mode"), "zeros"),
                    "align_corners": attrs.get("align_corners", 0)})
 
 
-@converts("AffineGrid")
+@converter("AffineGrid")
 def _affine_grid(b, node, inputs, attrs):
     return b.call(ops.affine_grid, (inputs[0], inputs[1]), {"align_corners": attrs.get("align_corners", 0)})
 
 
 # --- shapes and indexing -------------------------------------------------------------------------
-@converts("Flatten")
+@converter("Flatten")
 def _flatten(b, node, inputs, attrs):
     return b.call(ops.flatten, (inputs[0],), {"axis": attrs.get("axis", 1)})
 
 
-@converts("Reshape")
+@converter("Reshape")
 def _reshape(b, node, inputs, attrs):
     if "shape" in attrs:  # opset 1-4
         inputs = [inputs[0], torch.tensor(attrs["shape"])]
     return b.call(ops.reshape, (inputs[0], inputs[1]), {"allowzero": attrs.get("allowzero", 0)})
 
 
-@converts("Transpose")
+@converter("Transpose")
 def _transpose(b, node, inputs, attrs):
     return b.call(ops.transpose, (inputs[0],), {"perm": list(attrs["perm"]) if "perm" in attrs else None})
 
 
-@converts("Concat")
+@converter("Concat")
 def _concat(b, node, inputs, attrs):
     return b.call(ops.concat, tuple(inputs), {"axis": attrs["axis"]})
 
 
-@converts("Split")
+@converter("Split")
 def _split(b, node, inputs, attrs):
     sizes = inputs[1] if len(inputs) > 1 and inputs[1] is not None else attrs.get("split")
     _static(node, sizes, "split sizes")
@@ -375,24 +366,24 @@ def _split(b, node, inputs, attrs):
     return [b.graph.call_function(operator.getitem, (parts, i)) for i in range(len(node.output))]
 
 
-@converts("Shape")
+@converter("Shape")
 def _shape(b, node, inputs, attrs):
     return b.call(ops.shape, (inputs[0],), {"start": attrs.get("start", 0), "end": attrs.get("end")})
 
 
-@converts("Gather")
+@converter("Gather")
 def _gather(b, node, inputs, attrs):
     return b.call(ops.gather, (inputs[0], inputs[1]), {"axis": attrs.get("axis", 0)})
 
 
-@converts("Unsqueeze", "Squeeze")
+@converter("Unsqueeze", "Squeeze")
 def _squeeze(b, node, inputs, attrs):
     axes = _static(node, inputs[1] if len(inputs) > 1 else attrs.get("axes"), "axes")
     fn = ops.unsqueeze if node.op_type == "Unsqueeze" else ops.squeeze
     return b.call(fn, (inputs[0],), {"axes": None if axes is None else [int(a) for a in torch.as_tensor(axes).tolist()]})
 
 
-@converts("Slice")
+@converter("Slice")
 def _slice(b, node, inputs, attrs):
     if len(inputs) == 1:  # opset < 10: attributes
         t = lambda k: None if k not in attrs else torch.tensor(attrs[k])  # noqa: E731
@@ -403,7 +394,7 @@ def _slice(b, node, inputs, attrs):
     return b.call(ops.slice_, tuple(args))
 
 
-@converts("ConstantOfShape")
+@converter("ConstantOfShape")
 def _constant_of_shape(b, node, inputs, attrs):
     value = attrs.get("value")
     arr = numpy_helper.to_array(value) if value is not None else np.zeros(1, np.float32)
@@ -411,12 +402,12 @@ def _constant_of_shape(b, node, inputs, attrs):
                                                          "dtype": torch.from_numpy(arr.copy()).dtype})
 
 
-@converts("Expand")
+@converter("Expand")
 def _expand(b, node, inputs, attrs):
     return b.call(ops.expand, (inputs[0], inputs[1]))
 
 
-@converts("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin")
+@converter("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin")
 def _reduce(b, node, inputs, attrs):
     axes = inputs[1] if len(inputs) > 1 and inputs[1] is not None else attrs.get("axes")
     _static(node, axes, "axes")
@@ -425,12 +416,12 @@ def _reduce(b, node, inputs, attrs):
                                              "kind": node.op_type[len("Reduce"):].lower()})
 
 
-@converts("Range")
+@converter("Range")
 def _range(b, node, inputs, attrs):
     return b.call(torch.arange, (inputs[0], inputs[1], inputs[2]))
 
 
-@converts("Pad")
+@converter("Pad")
 def _pad(b, node, inputs, attrs):
     pads = inputs[1] if len(inputs) > 1 else attrs["pads"]
     value = inputs[2] if len(inputs) > 2 and inputs[2] is not None else attrs.get("value", 0.0)
@@ -441,7 +432,7 @@ def _pad(b, node, inputs, attrs):
                                           "value": float(torch.as_tensor(value)), "mode": _text(attrs.get("mode"), "constant")})
 
 
-@converts("Constant")
+@converter("Constant")
 def _constant(b, node, inputs, attrs):
     """Tensor-valued Constants became initializers before conversion; these are the scalar/list forms."""
     for key, dtype in (("value_float", torch.float32), ("value_floats", torch.float32),

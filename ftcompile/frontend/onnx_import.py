@@ -25,7 +25,8 @@ from onnx import numpy_helper
 from torch import nn
 
 from ftcompile.errors import UnsupportedModelError
-from ftcompile.frontend.converters import CONVERTERS
+from ftcompile.frontend import converters, registry  # noqa: F401  (converters fill the registry's table)
+from ftcompile.frontend.dtypes import to_torch
 from ftcompile.passes.onnx_graph import constants_to_initializers, unshare_weights
 from ftcompile.runtime.model import STANDARD_DOMAINS, choose_output, graph_inputs, load_onnx
 
@@ -54,7 +55,7 @@ class ImportedModel:
 class _Builder:
     def __init__(self, model: onnx.ModelProto):
         self.model = model
-        self.opset = next((o.version for o in model.opset_import if o.domain in STANDARD_DOMAINS), 13)
+        self.opset = _opset(model)
         self.graph = fx.Graph()
         self.root = nn.Module()
         self.env: dict[str, object] = {}  # tensor name -> fx.Node (dynamic) or torch.Tensor (constant)
@@ -128,13 +129,30 @@ def import_onnx(model: "str | Path | onnx.ModelProto", *, output: str | None = N
         >>> imported = import_onnx("lenet.onnx")          # doctest: +SKIP
         >>> imported.module.graph.print_tabular()           # doctest: +SKIP
     """
-    proto = unshare_weights(constants_to_initializers(load_onnx(model)))  # each layer its own weights
+    proto = prepare(model)
     out_name = choose_output(proto, output)
+    gm, sources = convert(proto, [out_name])
+    imported = ImportedModel(gm, proto, sources, out_name,
+                             source_path="" if isinstance(model, onnx.ModelProto) else str(model))
+    if check_parity:
+        from ftcompile.frontend.parity import check_import_parity
+
+        imported.parity = check_import_parity(imported, rtol=rtol)
+    return imported
+
+
+def prepare(model: "str | Path | onnx.ModelProto") -> onnx.ModelProto:
+    """The checked model with its Constant tensors as initializers and each layer given its own weights."""
+    return unshare_weights(constants_to_initializers(load_onnx(model)))
+
+
+def convert(proto: onnx.ModelProto, outputs: list[str]) -> tuple[fx.GraphModule, dict]:
+    """The fx graph computing ``outputs`` of a loaded model (one value, or a tuple of several) and the
+    provenance of its parameters (state-dict key -> ``ParamSource``). ``import_onnx`` is the checked way in."""
     _check_supported(proto)
     b = _Builder(proto)
     for init in proto.graph.initializer:
-        arr = numpy_helper.to_array(init)
-        b.env[init.name] = torch.from_numpy(np.array(arr, copy=True))
+        b.env[init.name] = to_torch(numpy_helper.to_array(init))
     for value in graph_inputs(proto):
         node = b.graph.placeholder(b.unique(value.name))
         node.meta["onnx_tensor"] = value.name
@@ -145,7 +163,7 @@ def import_onnx(model: "str | Path | onnx.ModelProto", *, output: str | None = N
         inputs = [b.env[i] if i else None for i in node.input]
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         try:
-            results = CONVERTERS[node.op_type](b, node, inputs, attrs)
+            results = registry.lookup(node.op_type, b.opset)(b, node, inputs, attrs)
         except UnsupportedModelError:
             raise
         except Exception as exc:
@@ -157,19 +175,14 @@ def import_onnx(model: "str | Path | onnx.ModelProto", *, output: str | None = N
                 if isinstance(value, fx.Node):
                     value.meta.setdefault("onnx_tensor", name)
                 b.env[name] = value
-    b.graph.output(b.as_node(b.env[out_name]))
+    values = [b.as_node(b.env[name]) for name in outputs]
+    b.graph.output(values[0] if len(values) == 1 else tuple(values))
     gm = fx.GraphModule(b.root, b.graph, class_name="ImportedModel")
     gm.eval()
-    imported = ImportedModel(gm, proto, b.sources, out_name,
-                             source_path="" if isinstance(model, onnx.ModelProto) else str(model))
-    if check_parity:
-        from ftcompile.frontend.parity import check_import_parity
-
-        imported.parity = check_import_parity(imported, rtol=rtol)
-    return imported
+    return gm, b.sources
 
 
-SUPPORTED = sorted(CONVERTERS)
+SUPPORTED = registry.supported()  # `ftcompile inspect --ops`
 
 
 def _check_supported(model: onnx.ModelProto) -> None:
@@ -178,10 +191,17 @@ def _check_supported(model: onnx.ModelProto) -> None:
     if custom:
         raise UnsupportedModelError(f"custom-domain ops cannot be imported: {_listing(custom)}; "
                                     "export the model with standard ONNX ops only.")
-    missing = [(n.name or n.output[0], n.op_type) for n in model.graph.node if n.op_type not in SUPPORTED]
+    opset = _opset(model)
+    missing = [(n.name or n.output[0], n.op_type) for n in model.graph.node if registry.lookup(n.op_type, opset) is None]
     if missing:
-        raise UnsupportedModelError(f"unsupported ops: {_listing(missing)}; `ftcompile inspect --ops` lists the "
-                                    "supported ones.")
+        reasons = sorted({f"{op}: {registry.OUT_OF_SCOPE[op]}" for _, op in missing if op in registry.OUT_OF_SCOPE})
+        raise UnsupportedModelError(f"unsupported ops at opset {opset}: {_listing(missing)}"
+                                    f"{' (' + '; '.join(reasons) + ')' if reasons else ''}; "
+                                    "`ftcompile inspect --ops` lists the supported ones.")
+
+
+def _opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in STANDARD_DOMAINS), 1)
 
 
 def _listing(items) -> str:
