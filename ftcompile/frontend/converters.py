@@ -44,16 +44,6 @@ class InstanceNorm(nn.Module):
         return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
 
 
-_UNARY = {"Relu": F.relu, "Sigmoid": torch.sigmoid, "Tanh": torch.tanh, "Exp": torch.exp, "Log": torch.log,
-          "Sqrt": torch.sqrt, "Neg": torch.neg, "Abs": torch.abs, "Erf": torch.erf, "Reciprocal": torch.reciprocal,
-          "Floor": torch.floor, "Ceil": torch.ceil, "Softplus": F.softplus, "Softsign": F.softsign,
-          "Not": torch.logical_not, "Sin": torch.sin, "Cos": torch.cos, "HardSwish": F.hardswish,
-          "Mish": F.mish, "Round": torch.round, "Sign": torch.sign}
-_BINARY = {"Add": torch.add, "Sub": torch.sub, "Mul": torch.mul, "Div": ops.div, "Pow": torch.pow,
-           "MatMul": torch.matmul, "Equal": torch.eq, "Less": torch.lt, "Greater": torch.gt,
-           "And": torch.logical_and, "Or": torch.logical_or, "Max": torch.maximum, "Min": torch.minimum}
-
-
 def _name(node: onnx.NodeProto) -> str:
     return node.name or node.output[0]
 
@@ -67,78 +57,6 @@ def _static(node, value, what: str):
     if isinstance(value, fx.Node):
         raise UnsupportedModelError(f"{node.op_type} {_name(node)!r} with computed {what} is not supported.")
     return value
-
-
-# --- element-wise ------------------------------------------------------------------------------
-@converter(*_UNARY)
-def _unary(b, node, inputs, attrs):
-    return b.call(_UNARY[node.op_type], (inputs[0],))
-
-
-@converter(*(set(_BINARY) - {"MatMul"}))
-def _binary(b, node, inputs, attrs):
-    return b.call(_BINARY[node.op_type], (inputs[0], inputs[1]))
-
-
-@converter("Mod")
-def _mod(b, node, inputs, attrs):
-    return b.call(ops.mod, (inputs[0], inputs[1]), {"fmod": attrs.get("fmod", 0)})
-
-
-@converter("Identity", "Dropout")
-def _identity(b, node, inputs, attrs):
-    return [inputs[0]] + ([None] if len(node.output) > 1 else [])
-
-
-@converter("LeakyRelu")
-def _leaky_relu(b, node, inputs, attrs):
-    return b.call(F.leaky_relu, (inputs[0],), {"negative_slope": attrs.get("alpha", 0.01)})
-
-
-@converter("Elu")
-def _elu(b, node, inputs, attrs):
-    return b.call(F.elu, (inputs[0],), {"alpha": attrs.get("alpha", 1.0)})
-
-
-@converter("Selu")
-def _selu(b, node, inputs, attrs):
-    return b.call(F.selu, (inputs[0],))
-
-
-@converter("Gelu")
-def _gelu(b, node, inputs, attrs):
-    return b.call(F.gelu, (inputs[0],), {"approximate": _text(attrs.get("approximate"), "none")})
-
-
-@converter("HardSigmoid")
-def _hard_sigmoid(b, node, inputs, attrs):
-    return b.call(ops.hard_sigmoid, (inputs[0],), {"alpha": attrs.get("alpha", 0.2), "beta": attrs.get("beta", 0.5)})
-
-
-@converter("Clip")
-def _clip(b, node, inputs, attrs):
-    lo = inputs[1] if len(inputs) > 1 else attrs.get("min")
-    hi = inputs[2] if len(inputs) > 2 else attrs.get("max")
-    _static(node, lo, "bounds"), _static(node, hi, "bounds")
-    return b.call(ops.clip, (inputs[0],), {"lo": None if lo is None else float(lo),
-                                            "hi": None if hi is None else float(hi)})
-
-
-@converter("Softmax", "LogSoftmax")
-def _softmax(b, node, inputs, attrs):
-    legacy = b.opset < 13
-    axis = attrs.get("axis", 1 if legacy else -1)
-    return b.call(ops.softmax, (inputs[0],), {"axis": axis, "legacy": legacy, "log": node.op_type == "LogSoftmax"})
-
-
-@converter("Where")
-def _where(b, node, inputs, attrs):
-    return b.call(torch.where, (inputs[0], inputs[1], inputs[2]))
-
-
-@converter("Cast")
-def _cast(b, node, inputs, attrs):
-    return b.call(ops.cast, (inputs[0],), {"dtype": torch_dtype(attrs["to"])})
 
 
 # --- crossbar layers and normalization -----------------------------------------------------------
@@ -405,15 +323,6 @@ def _constant_of_shape(b, node, inputs, attrs):
 @converter("Expand")
 def _expand(b, node, inputs, attrs):
     return b.call(ops.expand, (inputs[0], inputs[1]))
-
-
-@converter("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin")
-def _reduce(b, node, inputs, attrs):
-    axes = inputs[1] if len(inputs) > 1 and inputs[1] is not None else attrs.get("axes")
-    _static(node, axes, "axes")
-    axes = None if axes is None else [int(a) for a in torch.as_tensor(axes).tolist()]
-    return b.call(ops.reduce, (inputs[0],), {"axes": axes, "keepdims": attrs.get("keepdims", 1),
-                                             "kind": node.op_type[len("Reduce"):].lower()})
 
 
 @converter("Range")

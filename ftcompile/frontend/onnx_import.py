@@ -12,6 +12,8 @@ buffer. Subgraphs whose inputs are all constant are folded at import.
 """
 from __future__ import annotations
 
+import functools
+import operator
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +27,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from ftcompile.errors import UnsupportedModelError
-from ftcompile.frontend import converters, registry  # noqa: F401  (converters fill the registry's table)
+from ftcompile.frontend import converters, elementwise, indexing, reductions, registry  # noqa: F401  (converter modules fill the table)
 from ftcompile.frontend.dtypes import to_torch
 from ftcompile.passes.onnx_graph import constants_to_initializers, unshare_weights
 from ftcompile.runtime.model import STANDARD_DOMAINS, choose_output, graph_inputs, load_onnx
@@ -116,6 +118,12 @@ class _Builder:
                 self.sources[f"{name}.{attr}"] = init
         return self.graph.call_module(name, tuple(self.as_node(a) for a in (x, *extra)))
 
+    def parts(self, value, n: int) -> list:
+        """The ``n`` outputs of a function returning a tuple: the folded values, or ``getitem`` nodes."""
+        if not isinstance(value, fx.Node):
+            return list(value)
+        return [self.graph.call_function(operator.getitem, (value, i)) for i in range(n)]
+
     def source(self, init_name: str, transposed: bool = False) -> ParamSource:
         t = self.const(init_name)
         return ParamSource(init_name, transposed, tuple(t.shape))
@@ -161,7 +169,7 @@ def convert(proto: onnx.ModelProto, outputs: list[str]) -> tuple[fx.GraphModule,
         if index in b.skip:
             continue
         inputs = [b.env[i] if i else None for i in node.input]
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        attrs = {**_defaults(node.op_type, b.opset), **{a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}}
         try:
             results = registry.lookup(node.op_type, b.opset)(b, node, inputs, attrs)
         except UnsupportedModelError:
@@ -198,6 +206,17 @@ def _check_supported(model: onnx.ModelProto) -> None:
         raise UnsupportedModelError(f"unsupported ops at opset {opset}: {_listing(missing)}"
                                     f"{' (' + '; '.join(reasons) + ')' if reasons else ''}; "
                                     "`ftcompile inspect --ops` lists the supported ones.")
+
+
+@functools.cache
+def _defaults(op: str, opset: int) -> dict:
+    """The attribute defaults of ``op``'s schema at ``opset`` (a converter sees every attribute the spec defaults)."""
+    try:
+        schema = onnx.defs.get_schema(op, opset)
+    except onnx.defs.SchemaError:
+        return {}
+    return {name: onnx.helper.get_attribute_value(a.default_value) for name, a in schema.attributes.items()
+            if a.default_value.type != onnx.AttributeProto.UNDEFINED}
 
 
 def _opset(model: onnx.ModelProto) -> int:

@@ -66,8 +66,16 @@ def transpose(x, perm=None):
     return x.permute(*(perm if perm is not None else reversed(range(x.dim()))))
 
 
-def _ints(v) -> list[int]:
-    return [int(i) for i in (v.tolist() if torch.is_tensor(v) else v)]
+def ints(v) -> list[int]:
+    """A list of ints from a tensor, a list or a single int."""
+    if v is None:
+        return []
+    if torch.is_tensor(v):
+        return [int(i) for i in v.reshape(-1).tolist()]
+    return [int(i) for i in v] if isinstance(v, (list, tuple)) else [int(v)]
+
+
+_ints = ints
 
 
 def slice_(x, starts, ends, axes=None, steps=None):
@@ -91,10 +99,6 @@ def slice_(x, starts, ends, axes=None, steps=None):
     return x
 
 
-def cast(x, dtype: torch.dtype):
-    return x.to(dtype)
-
-
 def constant_of_shape(shape, value: float = 0.0, dtype: torch.dtype = torch.float32):
     return torch.full([int(d) for d in shape.tolist()], value, dtype=dtype)
 
@@ -104,16 +108,114 @@ def expand(x, shape):
 
 
 def clip(x, lo=None, hi=None):
-    return torch.clamp(x, min=None if lo is None else float(lo), max=None if hi is None else float(hi))
+    lo = None if lo is None else torch.as_tensor(lo, dtype=x.dtype)
+    hi = None if hi is None else torch.as_tensor(hi, dtype=x.dtype)
+    if lo is None and hi is None:
+        return x.clone()
+    return torch.clamp(x, min=lo, max=hi)
 
 
-def softmax(x, axis: int = -1, legacy: bool = False, log: bool = False):
-    fn = F.log_softmax if log else F.softmax
+def hardmax(x, dim: int):
+    return F.one_hot(x.argmax(dim), x.shape[dim]).movedim(-1, dim).to(x.dtype)
+
+
+_NORMALIZERS = {"Softmax": F.softmax, "LogSoftmax": F.log_softmax, "Hardmax": hardmax}
+
+
+def softmax(x, axis: int = -1, legacy: bool = False, kind: str = "Softmax"):
+    """Softmax, LogSoftmax or Hardmax over ``axis``; ``legacy`` (opset < 13): over the input flattened to 2-D there."""
+    fn = _NORMALIZERS[kind]
     if not legacy:
         return fn(x, dim=axis)
-    axis = axis % x.dim()
+    axis = axis % x.dim() if x.dim() else 0
     flat = x.reshape(math.prod(x.shape[:axis]), -1)
     return fn(flat, dim=1).reshape(x.shape)
+
+
+def text(value, default: str = "") -> str:
+    """A string attribute (onnx gives bytes) or ``default``."""
+    value = default if value is None else value
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def align_at(y, x, axis: int):
+    """Opset < 7 broadcasting: ``y``'s dims line up with ``x``'s from ``axis`` on."""
+    return y.reshape(tuple(y.shape) + (1,) * (x.dim() - axis - y.dim()))
+
+
+def pow_(x, y):
+    """ONNX Pow keeps the base's type."""
+    return torch.pow(x, y).to(x.dtype)
+
+
+def variadic(*xs, fn: str):
+    """Sum, Mean, Max, Min of any number of broadcast inputs."""
+    out = xs[0]
+    step = {"Sum": torch.add, "Mean": torch.add, "Max": torch.maximum, "Min": torch.minimum}[fn]
+    for x in xs[1:]:
+        out = step(out, x)
+    if fn == "Mean":
+        out = out / len(xs)
+    return out if len(xs) > 1 else out.clone()
+
+
+def is_inf(x, negative: int = 1, positive: int = 1):
+    none = torch.zeros_like(x, dtype=torch.bool)
+    return (torch.isposinf(x) if positive else none) | (torch.isneginf(x) if negative else none)
+
+
+def ones_mask(x):
+    return torch.ones_like(x, dtype=torch.bool)
+
+
+def selu(x, alpha: float, gamma: float):
+    return gamma * torch.where(x > 0, x, alpha * (torch.exp(x) - 1))
+
+
+def thresholded_relu(x, alpha: float = 1.0):
+    return torch.where(x > alpha, x, torch.zeros_like(x))
+
+
+def shrink(x, lambd: float = 0.5, bias: float = 0.0):
+    zero = torch.zeros_like(x)
+    return torch.where(x < -lambd, x + bias, torch.where(x > lambd, x - bias, zero)).to(x.dtype)
+
+
+def swish(x, alpha: float = 1.0):
+    return x * torch.sigmoid(alpha * x)
+
+
+def swiglu(a, b, alpha: float = 1.0):
+    return swish(a, alpha) * b
+
+
+def prelu(x, slope, legacy: bool = False):
+    if legacy and slope.dim() == 1 and slope.numel() > 1 and x.dim() > 2:  # opset < 7: a slope per channel
+        slope = slope.reshape(-1, *([1] * (x.dim() - 2)))
+    return torch.where(x < 0, x * slope, x).to(x.dtype)
+
+
+_FLOAT8 = (torch.float8_e4m3fn, torch.float8_e4m3fnuz, torch.float8_e5m2, torch.float8_e5m2fnuz)
+
+
+def cast(x, dtype: torch.dtype, saturate: int = 1):
+    """ONNX Cast; to float8 with ``saturate`` values beyond the type's range (infinities too) clamp to its max."""
+    if dtype in _FLOAT8 and saturate and x.dtype.is_floating_point:
+        big = torch.finfo(dtype).max
+        x = torch.where(torch.isnan(x), x, x.clamp(-big, big))
+    return x.to(dtype)
+
+
+def cast_like(x, like, saturate: int = 1):
+    return cast(x, like.dtype, saturate)
+
+
+def bit_cast(x, dtype: torch.dtype):
+    return x.view(dtype)
+
+
+def einsum(*xs, equation: str):
+    return torch.einsum(equation, *xs)
 
 
 def gemm(a, b, c=None, alpha: float = 1.0, beta: float = 1.0, trans_a: int = 0, trans_b: int = 0):
@@ -151,14 +253,6 @@ def pool(x, kind: str, kernel, strides, pads, dilations, ceil_mode: int, count_i
 def global_pool(x, kind: str):
     dims = tuple(range(2, x.dim()))
     return x.mean(dim=dims, keepdim=True) if kind == "avg" else x.amax(dim=dims, keepdim=True)
-
-
-def reduce(x, axes=None, keepdims: int = 1, kind: str = "mean"):
-    dims = None if axes is None else [int(a) for a in (axes.tolist() if torch.is_tensor(axes) else axes)]
-    fn = {"mean": torch.mean, "sum": torch.sum, "max": torch.amax, "min": torch.amin}[kind]
-    if not dims:
-        dims = list(range(x.dim()))
-    return fn(x, dim=dims, keepdim=bool(keepdims))
 
 
 def instance_norm(x, scale, bias, eps: float):
