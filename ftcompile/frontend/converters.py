@@ -9,6 +9,7 @@ live in ``ops.py``.
 """
 from __future__ import annotations
 
+import dataclasses
 import operator
 
 import numpy as np
@@ -22,26 +23,9 @@ from torch import nn
 from ftcompile.errors import UnsupportedModelError
 from ftcompile.frontend import ops
 from ftcompile.frontend.dtypes import torch_dtype
-from ftcompile.frontend.recurrent import OnnxRecurrent
+from ftcompile.frontend.recurrent import OnnxRecurrent, Recurrence, recurrence_of
 from ftcompile.frontend.registry import converter
 
-
-
-class BatchNorm(nn.modules.batchnorm._BatchNorm):
-    """BatchNorm for any rank (ONNX does not tell torch's 1d/2d/3d apart)."""
-
-    def _check_input_dim(self, x):
-        if x.dim() < 2:
-            raise ValueError("BatchNormalization needs (N, C, ...) input")
-
-
-class InstanceNorm(nn.Module):
-    def __init__(self, scale: torch.Tensor, bias: torch.Tensor, eps: float):
-        super().__init__()
-        self.weight, self.bias, self.eps = nn.Parameter(scale), nn.Parameter(bias), eps
-
-    def forward(self, x):
-        return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
 
 
 def _name(node: onnx.NodeProto) -> str:
@@ -121,29 +105,38 @@ def _linear_from_matmul(b, node, inputs):
 
 @converter("Conv", "ConvTranspose")
 def _conv(b, node, inputs, attrs):
+    """A convolution by constant weights is a trainable ``nn.ConvNd``/``nn.ConvTransposeNd``; one whose weights
+    are computed is a function of them (nothing to store on a crossbar)."""
     x, w = inputs[0], inputs[1]
     bias = inputs[2] if len(inputs) > 2 else None
-    if not torch.is_tensor(w) or (bias is not None and not torch.is_tensor(bias)):
-        raise UnsupportedModelError(f"{node.op_type} {node.name!r} needs constant weights.")
     transpose = node.op_type == "ConvTranspose"
-    rank = w.dim() - 2
-    kernel = list(attrs.get("kernel_shape", w.shape[2:]))
+    shape_w = b.shapes.get(node.input[1]) if not torch.is_tensor(w) else list(w.shape)
+    rank = len(attrs["kernel_shape"]) if "kernel_shape" in attrs else len(shape_w) - 2
+    kernel = list(attrs["kernel_shape"]) if "kernel_shape" in attrs else list(shape_w[2:])
     strides = list(attrs.get("strides", [1] * rank))
     dil = list(attrs.get("dilations", [1] * rank))
     groups = attrs.get("group", 1)
-    if transpose and "output_shape" in attrs:
-        raise UnsupportedModelError(f"ConvTranspose {node.name!r} with output_shape is not supported; use pads.")
-    pads = pads_of(attrs, rank, b.shapes.get(node.input[0]), kernel, strides, dil)
-    begin, end = pads[:rank], pads[rank:]
-    if begin != end:
-        if transpose:
-            raise UnsupportedModelError(f"ConvTranspose {node.name!r} with asymmetric pads is not supported.")
+    in_shape = b.shapes.get(node.input[0])
+    if transpose:
+        begin, end = _transpose_pads(node, attrs, rank, in_shape, kernel, strides, dil)
+        out_pad = list(attrs.get("output_padding", [0] * rank))
+    else:
+        pads = pads_of(attrs, rank, in_shape, kernel, strides, dil)
+        begin, end, out_pad = pads[:rank], pads[rank:], None
+    if begin != end and not transpose:
         x = b.call(ops.pad, (x,), {"pads": [0, 0] + begin + [0, 0] + end})
-        begin = [0] * rank
+        begin = end = [0] * rank
+    if not torch.is_tensor(w) or (bias is not None and not torch.is_tensor(bias)):
+        return b.call(ops.conv, (x, w, bias), {"strides": strides, "begin": begin, "end": end, "dilations": dil,
+                                               "groups": groups, "output_padding": out_pad})
+    symmetric = begin == end
+    if not symmetric and (min(begin + end) < 0 or any(p > e for p, e in zip(out_pad or [], end))):
+        raise UnsupportedModelError(f"ConvTranspose {_name(node)!r} with uneven pads and an output_padding beyond "
+                                    "the end pad is not supported; re-export with symmetric pads.")
     if transpose:
         cls = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)[rank - 1]
-        mod = cls(w.shape[0], w.shape[1] * groups, kernel, strides, begin, list(attrs.get("output_padding", [0] * rank)),
-                  groups, bias is not None, dil)
+        mod = cls(w.shape[0], w.shape[1] * groups, kernel, strides, begin if symmetric else 0,
+                  out_pad if symmetric else 0, groups, bias is not None, dil)
     else:
         cls = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[rank - 1]
         mod = cls(w.shape[1] * groups, w.shape[0], kernel, strides, begin, dil, groups, bias is not None)
@@ -152,92 +145,57 @@ def _conv(b, node, inputs, attrs):
         if bias is not None:
             mod.bias.copy_(bias)
     srcs = {"weight": b.source(node.input[1]), "bias": b.source(node.input[2]) if bias is not None else None}
-    return b.module(_layer_name(node, node.input[1]), mod, x, srcs)
+    out = b.module(_layer_name(node, node.input[1]), mod, x, srcs)
+    if not symmetric:  # a transposed convolution with uneven pads: the full output, cropped
+        out = b.call(ops.crop, (out,), {"begin": begin, "end": [e - p for e, p in zip(end, out_pad)]})
+    return out
 
 
-@converter("LSTM", "GRU")
+def _transpose_pads(node, attrs, rank, in_shape, kernel, strides, dil) -> tuple[list, list]:
+    """ConvTranspose's pads: given, or from ``output_shape``/``auto_pad`` (the spec's total padding, split)."""
+    out_pad = list(attrs.get("output_padding", [0] * rank))
+    mode = ops.text(attrs.get("auto_pad"), "NOTSET")
+    if "pads" in attrs or ("output_shape" not in attrs and mode not in ("SAME_UPPER", "SAME_LOWER")):
+        pads = list(attrs.get("pads", [0] * (2 * rank)))
+        return pads[:rank], pads[rank:]
+    if in_shape is None or any(d is None for d in in_shape[2:]):
+        raise UnsupportedModelError(f"ConvTranspose {_name(node)!r} with output_shape/auto_pad needs static "
+                                    "spatial sizes; re-export with explicit pads.")
+    spatial = in_shape[2:]
+    target = list(attrs["output_shape"])[-rank:] if "output_shape" in attrs else [n * s for n, s in zip(spatial, strides)]
+    begin, end = [], []
+    for i in range(rank):
+        total = strides[i] * (spatial[i] - 1) + out_pad[i] + (kernel[i] - 1) * dil[i] + 1 - target[i]
+        small, big = total // 2, total - total // 2
+        upper = mode == "SAME_UPPER"
+        begin.append(small if upper else big)
+        end.append(big if upper else small)
+    return begin, end
+
+
+@converter("LSTM", "GRU", "RNN")
 def _recurrent(b, node, inputs, attrs):
-    """A recurrent layer keeps ONNX's weight layout (see ``recurrent.py``); its W, R, B drift and train."""
+    """A recurrent layer by constant weights keeps ONNX's layout (``recurrent.py``): its W, R, B drift and train."""
     op, name = node.op_type, _name(node)
     args = inputs + [None] * (8 - len(inputs))
     x, w, r, bias, lens, h0 = args[:6]
-    c0 = args[6] if op == "LSTM" else None
-    refused = [k for k in ("clip", "input_forget") if attrs.get(k)]
-    if attrs.get("activations") and [_text(a, "") for a in attrs["activations"]] != \
-            (["Sigmoid", "Tanh", "Tanh"] if op == "LSTM" else ["Sigmoid", "Tanh"]) * len(attrs["activations"]):
-        refused.append("activations")
-    if op == "LSTM" and args[7] is not None:
-        refused.append("peepholes")
-    if refused:
-        raise UnsupportedModelError(f"{op} {name!r} uses {', '.join(refused)}; only the default recurrence is "
-                                    "supported, re-export without them.")
-    if not torch.is_tensor(w) or not torch.is_tensor(r) or (bias is not None and not torch.is_tensor(bias)):
-        raise UnsupportedModelError(f"{op} {name!r} needs constant weights.")
-    if lens is not None:  # torch's exporters give full-length sequences; ragged batches are refused
-        if not torch.is_tensor(lens):
-            raise UnsupportedModelError(f"{op} {name!r} with computed sequence_lens is not supported.")
-    mod = OnnxRecurrent(op, w, r, bias, _text(attrs.get("direction"), "forward"), attrs.get("layout", 0),
-                        attrs.get("linear_before_reset", 0))
+    c0, peep = (args[6], args[7]) if op == "LSTM" else (None, None)
+    acts = tuple(ops.text(a) for a in attrs.get("activations", ()))
+    spec = Recurrence(op, ops.text(attrs.get("direction"), "forward"), attrs.get("layout", 0),
+                      attrs.get("linear_before_reset", 0), acts, tuple(attrs.get("activation_alpha", ())),
+                      tuple(attrs.get("activation_beta", ())), attrs.get("clip"), attrs.get("input_forget", 0))
+    outputs = 3 if op == "LSTM" else 2
+    weights = (w, r) + tuple(t for t in (bias, peep) if t is not None)
+    if not all(torch.is_tensor(t) for t in weights):
+        return b.parts(b.call(recurrence_of, (x, w, r, bias, lens, h0, c0, peep), dataclasses.asdict(spec)), outputs)
+    mod = OnnxRecurrent(spec, w, r, bias, peep)
     srcs = {"weight": b.source(node.input[1]), "weight_hh": b.source(node.input[2]),
-            "bias": b.source(node.input[3]) if bias is not None else None}
-    out = b.module(name, mod, x, srcs, extra=(h0, c0))
-    return [b.graph.call_function(operator.getitem, (out, i)) for i in range(3 if op == "LSTM" else 2)]
-
-
-@converter("BatchNormalization")
-def _batchnorm(b, node, inputs, attrs):
-    x, scale, bias, mean, var = inputs[:5]
-    if any(not torch.is_tensor(t) for t in (scale, bias, mean, var)):
-        raise UnsupportedModelError(f"BatchNormalization {_name(node)!r} needs constant parameters.")
-    bn = BatchNorm(scale.numel(), eps=attrs.get("epsilon", 1e-5), momentum=1 - attrs.get("momentum", 0.9))
-    with torch.no_grad():
-        bn.weight.copy_(scale), bn.bias.copy_(bias)
-        bn.running_mean.copy_(mean), bn.running_var.copy_(var)
-    srcs = {"weight": b.source(node.input[1]), "bias": b.source(node.input[2]),
-            "running_mean": b.source(node.input[3]), "running_var": b.source(node.input[4])}
-    return b.module(_name(node), bn, x, srcs)
-
-
-@converter("LayerNormalization")
-def _layernorm(b, node, inputs, attrs):
-    x, scale = inputs[0], inputs[1]
-    bias = inputs[2] if len(inputs) > 2 else None
-    ln = nn.LayerNorm(tuple(scale.shape), eps=attrs.get("epsilon", 1e-5), bias=bias is not None)
-    with torch.no_grad():
-        ln.weight.copy_(scale)
-        if bias is not None:
-            ln.bias.copy_(bias.expand(scale.shape))
-    return b.module(_name(node), ln, x, {"weight": b.source(node.input[1]),
-                                         "bias": b.source(node.input[2]) if bias is not None else None})
-
-
-@converter("InstanceNormalization")
-def _instancenorm(b, node, inputs, attrs):
-    mod = InstanceNorm(inputs[1].clone(), inputs[2].clone(), attrs.get("epsilon", 1e-5))
-    return b.module(_name(node), mod, inputs[0], {"weight": b.source(node.input[1]), "bias": b.source(node.input[2])})
+            "bias": b.source(node.input[3]) if bias is not None else None,
+            "peepholes": b.source(node.input[7]) if peep is not None else None}
+    return b.parts(b.module(name, mod, x, srcs, extra=(lens, h0, c0)), outputs)
 
 
 # --- pooling and spatial transforms --------------------------------------------------------------
-@converter("MaxPool", "AveragePool")
-def _pool(b, node, inputs, attrs):
-    if len(node.output) > 1 and node.output[1]:
-        raise UnsupportedModelError(f"MaxPool {_name(node)!r} with an indices output is not supported.")
-    kernel = list(attrs["kernel_shape"])
-    rank = len(kernel)
-    strides = list(attrs.get("strides", [1] * rank))
-    dil = list(attrs.get("dilations", [1] * rank))
-    pads = pads_of(attrs, rank, b.shapes.get(node.input[0]), kernel, strides, dil)
-    return b.call(ops.pool, (inputs[0],), {"kind": "max" if node.op_type == "MaxPool" else "avg", "kernel": kernel,
-                                           "strides": strides, "pads": pads, "dilations": dil,
-                                           "ceil_mode": attrs.get("ceil_mode", 0),
-                                           "count_include_pad": attrs.get("count_include_pad", 0)})
-
-
-@converter("GlobalAveragePool", "GlobalMaxPool")
-def _global_pool(b, node, inputs, attrs):
-    return b.call(ops.global_pool, (inputs[0],), {"kind": "avg" if node.op_type == "GlobalAveragePool" else "max"})
-
-
 @converter("GridSample")
 def _grid_sample(b, node, inputs, attrs):
     return b.call(ops.grid_sample, (inputs[0], inputs[1]),

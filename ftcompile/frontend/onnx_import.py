@@ -27,7 +27,8 @@ from onnx import numpy_helper
 from torch import nn
 
 from ftcompile.errors import UnsupportedModelError
-from ftcompile.frontend import converters, elementwise, indexing, reductions, registry  # noqa: F401  (converter modules fill the table)
+from ftcompile.frontend import (converters, elementwise, indexing, normalization, pooling,  # noqa: F401
+                                reductions, registry)  # noqa: F401  (converter modules fill the table)
 from ftcompile.frontend.dtypes import to_torch
 from ftcompile.passes.onnx_graph import constants_to_initializers, unshare_weights
 from ftcompile.runtime.model import STANDARD_DOMAINS, choose_output, graph_inputs, load_onnx

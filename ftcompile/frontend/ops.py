@@ -288,3 +288,25 @@ def grid_sample(x, grid, mode: str = "bilinear", padding_mode: str = "zeros", al
 
 def affine_grid(theta, size, align_corners: int = 0):
     return F.affine_grid(theta, [int(s) for s in size.tolist()], align_corners=bool(align_corners))
+
+
+def conv(x, w, bias=None, strides=(1,), begin=(0,), end=(0,), dilations=(1,), groups: int = 1,
+         output_padding=None):
+    """Convolution (``output_padding`` None) or transposed convolution with ONNX's begin/end pads, by computed weights."""
+    rank = w.dim() - 2
+    if output_padding is None:
+        if list(begin) != list(end):
+            x = pad(x, [0, 0] + list(begin) + [0, 0] + list(end))
+            begin = [0] * rank
+        fn = (F.conv1d, F.conv2d, F.conv3d)[rank - 1]
+        return fn(x, w, bias, list(strides), list(begin), list(dilations), groups)
+    fn = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[rank - 1]
+    full = fn(x, w, None, list(strides), 0, 0, groups, list(dilations))
+    full = F.pad(full, [v for p in reversed(list(output_padding)) for v in (0, p)])
+    y = crop(full, begin, end)
+    return y if bias is None else y + bias.reshape(1, -1, *([1] * rank))
+
+
+def crop(x, begin, end):
+    """Remove ``begin``/``end`` elements from each spatial dim (dims 2 on); a negative count adds zeros."""
+    return F.pad(x, [-v for b, e in zip(reversed(list(begin)), reversed(list(end))) for v in (b, e)])
