@@ -37,12 +37,6 @@ def _text(value, default: str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _static(node, value, what: str):
-    if isinstance(value, fx.Node):
-        raise UnsupportedModelError(f"{node.op_type} {_name(node)!r} with computed {what} is not supported.")
-    return value
-
-
 # --- crossbar layers and normalization -----------------------------------------------------------
 @converter("MatMul")
 def _matmul(b, node, inputs, attrs):
@@ -234,12 +228,11 @@ def _concat(b, node, inputs, attrs):
 @converter("Split")
 def _split(b, node, inputs, attrs):
     sizes = inputs[1] if len(inputs) > 1 and inputs[1] is not None else attrs.get("split")
-    _static(node, sizes, "split sizes")
     kwargs = {"axis": attrs.get("axis", 0), "num_outputs": attrs.get("num_outputs", len(node.output))}
-    parts = b.call(ops.split, (inputs[0],), {"sizes": None if sizes is None else torch.as_tensor(sizes), **kwargs})
-    if not isinstance(parts, fx.Node):
-        return list(parts)
-    return [b.graph.call_function(operator.getitem, (parts, i)) for i in range(len(node.output))]
+    if isinstance(sizes, fx.Node):
+        return b.parts(b.call(ops.split, (inputs[0], sizes), kwargs), len(node.output))
+    sizes = None if sizes is None else [int(v) for v in torch.as_tensor(sizes).tolist()]
+    return b.parts(b.call(ops.split, (inputs[0],), {"sizes": sizes, **kwargs}), len(node.output))
 
 
 @converter("Shape")
@@ -254,9 +247,11 @@ def _gather(b, node, inputs, attrs):
 
 @converter("Unsqueeze", "Squeeze")
 def _squeeze(b, node, inputs, attrs):
-    axes = _static(node, inputs[1] if len(inputs) > 1 else attrs.get("axes"), "axes")
+    axes = inputs[1] if len(inputs) > 1 else attrs.get("axes")
     fn = ops.unsqueeze if node.op_type == "Unsqueeze" else ops.squeeze
-    return b.call(fn, (inputs[0],), {"axes": None if axes is None else [int(a) for a in torch.as_tensor(axes).tolist()]})
+    if isinstance(axes, fx.Node):
+        return b.call(fn, (inputs[0], axes))
+    return b.call(fn, (inputs[0],), {"axes": None if axes is None else ops.ints(axes)})
 
 
 @converter("Slice")
@@ -285,18 +280,19 @@ def _expand(b, node, inputs, attrs):
 
 @converter("Range")
 def _range(b, node, inputs, attrs):
-    return b.call(torch.arange, (inputs[0], inputs[1], inputs[2]))
+    return b.call(ops.range_, (inputs[0], inputs[1], inputs[2]))
 
 
-@converter("Pad")
+@converter("Pad", until=10)
+def _pad_attrs(b, node, inputs, attrs):
+    return b.call(ops.pad, (inputs[0],), {"pads": list(attrs.get("pads", attrs.get("paddings", []))),
+                                          "value": attrs.get("value", 0.0), "mode": ops.text(attrs.get("mode"), "constant")})
+
+
+@converter("Pad", since=11)
 def _pad(b, node, inputs, attrs):
-    pads = inputs[1] if len(inputs) > 1 else attrs["pads"]
-    value = inputs[2] if len(inputs) > 2 and inputs[2] is not None else attrs.get("value", 0.0)
-    if len(inputs) > 3 and inputs[3] is not None:
-        raise UnsupportedModelError(f"Pad {_name(node)!r} with axes is not supported.")
-    _static(node, pads, "pads"), _static(node, value, "pads")
-    return b.call(ops.pad, (inputs[0],), {"pads": [int(p) for p in torch.as_tensor(pads).tolist()],
-                                          "value": float(torch.as_tensor(value)), "mode": _text(attrs.get("mode"), "constant")})
+    args = list(inputs) + [None] * (4 - len(inputs))
+    return b.call(ops.pad, tuple(args), {"mode": ops.text(attrs.get("mode"), "constant")})
 
 
 @converter("Constant")

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ftcompile.frontend.dtypes import torch_dtype
+from ftcompile.frontend import ops
 from ftcompile.frontend.ops import ints, text
 from ftcompile.frontend.registry import converter
 
@@ -142,10 +143,10 @@ def depth_to_space(x, blocksize: int, mode: str = "DCR"):
     return y.reshape(n, c // bs ** 2, h * bs, w * bs)
 
 
-def space_to_depth(x, blocksize: int):
+def space_to_depth(x, blocksize: int, mode: str = "DCR"):
     n, c, h, w = x.shape
     bs = blocksize
-    y = x.reshape(n, c, h // bs, bs, w // bs, bs).permute(0, 3, 5, 1, 2, 4)
+    y = x.reshape(n, c, h // bs, bs, w // bs, bs).permute(*((0, 3, 5, 1, 2, 4) if mode == "DCR" else (0, 1, 3, 5, 2, 4)))
     return y.reshape(n, c * bs * bs, h // bs, w // bs)
 
 
@@ -284,7 +285,8 @@ def _depth_to_space(b, node, inputs, attrs):
 
 @converter("SpaceToDepth")
 def _space_to_depth(b, node, inputs, attrs):
-    return b.call(space_to_depth, (inputs[0],), {"blocksize": attrs["blocksize"]})
+    return b.call(space_to_depth, (inputs[0],), {"blocksize": attrs["blocksize"],
+                                                 "mode": ops.text(attrs.get("mode"), "DCR")})
 
 
 @converter("ReverseSequence")

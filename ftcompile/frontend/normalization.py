@@ -131,7 +131,7 @@ def mean_variance_norm(x, axes=(0, 2, 3)):
 
 def lp_norm(x, axis: int = -1, p: int = 2):
     norm = x.abs().sum(axis, keepdim=True) if p == 1 else torch.sqrt((x * x).sum(axis, keepdim=True))
-    return x / norm
+    return torch.where(norm == 0, torch.zeros_like(x), x / norm)
 
 
 # --- converters ----------------------------------------------------------------------------------

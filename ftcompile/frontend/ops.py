@@ -42,7 +42,7 @@ def gather(data, indices, axis: int = 0):
 
 
 def unsqueeze(x, axes):
-    axes = [int(a) for a in (axes.tolist() if torch.is_tensor(axes) else axes)]
+    axes = ints(axes)
     rank = x.dim() + len(axes)
     for a in sorted(a % rank for a in axes):
         x = x.unsqueeze(a)
@@ -52,7 +52,7 @@ def unsqueeze(x, axes):
 def squeeze(x, axes=None):
     if axes is None:
         return x.squeeze()
-    axes = [int(a) for a in (axes.tolist() if torch.is_tensor(axes) else axes)]
+    axes = ints(axes)
     for a in sorted((a % x.dim() for a in axes), reverse=True):
         x = x.squeeze(a)
     return x
@@ -223,31 +223,39 @@ def gemm(a, b, c=None, alpha: float = 1.0, beta: float = 1.0, trans_a: int = 0, 
     return y if c is None else y + beta * c
 
 
-def pad(x, pads, value: float = 0.0, mode: str = "constant"):
-    pads = [int(p) for p in (pads.tolist() if torch.is_tensor(pads) else pads)]
+def pad(x, pads, value=None, axes=None, mode: str = "constant"):
+    """ONNX Pad: ``pads`` lists the begin counts then the end counts of ``axes`` (all axes by default); a
+    negative count removes elements. Modes constant, reflect, edge and wrap, on any axis."""
+    pads = ints(pads)
+    axes = list(range(x.dim())) if axes is None else [a % x.dim() for a in ints(axes)]
     half = len(pads) // 2
-    torch_pads = []
-    for i in reversed(range(half)):
-        torch_pads += [pads[i], pads[i + half]]
-    mode = {"edge": "replicate"}.get(mode, mode)
+    value = 0.0 if value is None else (value.reshape(-1)[0].item() if torch.is_tensor(value) and value.numel()
+                                       else 0.0 if torch.is_tensor(value) else value)
     if mode == "constant":
-        return F.pad(x, torch_pads, mode="constant", value=float(value))
-    # reflect/replicate pad only the spatial dims in torch
-    return F.pad(x, torch_pads[: 2 * (x.dim() - 2)], mode=mode)
+        torch_pads = [0, 0] * x.dim()
+        for a, bgn, end in zip(axes, pads[:half], pads[half:]):
+            torch_pads[2 * (x.dim() - 1 - a)], torch_pads[2 * (x.dim() - 1 - a) + 1] = bgn, end
+        return F.pad(x, torch_pads, mode="constant", value=value)
+    for a, bgn, end in zip(axes, pads[:half], pads[half:]):
+        n = x.shape[a]
+        idx = torch.arange(-bgn, n + end)
+        if mode == "edge":
+            idx = idx.clamp(0, n - 1)
+        elif mode == "wrap":
+            idx = idx % n
+        else:  # reflect: mirror without repeating the edge
+            period = 2 * (n - 1) if n > 1 else 1
+            idx = idx.abs() % period
+            idx = torch.where(idx >= n, period - idx, idx)
+        x = x.index_select(a, idx)
+    return x
 
 
-def pool(x, kind: str, kernel, strides, pads, dilations, ceil_mode: int, count_include_pad: int):
-    n = len(kernel)
-    begin, end = pads[:n], pads[n:]
-    if list(begin) != list(end):
-        fill = float("-inf") if kind == "max" else 0.0
-        x = pad(x, [0, 0] + list(begin) + [0, 0] + list(end), fill)
-        begin = [0] * n
-    if kind == "max":
-        fn = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[n - 1]
-        return fn(x, kernel, strides, begin, dilations, ceil_mode=bool(ceil_mode))
-    fn = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[n - 1]
-    return fn(x, kernel, strides, begin, ceil_mode=bool(ceil_mode), count_include_pad=bool(count_include_pad))
+def range_(start, limit, delta):
+    """ONNX Range in the inputs' type: ``max(ceil((limit - start) / delta), 0)`` steps."""
+    n = max(math.ceil((float(limit) - float(start)) / float(delta)), 0)
+    return (torch.arange(n, dtype=torch.float64) * float(delta) + float(start)).to(start.dtype) \
+        if start.dtype.is_floating_point else torch.arange(int(start), int(limit), int(delta), dtype=start.dtype)
 
 
 def global_pool(x, kind: str):

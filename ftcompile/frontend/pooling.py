@@ -90,13 +90,17 @@ def max_pool(x, kernel, strides, pads, dilations, ceil_mode: int = 0, indices: b
     return y, idx + planes * math.prod(spatial)
 
 
-def max_unpool(x, indices, output_shape):
+def max_unpool(x, indices, output_shape=None, inferred=()):
+    """Each value back at its MaxPool index in a zero tensor of the pooled input's shape ``inferred``
+    (its top-left corner of ``output_shape`` when that is larger)."""
     n, c = x.shape[0], x.shape[1]
-    spatial = [int(s) for s in output_shape[2:]]
-    plane = math.prod(spatial)
+    plane = math.prod(inferred)
     out = torch.zeros(n, c, plane, dtype=x.dtype)
-    out = out.scatter(2, (indices % plane).reshape(n, c, -1), x.reshape(n, c, -1))
-    return out.reshape(n, c, *spatial)
+    out = out.scatter(2, (indices % plane).reshape(n, c, -1), x.reshape(n, c, -1)).reshape(n, c, *inferred)
+    if output_shape is None:
+        return out
+    target = ops.ints(output_shape)[2:]
+    return ops.crop(out, [0] * len(target), [i - t for i, t in zip(inferred, target)])
 
 
 def col2im(x, image_shape, block_shape, dilations=None, pads=None, strides=None):
@@ -162,16 +166,14 @@ def _global_lp_pool(b, node, inputs, attrs):
 
 @converter("MaxUnpool")
 def _max_unpool(b, node, inputs, attrs):
-    if len(inputs) > 2 and inputs[2] is not None:
-        return b.call(max_unpool, (inputs[0], inputs[1], inputs[2]))
     kernel, strides, pads, _ = _geometry(b, node, {**attrs, "auto_pad": "NOTSET"})
     shape = b.shapes.get(node.input[0])
-    if shape is None or any(d is None for d in shape):
-        raise UnsupportedModelError(f"MaxUnpool {node.name or node.output[0]!r} needs a static input shape or an "
-                                    "output_shape input.")
+    if shape is None or any(d is None for d in shape[2:]):
+        raise UnsupportedModelError(f"MaxUnpool {node.name or node.output[0]!r} needs static spatial input sizes.")
     rank = len(kernel)
-    spatial = [(shape[2 + i] - 1) * strides[i] + kernel[i] - pads[i] - pads[rank + i] for i in range(rank)]
-    return b.call(max_unpool, (inputs[0], inputs[1]), {"output_shape": shape[:2] + spatial})
+    inferred = [(shape[2 + i] - 1) * strides[i] + kernel[i] - pads[i] - pads[rank + i] for i in range(rank)]
+    out_shape = inputs[2] if len(inputs) > 2 else None
+    return b.call(max_unpool, (inputs[0], inputs[1], out_shape), {"inferred": inferred})
 
 
 @converter("Col2Im")
