@@ -27,7 +27,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from ftcompile.errors import UnsupportedModelError
-from ftcompile.frontend import (converters, elementwise, indexing, normalization, pooling,  # noqa: F401
+from ftcompile.frontend import (converters, elementwise, indexing, normalization, pooling, resize,  # noqa: F401
                                 reductions, registry)  # noqa: F401  (converter modules fill the table)
 from ftcompile.frontend.dtypes import to_torch
 from ftcompile.passes.onnx_graph import constants_to_initializers, unshare_weights
