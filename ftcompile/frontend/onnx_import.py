@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import operator
 import re
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -27,9 +28,10 @@ from onnx import numpy_helper
 from torch import nn
 
 from ftcompile.errors import UnsupportedModelError
-from ftcompile.frontend import (converters, elementwise, indexing, normalization, pooling, resize,  # noqa: F401
+from ftcompile.frontend import (converters, elementwise, indexing, normalization, pooling, quantize, resize,  # noqa: F401
                                 reductions, registry)  # noqa: F401  (converter modules fill the table)
 from ftcompile.frontend.dtypes import to_torch
+from ftcompile.frontend.quantize import Grid, put_on_grid
 from ftcompile.passes.onnx_graph import constants_to_initializers, unshare_weights
 from ftcompile.runtime.model import STANDARD_DOMAINS, choose_output, graph_inputs, load_onnx
 
@@ -41,6 +43,7 @@ class ParamSource:
     name: str
     transposed: bool
     shape: tuple
+    grid: "Grid | None" = None  # a weight stored quantized (QDQ): export writes it back on this grid
 
 
 @dataclass
@@ -67,10 +70,15 @@ class _Builder:
         self.buffers: dict[int, fx.Node] = {}
         self.names: set[str] = set()
         self.consumers: dict[str, list] = {}
+        self.producer: dict[str, onnx.NodeProto] = {}
         self.skip: set[int] = set()
+        self.initializers = {i.name for i in model.graph.initializer}
+        self.grids: dict[str, tuple] = {}  # constant DequantizeLinear output -> (initializer, Grid)
         for node in model.graph.node:
             for i in node.input:
                 self.consumers.setdefault(i, []).append(node)
+            for o in node.output:
+                self.producer[o] = node
         self.shapes = _static_shapes(model)
 
     # --- values -------------------------------------------------------------------------------
@@ -117,6 +125,8 @@ class _Builder:
         for attr, init in params.items():
             if init is not None:
                 self.sources[f"{name}.{attr}"] = init
+                if init.grid is not None:
+                    put_on_grid(mod, attr, init.grid)
         return self.graph.call_module(name, tuple(self.as_node(a) for a in (x, *extra)))
 
     def parts(self, value, n: int) -> list:
@@ -126,6 +136,11 @@ class _Builder:
         return [self.graph.call_function(operator.getitem, (value, i)) for i in range(n)]
 
     def source(self, init_name: str, transposed: bool = False) -> ParamSource:
+        """The initializer behind a layer's parameter (through a DequantizeLinear for a quantized weight)."""
+        if init_name in self.grids:
+            stored, grid = self.grids[init_name]
+            return ParamSource(stored, transposed, tuple(self.env[stored].shape),
+                               dataclasses.replace(grid, transposed=transposed))
         t = self.const(init_name)
         return ParamSource(init_name, transposed, tuple(t.shape))
 
@@ -186,6 +201,7 @@ def convert(proto: onnx.ModelProto, outputs: list[str]) -> tuple[fx.GraphModule,
                 b.env[name] = value
     values = [b.as_node(b.env[name]) for name in outputs]
     b.graph.output(values[0] if len(values) == 1 else tuple(values))
+    b.graph.eliminate_dead_code()  # e.g. a QuantizeLinear whose DequantizeLinear became one fake quantizer
     gm = fx.GraphModule(b.root, b.graph, class_name="ImportedModel")
     gm.eval()
     return gm, b.sources
