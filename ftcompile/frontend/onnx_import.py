@@ -29,7 +29,7 @@ from torch import nn
 
 from ftcompile.errors import UnsupportedModelError
 from ftcompile.frontend import (attention, converters, elementwise, indexing, normalization, pooling, quantize, resize,  # noqa: F401
-                                reductions, registry)  # noqa: F401  (converter modules fill the table)
+                                reductions, registry, signal)  # noqa: F401  (converter modules fill the table)
 from ftcompile.frontend.dtypes import to_torch
 from ftcompile.frontend.quantize import Grid, put_on_grid
 from ftcompile.passes.onnx_graph import constants_to_initializers, unshare_weights

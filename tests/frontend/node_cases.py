@@ -61,7 +61,11 @@ def assert_matches(got: list, want: list, rtol: float, atol: float) -> None:
             # bfloat16 keeps 8 significant bits: a tolerance below its resolution would ask for the reference's
             # exact rounding sequence
             tol = max(rtol, 2 ** -7) if bf16 else rtol
-            np.testing.assert_allclose(g, w, rtol=tol, atol=atol, equal_nan=True, err_msg=f"output {i}")
+            # float32 rounding of sums (FFTs, matrix products) leaves ~1e-6 of the largest value where the
+            # reference computes an exact zero
+            finite = np.abs(w[np.isfinite(w)]).astype(np.float64)
+            floor = 1e-6 * float(finite.max()) if finite.size else 0.0
+            np.testing.assert_allclose(g, w, rtol=tol, atol=max(atol, floor), equal_nan=True, err_msg=f"output {i}")
         else:
             np.testing.assert_array_equal(g, w, err_msg=f"output {i}")
 
