@@ -154,3 +154,43 @@ def _causal_conv(b, node, inputs, attrs):
     args = list(inputs) + [None] * (4 - len(inputs))
     out = b.call(causal_conv, tuple(args[:4]), {"activation": text(attrs.get("activation"), "none")})
     return b.parts(out, 2)[:len(node.output)]
+
+
+def linear_attention(q, k, v, past=None, decay=None, beta=None, *, q_heads: int, kv_heads: int, scale=None,
+                     rule: str = "gated_delta"):
+    """ONNX LinearAttention: a (d_k x d_v) state per key head, decayed (gated rules), corrected toward each value
+    (delta rules), read by the queries; returns the output and the last state. Computed in float32."""
+    gating, delta = rule in ("gated", "gated_delta"), rule in ("delta", "gated_delta")
+    bsz, steps = q.shape[0], q.shape[1]
+    q4, k4, v4 = (_heads(t.float(), h) for t, h in ((q, q_heads), (k, kv_heads), (v, kv_heads)))
+    d_k, d_v = k4.shape[-1], v4.shape[-1]
+    if decay is not None:
+        decay = decay.float()
+        decay = decay.reshape(bsz, steps, kv_heads, 1).transpose(1, 2) if decay.shape[-1] == kv_heads else \
+            _heads(decay, kv_heads)
+    if beta is not None:
+        beta = beta.float().reshape(bsz, steps, beta.shape[-1], 1).transpose(1, 2)
+    state = past.float() if past is not None else q4.new_zeros(bsz, kv_heads, d_k, d_v)
+    scale = 1.0 / math.sqrt(d_k) if not scale else float(scale)
+    group = q_heads // kv_heads
+    outs = []
+    for t in range(steps):
+        k_t, v_t = k4[:, :, t], v4[:, :, t]
+        if gating:
+            state = state * torch.exp(decay[:, :, t]).unsqueeze(-1)
+        if delta:
+            v_t = beta[:, :, t] * (v_t - torch.einsum("bhdm,bhd->bhm", state, k_t))
+        state = state + k_t.unsqueeze(-1) * v_t.unsqueeze(-2)
+        read = state.repeat_interleave(group, 1) if group > 1 else state
+        outs.append(scale * torch.einsum("bhd,bhdm->bhm", q4[:, :, t], read))
+    y = torch.stack(outs, 2).transpose(1, 2).reshape(bsz, steps, q_heads * d_v)
+    return y.to(q.dtype), state.to(past.dtype if past is not None else q.dtype)
+
+
+@converter("LinearAttention")
+def _linear_attention(b, node, inputs, attrs):
+    args = list(inputs) + [None] * (6 - len(inputs))
+    out = b.call(linear_attention, tuple(args[:6]), {
+        "q_heads": attrs["q_num_heads"], "kv_heads": attrs["kv_num_heads"], "scale": attrs.get("scale"),
+        "rule": text(attrs.get("update_rule"), "gated_delta")})
+    return b.parts(out, 2)[:len(node.output)]

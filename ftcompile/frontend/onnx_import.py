@@ -28,7 +28,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from ftcompile.errors import UnsupportedModelError
-from ftcompile.frontend import (attention, converters, elementwise, indexing, normalization, pooling, quantize, resize,  # noqa: F401
+from ftcompile.frontend import (attention, converters, detection, elementwise, indexing, normalization, pooling, quantize, resize,  # noqa: F401
                                 reductions, registry, signal)  # noqa: F401  (converter modules fill the table)
 from ftcompile.frontend.dtypes import to_torch
 from ftcompile.frontend.quantize import Grid, put_on_grid
