@@ -103,7 +103,8 @@ def max_roi_pool(x, rois, *, pooled=(1, 1), scale: float = 1.0):
     outs = []
     for r in rois:
         b = int(r[0])
-        x1, y1, x2, y2 = (round(float(v) * scale) for v in r[1:])
+        # C's round (half away from zero), as Caffe and onnxruntime round the ROI corners
+        x1, y1, x2, y2 = (int(math.copysign(math.floor(abs(float(v) * scale) + 0.5), float(v))) for v in r[1:])
         rh, rw = max(y2 - y1 + 1, 1), max(x2 - x1 + 1, 1)
         rows = []
         for i in range(ph):

@@ -200,9 +200,13 @@ _FLOAT8 = (torch.float8_e4m3fn, torch.float8_e4m3fnuz, torch.float8_e5m2, torch.
 
 def cast(x, dtype: torch.dtype, saturate: int = 1):
     """ONNX Cast; to float8 with ``saturate`` values beyond the type's range (infinities too) clamp to its max."""
-    if dtype in _FLOAT8 and saturate and x.dtype.is_floating_point:
+    if dtype in _FLOAT8 and x.dtype.is_floating_point:
         big = torch.finfo(dtype).max
-        x = torch.where(torch.isnan(x), x, x.clamp(-big, big))
+        if saturate:
+            x = torch.where(torch.isnan(x), x, x.clamp(-big, big))
+        elif dtype in (torch.float8_e4m3fn, torch.float8_e4m3fnuz):  # no infinities: beyond the range is NaN
+            half_step = 2.0 ** (math.floor(math.log2(big)) - 3) / 2  # 3 mantissa bits
+            x = torch.where(x.abs() >= big + half_step, torch.full_like(x, float("nan")), x)
     return x.to(dtype)
 
 

@@ -178,6 +178,10 @@ def _max_unpool(b, node, inputs, attrs):
 
 @converter("Col2Im")
 def _col2im(b, node, inputs, attrs):
+    dims = inputs[1].numel() if torch.is_tensor(inputs[1]) else (b.shapes.get(node.input[1]) or [2])[0]
+    if dims != 2:
+        raise UnsupportedModelError(f"Col2Im {node.name or node.output[0]!r} on {dims}-D images: only 2-D images "
+                                    "are supported (torch's fold).")
     return b.call(col2im, (inputs[0], inputs[1], inputs[2]),
                   {"dilations": list(attrs["dilations"]) if "dilations" in attrs else None,
                    "pads": list(attrs["pads"]) if "pads" in attrs else None,

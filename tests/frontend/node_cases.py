@@ -25,7 +25,13 @@ def node_cases() -> dict:
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         cases = node.collect_testcases(None)
-    return {c.name: (c.model, c.data_sets, c.rtol, c.atol) for c in cases}
+    return {c.name: (c.model, [([_array(v) for v in ins], [_array(v) for v in outs]) for ins, outs in c.data_sets],
+                     c.rtol, c.atol) for c in cases}
+
+
+def _array(value):
+    """Some cases store TensorProtos (types numpy lacks); everything else is an array already."""
+    return onnx.numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else value
 
 
 def as_numpy(t: torch.Tensor) -> np.ndarray:
@@ -105,11 +111,14 @@ def _stamped(model: onnx.ModelProto, version: int) -> onnx.ModelProto:
         out.ir_version = max(onnx.helper.find_min_ir_version_for(list(out.opset_import)), 3)
     except ValueError:
         pass
-    if version < 7:  # before opset 7 binary operators broadcast only when told to
-        for node in out.graph.node:
-            schema = onnx.defs.get_schema(node.op_type, version)
-            if "broadcast" in schema.attributes:
-                node.attribute.append(onnx.helper.make_attribute("broadcast", 1))
+    for node in out.graph.node:
+        schema = onnx.defs.get_schema(node.op_type, version)
+        # attributes the older schema lacks go (onnxruntime's outputs at that opset are the reference anyway)
+        kept = [a for a in node.attribute if a.name in schema.attributes]
+        del node.attribute[:]
+        node.attribute.extend(kept)
+        if version < 7 and "broadcast" in schema.attributes:  # before opset 7 broadcasting is asked for
+            node.attribute.append(onnx.helper.make_attribute("broadcast", 1))
     return out
 
 
