@@ -126,6 +126,11 @@ class _Builder:
             if init is not None:
                 self.sources[f"{name}.{attr}"] = init
                 if init.grid is not None:
+                    if not init.grid.stored_int:  # the float initializer is the parameter; the layer reads it snapped
+                        raw = self.env[init.name]
+                        with torch.no_grad():
+                            mod._parameters[attr].copy_((raw.t() if init.transposed else raw).reshape(
+                                mod._parameters[attr].shape))
                     put_on_grid(mod, attr, init.grid)
         return self.graph.call_module(name, tuple(self.as_node(a) for a in (x, *extra)))
 
@@ -201,8 +206,9 @@ def convert(proto: onnx.ModelProto, outputs: list[str]) -> tuple[fx.GraphModule,
                 b.env[name] = value
     values = [b.as_node(b.env[name]) for name in outputs]
     b.graph.output(values[0] if len(values) == 1 else tuple(values))
-    b.graph.eliminate_dead_code()  # e.g. a QuantizeLinear whose DequantizeLinear became one fake quantizer
     gm = fx.GraphModule(b.root, b.graph, class_name="ImportedModel")
+    if gm.graph.eliminate_dead_code():  # e.g. a QuantizeLinear whose DequantizeLinear became one fake quantizer
+        gm.recompile()
     gm.eval()
     return gm, b.sources
 

@@ -144,7 +144,8 @@ def put_on_grid(module: torch.nn.Module, name: str, grid: Grid) -> None:
     cls = type(module)
     if not issubclass(cls, OnGrid):
         if cls not in _ON_GRID:
-            _ON_GRID[cls] = type(f"OnGrid{cls.__name__}", (OnGrid, cls), {"__module__": __name__})
+            # the same class name: passes name layers by their torch kind (Conv2d, Linear)
+            _ON_GRID[cls] = type(cls.__name__, (OnGrid, cls), {"__module__": __name__})
         module.__class__ = _ON_GRID[cls]
         object.__setattr__(module, "_grids", {})
         object.__setattr__(module, "_grid_params", {})
