@@ -68,6 +68,7 @@ class _Builder:
         self.sources: dict[str, ParamSource] = {}
         self.init_names: dict[int, str] = {}  # id(tensor) -> initializer it came from
         self.buffers: dict[int, fx.Node] = {}
+        self.constants: list[str] = []  # buffer names of the graph's constants
         self.names: set[str] = set()
         self.consumers: dict[str, list] = {}
         self.producer: dict[str, onnx.NodeProto] = {}
@@ -93,7 +94,10 @@ class _Builder:
         key = id(v)
         if key not in self.buffers:
             name = self.unique("const")
-            self.root.register_buffer(name, v)
+            # the graph's constants are not state: out of the state dict, nothing that mixes state dicts (the
+            # blend's lerp turns a -inf attention-mask fill into NaN) or saves them touches them
+            self.root.register_buffer(name, v, persistent=False)
+            self.constants.append(name)
             self.buffers[key] = self.graph.get_attr(name)
         return self.buffers[key]
 
@@ -207,6 +211,9 @@ def convert(proto: onnx.ModelProto, outputs: list[str]) -> tuple[fx.GraphModule,
     values = [b.as_node(b.env[name]) for name in outputs]
     b.graph.output(values[0] if len(values) == 1 else tuple(values))
     gm = fx.GraphModule(b.root, b.graph, class_name="ImportedModel")
+    for name in b.constants:  # GraphModule copies buffers back as persistent ones
+        if name in gm._buffers:
+            gm.register_buffer(name, gm._buffers[name], persistent=False)
     if gm.graph.eliminate_dead_code():  # e.g. a QuantizeLinear whose DequantizeLinear became one fake quantizer
         gm.recompile()
     gm.eval()
