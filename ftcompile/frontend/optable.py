@@ -49,7 +49,16 @@ def render() -> str:
     ]
     for op in supported:
         lines.append(f"| {op} | {', '.join(map(str, sorted(versions[op])))} | {_ranges(op)} |")
-    lines += ["", "## Out of scope", "", "| operator | why |", "| --- | --- |"]
+    lines += ["", "## Quantized (QDQ) models", "",
+              "A QuantizeLinear -> DequantizeLinear pair on an activation imports as one fake quantizer: the forward "
+              "quantizes and dequantizes, the gradient passes straight through inside the grid's range. A crossbar "
+              "weight stored as integers behind a DequantizeLinear (or as floats behind a Q -> DQ pair) becomes the "
+              "layer's float parameter read on its grid; export writes it back as the same integer type with the "
+              "same scale and zero point, every Q/DQ node and quantization parameter untouched. The drift runtime "
+              "sees those weights once `ftcompile.passes.qdq.dequantize_weights` has turned them into float "
+              "initializers (under the names the importer records); until the runtime applies it, `validate` and "
+              "`harden` find no drifting weights in a QDQ model.",
+              "", "## Out of scope", "", "| operator | why |", "| --- | --- |"]
     for op in sorted(OUT_OF_SCOPE):
         lines.append(f"| {op} | {OUT_OF_SCOPE[op]} |")
     return "\n".join(lines) + "\n"
