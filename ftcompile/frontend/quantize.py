@@ -66,27 +66,18 @@ def dequantize(q, scale, zero_point=None, axis: int = 1, block: int = 0, dtype: 
     return ((q.float() - zp) * s).to(dtype or scale.dtype)
 
 
-class _FakeQuantize(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, scale, zero_point, axis, block, dtype):
-        s = spread(scale, x.shape, axis, block)
-        zp = spread(zero_point, x.shape, axis, block).float() if zero_point is not None else 0.0
-        lo, hi = limits(dtype)
-        q = torch.round(x / s) + zp
-        ctx.save_for_backward((q >= lo) & (q <= hi))
-        return ((q.clamp(lo, hi) - zp) * s).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (inside,) = ctx.saved_tensors
-        return grad * inside, None, None, None, None, None
-
-
 def fake_quantize(x, scale, zero_point=None, axis: int = 1, block: int = 0, dtype: torch.dtype = torch.uint8):
     """Quantize-dequantize; its gradient is the straight-through estimator (1 inside the grid's range, else 0)."""
     if dtype in _FLOAT8:
         return dequantize(quantize(x, scale, zero_point, axis, block, dtype), scale, zero_point, axis, block, x.dtype)
-    return _FakeQuantize.apply(x, scale, zero_point, axis, block, dtype)
+    s = spread(scale, x.shape, axis, block)
+    zp = spread(zero_point, x.shape, axis, block).float() if zero_point is not None else 0.0
+    lo, hi = limits(dtype)
+    q = torch.round(x / s) + zp
+    inside = ((q >= lo) & (q <= hi)).to(x.dtype).detach()
+    y = ((q.clamp(lo, hi) - zp) * s).to(x.dtype)
+    # value y, gradient `inside` (plain tensor algebra rather than an autograd.Function: vmap takes it as it is)
+    return x * inside + (y - x * inside).detach()
 
 
 @dataclass(frozen=True)
