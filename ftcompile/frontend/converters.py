@@ -1,5 +1,5 @@
-"""Converters of the ONNX importer's op table (``registry.py``): element-wise math, crossbar layers,
-normalization, pooling, shapes. ``fn(b, node, inputs, attrs)``:
+"""Converters of the ONNX importer's op table (``registry.py``): crossbar layers (MatMul, Gemm, Conv,
+ConvTranspose, LSTM/GRU/RNN), spatial sampling, shapes and constants. ``fn(b, node, inputs, attrs)``:
 
 A converter reads its inputs (``fx.Node`` for dynamic values, ``torch.Tensor`` for constants) and returns
 the op's output(s) through the builder ``b``: ``b.call`` emits a function (folded when every input is
@@ -10,31 +10,22 @@ live in ``ops.py``.
 from __future__ import annotations
 
 import dataclasses
-import operator
 
-import numpy as np
 import onnx
 import torch
 import torch.fx as fx
-import torch.nn.functional as F
 from onnx import numpy_helper
 from torch import nn
 
 from ftcompile.errors import UnsupportedModelError
 from ftcompile.frontend import ops
-from ftcompile.frontend.dtypes import torch_dtype
+from ftcompile.frontend.dtypes import to_torch
 from ftcompile.frontend.recurrent import OnnxRecurrent, Recurrence, recurrence_of
 from ftcompile.frontend.registry import converter
 
 
-
 def _name(node: onnx.NodeProto) -> str:
     return node.name or node.output[0]
-
-
-def _text(value, default: str) -> str:
-    value = default if value is None else value
-    return value.decode() if isinstance(value, bytes) else value
 
 
 # --- crossbar layers and normalization -----------------------------------------------------------
@@ -193,7 +184,7 @@ def _recurrent(b, node, inputs, attrs):
 @converter("GridSample")
 def _grid_sample(b, node, inputs, attrs):
     return b.call(ops.grid_sample, (inputs[0], inputs[1]),
-                  {"mode": _text(attrs.get("mode"), "bilinear"), "padding_mode": _text(attrs.get("padding_mode"), "zeros"),
+                  {"mode": ops.text(attrs.get("mode"), "bilinear"), "padding_mode": ops.text(attrs.get("padding_mode"), "zeros"),
                    "align_corners": attrs.get("align_corners", 0)})
 
 
@@ -268,9 +259,8 @@ def _slice(b, node, inputs, attrs):
 @converter("ConstantOfShape")
 def _constant_of_shape(b, node, inputs, attrs):
     value = attrs.get("value")
-    arr = numpy_helper.to_array(value) if value is not None else np.zeros(1, np.float32)
-    return b.call(ops.constant_of_shape, (inputs[0],), {"value": arr.reshape(-1)[0].item(),
-                                                         "dtype": torch.from_numpy(arr.copy()).dtype})
+    t = to_torch(numpy_helper.to_array(value)) if value is not None else torch.zeros(1)
+    return b.call(ops.constant_of_shape, (inputs[0],), {"value": t.reshape(-1)[0].item(), "dtype": t.dtype})
 
 
 @converter("Expand")
@@ -307,7 +297,7 @@ def _constant(b, node, inputs, attrs):
 
 def pads_of(attrs: dict, rank: int, in_shape, kernel, strides, dilations) -> list[int]:
     pads = list(attrs.get("pads", [0] * (2 * rank)))
-    mode = _text(attrs.get("auto_pad"), "NOTSET")
+    mode = ops.text(attrs.get("auto_pad"), "NOTSET")
     if mode in ("SAME_UPPER", "SAME_LOWER"):
         if in_shape is None or any(d is None for d in in_shape[2:]):
             raise UnsupportedModelError(f"auto_pad={mode} needs static spatial sizes; re-export with explicit pads.")

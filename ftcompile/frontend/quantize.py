@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.fx as fx
-import torch.nn.functional as F
 
 from ftcompile.frontend import ops
 from ftcompile.frontend.dtypes import torch_dtype

@@ -81,7 +81,7 @@ def recurrence(spec: Recurrence, x, w, r, bias=None, lens=None, h0=None, c0=None
         h0 = None if h0 is None else h0.transpose(0, 1)
         c0 = None if c0 is None else c0.transpose(0, 1)
     dirs, hidden = w.shape[0], r.shape[-1]
-    seq, batch = x.shape[0], x.shape[1]
+    batch = x.shape[1]
     zeros = x.new_zeros(dirs, batch, hidden)
     h0 = zeros if h0 is None else h0
     c0 = zeros if c0 is None else c0
