@@ -37,6 +37,8 @@ def to_onnx(imported: ImportedModel, *, sites=None, metadata: dict | None = None
             continue
         arr = state[key].detach().cpu().numpy()
         arr = (arr.T if src.transposed else arr).reshape(src.shape)
+        if src.grid is not None:  # a quantized weight (QDQ): back on its grid, with its scale and zero point
+            arr = src.grid.to_stored(arr)
         dtype = helper.tensor_dtype_to_np_dtype(inits[src.name].data_type)
         inits[src.name].CopyFrom(numpy_helper.from_array(arr.astype(dtype), src.name))
     if sites is not None and len(sites):

@@ -1,157 +1,35 @@
-"""The op table of the ONNX importer: one entry per ONNX operator, ``CONVERTERS[op](b, node, inputs, attrs)``.
+"""Converters of the ONNX importer's op table (``registry.py``): crossbar layers (MatMul, Gemm, Conv,
+ConvTranspose, LSTM/GRU/RNN), spatial sampling, shapes and constants. ``fn(b, node, inputs, attrs)``:
 
 A converter reads its inputs (``fx.Node`` for dynamic values, ``torch.Tensor`` for constants) and returns
 the op's output(s) through the builder ``b``: ``b.call`` emits a function (folded when every input is
 constant), ``b.module`` a trainable layer whose parameters remember the initializer they came from.
-Adding an op is one ``@converts`` entry here and one test. Operator semantics live in ``ops.py``.
+Adding an op is one ``@converter`` entry and its node cases in the conformance suite. Operator semantics
+live in ``ops.py``.
 """
 from __future__ import annotations
 
-import operator
-from typing import Callable
+import dataclasses
 
-import numpy as np
 import onnx
 import torch
 import torch.fx as fx
-import torch.nn.functional as F
 from onnx import numpy_helper
 from torch import nn
 
 from ftcompile.errors import UnsupportedModelError
 from ftcompile.frontend import ops
-from ftcompile.frontend.recurrent import OnnxRecurrent
-
-Converter = Callable[..., object]
-CONVERTERS: dict[str, Converter] = {}
-
-
-def converts(*op_types: str):
-    def register(fn: Converter) -> Converter:
-        for op in op_types:
-            CONVERTERS[op] = fn
-        return fn
-    return register
-
-
-class BatchNorm(nn.modules.batchnorm._BatchNorm):
-    """BatchNorm for any rank (ONNX does not tell torch's 1d/2d/3d apart)."""
-
-    def _check_input_dim(self, x):
-        if x.dim() < 2:
-            raise ValueError("BatchNormalization needs (N, C, ...) input")
-
-
-class InstanceNorm(nn.Module):
-    def __init__(self, scale: torch.Tensor, bias: torch.Tensor, eps: float):
-        super().__init__()
-        self.weight, self.bias, self.eps = nn.Parameter(scale), nn.Parameter(bias), eps
-
-    def forward(self, x):
-        return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
-
-
-DTYPES = {1: torch.float32, 2: torch.uint8, 3: torch.int8, 5: torch.int16, 6: torch.int32, 7: torch.int64,
-          9: torch.bool, 10: torch.float16, 11: torch.float64, 16: torch.bfloat16}
-_UNARY = {"Relu": F.relu, "Sigmoid": torch.sigmoid, "Tanh": torch.tanh, "Exp": torch.exp, "Log": torch.log,
-          "Sqrt": torch.sqrt, "Neg": torch.neg, "Abs": torch.abs, "Erf": torch.erf, "Reciprocal": torch.reciprocal,
-          "Floor": torch.floor, "Ceil": torch.ceil, "Softplus": F.softplus, "Softsign": F.softsign,
-          "Not": torch.logical_not, "Sin": torch.sin, "Cos": torch.cos, "HardSwish": F.hardswish,
-          "Mish": F.mish, "Round": torch.round, "Sign": torch.sign}
-_BINARY = {"Add": torch.add, "Sub": torch.sub, "Mul": torch.mul, "Div": ops.div, "Pow": torch.pow,
-           "MatMul": torch.matmul, "Equal": torch.eq, "Less": torch.lt, "Greater": torch.gt,
-           "And": torch.logical_and, "Or": torch.logical_or, "Max": torch.maximum, "Min": torch.minimum}
+from ftcompile.frontend.dtypes import to_torch
+from ftcompile.frontend.recurrent import OnnxRecurrent, Recurrence, recurrence_of
+from ftcompile.frontend.registry import converter
 
 
 def _name(node: onnx.NodeProto) -> str:
     return node.name or node.output[0]
 
 
-def _text(value, default: str) -> str:
-    value = default if value is None else value
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _static(node, value, what: str):
-    if isinstance(value, fx.Node):
-        raise UnsupportedModelError(f"{node.op_type} {_name(node)!r} with computed {what} is not supported.")
-    return value
-
-
-# --- element-wise ------------------------------------------------------------------------------
-@converts(*_UNARY)
-def _unary(b, node, inputs, attrs):
-    return b.call(_UNARY[node.op_type], (inputs[0],))
-
-
-@converts(*(set(_BINARY) - {"MatMul"}))
-def _binary(b, node, inputs, attrs):
-    return b.call(_BINARY[node.op_type], (inputs[0], inputs[1]))
-
-
-@converts("Mod")
-def _mod(b, node, inputs, attrs):
-    return b.call(ops.mod, (inputs[0], inputs[1]), {"fmod": attrs.get("fmod", 0)})
-
-
-@converts("Identity", "Dropout")
-def _identity(b, node, inputs, attrs):
-    return [inputs[0]] + ([None] if len(node.output) > 1 else [])
-
-
-@converts("LeakyRelu")
-def _leaky_relu(b, node, inputs, attrs):
-    return b.call(F.leaky_relu, (inputs[0],), {"negative_slope": attrs.get("alpha", 0.01)})
-
-
-@converts("Elu")
-def _elu(b, node, inputs, attrs):
-    return b.call(F.elu, (inputs[0],), {"alpha": attrs.get("alpha", 1.0)})
-
-
-@converts("Selu")
-def _selu(b, node, inputs, attrs):
-    return b.call(F.selu, (inputs[0],))
-
-
-@converts("Gelu")
-def _gelu(b, node, inputs, attrs):
-    return b.call(F.gelu, (inputs[0],), {"approximate": _text(attrs.get("approximate"), "none")})
-
-
-@converts("HardSigmoid")
-def _hard_sigmoid(b, node, inputs, attrs):
-    return b.call(ops.hard_sigmoid, (inputs[0],), {"alpha": attrs.get("alpha", 0.2), "beta": attrs.get("beta", 0.5)})
-
-
-@converts("Clip")
-def _clip(b, node, inputs, attrs):
-    lo = inputs[1] if len(inputs) > 1 else attrs.get("min")
-    hi = inputs[2] if len(inputs) > 2 else attrs.get("max")
-    _static(node, lo, "bounds"), _static(node, hi, "bounds")
-    return b.call(ops.clip, (inputs[0],), {"lo": None if lo is None else float(lo),
-                                            "hi": None if hi is None else float(hi)})
-
-
-@converts("Softmax", "LogSoftmax")
-def _softmax(b, node, inputs, attrs):
-    legacy = b.opset < 13
-    axis = attrs.get("axis", 1 if legacy else -1)
-    return b.call(ops.softmax, (inputs[0],), {"axis": axis, "legacy": legacy, "log": node.op_type == "LogSoftmax"})
-
-
-@converts("Where")
-def _where(b, node, inputs, attrs):
-    return b.call(torch.where, (inputs[0], inputs[1], inputs[2]))
-
-
-@converts("Cast")
-def _cast(b, node, inputs, attrs):
-    return b.call(ops.cast, (inputs[0],), {"dtype": DTYPES[attrs["to"]]})
-
-
 # --- crossbar layers and normalization -----------------------------------------------------------
-@converts("MatMul")
+@converter("MatMul")
 def _matmul(b, node, inputs, attrs):
     w = b.const(node.input[1])
     if w is not None and w.dim() == 2 and isinstance(inputs[0], fx.Node):
@@ -159,7 +37,7 @@ def _matmul(b, node, inputs, attrs):
     return b.call(torch.matmul, (inputs[0], inputs[1]))
 
 
-@converts("Gemm")
+@converter("Gemm")
 def _gemm(b, node, inputs, attrs):
     a, w = inputs[0], inputs[1]
     c = inputs[2] if len(inputs) > 2 else None
@@ -210,31 +88,40 @@ def _linear_from_matmul(b, node, inputs):
     return out
 
 
-@converts("Conv", "ConvTranspose")
+@converter("Conv", "ConvTranspose")
 def _conv(b, node, inputs, attrs):
+    """A convolution by constant weights is a trainable ``nn.ConvNd``/``nn.ConvTransposeNd``; one whose weights
+    are computed is a function of them (nothing to store on a crossbar)."""
     x, w = inputs[0], inputs[1]
     bias = inputs[2] if len(inputs) > 2 else None
-    if not torch.is_tensor(w) or (bias is not None and not torch.is_tensor(bias)):
-        raise UnsupportedModelError(f"{node.op_type} {node.name!r} needs constant weights.")
     transpose = node.op_type == "ConvTranspose"
-    rank = w.dim() - 2
-    kernel = list(attrs.get("kernel_shape", w.shape[2:]))
+    shape_w = b.shapes.get(node.input[1]) if not torch.is_tensor(w) else list(w.shape)
+    rank = len(attrs["kernel_shape"]) if "kernel_shape" in attrs else len(shape_w) - 2
+    kernel = list(attrs["kernel_shape"]) if "kernel_shape" in attrs else list(shape_w[2:])
     strides = list(attrs.get("strides", [1] * rank))
     dil = list(attrs.get("dilations", [1] * rank))
     groups = attrs.get("group", 1)
-    if transpose and "output_shape" in attrs:
-        raise UnsupportedModelError(f"ConvTranspose {node.name!r} with output_shape is not supported; use pads.")
-    pads = pads_of(attrs, rank, b.shapes.get(node.input[0]), kernel, strides, dil)
-    begin, end = pads[:rank], pads[rank:]
-    if begin != end:
-        if transpose:
-            raise UnsupportedModelError(f"ConvTranspose {node.name!r} with asymmetric pads is not supported.")
+    in_shape = b.shapes.get(node.input[0])
+    if transpose:
+        begin, end = _transpose_pads(node, attrs, rank, in_shape, kernel, strides, dil)
+        out_pad = list(attrs.get("output_padding", [0] * rank))
+    else:
+        pads = pads_of(attrs, rank, in_shape, kernel, strides, dil)
+        begin, end, out_pad = pads[:rank], pads[rank:], None
+    if begin != end and not transpose:
         x = b.call(ops.pad, (x,), {"pads": [0, 0] + begin + [0, 0] + end})
-        begin = [0] * rank
+        begin = end = [0] * rank
+    if not torch.is_tensor(w) or (bias is not None and not torch.is_tensor(bias)):
+        return b.call(ops.conv, (x, w, bias), {"strides": strides, "begin": begin, "end": end, "dilations": dil,
+                                               "groups": groups, "output_padding": out_pad})
+    symmetric = begin == end
+    if not symmetric and (min(begin + end) < 0 or any(p > e for p, e in zip(out_pad or [], end))):
+        raise UnsupportedModelError(f"ConvTranspose {_name(node)!r} with uneven pads and an output_padding beyond "
+                                    "the end pad is not supported; re-export with symmetric pads.")
     if transpose:
         cls = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)[rank - 1]
-        mod = cls(w.shape[0], w.shape[1] * groups, kernel, strides, begin, list(attrs.get("output_padding", [0] * rank)),
-                  groups, bias is not None, dil)
+        mod = cls(w.shape[0], w.shape[1] * groups, kernel, strides, begin if symmetric else 0,
+                  out_pad if symmetric else 0, groups, bias is not None, dil)
     else:
         cls = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[rank - 1]
         mod = cls(w.shape[1] * groups, w.shape[0], kernel, strides, begin, dil, groups, bias is not None)
@@ -243,156 +130,122 @@ def _conv(b, node, inputs, attrs):
         if bias is not None:
             mod.bias.copy_(bias)
     srcs = {"weight": b.source(node.input[1]), "bias": b.source(node.input[2]) if bias is not None else None}
-    return b.module(_layer_name(node, node.input[1]), mod, x, srcs)
+    out = b.module(_layer_name(node, node.input[1]), mod, x, srcs)
+    if not symmetric:  # a transposed convolution with uneven pads: the full output, cropped
+        out = b.call(ops.crop, (out,), {"begin": begin, "end": [e - p for e, p in zip(end, out_pad)]})
+    return out
 
 
-@converts("LSTM", "GRU")
+def _transpose_pads(node, attrs, rank, in_shape, kernel, strides, dil) -> tuple[list, list]:
+    """ConvTranspose's pads: given, or from ``output_shape``/``auto_pad`` (the spec's total padding, split)."""
+    out_pad = list(attrs.get("output_padding", [0] * rank))
+    mode = ops.text(attrs.get("auto_pad"), "NOTSET")
+    if "pads" in attrs or ("output_shape" not in attrs and mode not in ("SAME_UPPER", "SAME_LOWER")):
+        pads = list(attrs.get("pads", [0] * (2 * rank)))
+        return pads[:rank], pads[rank:]
+    if in_shape is None or any(d is None for d in in_shape[2:]):
+        raise UnsupportedModelError(f"ConvTranspose {_name(node)!r} with output_shape/auto_pad needs static "
+                                    "spatial sizes; re-export with explicit pads.")
+    spatial = in_shape[2:]
+    target = list(attrs["output_shape"])[-rank:] if "output_shape" in attrs else [n * s for n, s in zip(spatial, strides)]
+    begin, end = [], []
+    for i in range(rank):
+        total = strides[i] * (spatial[i] - 1) + out_pad[i] + (kernel[i] - 1) * dil[i] + 1 - target[i]
+        small, big = total // 2, total - total // 2
+        upper = mode == "SAME_UPPER"
+        begin.append(small if upper else big)
+        end.append(big if upper else small)
+    return begin, end
+
+
+@converter("LSTM", "GRU", "RNN")
 def _recurrent(b, node, inputs, attrs):
-    """A recurrent layer keeps ONNX's weight layout (see ``recurrent.py``); its W, R, B drift and train."""
+    """A recurrent layer by constant weights keeps ONNX's layout (``recurrent.py``): its W, R, B drift and train."""
     op, name = node.op_type, _name(node)
     args = inputs + [None] * (8 - len(inputs))
     x, w, r, bias, lens, h0 = args[:6]
-    c0 = args[6] if op == "LSTM" else None
-    refused = [k for k in ("clip", "input_forget") if attrs.get(k)]
-    if attrs.get("activations") and [_text(a, "") for a in attrs["activations"]] != \
-            (["Sigmoid", "Tanh", "Tanh"] if op == "LSTM" else ["Sigmoid", "Tanh"]) * len(attrs["activations"]):
-        refused.append("activations")
-    if op == "LSTM" and args[7] is not None:
-        refused.append("peepholes")
-    if refused:
-        raise UnsupportedModelError(f"{op} {name!r} uses {', '.join(refused)}; only the default recurrence is "
-                                    "supported, re-export without them.")
-    if not torch.is_tensor(w) or not torch.is_tensor(r) or (bias is not None and not torch.is_tensor(bias)):
-        raise UnsupportedModelError(f"{op} {name!r} needs constant weights.")
-    if lens is not None:  # torch's exporters give full-length sequences; ragged batches are refused
-        if not torch.is_tensor(lens):
-            raise UnsupportedModelError(f"{op} {name!r} with computed sequence_lens is not supported.")
-    mod = OnnxRecurrent(op, w, r, bias, _text(attrs.get("direction"), "forward"), attrs.get("layout", 0),
-                        attrs.get("linear_before_reset", 0))
+    c0, peep = (args[6], args[7]) if op == "LSTM" else (None, None)
+    acts = tuple(ops.text(a) for a in attrs.get("activations", ()))
+    spec = Recurrence(op, ops.text(attrs.get("direction"), "forward"), attrs.get("layout", 0),
+                      attrs.get("linear_before_reset", 0), acts, tuple(attrs.get("activation_alpha", ())),
+                      tuple(attrs.get("activation_beta", ())), attrs.get("clip"), attrs.get("input_forget", 0))
+    outputs = 3 if op == "LSTM" else 2
+    weights = (w, r) + tuple(t for t in (bias, peep) if t is not None)
+    if not all(torch.is_tensor(t) for t in weights):
+        return b.parts(b.call(recurrence_of, (x, w, r, bias, lens, h0, c0, peep), dataclasses.asdict(spec)), outputs)
+    mod = OnnxRecurrent(spec, w, r, bias, peep)
     srcs = {"weight": b.source(node.input[1]), "weight_hh": b.source(node.input[2]),
-            "bias": b.source(node.input[3]) if bias is not None else None}
-    out = b.module(name, mod, x, srcs, extra=(h0, c0))
-    return [b.graph.call_function(operator.getitem, (out, i)) for i in range(3 if op == "LSTM" else 2)]
-
-
-@converts("BatchNormalization")
-def _batchnorm(b, node, inputs, attrs):
-    x, scale, bias, mean, var = inputs[:5]
-    if any(not torch.is_tensor(t) for t in (scale, bias, mean, var)):
-        raise UnsupportedModelError(f"BatchNormalization {_name(node)!r} needs constant parameters.")
-    bn = BatchNorm(scale.numel(), eps=attrs.get("epsilon", 1e-5), momentum=1 - attrs.get("momentum", 0.9))
-    with torch.no_grad():
-        bn.weight.copy_(scale), bn.bias.copy_(bias)
-        bn.running_mean.copy_(mean), bn.running_var.copy_(var)
-    srcs = {"weight": b.source(node.input[1]), "bias": b.source(node.input[2]),
-            "running_mean": b.source(node.input[3]), "running_var": b.source(node.input[4])}
-    return b.module(_name(node), bn, x, srcs)
-
-
-@converts("LayerNormalization")
-def _layernorm(b, node, inputs, attrs):
-    x, scale = inputs[0], inputs[1]
-    bias = inputs[2] if len(inputs) > 2 else None
-    ln = nn.LayerNorm(tuple(scale.shape), eps=attrs.get("epsilon", 1e-5), bias=bias is not None)
-    with torch.no_grad():
-        ln.weight.copy_(scale)
-        if bias is not None:
-            ln.bias.copy_(bias.expand(scale.shape))
-    return b.module(_name(node), ln, x, {"weight": b.source(node.input[1]),
-                                         "bias": b.source(node.input[2]) if bias is not None else None})
-
-
-@converts("InstanceNormalization")
-def _instancenorm(b, node, inputs, attrs):
-    mod = InstanceNorm(inputs[1].clone(), inputs[2].clone(), attrs.get("epsilon", 1e-5))
-    return b.module(_name(node), mod, inputs[0], {"weight": b.source(node.input[1]), "bias": b.source(node.input[2])})
+            "bias": b.source(node.input[3]) if bias is not None else None,
+            "peepholes": b.source(node.input[7]) if peep is not None else None}
+    return b.parts(b.module(name, mod, x, srcs, extra=(lens, h0, c0)), outputs)
 
 
 # --- pooling and spatial transforms --------------------------------------------------------------
-@converts("MaxPool", "AveragePool")
-def _pool(b, node, inputs, attrs):
-    if len(node.output) > 1 and node.output[1]:
-        raise UnsupportedModelError(f"MaxPool {_name(node)!r} with an indices output is not supported.")
-    kernel = list(attrs["kernel_shape"])
-    rank = len(kernel)
-    strides = list(attrs.get("strides", [1] * rank))
-    dil = list(attrs.get("dilations", [1] * rank))
-    pads = pads_of(attrs, rank, b.shapes.get(node.input[0]), kernel, strides, dil)
-    return b.call(ops.pool, (inputs[0],), {"kind": "max" if node.op_type == "MaxPool" else "avg", "kernel": kernel,
-                                           "strides": strides, "pads": pads, "dilations": dil,
-                                           "ceil_mode": attrs.get("ceil_mode", 0),
-                                           "count_include_pad": attrs.get("count_include_pad", 0)})
-
-
-@converts("GlobalAveragePool", "GlobalMaxPool")
-def _global_pool(b, node, inputs, attrs):
-    return b.call(ops.global_pool, (inputs[0],), {"kind": "avg" if node.op_type == "GlobalAveragePool" else "max"})
-
-
-@converts("GridSample")
+@converter("GridSample")
 def _grid_sample(b, node, inputs, attrs):
     return b.call(ops.grid_sample, (inputs[0], inputs[1]),
-                  {"mode": _text(attrs.get("mode"), "bilinear"), "padding_mode": _text(attrs.get("padding_mode"), "zeros"),
+                  {"mode": ops.text(attrs.get("mode"), "bilinear"), "padding_mode": ops.text(attrs.get("padding_mode"), "zeros"),
                    "align_corners": attrs.get("align_corners", 0)})
 
 
-@converts("AffineGrid")
+@converter("AffineGrid")
 def _affine_grid(b, node, inputs, attrs):
     return b.call(ops.affine_grid, (inputs[0], inputs[1]), {"align_corners": attrs.get("align_corners", 0)})
 
 
 # --- shapes and indexing -------------------------------------------------------------------------
-@converts("Flatten")
+@converter("Flatten")
 def _flatten(b, node, inputs, attrs):
     return b.call(ops.flatten, (inputs[0],), {"axis": attrs.get("axis", 1)})
 
 
-@converts("Reshape")
+@converter("Reshape")
 def _reshape(b, node, inputs, attrs):
     if "shape" in attrs:  # opset 1-4
         inputs = [inputs[0], torch.tensor(attrs["shape"])]
     return b.call(ops.reshape, (inputs[0], inputs[1]), {"allowzero": attrs.get("allowzero", 0)})
 
 
-@converts("Transpose")
+@converter("Transpose")
 def _transpose(b, node, inputs, attrs):
     return b.call(ops.transpose, (inputs[0],), {"perm": list(attrs["perm"]) if "perm" in attrs else None})
 
 
-@converts("Concat")
+@converter("Concat")
 def _concat(b, node, inputs, attrs):
     return b.call(ops.concat, tuple(inputs), {"axis": attrs["axis"]})
 
 
-@converts("Split")
+@converter("Split")
 def _split(b, node, inputs, attrs):
     sizes = inputs[1] if len(inputs) > 1 and inputs[1] is not None else attrs.get("split")
-    _static(node, sizes, "split sizes")
     kwargs = {"axis": attrs.get("axis", 0), "num_outputs": attrs.get("num_outputs", len(node.output))}
-    parts = b.call(ops.split, (inputs[0],), {"sizes": None if sizes is None else torch.as_tensor(sizes), **kwargs})
-    if not isinstance(parts, fx.Node):
-        return list(parts)
-    return [b.graph.call_function(operator.getitem, (parts, i)) for i in range(len(node.output))]
+    if isinstance(sizes, fx.Node):
+        return b.parts(b.call(ops.split, (inputs[0], sizes), kwargs), len(node.output))
+    sizes = None if sizes is None else [int(v) for v in torch.as_tensor(sizes).tolist()]
+    return b.parts(b.call(ops.split, (inputs[0],), {"sizes": sizes, **kwargs}), len(node.output))
 
 
-@converts("Shape")
+@converter("Shape")
 def _shape(b, node, inputs, attrs):
     return b.call(ops.shape, (inputs[0],), {"start": attrs.get("start", 0), "end": attrs.get("end")})
 
 
-@converts("Gather")
+@converter("Gather")
 def _gather(b, node, inputs, attrs):
     return b.call(ops.gather, (inputs[0], inputs[1]), {"axis": attrs.get("axis", 0)})
 
 
-@converts("Unsqueeze", "Squeeze")
+@converter("Unsqueeze", "Squeeze")
 def _squeeze(b, node, inputs, attrs):
-    axes = _static(node, inputs[1] if len(inputs) > 1 else attrs.get("axes"), "axes")
+    axes = inputs[1] if len(inputs) > 1 else attrs.get("axes")
     fn = ops.unsqueeze if node.op_type == "Unsqueeze" else ops.squeeze
-    return b.call(fn, (inputs[0],), {"axes": None if axes is None else [int(a) for a in torch.as_tensor(axes).tolist()]})
+    if isinstance(axes, fx.Node):
+        return b.call(fn, (inputs[0], axes))
+    return b.call(fn, (inputs[0],), {"axes": None if axes is None else ops.ints(axes)})
 
 
-@converts("Slice")
+@converter("Slice")
 def _slice(b, node, inputs, attrs):
     if len(inputs) == 1:  # opset < 10: attributes
         t = lambda k: None if k not in attrs else torch.tensor(attrs[k])  # noqa: E731
@@ -403,45 +256,36 @@ def _slice(b, node, inputs, attrs):
     return b.call(ops.slice_, tuple(args))
 
 
-@converts("ConstantOfShape")
+@converter("ConstantOfShape")
 def _constant_of_shape(b, node, inputs, attrs):
     value = attrs.get("value")
-    arr = numpy_helper.to_array(value) if value is not None else np.zeros(1, np.float32)
-    return b.call(ops.constant_of_shape, (inputs[0],), {"value": arr.reshape(-1)[0].item(),
-                                                         "dtype": torch.from_numpy(arr.copy()).dtype})
+    t = to_torch(numpy_helper.to_array(value)) if value is not None else torch.zeros(1)
+    return b.call(ops.constant_of_shape, (inputs[0],), {"value": t.reshape(-1)[0].item(), "dtype": t.dtype})
 
 
-@converts("Expand")
+@converter("Expand")
 def _expand(b, node, inputs, attrs):
     return b.call(ops.expand, (inputs[0], inputs[1]))
 
 
-@converts("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin")
-def _reduce(b, node, inputs, attrs):
-    axes = inputs[1] if len(inputs) > 1 and inputs[1] is not None else attrs.get("axes")
-    _static(node, axes, "axes")
-    axes = None if axes is None else [int(a) for a in torch.as_tensor(axes).tolist()]
-    return b.call(ops.reduce, (inputs[0],), {"axes": axes, "keepdims": attrs.get("keepdims", 1),
-                                             "kind": node.op_type[len("Reduce"):].lower()})
-
-
-@converts("Range")
+@converter("Range")
 def _range(b, node, inputs, attrs):
-    return b.call(torch.arange, (inputs[0], inputs[1], inputs[2]))
+    return b.call(ops.range_, (inputs[0], inputs[1], inputs[2]))
 
 
-@converts("Pad")
+@converter("Pad", until=10)
+def _pad_attrs(b, node, inputs, attrs):
+    return b.call(ops.pad, (inputs[0],), {"pads": list(attrs.get("pads", attrs.get("paddings", []))),
+                                          "value": attrs.get("value", 0.0), "mode": ops.text(attrs.get("mode"), "constant")})
+
+
+@converter("Pad", since=11)
 def _pad(b, node, inputs, attrs):
-    pads = inputs[1] if len(inputs) > 1 else attrs["pads"]
-    value = inputs[2] if len(inputs) > 2 and inputs[2] is not None else attrs.get("value", 0.0)
-    if len(inputs) > 3 and inputs[3] is not None:
-        raise UnsupportedModelError(f"Pad {_name(node)!r} with axes is not supported.")
-    _static(node, pads, "pads"), _static(node, value, "pads")
-    return b.call(ops.pad, (inputs[0],), {"pads": [int(p) for p in torch.as_tensor(pads).tolist()],
-                                          "value": float(torch.as_tensor(value)), "mode": _text(attrs.get("mode"), "constant")})
+    args = list(inputs) + [None] * (4 - len(inputs))
+    return b.call(ops.pad, tuple(args), {"mode": ops.text(attrs.get("mode"), "constant")})
 
 
-@converts("Constant")
+@converter("Constant")
 def _constant(b, node, inputs, attrs):
     """Tensor-valued Constants became initializers before conversion; these are the scalar/list forms."""
     for key, dtype in (("value_float", torch.float32), ("value_floats", torch.float32),
@@ -453,7 +297,7 @@ def _constant(b, node, inputs, attrs):
 
 def pads_of(attrs: dict, rank: int, in_shape, kernel, strides, dilations) -> list[int]:
     pads = list(attrs.get("pads", [0] * (2 * rank)))
-    mode = _text(attrs.get("auto_pad"), "NOTSET")
+    mode = ops.text(attrs.get("auto_pad"), "NOTSET")
     if mode in ("SAME_UPPER", "SAME_LOWER"):
         if in_shape is None or any(d is None for d in in_shape[2:]):
             raise UnsupportedModelError(f"auto_pad={mode} needs static spatial sizes; re-export with explicit pads.")

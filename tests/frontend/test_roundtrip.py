@@ -151,10 +151,10 @@ def test_pt2_program(tmp_path):
 
 def test_import_errors(tmp_path):
     from onnx import TensorProto, helper
-    g = helper.make_graph([helper.make_node("Det", ["x"], ["y"], name="det0")], "g",
+    g = helper.make_graph([helper.make_node("Bernoulli", ["x"], ["y"], name="coin0")], "g",
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])])
-    with pytest.raises(UnsupportedModelError, match=r"det0 \(Det\)"):
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])])
+    with pytest.raises(UnsupportedModelError, match=r"coin0 \(Bernoulli\).*random numbers"):
         import_onnx(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
     g = helper.make_graph([helper.make_node("Normalizer", ["x"], ["y"], name="n0", domain="ai.onnx.ml")], "g",
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2])],
@@ -172,3 +172,28 @@ def test_import_errors(tmp_path):
     from ftcompile.errors import OutputError
     with pytest.raises(OutputError, match="input model"):
         save_onnx(teacher_mlp(), src, source=src)
+
+
+def test_graph_constants_stay_out_of_the_state_dict():
+    """An attention-mask fill of -inf is a constant of the graph, not state: mixing state dicts (the blend's lerp,
+    0 * -inf) must not reach it."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from ftcompile.search.blend import blend_state
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((4, 3)).astype(np.float32)
+    w[:, 0] = np.abs(w[:, 0])  # with positive inputs every row keeps one unmasked score
+    inits = [numpy_helper.from_array(w, "W"),
+             numpy_helper.from_array(np.array(-np.inf, np.float32), "fill"),
+             numpy_helper.from_array(np.array(0.0, np.float32), "zero")]
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Less", ["h", "zero"], ["neg"]),
+             helper.make_node("Where", ["neg", "fill", "h"], ["masked"]),
+             helper.make_node("Softmax", ["masked"], ["y"], axis=-1)]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], inits)
+    imported = import_onnx(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+    assert set(imported.module.state_dict()) == set(imported.sources)
+    state = imported.module.state_dict()
+    imported.module.load_state_dict(blend_state(state, state, 0.0))
+    x = torch.from_numpy(np.abs(rng.standard_normal((5, 4))).astype(np.float32))
+    assert not torch.isnan(imported.module(x)).any()
