@@ -1,7 +1,7 @@
 """Harden one saved ERM model with several methods through the normal `ftcompile harden` CLI, and collect the reports.
 
 Used by the task examples (examples/cifar_resnet20/run.py, examples/gtsrb_stn/run.py):
-1. Unless --sigma is given, the ERM model is swept over sigma on the sign-off set; the harden sigma is the
+1. Unless --sigma is given, the ERM model is swept over sigma on the validation set; the harden sigma is the
    smallest where ERM loses at least --min-loss (accuracy units).
 2. Each --methods entry (none: only the sweep) runs `ftcompile harden` in a subprocess with --flags (empty: the
    defaults); the report's seconds, the harden process's own peak memory, rates, the training noise (and its
@@ -89,9 +89,9 @@ def run(model: Path, work: Path, out: Path, args) -> dict:
         signoff = work / f"test{args.test_size}.npz"
         np.savez(signoff, x=test["x"][pick], y=test["y"][pick])
     results = json.loads(out.read_text()) if out.exists() else {}
-    if args.sigma is None:
-        curve = ftcompile.sweep([model], signoff, sigmas=SIGMAS, samples=args.samples).curves[model.stem]
-        results["erm_sweep"] = {f"{p.sigma:g}": round(100 * p.mean, 2) for p in curve}
+    if args.sigma is None:  # a choice: it reads the validation data, never the sign-off's test images
+        curve = ftcompile.sweep([model], work / "val.npz", sigmas=SIGMAS, samples=args.samples).curves[model.stem]
+        results["erm_sweep_val"] = {f"{p.sigma:g}": round(100 * p.mean, 2) for p in curve}
         sigma = next((p.sigma for p in curve if curve[0].mean - p.mean >= args.min_loss), SIGMAS[-1])
         print("ERM: " + ", ".join(f"{p.sigma:g}: {100 * p.mean:.2f}" for p in curve), flush=True)
     else:
@@ -164,16 +164,17 @@ def sweep_each(models: dict, data: Path, sigmas: list, samples: int, compensatio
 
 def half_loss_sigma(curve: list, rule: str = "grid") -> float:
     """Where a sweep ``curve`` (points with .sigma, .mean; the first at sigma 0) falls to half its clean value.
-    ``grid``: the first swept sigma at or below half (the last one if none is). ``crossing``: the sigma where the
-    straight line between the last point above half and the first at or below it meets half, to 0.01."""
+    ``grid``: the first swept sigma at or below half (the last one if none is). ``crossing``: the product's one rule
+    (``ftcompile.runtime.crossing.half_loss_crossing``), to 0.01."""
+    from ftcompile.runtime.crossing import half_loss_crossing
+
     half = curve[0].mean / 2
     below = next((i for i, p in enumerate(curve) if p.mean <= half), None)
     if below is None:
         return curve[-1].sigma
-    if rule == "grid" or below == 0:
+    if rule == "grid":
         return curve[below].sigma
-    a, b = curve[below - 1], curve[below]
-    return round(a.sigma + (a.mean - half) / (a.mean - b.mean) * (b.sigma - a.sigma), 2)
+    return round(half_loss_crossing([p.sigma for p in curve], [p.mean for p in curve], curve[0].mean), 2)
 
 
 def _save(out: Path, results: dict, method: str | None = None) -> dict:
@@ -209,9 +210,9 @@ def half_loss_arguments(default_methods: str) -> argparse.ArgumentParser:
 
 def half_loss_study(erm: Path, harden_model: "Path | str", name: str, out: Path, sigmas: list, metric: str,
                     title: str, figure, picture: str, args) -> dict:
-    """Sweep the ERM model ``erm`` over ``sigmas`` on ``args.work``/test.npz; harden ``harden_model`` (a file or a
-    module factory) with each ``args.methods`` entry at the sigma where ERM keeps half its clean ``metric``
-    (``half_loss_sigma`` by ``args.at``); then (unless ``args.no_sweep``) sweep every model, plot the curves to
+    """Sweep the ERM model ``erm`` over ``sigmas`` on ``args.work``/val.npz and harden ``harden_model`` (a file or a
+    module factory) with each ``args.methods`` entry at the sigma where ERM keeps half its clean ``metric`` there
+    (``half_loss_sigma`` by ``args.at``); ERM's curve on test.npz is the report's; then (unless ``args.no_sweep``) sweep every model, plot the curves to
     ``out``.png and call ``figure(models, work, sigma, path, comp=...)`` for the before/after picture
     (``args.work``/``out.stem``_``picture``.png). Runs with extra ``args.flags`` are keyed ``"method flags"``
     beside the defaults; the results JSON is rewritten after every run, re-read first (runs of other processes may
@@ -220,8 +221,9 @@ def half_loss_study(erm: Path, harden_model: "Path | str", name: str, out: Path,
 
     test, comp = args.work / "test.npz", args.compensation
     flags = f"--compensation {comp} {args.flags}".strip() if comp else args.flags
+    # the harden sigma is a choice: it reads the validation data (the test images only measure)
+    sigma = half_loss_sigma(sweep_each({"erm": erm}, args.work / "val.npz", sigmas, args.samples, comp)["erm"], args.at)
     curve = sweep_each({"erm": erm}, test, sigmas, args.samples, comp)["erm"]
-    sigma = half_loss_sigma(curve, args.at)
     # between two swept sigmas: measure ERM there too, alone (a sample's draw does not depend on the other sigmas
     # swept), and sweep every model there
     if sigma not in sigmas:

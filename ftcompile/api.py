@@ -74,7 +74,9 @@ def calibrate_on_data(model, data, *, output: str | None = None, task: str = "cl
     from ftcompile.runtime.model import load_onnx
 
     dataset = bind_data(DriftSession(model, output=output, task=task), data)
-    ranges = calibrate(load_onnx(model), (feeds for feeds, _ in dataset.batches(1024, per_image=True)))
+    per_run = 1 if task == "detection" else 1024  # a detector runs one image at a time (its export's batch is 1)
+    ranges = calibrate(load_onnx(model), (feeds for feeds, _ in dataset.batches(per_run, per_image=True)),
+                       max_batches=-(-CALIBRATION_EXAMPLES // per_run))
     used = min(len(dataset), CALIBRATION_EXAMPLES)
     return Calibration(ranges, f"{role} data {dataset.record(role).describe()}, its first {used:,}")
 
@@ -280,7 +282,7 @@ def parse_sigmas(spec: "str | Sequence[float]") -> list[float]:
 
 
 def parse_times(spec: "str | Sequence") -> list[float]:
-    """``"1s,1h,1d,1w,1m,1y"`` (or seconds) -> seconds; ``m`` is a 30-day month, ``min`` a minute."""
+    """``"1s,1h,1d,1w,1mo,1y"`` (or seconds) -> seconds (``units.parse_time``: ``m`` is a minute, ``mo`` a month)."""
     from ftcompile.runtime.devices.models import parse_time
 
     items = [p for p in spec.split(",") if p.strip()] if isinstance(spec, str) else list(spec)
@@ -322,7 +324,7 @@ def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.
                                    dac_bits=dac_bits, adc_bits=adc_bits, data=data, task=task, adc_noise=adc_noise,
                                    calibrate_on=calibrate_on, calibration=calibration)
             dataset = bind_data(session, data)
-            label = Path(str(model)).stem
+            label = _label(model, result.curves)
             result.clean[label] = clean_metric(session, dataset, batch_size=batch_size, metric=metric, seed=seed)
             points = []
             for value in grid:
@@ -341,6 +343,12 @@ def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.
     except KeyboardInterrupt:
         raise Interrupted("sweep interrupted; no plot or report was written.") from None
     return result
+
+
+def _label(model, taken: dict) -> str:
+    """A curve's name: the model file's stem, with its folder when another model of that stem came first."""
+    path = Path(str(model))
+    return path.stem if path.stem not in taken else f"{path.parent.name}/{path.stem}"
 
 
 def analyze(model, data, *, drift: "str | DriftModel | None" = None, sigma: float | None = None, samples: int = 30,
@@ -489,7 +497,7 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
     if task == "segmentation" and (cfg.strategy.ecoc or cfg.objective == "loss"):
         raise ConfigError(f"--method {cfg.method} / --objective {cfg.objective} are for classifiers; a segmenter "
                           "is searched on its Dice (choose another method or --objective).")
-    _check_signoff_args(cfg, gate, test, validate_samples)
+    _check_signoff_args(cfg, gate, test, validate_samples, task)
     t0 = time.perf_counter()
     paths = _harden_paths(model, out)  # checked writable before any work
     if cfg.sigma != "auto":  # a --resume mismatch fails now, before any work
@@ -577,7 +585,7 @@ def harden_module(model: "torch.nn.Module | str", train, val, *, test=None, out:
     if cfg.dac_bits is not None or cfg.adc_bits is not None:  # adc_noise needs adc_bits (HardenConfig)
         raise ConfigError("--dac-bits/--adc-bits: converters in training need an ONNX model (a module's layers are "
                           "not mapped to ONNX nodes); validate the exported detector with them instead.")
-    _check_signoff_args(cfg, gate, test, validate_samples)
+    _check_signoff_args(cfg, gate, test, validate_samples, task)
     t0 = time.perf_counter()
     paths = _harden_paths(None, out)
     paths["source"] = paths["onnx"].with_name(paths["onnx"].stem + ".source.onnx")
@@ -664,10 +672,18 @@ def _gated(gate: Gate) -> bool:
     return gate.min_accuracy is not None or gate.max_drop is not None
 
 
-def _check_signoff_args(cfg, gate: Gate, test, validate_samples: int) -> None:
-    """Refuse, before any work, a gate over validation numbers and a sign-off without samples."""
+def _check_signoff_args(cfg, gate: Gate, test, validate_samples: int, task: str = "classification") -> None:
+    """Refuse, before any work, a gate over validation numbers, a statistic the task's metric cannot give and a
+    sign-off without samples."""
+    from ftcompile.runtime.metrics import example_scores  # noqa: F401  (the contract: a per_example attribute)
+
     if validate_samples < 1:
         raise ConfigError(f"--validate-samples {validate_samples} must be >= 1.")
+    metric = task_metric(task, cfg.metric())
+    if gate.stat == "total_ci_low" and gate.min_accuracy is not None and not hasattr(metric, "per_example"):
+        raise ConfigError(f"--stat total_ci_low needs a metric that is a mean over examples, and "
+                          f"{getattr(metric, '__name__', 'this metric')} is not; gate on --stat auto, drift_ci_low, "
+                          "mean or p5.")
     from ftcompile.signoff import check_gate, kind_of
 
     check_gate(kind_of(test, cfg.holdout), _gated(gate))

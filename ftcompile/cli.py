@@ -440,19 +440,12 @@ def gate(
 
     with guarded():
         bar = Gate(min_accuracy=min_accuracy, stat=stat, max_drop=max_drop)
-        if not out_dir.is_dir():
-            try:
-                out_dir.mkdir(parents=True)
-            except OSError as exc:
-                from ftcompile.errors import OutputError
-
-                raise OutputError(f"{out_dir}: cannot create the report folder ({exc.strerror}); choose another "
-                                  "--out-dir.") from None
         paths = {k: out_dir / name for k, name in (("json", "report.json"), ("md", "report.md"), ("xml", "junit.xml"))}
-        _outputs(*paths.values())
+        _outputs(*(paths.values() if out_dir.is_dir() else [out_dir]))  # made once the measurement stands
         result = _validate(model, data, sigma, drift, compensation, dac_bits, adc_bits, adc_noise, calibrate_on,
                            samples, seed, batch_size, 1, metric, task, targets, bias, output, bar, provider, 1,
                            "process", None, True, image_mean, image_std)
+        out_dir.mkdir(parents=True, exist_ok=True)
         write_reports(result, json_path=paths["json"], markdown_path=paths["md"], junit_path=paths["xml"])
         if summary is not None:
             with open(summary, "a", encoding="utf-8") as f:
@@ -553,7 +546,7 @@ def sweep(
                                calibrate_on=_data(calibrate_on))
         payload = {"schema": "ftcompile.sweep/3", "drift": result.drift, "vary": result.vary, "axis": result.axis,
                    "samples": result.samples, "seed": result.seed, "metric": result.metric,
-                   "targets": result.targets, "crossing": result.crossings(),
+                   "targets": result.targets, "clean": result.clean, "crossing": result.crossings(),
                    "curves": {k: [asdict(p) for p in v] for k, v in result.curves.items()}}
         if plot:
             from ftcompile.runtime.plot import plot_curves

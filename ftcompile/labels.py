@@ -78,9 +78,12 @@ def check_masks(source: str, masks: np.ndarray, n: int, num_classes: int | None)
                         f"shape {masks.shape}); 0 = background, 255 = ignored.")
     if len(masks) != n:
         raise DataError(f"{source}: {len(masks)} masks for {n} images; give one mask per image.")
-    classes = 2 if num_classes in (None, 1) else num_classes
+    # one output channel is a binary segmenter (background and one class); an unknown count (a symbolic output dim)
+    # bounds the ids below only
+    classes = 2 if num_classes == 1 else num_classes
     valid = masks[masks != IGNORE]
-    if valid.size and (valid.min() < 0 or valid.max() >= classes):
-        raise DataError(f"{source}: mask values span [{valid.min()}, {valid.max()}] but the model has {classes} "
-                        f"classes; use ids in [0, {classes}) and 255 for ignored pixels.")
+    if valid.size and (valid.min() < 0 or (classes is not None and valid.max() >= classes)):
+        raise DataError(f"{source}: mask values span [{valid.min()}, {valid.max()}] but the model has "
+                        f"{classes or 'an unknown number of'} classes; use ids in [0, {classes or 'C'}) and 255 for "
+                        "ignored pixels.")
     return masks.astype(np.int64)

@@ -22,6 +22,7 @@ from ftcompile.errors import ConfigError
 from ftcompile.provenance import OVERLAP_WARNING, example_hashes, overlap_share
 
 HOLDOUT = 0.3  # the share of --val held out for the sign-off when no --test is given
+FEW = 30  # a sign-off on fewer examples than this is worth a warning: its total interval is wide
 KINDS = ("test", "holdout", "validation")
 
 
@@ -77,6 +78,9 @@ def assign_roles(train: Dataset, val: Dataset, test: Dataset | None, holdout: fl
                                   "sign-off needs examples no choice saw: give a held-out file (or leave --test out "
                                   "to hold out part of --val).")
     roles = DataRoles(train, val, signoff, kind)
+    if len(signoff) < FEW:
+        roles.warnings.append(f"the sign-off has {len(signoff)} examples: its total interval is wide and a gate on "
+                              "it says little; give more held-out data.")
     if kind != "validation":
         roles.overlap = overlap_share(example_hashes(signoff.inputs), example_hashes(train.inputs),
                                       example_hashes(val.inputs))

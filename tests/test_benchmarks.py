@@ -102,12 +102,12 @@ def test_half_loss_study_measures_erm_at_the_crossing_and_keeps_runs_other_proce
     swept = []
 
     def sweep_each(models, data, sigmas, samples, comp=None):
-        swept.append(list(sigmas))
+        swept.append((data.name, list(sigmas)))
         return {"erm": [P(sigma=s, mean=means[s]) for s in sigmas]}
 
     out = tmp_path / "results.json"
 
-    def harden_cli(model, work, signoff, sigma, method, flags, name=None):
+    def harden_cli(model, work, signoff, sigma, method, flags, name=None, env=None):
         # another process's run lands in the results file while this one hardens
         out.write_text(json.dumps({"runs": {"other": {"after": {"mean": 0.5}}}}))
         return {"out": str(tmp_path / "h.onnx"), "sigma": sigma}
@@ -118,7 +118,8 @@ def test_half_loss_study_measures_erm_at_the_crossing_and_keeps_runs_other_proce
     args = P(work=tmp_path, compensation=None, flags="", at="crossing", samples=5, methods="auto", no_sweep=True)
     harden_runs.half_loss_study(tmp_path / "erm.onnx", tmp_path / "erm.onnx", "m", out, [0.0, 0.2, 0.4], "acc",
                                 "t", None, "p", args)
-    assert swept == [[0.0, 0.2, 0.4], [0.32]]  # ERM measured once more, at the crossing alone
+    # the sigma chosen on the validation data; ERM measured on test, once more at the crossing alone
+    assert swept == [("val.npz", [0.0, 0.2, 0.4]), ("test.npz", [0.0, 0.2, 0.4]), ("test.npz", [0.32])]
     saved = json.loads(out.read_text())
     assert saved["sigma"] == 0.32 and saved["erm_at_sigma"] == {"clean": 0.8, "mean": 0.41}
     assert set(saved["runs"]) == {"other", "auto"} and saved["runs"]["auto"]["sigma"] == 0.32

@@ -18,6 +18,7 @@ offset (L1).
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -25,7 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 STRIDE = 4
-WEIGHTS = Path(__file__).resolve().parent / "work" / "detector.pt"
+# the ERM weights prepare.py writes; PENNFUDAN_DET_WORK names another work folder (run.py --work sets it, so that
+# the factory `examples.pennfudan_det.detector:erm`, called with no arguments by ftcompile, loads that folder's)
+WEIGHTS = Path(os.environ.get("PENNFUDAN_DET_WORK", Path(__file__).resolve().parent / "work")) / "detector.pt"
 
 
 def conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:

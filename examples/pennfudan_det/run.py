@@ -13,6 +13,7 @@ Usage: python examples/pennfudan_det/run.py [--methods auto,bayesft,bayesft+nois
        python examples/pennfudan_det/run.py --compensation global  (a chip with global drift compensation:
        every sweep, harden and figure under lognormal:S,comp=global; results in pennfudan_det.comp-global.json)
 """
+import os
 import sys
 from pathlib import Path
 
@@ -63,6 +64,7 @@ def figure(models: dict, work: Path, sigma: float, path: Path, min_score: float 
 def main() -> None:
     args = half_loss_arguments("auto,bayesft,bayesft+noise").parse_args()
     args.work = args.work or HERE / "work"
+    os.environ["PENNFUDAN_DET_WORK"] = str(args.work)  # the factory (here and in the harden subprocesses) reads it
     import torch
 
     from ftcompile.export import save_onnx

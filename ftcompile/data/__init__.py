@@ -117,7 +117,7 @@ def as_dataset(data, specs: Sequence[InputSpec], *, num_classes: int | None = No
         key = spec.name if spec.name in arrays else ("x" if i == 0 and len(specs) == 1 and "x" in arrays else None)
         if key is None:
             raise DataError(f"{source}: no array for model input {spec.name!r} (has {sorted(arrays)}); "
-                            f"name it 'x' or {spec.name!r}.")
+                            + (f"name it {spec.name!r}." if spec.name == "x" else f"name it 'x' or {spec.name!r}."))
         x = arrays[key]
         if task == "detection" and len(spec.shape) == np.ndim(x) - 1:  # one (C, H, W) image per run
             unbatched = True

@@ -1,6 +1,6 @@
 """ONNX -> torch.fx: an importer that keeps every weight's provenance.
 
-Why our own importer (measured, see README): onnx2torch 1.5.15 fails on torch's dynamo exporter
+Why our own importer (docs/importing.md): onnx2torch 1.5.15 fails on torch's dynamo exporter
 (Reshape-19 ``allowzero``), onnx2pytorch is unmaintained, both pull in torchvision (a 5.5 GB CUDA
 build here), and neither records which initializer each trained parameter came from. We need that
 record: export writes fine-tuned weights back into the source graph, so the hardened model is the

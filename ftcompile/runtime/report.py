@@ -32,7 +32,9 @@ def package_versions() -> dict:
 def to_json(result: ValidationResult) -> dict:
     d = result.to_dict()
     stats = d.pop("stats")
-    return strict_json({"schema": SCHEMA, **{k: v for k, v in d.items() if k != "values"}, **stats,
+    # the statistics' own count of examples is 0 for a metric that is no mean over examples (mAP): the result's
+    # number of examples measured wins
+    return strict_json({"schema": SCHEMA, **stats, **{k: v for k, v in d.items() if k != "values"},
                         "values": d["values"], "versions": package_versions()})
 
 

@@ -17,6 +17,7 @@ from ftcompile.passes.onnx_graph import (
     unshare_weights,
     weights_to_inputs,
 )
+from ftcompile.passes.qdq import dequantize_weights
 from ftcompile.runtime.model import choose_output, elem_dtype, graph_inputs, input_shape, load_onnx
 from ftcompile.runtime.tasks import check_task, detection_outputs
 
@@ -68,7 +69,8 @@ class DriftSession:
 
     def _prepare(self, proto: onnx.ModelProto, targets: str, bias: bool, output: str | None,
                  calibration=None) -> onnx.ModelProto:
-        proto = unshare_weights(constants_to_initializers(proto))  # each layer drifts on its own
+        # each layer drifts on its own; a QDQ model's quantized weights drift as the values they program
+        proto = dequantize_weights(unshare_weights(constants_to_initializers(proto)))
         self._digital = proto
         if self.converters is not None:
             from ftcompile.passes.converters import NOISE_PREFIX, insert_converters

@@ -58,7 +58,7 @@ class Gate:
             return self.stat
         return "total_ci_low" if stats.total_ci_low is not None else "drift_ci_low"
 
-    def check(self, clean: float, stats: SampleStats) -> list["GateCheck"]:
+    def check(self, clean: float, stats: SampleStats, metric: str = "accuracy") -> list["GateCheck"]:
         checks = []
         if self.min_accuracy is not None:
             stat = self.resolved(stats)
@@ -66,7 +66,7 @@ class Gate:
             if value is None:
                 raise ConfigError(f"--stat {stat} cannot be computed here ({stats.ci_note}); "
                                   "gate on --stat auto, drift_ci_low, mean or p5.")
-            checks.append(GateCheck(f"{stat} accuracy >= {self.min_accuracy:g}", value,
+            checks.append(GateCheck(f"{stat} {metric} >= {self.min_accuracy:g}", value,
                                     self.min_accuracy, value >= self.min_accuracy))
         if self.max_drop is not None:
             drop = clean - stats.mean
@@ -216,7 +216,8 @@ def evaluate(session: DriftSession, data: Dataset, drift: DriftModel, *, samples
     return ValidationResult(
         model=session.source, model_sha256=model_sha256, drift=drift.spec(), targets=targets, seed=seed,
         samples=samples, examples=len(data), metric=getattr(metric, "__name__", "metric"), clean=clean,
-        values=values, stats=stats, checks=gate.check(clean, stats), seconds=time.perf_counter() - t0,
+        values=values, stats=stats, checks=gate.check(clean, stats, getattr(metric, "__name__", "metric")),
+        seconds=time.perf_counter() - t0,
         provider=session.provider, drifting_tensors=len(session.targets),
         drifting_weights=sum(t.size for t in session.targets), data=data.record("data").to_dict(),
         drifted=[t.name for t in session.targets],

@@ -31,11 +31,13 @@ class Blend:
 
 
 def blend_state(tuned: dict, source: dict, alpha: float) -> dict:
-    """The blended state dict; tensors that are not floating point, or not in the source, stay tuned."""
+    """The blended state dict; tensors that are not floating point, not in the source, or not finite (an attention
+    mask's -inf fill, which a lerp turns into NaN) stay tuned."""
     out = {}
     for name, t in tuned.items():
         s = source.get(name)
-        ok = s is not None and t.is_floating_point() and s.shape == t.shape
+        ok = (s is not None and t.is_floating_point() and s.shape == t.shape and bool(torch.isfinite(t).all())
+              and bool(torch.isfinite(s).all()))
         out[name] = torch.lerp(t, s.to(t.device, t.dtype), alpha) if ok else t
     return out
 

@@ -54,7 +54,10 @@ class DriftKey:
 def onnx_drift_keys(imported, *, targets: str, bias: bool, runtime: onnx.ModelProto | None = None) -> dict[str, DriftKey]:
     """Keys of an imported ONNX model's parameters that the runtime drifts under ``targets``/``bias``; ``runtime``:
     the graph the runtime drifts when it is not the imported one (the analog twin, whose biases are digital)."""
-    graph = imported.onnx_model if runtime is None else runtime
+    from ftcompile.passes.qdq import dequantize_weights
+
+    # as the runtime sees the graph: a QDQ model's quantized weights drift as the float values they program
+    graph = dequantize_weights(imported.onnx_model if runtime is None else runtime)
     drifting = {t.name for t in find_drift_targets(graph, targets=targets, bias=bias)}
     params = dict(imported.module.named_parameters())
     return {key: DriftKey(src.name, src.transposed, tuple(src.shape)) for key, src in imported.sources.items()

@@ -238,11 +238,10 @@ class HardenConfig:
     def _resolve_sigma(self) -> float | None:
         if not self.drift:
             return 0.6 if self.sigma is None else float(self.sigma)
-        spec_sigma = sigma_of(parse_drift(self.drift))
-        if self.sigma is not None and self.sigma != spec_sigma:
-            raise ConfigError(f"--sigma {self.sigma:g} and --drift {self.drift!r} disagree (the drift's lognormal "
-                              f"sigma is {spec_sigma}); give the drift once, in --drift.")
-        return spec_sigma
+        if self.sigma is not None:
+            raise ConfigError(f"--sigma {self.sigma:g} and --drift {self.drift!r} both give the drift; give it once "
+                              "(e.g. --drift lognormal:0.6 or --sigma 0.6).")
+        return sigma_of(parse_drift(self.drift))
 
     def drift_model(self) -> DriftModel:
         model = parse_drift(self.drift) if self.drift else LogNormalDrift(self.sigma)

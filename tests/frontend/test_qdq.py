@@ -183,3 +183,32 @@ def test_runtime_view_drifts_the_dequantized_weights_under_the_importers_names(t
     step = float(_quantizer_params(proto)["y_scale"])
     diff = np.abs(run(flat) - run(proto))
     assert diff.max() <= step * 1.01 and (diff > 1e-6).mean() < 0.3
+
+
+def test_a_qdq_model_hardens_end_to_end_and_stays_8_bit(tmp_path):
+    """The runtime drifts the programmed weights (session), the objective and training noise drift the same
+    tensors (drift keys), and the hardened model keeps its quantization parameters and int8 weights."""
+    import ftcompile
+    from ftcompile.search.drifting import onnx_drift_keys
+    from ftcompile.search.harden import HardenConfig
+
+    proto, x = qdq_cnn(tmp_path, True)
+    keys = onnx_drift_keys(import_onnx(proto), targets="crossbar", bias=False)
+    assert len(keys) == 2  # the conv's and the linear's quantized weights
+    y = ort.InferenceSession(proto.SerializeToString()).run(None, {"x": x})[0].argmax(1)
+    np.savez(tmp_path / "train.npz", x=x[:32], y=y[:32])
+    np.savez(tmp_path / "val.npz", x=x[32:40], y=y[32:40])
+    np.savez(tmp_path / "test.npz", x=x[40:], y=y[40:])
+    onnx.save(proto, tmp_path / "m.onnx")
+    r = ftcompile.harden(tmp_path / "m.onnx", tmp_path / "train.npz", tmp_path / "val.npz", test=tmp_path / "test.npz",
+                         out=tmp_path / "h.onnx", validate_samples=2, plot=False,
+                         config=HardenConfig(sigma=0.3, train_sigma=0.3, final_epochs=2, samples=2, blend="off"))
+    assert r.after.drifting_tensors >= 2 and r.torch_before < 1.0
+    hard = onnx.load(tmp_path / "h.onnx")
+    before, after = _quantizer_params(proto), _quantizer_params(hard)
+    assert before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)
+    stored, source = _stored_weights(hard), _stored_weights(proto)
+    assert stored.keys() == source.keys() and all(stored[k].dtype == source[k].dtype for k in stored)
+    weights = [k for k in stored if "weight" in k]
+    assert len(weights) == 2 and all(stored[k].dtype == np.int8 for k in weights)
+    assert any(not np.array_equal(stored[k], source[k]) for k in weights)  # fine-tuned, on the grid
