@@ -1034,11 +1034,13 @@ SECTIONS = [
         "Import coverage on real architectures",
         ("import_coverage.json",),
         "benchmarks/bench_import_coverage.py (torch 2.14.1 and torchvision in their own environment)",
-        "torchvision classifiers and torch.nn RNN/Transformer classifiers, each exported by both of torch's exporters, "
-        "through `validate`, the importer's parity check and `harden --trials 2 --epochs 1`.",
+        "torchvision classifiers and segmenters (FCN, DeepLabV3, LR-ASPP), a ResNet-18 + FPN backbone, a ViT, BERT-style "
+        "encoders (the mask computed from the ids, or given as a second input) and torch.nn RNN/Transformer "
+        "classifiers, each exported by both of torch's exporters, through the importer's parity check, `validate` "
+        "and `harden --trials 2 --epochs 1 --final-epochs 1` (the table: docs/import_coverage.md).",
         "No flags chosen.",
         "64 random inputs labelled by the model itself (random weights).",
-        (("e56d133", "2026-11-30"),), (), import_coverage,
+        (("debfbfe", "2026-12-06"),), (), import_coverage,
         no_defaults="whether each model runs, not how well it hardens: the exit codes do not depend on the defaults."),
     Section(
         "Start-up time of the CLI",
