@@ -657,6 +657,9 @@ def _resolve_sigma(cfg, source, roles, task: str, stage) -> tuple:
     data = bind_data(session, roles.val)
     seed = selection_seed(cfg.seed)
     clean = clean_metric(session, data, metric=metric, seed=seed)
+    if clean <= 0:
+        raise ConfigError(f"--sigma auto: the source's clean {getattr(metric, '__name__', 'metric')} on the validation "
+                          "data is 0, nothing to halve; give --sigma.")
     measure = lambda s: run_samples(session, data, LogNormalDrift(s), samples=AUTO_SIGMA_SAMPLES, seed=seed,  # noqa: E731
                                     metric=metric).summary().mean
     sigma, points = find_half_loss(measure, clean)
@@ -675,11 +678,9 @@ def _gated(gate: Gate) -> bool:
 def _check_signoff_args(cfg, gate: Gate, test, validate_samples: int, task: str = "classification") -> None:
     """Refuse, before any work, a gate over validation numbers, a statistic the task's metric cannot give and a
     sign-off without samples."""
-    from ftcompile.runtime.metrics import example_scores  # noqa: F401  (the contract: a per_example attribute)
-
     if validate_samples < 1:
         raise ConfigError(f"--validate-samples {validate_samples} must be >= 1.")
-    metric = task_metric(task, cfg.metric())
+    metric = task_metric(task, cfg.metric())  # a mean over examples has per_example (runtime/metrics.example_scores)
     if gate.stat == "total_ci_low" and gate.min_accuracy is not None and not hasattr(metric, "per_example"):
         raise ConfigError(f"--stat total_ci_low needs a metric that is a mean over examples, and "
                           f"{getattr(metric, '__name__', 'this metric')} is not; gate on --stat auto, drift_ci_low, "

@@ -434,7 +434,6 @@ def gate(
 ) -> None:
     """A release gate for CI: validate under drift, write report.json, report.md and junit.xml, append the job
     summary, exit 1 when the model does not hold its bar. Gates the conservative statistic by default."""
-    from ftcompile.fileio import write_text_atomic
     from ftcompile.runtime.report import to_json, to_markdown, write_reports
     from ftcompile.runtime.validate import Gate
 

@@ -10,7 +10,6 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
-import ftcompile
 from ftcompile.cli import app
 from ftcompile.data import InputSpec, as_dataset
 from ftcompile.data.factory import is_factory

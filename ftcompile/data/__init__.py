@@ -10,7 +10,6 @@ source, ``as_dataset`` checks the arrays against the model before any run.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np

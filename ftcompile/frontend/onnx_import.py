@@ -18,7 +18,7 @@ import re
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import onnx
 import torch
@@ -33,6 +33,9 @@ from ftcompile.frontend.dtypes import to_torch
 from ftcompile.frontend.quantize import Grid, put_on_grid
 from ftcompile.passes.onnx_graph import constants_to_initializers, unshare_weights
 from ftcompile.runtime.model import STANDARD_DOMAINS, choose_output, graph_inputs, load_onnx
+
+if TYPE_CHECKING:
+    from ftcompile.frontend.parity import Parity
 
 
 @dataclass(frozen=True)

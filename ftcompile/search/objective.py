@@ -21,6 +21,7 @@ outputs.
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable
 
@@ -155,10 +156,10 @@ class DriftObjective:
         return float(self._metric(logits.unsqueeze(0))[0])
 
     def _noise(self, k: int):
-        from contextlib import nullcontext
-
-        return self.converters.keyed(self.seed, k) if self.converters is not None and self.converters.noisy \
-            else nullcontext()
+        """Sample ``k``'s keyed read noise for the twin's hooks while it is scored (nothing without noise)."""
+        if self.converters is not None and self.converters.noisy:
+            return self.converters.keyed(self.seed, k)
+        return nullcontext()
 
     def _chunk(self, module, params, buffers, ks: range) -> list[float]:
         if self.vectorized is None:

@@ -13,7 +13,6 @@ from ftcompile.errors import ConfigError, Interrupted
 from ftcompile.export import get_metadata
 from ftcompile.frontend import import_onnx
 from ftcompile.runtime.drift import LogNormalDrift
-from ftcompile.passes import insert_dropout
 from ftcompile.search.controller import Controller
 from ftcompile.search.harden import HardenConfig
 from ftcompile.search.objective import DriftObjective

@@ -226,3 +226,19 @@ def test_detection_objective_scores_map_under_the_drift(drift):
     drifted = DetectionObjective(model, x, truth, drift=parse_drift(drift), samples=8, metric=CocoMAP(0.5), batch=5)
     score = drifted(model)
     assert score.mean < 0.9 and len(set(score.values)) > 1  # each sample its own drift, and the drift hurts
+
+
+def test_sigma_auto_finds_a_detector_s_half_map_sigma(box_files, tmp_path):
+    """The module path: the sigma where the source export keeps half its validation mAP."""
+    train, val = box_files
+    cfg = HardenConfig(sigma="auto", method="noise-injection", final_epochs=1, samples=2, batch_size=16,
+                       blend="off", train_sigma=0.05)
+    r = ftcompile.harden("tests.search.detectors:trained", train, val, out=tmp_path / "a.onnx", config=cfg,
+                         validate_samples=2, plot=False)
+    auto = r.sigma_auto
+    assert auto["clean"] > 0.2 and r.after.drift == f"lognormal:{auto['sigma']:g}"
+    below = [m for s, m in auto["points"] if s >= auto["sigma"]]
+    above = [m for s, m in auto["points"] if 0 < s < auto["sigma"]]
+    assert min(below) <= auto["clean"] / 2 < max(above)
+    with pytest.raises(ConfigError, match="nothing to halve"):  # the untrained detector finds nothing
+        ftcompile.harden(FACTORY, train, val, out=tmp_path / "u.onnx", config=cfg, validate_samples=2, plot=False)

@@ -98,3 +98,16 @@ def test_segmentation_loss_ignores_marked_pixels_and_rewards_the_foreground(clas
     else:
         ce = torch.nn.functional.cross_entropy(background, masks, ignore_index=255)
     assert segmentation_loss(background, masks) - ce > 0.9
+
+
+def test_sigma_auto_finds_a_segmenter_s_half_dice_sigma(seg_files, tmp_path):
+    _, train, val = seg_files
+    model = tmp_path / "teacher.onnx"
+    onnx.save(segmenter(seed=1), model)  # the masks' own teacher: clean Dice 1, which drift halves
+    cfg = HardenConfig(sigma="auto", train_sigma=0.3, epochs=1, final_epochs=1, samples=2, blend="off")
+    r = ftcompile.harden(model, train, val, out=tmp_path / "a.onnx", config=cfg, validate_samples=2, plot=False)
+    auto = r.sigma_auto
+    assert auto["sigma"] > 0 and r.after.drift == f"lognormal:{auto['sigma']:g}"
+    below = [m for s, m in auto["points"] if s >= auto["sigma"]]
+    above = [m for s, m in auto["points"] if 0 < s < auto["sigma"]]
+    assert min(below) <= auto["clean"] / 2 < max(above)  # the Dice crosses half of the clean Dice there

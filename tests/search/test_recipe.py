@@ -3,7 +3,6 @@ first trial, the whole harden with its journal and resume, and --sigma auto."""
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import onnx
