@@ -791,15 +791,15 @@ def _harden_paths(model, out) -> dict[str, Path]:
 
 
 def _harden_data(imported, model, train, val, test, task: str, holdout: float):
-    """The data roles (``signoff.py``), each bound to the model's single input and its number of classes (scores on
-    axis -1, or axis 1 for a segmenter's (N, C, H, W))."""
+    """The data roles (``signoff.py``), each bound to the model's inputs (a classifier may have several: token ids
+    and an attention mask) and its number of classes (scores on axis -1, or axis 1 for a segmenter's (N, C, H, W))."""
     from ftcompile.data import InputSpec
     from ftcompile.runtime.model import elem_dtype, graph_inputs, input_shape
     from ftcompile.signoff import assign_roles
 
     inputs = graph_inputs(imported.onnx_model)
-    if len(inputs) != 1:
-        raise ConfigError(f"{model}: harden supports single-input classifiers (this one has {len(inputs)} inputs).")
+    if len(inputs) != 1 and task != "classification":
+        raise ConfigError(f"{model}: harden takes a segmenter with one input (this one has {len(inputs)}).")
     specs = [InputSpec(v.name, tuple(input_shape(v)), elem_dtype(v)) for v in inputs]
     out_dims = input_shape(next(o for o in imported.onnx_model.graph.output if o.name == imported.output))
     axis = 1 if task == "segmentation" else -1

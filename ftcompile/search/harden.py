@@ -22,6 +22,7 @@ from ftcompile.search.blend import GRID, Blend, choose_blend
 from ftcompile.search.blend import SEARCH as BLEND_SEARCH
 from ftcompile.search.controller import KERNELS, SEARCHES, Controller
 from ftcompile.search.executor import Executor, TrialTask, make_executor, retried
+from ftcompile.search.inputs import Inputs
 from ftcompile.search.journal import RATE_SEARCH, RECIPE, Journal, TrialRecord, trial_record
 from ftcompile.search.noise_level import choose_train_sigma, train_sigma_grid
 from ftcompile.search.objective import OBJECTIVES, DetectionObjective, DriftObjective, Score, selection_seed
@@ -308,12 +309,13 @@ class SearchOutcome:
     lr_scale: float = 1.0  # the final fit's learning rate relative to --lr (the recipe's)
 
 
-def _tensors(dataset, device: str) -> tuple[torch.Tensor, "torch.Tensor | list"]:
-    """Inputs and labels as torch: a tensor, or torchvision's per-image targets for detection boxes."""
-    (x,) = dataset.inputs.values()
+def _tensors(dataset, device: str) -> tuple[Inputs, "torch.Tensor | list"]:
+    """Inputs (one tensor per model input, in its order) and labels as torch: a tensor, or torchvision's per-image
+    targets for detection boxes."""
+    x = Inputs(tuple(torch.from_numpy(v).to(device) for v in dataset.inputs.values()))
     if isinstance(dataset.labels, BoxLabels):
-        return torch.from_numpy(x).to(device), box_targets(dataset.labels)
-    return torch.from_numpy(x).to(device), torch.from_numpy(dataset.labels).to(device)
+        return x, box_targets(dataset.labels)
+    return x, torch.from_numpy(dataset.labels).to(device)
 
 
 class TrialRunner:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
 from ftcompile.runtime.drift import LogNormalDrift, draw_sample, keyed_normals
+from ftcompile.search.inputs import Inputs, as_inputs
 
 OBJECTIVES = ("accuracy", "loss")
 SELECTION_STREAM = 1 << 20  # the objective draws the runtime's samples of seed + this (never the sign-off's)
@@ -64,16 +65,16 @@ class DriftObjective:
     Shapes: ``x`` is ``n x ...`` inputs, ``y`` ``n`` labels; the drift of a parameter is ``K x *param.shape``.
     """
 
-    def __init__(self, module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, drift, samples: int,
-                 seed: int = 0, kind: "str | Callable" = "accuracy", chunk: int = 10, device: str = "cpu",
-                 keys: dict | None = None, converters=None, max_batch: int = 1024, example_axis: int = -2,
-                 max_elements: int = 2**22):
+    def __init__(self, module: torch.nn.Module, x: "torch.Tensor | Inputs", y: torch.Tensor, *, drift,
+                 samples: int, seed: int = 0, kind: "str | Callable" = "accuracy", chunk: int = 10,
+                 device: str = "cpu", keys: dict | None = None, converters=None, max_batch: int = 1024,
+                 example_axis: int = -2, max_elements: int = 2**22):
         if not callable(kind) and kind not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES} or a metric (outputs, labels) -> float")
-        self.x, self.y = x.to(device), y.to(device)
+        self.x, self.y = as_inputs(x).to(device), y.to(device)
         self.samples, self.kind, self.seed = int(samples), kind, int(seed)
         self.chunk = max(1, min(chunk, self.samples))
-        pairs = min(max_batch, max(1, max_elements // max(1, x[0].numel())))
+        pairs = min(max_batch, max(1, max_elements // max(1, self.x.example_size)))
         self.batch = max(1, pairs // self.chunk)  # inputs per vmapped forward
         self.keys = keys
         self.converters = converters
@@ -144,15 +145,15 @@ class DriftObjective:
         var = sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1)
         return Score(mean, math.sqrt(var / len(values)), tuple(values))
 
-    def _batched(self, forward: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """``forward`` over the inputs in batches, in order, outputs concatenated along the example axis."""
-        return torch.cat([forward(xb) for xb in self.x.split(self.batch)], dim=self.axis)
+    def _batched(self, forward: Callable[[tuple], torch.Tensor]) -> torch.Tensor:
+        """``forward(args)`` over the inputs in batches, in order, outputs concatenated along the example axis."""
+        return torch.cat([forward(xb.args) for xb in self.x.split(self.batch)], dim=self.axis)
 
     def _one(self, module, params, buffers, k: int) -> float:
         """Sample ``k`` alone (reading its keyed read noise, if the twin has some)."""
         weights = {**params, **buffers, **self._sample_weights(k, params)}
         with self._noise(k):
-            logits = self._batched(lambda xb: functional_call(module, weights, (xb,)))
+            logits = self._batched(lambda args: functional_call(module, weights, args))
         return float(self._metric(logits.unsqueeze(0))[0])
 
     def _noise(self, k: int):
@@ -171,19 +172,19 @@ class DriftObjective:
         drifted = {n: torch.stack([r[n] for r in rows]) for n in rows[0]}
         clean = {n: p for n, p in {**params, **buffers}.items() if n not in drifted}
 
-        def forward(d, xb):
-            return functional_call(module, {**d, **clean}, (xb,))
+        def forward(d, args):
+            return functional_call(module, {**d, **clean}, args)
 
-        return self._metric(self._batched(lambda xb: vmap(forward, in_dims=(0, None))(drifted, xb))).tolist()
+        return self._metric(self._batched(lambda args: vmap(forward, in_dims=(0, None))(drifted, args))).tolist()
 
 
-def _vmaps(module, params, buffers, x: torch.Tensor) -> bool:
+def _vmaps(module, params, buffers, x: Inputs) -> bool:
     """Whether ``module`` runs under ``vmap`` over a batch of weights: a graph with data-dependent shapes or
     Python-side reads of tensor values does not. Only such errors (RuntimeError from torch's batching) choose the
     one-by-one path, which computes the same values; anything else propagates."""
     weights = {n: p.unsqueeze(0) for n, p in params.items()}
     try:
-        vmap(lambda w, xb: functional_call(module, {**w, **buffers}, (xb,)), in_dims=(0, None))(weights, x)
+        vmap(lambda w, args: functional_call(module, {**w, **buffers}, args), in_dims=(0, None))(weights, x.args)
         return True
     except RuntimeError:
         return False
@@ -207,6 +208,6 @@ class DetectionObjective(DriftObjective):
         weights = {**params, **buffers, **self._sample_weights(k, params)}
         predictions = []
         for xb in self.x.split(self.batch):
-            for d in functional_call(module, weights, (xb,)):
+            for d in functional_call(module, weights, xb.args):
                 predictions.append(tuple(d[key].detach().cpu().numpy() for key in ("boxes", "scores", "labels")))
         return float(self.kind(predictions, self.truth))

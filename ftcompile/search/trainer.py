@@ -22,6 +22,7 @@ from torch.func import functional_call
 
 from ftcompile.errors import ConfigError
 from ftcompile.labels import IGNORE
+from ftcompile.search.inputs import Inputs, as_inputs
 
 
 @dataclass(frozen=True)
@@ -155,9 +156,11 @@ def _device_read(cfg: TrainConfig, name: str, p: torch.Tensor, gen: torch.Genera
 
 
 @torch.enable_grad()
-def fine_tune(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
+def fine_tune(module: torch.nn.Module, x: "torch.Tensor | Inputs", y: torch.Tensor, cfg: TrainConfig,
               device: str = "cpu", loss_fn: Callable = F.cross_entropy) -> float:
-    """Train ``module`` in place (``cfg.optimizer``, ``cfg.schedule``); returns the last epoch's mean loss."""
+    """Train ``module`` in place (``cfg.optimizer``, ``cfg.schedule``); returns the last epoch's mean loss. ``x``: the
+    examples of a single-input model, or ``inputs.Inputs`` (one tensor per model input)."""
+    x = as_inputs(x)
     module.to(device).train()
     freeze_norm_statistics(module)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -172,8 +175,8 @@ def fine_tune(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Tr
 
     with_targets = getattr(loss_fn, "in_forward", False)
 
-    def forward(xb: torch.Tensor, noise: dict | None, yb) -> torch.Tensor:
-        args = (xb, yb) if with_targets else (xb,)
+    def forward(xb: Inputs, noise: dict | None, yb) -> torch.Tensor:
+        args = (*xb.args, yb) if with_targets else xb.args
         if noise is None:
             return module(*args)
         return functional_call(module, {n: noise[n](p) if n in noise else p for n, p in params.items()}, args)

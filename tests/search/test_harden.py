@@ -444,3 +444,31 @@ def test_harden_against_compensated_lognormal_trains_and_signs_off_on_it(files, 
     assert r.after.drift == r.before.drift == "lognormal:0.5,comp=global"
     with pytest.raises(ConfigError, match="comp='mean'"):
         HardenConfig(drift="pcm:1d", compensation="mean")  # mean is lognormal's; a device preset refuses it
+
+
+def test_a_model_with_two_inputs_hardens_end_to_end(tmp_path):
+    """Token-classifier style: features and a mask as two inputs (``x * mask -> Gemm``), data arrays named after
+    them; the fine-tune, the objective and the sign-off all feed both."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((3, 8)).astype(np.float32)
+    nodes = [helper.make_node("Mul", ["x", "mask"], ["h"]), helper.make_node("Gemm", ["h", "w"], ["y"], transB=1)]
+    graph = helper.make_graph(nodes, "two", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8]),
+                                             helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["N", 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+                              [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "two.onnx")
+    x = rng.standard_normal((300, 8)).astype(np.float32)
+    mask = (rng.random((300, 8)) > 0.3).astype(np.float32)
+    y = ((x * mask) @ w.T).argmax(1)
+    for name, sl in (("train", slice(0, 200)), ("val", slice(200, 250)), ("test", slice(250, 300))):
+        np.savez(tmp_path / f"{name}.npz", x=x[sl], mask=mask[sl], y=y[sl])
+    r = ftcompile.harden(tmp_path / "two.onnx", tmp_path / "train.npz", tmp_path / "val.npz",
+                         test=tmp_path / "test.npz", out=tmp_path / "h.onnx", validate_samples=3, plot=False,
+                         config=HardenConfig(sigma=0.5, epochs=1, final_epochs=2, samples=3))
+    assert r.before.clean == 1.0 and r.after.examples == 50 and 0 < r.torch_before < 1
+    again = ftcompile.validate(tmp_path / "h.onnx", tmp_path / "test.npz", sigma=0.5, samples=3)
+    assert again.values == r.after.values
