@@ -22,7 +22,7 @@ from ftcompile.runtime.metrics import Metric, accuracy
 from ftcompile.runtime.tasks import task_metric
 from ftcompile.runtime.parallel import EXECUTORS, shard_job, sharded_sample_metrics
 from ftcompile.runtime.session import DriftSession
-from ftcompile.runtime.validate import Gate, Samples, ValidationResult, clean_metric, evaluate, run_samples
+from ftcompile.runtime.validate import BATCH, Gate, Samples, ValidationResult, clean_metric, evaluate, run_samples
 
 if TYPE_CHECKING:
     import onnx
@@ -157,7 +157,7 @@ def _sha(model) -> str:
 
 
 def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: float | None = None,
-             samples: int = 100, seed: int = 0, batch_size: int = 1024, metric: "str | Metric" = accuracy,
+             samples: int = 100, seed: int = 0, batch_size: int = BATCH, metric: "str | Metric" = accuracy,
              gate: Gate = Gate(), targets: str = "auto", bias: bool = False, output: str | None = None,
              provider: str = "cpu", on_sample: Callable[[int, float], None] | None = None, workers: int = 1,
              executor: str = "process", ray_address: str | None = None,
@@ -292,7 +292,7 @@ def parse_times(spec: "str | Sequence") -> list[float]:
 
 
 def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.1",
-          drift: "str | DriftModel | None" = None, samples: int = 50, seed: int = 0, batch_size: int = 1024,
+          drift: "str | DriftModel | None" = None, samples: int = 50, seed: int = 0, batch_size: int = BATCH,
           metric: "str | Metric" = accuracy, targets: str = "auto", bias: bool = False, output: str | None = None,
           provider: str = "cpu", vary: str | None = None, times: "str | Sequence | None" = None,
           compensation: str | None = None, dac_bits: int | None = None, adc_bits: int | None = None,
@@ -352,7 +352,7 @@ def _label(model, taken: dict) -> str:
 
 
 def analyze(model, data, *, drift: "str | DriftModel | None" = None, sigma: float | None = None, samples: int = 30,
-            seed: int = 0, batch_size: int = 1024, metric: "str | Metric" = accuracy, targets: str = "auto",
+            seed: int = 0, batch_size: int = BATCH, metric: "str | Metric" = accuracy, targets: str = "auto",
             bias: bool = False, output: str | None = None, provider: str = "cpu",
             on_layer: Callable | None = None, compensation: str | None = None,
             task: str | None = None) -> "Sensitivity":

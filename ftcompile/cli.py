@@ -32,6 +32,7 @@ DATA, DRIFT, METHOD, SEARCH, TRAIN, GATE, OUTPUTS, RUN = ("Data", "Target drift 
 RESEARCH = "Research knobs (methods other than the default)"
 # defaults shared with the API (a test checks they agree with HardenConfig and signoff.HOLDOUT)
 HOLDOUT = 0.3
+BATCH = 256  # runtime.validate.BATCH
 
 
 def _consoles():
@@ -270,7 +271,7 @@ def _seed_opt():
 
 
 def _batch_opt():
-    return typer.Option(1024, "--batch-size", help="Examples per onnxruntime run.", rich_help_panel=RUN)
+    return typer.Option(BATCH, "--batch-size", help="Examples per onnxruntime run.", rich_help_panel=RUN)
 
 
 def _provider_opt():

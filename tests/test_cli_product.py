@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from ftcompile.cli import HOLDOUT, app
+from ftcompile.cli import BATCH, HOLDOUT, app
 from ftcompile.runtime.crossing import half_loss_crossing
 from tests.helpers import teacher_files
 
@@ -39,7 +39,9 @@ def test_cli_defaults_are_the_api_s():
     from ftcompile.search.harden import HardenConfig
     from ftcompile.signoff import HOLDOUT as API_HOLDOUT
 
-    assert HOLDOUT == API_HOLDOUT
+    from ftcompile.runtime.validate import BATCH as API_BATCH
+
+    assert HOLDOUT == API_HOLDOUT and BATCH == API_BATCH
     params = _params("harden")
     renamed = {"rate": "dropout_rate", "rates": "rate_space"}
     for f in fields(HardenConfig):

@@ -17,7 +17,7 @@ from ftcompile.runtime.drift import DriftModel
 from ftcompile.runtime.metrics import Metric, accuracy
 from ftcompile.runtime.session import DriftSession
 from ftcompile.runtime.stats import format_ci, strict_json, summarize
-from ftcompile.runtime.validate import clean_metric, sample_metrics
+from ftcompile.runtime.validate import BATCH, clean_metric, sample_metrics
 
 ALL = "(all layers)"
 
@@ -66,7 +66,7 @@ def layer_groups(session: DriftSession) -> dict[str, list]:
 
 
 def analyze_session(session: DriftSession, data: Dataset, drift: DriftModel, *, samples: int = 30, seed: int = 0,
-                    batch_size: int = 1024, metric: Metric = accuracy,
+                    batch_size: int = BATCH, metric: Metric = accuracy,
                     on_layer: Callable[[LayerSensitivity], None] | None = None) -> Sensitivity:
     t0 = time.perf_counter()
     clean = clean_metric(session, data, batch_size=batch_size, metric=metric)

@@ -13,8 +13,8 @@ the draws of the sign-off (``validate --seed S``), which therefore measures drif
 
 Samples are evaluated in chunks with ``torch.func.vmap`` over ``functional_call`` where the network allows it
 (decided once, by a probe: a graph with data-dependent shapes runs the samples one after the other, which gives
-the same values), and each chunk runs over the validation inputs in batches: at most ``max_batch`` (sample, input)
-pairs, and at most ``max_elements`` input values, go through the network at once, so peak memory does not grow
+the same values), and each chunk runs over the validation inputs in batches: at most ``max_batch`` (``MAX_PAIRS``)
+(sample, input) pairs, and at most ``max_elements`` input values, go through the network at once, so peak memory does not grow
 with the validation set or K. A user metric ``(outputs, labels) -> float`` is called on each sample's numpy
 outputs.
 """
@@ -36,6 +36,9 @@ from ftcompile.search.inputs import Inputs, as_inputs
 OBJECTIVES = ("accuracy", "loss")
 SELECTION_STREAM = 1 << 20  # the objective draws the runtime's samples of seed + this (never the sign-off's)
 THETA_CACHE_BYTES = 256 * 2**20  # keep the K lognormal draws between calls when they take at most this
+# (sample, input) pairs per vmapped forward: on the GTSRB STN 1,024 held 1.38 GB at peak against 0.68 GB for 256,
+# at the same speed (10 samples of 2,000 validation images, one thread)
+MAX_PAIRS = 256
 
 
 def selection_seed(seed: int) -> int:
@@ -67,7 +70,7 @@ class DriftObjective:
 
     def __init__(self, module: torch.nn.Module, x: "torch.Tensor | Inputs", y: torch.Tensor, *, drift,
                  samples: int, seed: int = 0, kind: "str | Callable" = "accuracy", chunk: int = 10,
-                 device: str = "cpu", keys: dict | None = None, converters=None, max_batch: int = 1024,
+                 device: str = "cpu", keys: dict | None = None, converters=None, max_batch: int = MAX_PAIRS,
                  example_axis: int = -2, max_elements: int = 2**22):
         if not callable(kind) and kind not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES} or a metric (outputs, labels) -> float")
