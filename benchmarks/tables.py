@@ -1040,7 +1040,7 @@ SECTIONS = [
         "and `harden --trials 2 --epochs 1 --final-epochs 1` (the table: docs/import_coverage.md).",
         "No flags chosen.",
         "64 random inputs labelled by the model itself (random weights).",
-        (("debfbfe", "2026-12-06"),), (), import_coverage,
+        (("debfbfe", "2026-12-06"), ("d31cef0", "2026-12-06")), (), import_coverage,
         no_defaults="whether each model runs, not how well it hardens: the exit codes do not depend on the defaults."),
     Section(
         "Start-up time of the CLI",
