@@ -11,9 +11,7 @@ Its provenance is the arrays' sha256 (there is no file to hash).
 """
 from __future__ import annotations
 
-import importlib
 import os
-import sys
 
 import numpy as np
 
@@ -30,14 +28,9 @@ def is_factory(spec) -> bool:
 
 
 def read_factory(spec: str) -> dict[str, np.ndarray]:
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    module, _, attr = spec.partition(":")
-    try:
-        fn = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        raise DataError(f"cannot load data factory {spec} ({one_line(exc)}); check that {module} is importable from "
-                        "the current directory or PYTHONPATH.") from None
+    from ftcompile.plugins import load_object
+
+    fn = load_object(spec, "data factory", DataError)
     try:
         got = fn()
     except Exception as exc:

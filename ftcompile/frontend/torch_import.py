@@ -72,18 +72,9 @@ def load_factory(spec: str) -> torch.nn.Module:
     The way in for models the ONNX importer cannot fine-tune (detectors with NMS, RoIAlign, data-dependent
     shapes): the factory builds the model and loads its weights itself.
     """
-    import importlib
-    import os
-    import sys
+    from ftcompile.plugins import load_object
 
-    if os.getcwd() not in sys.path and "" not in sys.path:  # as `python -m` would: packages of the working directory
-        sys.path.insert(0, os.getcwd())
-    module_name, _, attr = spec.partition(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ModelError(f"cannot load model factory {spec} ({exc}); check that {module_name} is importable from "
-                         "the current directory or PYTHONPATH.") from None
+    factory = load_object(spec, "model factory", ModelError)
     if not callable(factory):
         raise ModelError(f"model factory {spec} is not callable; give a function that returns an nn.Module.")
     try:

@@ -10,7 +10,6 @@ that need a layer statistic (max|W|, min/max) draw a whole tensor as block 0.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -335,10 +334,9 @@ def _number(text: str):
 
 
 def _load_user_drift(module: str, attr: str):
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"cannot load drift model {module}:{attr} ({exc}); check the module is importable.") from None
+    from ftcompile.plugins import load_object
+
+    return load_object(f"{module}:{attr}", "drift model")
 
 
 def _parts(drift: DriftModel) -> tuple:

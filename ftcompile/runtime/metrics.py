@@ -60,13 +60,10 @@ def parse_metric(spec: "str | Metric") -> Metric:
     if spec.startswith("top") and spec[3:].isdigit():
         return top_k_accuracy(int(spec[3:]))
     if ":" in spec:
-        import importlib
+        from ftcompile.plugins import load_object
 
-        module, _, attr = spec.partition(":")
-        try:
-            fn = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"cannot load metric {spec} ({exc}); check the module is importable.") from None
+        fn = load_object(spec, "metric")
+        attr = spec.partition(":")[2]
         if not callable(fn):
             raise ConfigError(f"metric {spec} is not callable; give a function (outputs, labels) -> float.")
         if not hasattr(fn, "__name__"):
