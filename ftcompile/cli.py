@@ -92,8 +92,8 @@ def guarded():
 
 @contextmanager
 def progress(total: int | None, label: str, quiet: bool):
-    """A rich progress bar on a terminal; nothing when piped, in CI, or with --quiet."""
-    if quiet or not err.is_terminal:
+    """A rich progress bar on a terminal; nothing when piped, in CI, or with --quiet (rich is not even imported)."""
+    if quiet or not sys.stderr.isatty():
         yield lambda *a: None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -108,7 +108,7 @@ def show_table(title: str, columns: list[str], rows: list[list[str]], right: set
     """A table on stdout: rich's on a terminal; plain aligned columns in a pipe or CI log, where a rich table
     squeezed to 80 columns would cut numbers ("92.07-94..."): long lines, nothing truncated."""
     right = set(columns) if right is None else right
-    if out.is_terminal:
+    if sys.stdout.isatty():
         from rich.table import Table
 
         table = Table(title=title)

@@ -34,10 +34,16 @@ def _is_argument(param) -> bool:
     return not param.opts[0].startswith("-")
 
 
+TYPES = {"STRING": "text", "TEXT": "text", "INTEGER": "integer", "FLOAT": "number", "PATH": "path",
+         "BOOLEAN": "flag"}
+
+
 def _type(param, ctx) -> str:
+    """The kind of value, from click's type name (the same whichever typer renders the help)."""
     if getattr(param, "is_flag", False):
         return "flag"
-    shown = param.display_type(ctx).strip("<>")
+    name = getattr(param.type, "name", "text").upper()
+    shown = TYPES.get(name, name.lower())
     return f"{shown} ..." if param.nargs == -1 else shown
 
 
