@@ -724,9 +724,8 @@ def harden(
                                "NumPyro).", rich_help_panel=RESEARCH),
     max_rate: float = typer.Option(0.8, "--max-rate", help="bayesft: the upper bound of every dropout rate.",
                                    rich_help_panel=RESEARCH),
-    trial_fraction: str = typer.Option("auto", "--trial-fraction", help="The share of the training set each trial "
-                                       "fine-tunes on: auto (half for the recipe search, all for the others) or a "
-                                       "number; the final fine-tune uses all of it.", rich_help_panel=RESEARCH),
+    trial_fraction: float = typer.Option(1.0, "--trial-fraction", help="The share of the training set each trial "
+                                         "fine-tunes on (the final fine-tune uses all of it).", rich_help_panel=RESEARCH),
     dropout_rate: float = typer.Option(0.3, "--dropout-rate", help="fixed-dropout: the rate at every site.",
                                        rich_help_panel=RESEARCH),
     awp_gamma: float = typer.Option(0.05, "--awp-gamma", help="awp: the perturbation's norm relative to each weight "

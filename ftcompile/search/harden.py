@@ -26,7 +26,7 @@ from ftcompile.search.inputs import Inputs
 from ftcompile.search.journal import RATE_SEARCH, RECIPE, Journal, TrialRecord, trial_record
 from ftcompile.search.noise_level import choose_train_sigma, train_sigma_grid
 from ftcompile.search.objective import OBJECTIVES, DetectionObjective, DriftObjective, Score, selection_seed
-from ftcompile.search.recipe import RECIPE_FRACTION, RECIPE_TRIALS, RecipeSpace, recipe_space
+from ftcompile.search.recipe import RECIPE_TRIALS, RecipeSpace, recipe_space
 from ftcompile.search.recipe import choose as choose_recipe
 from ftcompile.search.space import SPACES, RateSpace, rate_space, site_widths
 from ftcompile.runtime.tasks import OnClassIds, task_metric
@@ -104,8 +104,7 @@ class HardenConfig:
     blend: float | str = "auto"    # share of the source's weights blended into the fine-tuned ones (blend.py); auto: chosen
     search: str = "bo"
     rates: str = "per-layer"       # search space: per-layer (the paper's), per-stage or shared (space.py)
-    trial_fraction: float | str = "auto"  # share of the training set a trial fine-tunes on; auto: RECIPE_FRACTION for
-                                   # the recipe search, all of it otherwise (the final fit always uses all)
+    trial_fraction: float = 1.0    # share of the training set each trial fine-tunes on (the final fit: all)
     kernel: str = "matern52"
     objective: str = "accuracy"    # accuracy, loss, or a metric package.module:function
     drift: str | None = None       # drift spec of the objective and sign-off; default lognormal at sigma
@@ -134,8 +133,7 @@ class HardenConfig:
         checks = [(self.method in METHODS or self.method == "auto", f"--method must be auto or one of {', '.join(METHODS)}"),
                   (self.search in SEARCHES, f"--search must be one of {', '.join(SEARCHES)}"),
                   (self.rates in SPACES, f"--rate-space must be one of {', '.join(SPACES)}"),
-                  (_word_or_number(self.trial_fraction, ("auto",), lambda v: 0 < v <= 1),
-                   "--trial-fraction must be auto or in (0, 1]"),
+                  (0 < float(self.trial_fraction) <= 1, "--trial-fraction must be in (0, 1]"),
                   (self.recipe in RECIPES, f"--recipe must be one of {', '.join(RECIPES)}"),
                   (self.kernel in KERNELS, f"--kernel must be one of {', '.join(KERNELS)}"),
                   (self.objective in OBJECTIVES or ":" in self.objective,
@@ -169,9 +167,9 @@ class HardenConfig:
             from ftcompile.passes.converters import ConverterSpec
 
             ConverterSpec(self.dac_bits, self.adc_bits, self.adc_noise)  # range check, one-line error
-        for name, kind in (("trials", int), ("trial_fraction", float)):
-            if getattr(self, name) != "auto":
-                object.__setattr__(self, name, kind(float(getattr(self, name))))
+        if self.trials != "auto":
+            object.__setattr__(self, "trials", int(float(self.trials)))
+        object.__setattr__(self, "trial_fraction", float(self.trial_fraction))
         auto = self.sigma == "auto"  # harden finds it on the validation data (with_sigma); the drift waits for it
         if auto and self.drift:
             raise ConfigError(f"--sigma auto finds a lognormal sigma; --drift {self.drift!r} already names the "
@@ -214,13 +212,6 @@ class HardenConfig:
         if self.trials != "auto":
             return self.trials
         return RECIPE_TRIALS if self.recipe_search else 20
-
-    @property
-    def fraction(self) -> float:
-        """The share of the training set a trial fine-tunes on."""
-        if self.trial_fraction != "auto":
-            return self.trial_fraction
-        return RECIPE_FRACTION if self.recipe_search else 1.0
 
     def final_epochs_for(self, examples: int) -> int:
         """The final fit's epochs on ``examples`` training examples. ``auto``: 15 epochs, and at least
@@ -331,8 +322,8 @@ class TrialRunner:
                  loss_fn: Callable | None = None, keys: dict | None = None):
         self.module, self.sites, self.x, self.y, self.objective = module, sites, x, y, objective
         keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
-        keep = keep[:max(1, round(cfg.fraction * len(x)))].sort().values
-        self.x_trial, self.y_trial = (x, y) if cfg.fraction >= 1 else (x[keep], take(y, keep))
+        keep = keep[:max(1, round(cfg.trial_fraction * len(x)))].sort().values
+        self.x_trial, self.y_trial = (x, y) if cfg.trial_fraction >= 1 else (x[keep], take(y, keep))
         self.loss_fn = loss_fn or torch.nn.functional.cross_entropy
         self.base_state = copy.deepcopy(module.state_dict())
         device_model = cfg.train_device()

@@ -1,7 +1,7 @@
 """The hardening recipe the default search chooses: training-noise scale, dropout per stage, learning-rate scale.
 
 A recipe is a point of a small continuous space, searched by the same BoTorch controller as the paper's rates
-(``controller.py``), trial by trial (short fine-tunes on part of the training set, scored by the Monte-Carlo
+(``controller.py``), trial by trial (short fine-tunes, ``--epochs`` on ``--trial-fraction`` of the training set, scored by the Monte-Carlo
 objective on the validation data), with the trial journal and ``--resume`` of the rate search:
 
 - ``noise_scale``: the lognormal sigma trained under, relative to the target sigma, from ``NOISE[0]`` (well below)
@@ -27,7 +27,6 @@ NOISE = (0.25, 1.5)     # training sigma / target sigma
 DROPOUT_MAX = 0.5
 LR = (1 / 3, 3.0)       # learning rate / --lr
 RECIPE_TRIALS = 8       # --trials auto for the recipe search
-RECIPE_FRACTION = 0.5   # --trial-fraction auto for the recipe search: each trial fine-tunes on half the data
 MAX_STAGES = 3          # dropout coordinates at most: early, middle and late layers
 
 

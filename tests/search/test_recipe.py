@@ -71,7 +71,7 @@ def test_the_controller_proposes_its_anchor_first_then_the_design():
 def test_harden_runs_the_recipe_search_journals_it_and_resumes(files, tmp_path):
     model, train, val = files
     cfg = HardenConfig(sigma=0.5, recipe="bo", trials=3, epochs=1, final_epochs=1, samples=3)
-    assert cfg.recipe_search and cfg.fraction == 0.5 and cfg.train_sigma_grid() == ()
+    assert cfg.recipe_search and cfg.trial_count == 3 and cfg.train_sigma_grid() == ()
     r = ftcompile.harden(model, train, val, out=tmp_path / "r.onnx", config=cfg, validate_samples=2, plot=False)
     recipe = [t for t in r.trials if t.stage == RECIPE]
     assert len(recipe) == 3 and recipe[0].origin == "plain" and recipe[0].train_sigma == pytest.approx(0.5)
