@@ -60,10 +60,11 @@ def main() -> None:
             sys.exit(f"error: {task} needs {work}/test.npz and {model}: run its example's prepare.py first.")
         for seed in args.seeds.split(","):
             for recipe in args.recipes.split(","):
-                key = f"{recipe} seed {seed}"
+                key = f"{recipe} {args.flags} seed {seed}" if args.flags else f"{recipe} seed {seed}"
                 run_flags = f"--recipe {recipe} --seed {seed} {flags} {args.flags}"
                 summary = harden_cli(model, work, work / "test.npz", sigma, "noise-injection", run_flags,
-                                     name=f"{task}.{recipe}.s{seed}", env=env)
+                                     name=f"{task}.{recipe}{''.join(c for c in args.flags if c.isalnum())}.s{seed}",
+                                     env=env)
                 if summary is not None:
                     save(task, key, summary)
                     print(json.dumps({task: {key: summary}}), flush=True)

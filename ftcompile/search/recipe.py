@@ -1,8 +1,9 @@
 """The hardening recipe the default search chooses: training-noise scale, dropout per stage, learning-rate scale.
 
 A recipe is a point of a small continuous space, searched by the same BoTorch controller as the paper's rates
-(``controller.py``), trial by trial (short fine-tunes, ``--epochs`` on ``--trial-fraction`` of the training set, scored by the Monte-Carlo
-objective on the validation data), with the trial journal and ``--resume`` of the rate search:
+(``controller.py``), trial by trial (short fine-tunes, ``--epochs`` on ``--trial-fraction`` of the training set,
+scored by the Monte-Carlo objective on the validation data), with the trial journal and ``--resume`` of the rate
+search:
 
 - ``noise_scale``: the lognormal sigma trained under, relative to the target sigma, from ``NOISE[0]`` (well below)
   to ``NOISE[1]`` (above it), on a log axis; searched when training samples lognormal noise and no
