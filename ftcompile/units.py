@@ -15,6 +15,8 @@ UNITS = {"s": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 8
          "y": 365 * 86400.0}
 ACCEPTED = "s, min or m (minutes), h, d, w, mo (30-day months), y (365-day years), or plain seconds"
 
+# a regular expression rather than a duration library: the units are few, and months and years must be the
+# fixed 30 and 365 days of the device fits (calendar-aware parsers make them depend on the date)
 _NUMBER_AND_UNIT = re.compile(r"\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([a-z]*)\s*")
 
 
@@ -29,7 +31,7 @@ def parse_time(text, what: str = "time") -> float:
         seconds = float(text)
     else:
         match = _NUMBER_AND_UNIT.fullmatch(str(text))
-        if match is None or match.group(2) not in UNITS and match.group(2) != "":
+        if match is None or (match.group(2) and match.group(2) not in UNITS):
             raise ConfigError(f"{what} {text!r} is malformed; give a number with a unit: {ACCEPTED} "
                               "(e.g. 30s, 10min, 1h, 1d, 1mo, 1y).")
         seconds = float(match.group(1)) * UNITS.get(match.group(2), 1.0)
