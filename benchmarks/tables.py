@@ -745,6 +745,28 @@ def startup() -> str:
                       md(["install (label)", "top four packages"], heavy)])
 
 
+def aihwkit_accuracy() -> str:
+    d = load("aihwkit_accuracy.json")
+    pm = lambda m, se: f"{100 * m:.2f} ± {100 * se:.2f}"  # noqa: E731
+    ours, theirs, paired = d["ftcompile"], d["aihwkit"]["times"], d["paired"]
+    rows = []
+    for t in theirs:
+        a, f = theirs[t], ours["ftcompile"][t]
+        diff, se = f["mean"] - a["mean"], (f["se"] ** 2 + a["se"] ** 2) ** 0.5
+        rows.append([t, pm(a["mean"], a["se"]), pm(f["mean"], f["se"]), pm(ours["reference=programmed"][t]["mean"],
+                     ours["reference=programmed"][t]["se"]), pm(ours["path=aihwkit"][t]["mean"],
+                     ours["path=aihwkit"][t]["se"]), f"{100 * diff:+.2f} ± {100 * se:.2f}", str(a["samples"])])
+    diffs = [[t, *(f"{100 * paired[t][k]['mean']:+.2f} ± {100 * paired[t][k]['se']:.2f}"
+                   for k in ("reference=programmed", "path=aihwkit"))] for t in paired]
+    return "\n".join([
+        f"Digital accuracy {100 * d['digital_accuracy']:.2f}%; {d['images']:,} test images; aihwkit "
+        f"{d['aihwkit_version']}; mean ± standard error over K drift samples.", "",
+        md(["time", "aihwkit", "ftcompile", "ftcompile, reference read without read noise",
+            "ftcompile on aihwkit's weight path", "ftcompile - aihwkit", "K"], rows), "",
+        "Paired differences from ftcompile's default (the same keyed draws), accuracy points:", "",
+        md(["time", "reference read without read noise", "aihwkit's weight path and reference"], diffs)])
+
+
 # --- the sections ------------------------------------------------------------------------------------------------
 TEST_SIGMA = ("The harden sigma was set from ERM's sweep on {0} (`erm_sweep`): the smallest sigma where ERM loses "
               "at least 20 points; test images, not validation.")
@@ -920,6 +942,19 @@ SECTIONS = [
         "No flags: device models against device models.",
         "Simulated devices (no data set).",
         (("e1d7eb0", "2026-12-06"),), (), aihwkit, no_defaults="device physics only: no harden default applies."),
+    Section(
+        "ResNet-20 under PCM drift: aihwkit against ftcompile",
+        ("aihwkit_accuracy.json",),
+        "benchmarks/bench_aihwkit_accuracy.py (in aihwkit's own environment)",
+        "The ERM ResNet-20 (160 epochs, Cutout) under PCM drift with global drift compensation, perfect converters, "
+        "one tile per layer and digital biases, at 1 day and 1 year: aihwkit 1.2.0's inference simulation (its own "
+        "draws) against `ftcompile validate --drift pcm:T,comp=global --targets crossbar`, and two ftcompile "
+        "variants on the same keyed draws that follow aihwkit's two differences (a reference read without read noise, "
+        "aihwkit's re-mapping of each programmed weight to a fresh pair): no difference beyond the Monte-Carlo error.",
+        "No flags chosen: a device model against a device model on one trained network.",
+        "2,000 CIFAR-10 test images, K = 200 drift samples on each side.",
+        (("1622c54", "2026-12-06"),), (), aihwkit_accuracy,
+        no_defaults="runtime only: no harden default applies."),
     Section(
         "CIFAR-10 ResNet-18 and VGG-11 at full width on one H200",
         ("gpu.json", "gpu.lr1e-3.json", "gpu.vgg11.json"),
