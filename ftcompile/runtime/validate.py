@@ -156,6 +156,7 @@ def run_samples(session: DriftSession, data: Dataset, drift: DriftModel, *, samp
     if batch_size < 1:
         raise ConfigError(f"--batch-size {batch_size} must be >= 1.")
     out = Samples([], None)
+    drift = session.tiled(drift)
     ids = range(first, first + samples)
     draw = lambda k: draw_sample(drift, session.weights, seed, k, only)  # noqa: E731
     upcoming = _PREFETCH.submit(draw, ids[0])
