@@ -30,7 +30,7 @@ import torch
 import torch.fx as fx
 import torch.nn.functional as F
 
-from ftcompile.passes.chip_twin import W_NOISE, chip_layers, ir_drop_factors
+from ftcompile.passes.chip_twin import chip_layers, ir_drop_factors
 from ftcompile.passes.converter_hooks import _Noise, layer_keys
 from ftcompile.passes.layers import find_layers
 
@@ -139,11 +139,14 @@ class _TiledForward:
                 c = a * (a * (0.05 * a - 0.2) + 0.5)
                 f = self._canonical(self.ir[tile.key].to(wt.device))
                 y = y - c * self.product(xq, wt * f)
+            var = None  # read noise and output noise: one draw of their summed variance, as the twin draws it
             if chip.w_noise and chip.w_noise_type == "pcm_read":
-                spread = torch.sqrt(self.product(xq * xq, wt.abs()).clamp(min=0) * col(s))
-                y = y + chip.w_noise * spread * self.hooks.noise.draw(tile.key + W_NOISE, y)
+                var = self.product(xq * xq, wt.abs()).clamp(min=0) * col(chip.w_noise ** 2 * s)
             if chip.out_noise:
-                y = y + col(chip.out_noise * r * s) * self.hooks.noise.draw(tile.key, y)
+                out_var = col((chip.out_noise * r * s) ** 2)
+                var = out_var if var is None else var + out_var
+            if var is not None:
+                y = y + torch.sqrt(var) * self.hooks.noise.draw(tile.key, y)
             bound = col(chip.out_bound * r * s)
             if chip.out_res:
                 step = 2 * bound / chip.out_res

@@ -11,18 +11,21 @@ tile in the stored weights: the mapping of ``weight_scaling_columnwise``), in re
     y    = layer(xq, W_ij)                                             (the analog product, no bias)
     y   -= c(a) * layer(xq, W_ij * f),  a = n / g_ratio * layer(|xq|, |W_ij|) / (r s),
            c(a) = a (a (0.05 a - 0.2) + 0.5),  f_k = 1 - (1 - k / n)^2 for the tile's row k of n     (IR drop)
-    y   += w_noise * sqrt(s * layer(xq^2, |W_ij|)) * z1                (PCM-like weight read noise)
-    y   += out_noise * r * s * z2                                      (output noise)
+    y   += sqrt(w_noise^2 s layer(xq^2, |W_ij|) + (out_noise r s)^2) z  (PCM-like weight read noise and
+                                                                        output noise: one draw of their sum)
     yq   = clip(round(y / d_out) * d_out, -b, b),  b = out_bound * r * s,  d_out = 2 b / out_res    (ADC)
     yq  *= alpha                                                       (drift compensation, digital)
     out  = concat_j(sum_i yq_ij) + bias                                (digital)
 
 This is aihwkit's forward (``rpucuda/rpu_forward_backward_pass.cpp``: ``applyIrDrop``, ``applyOutputWeightNoise``;
 ``simulator/tiles/analog_mvm.py``: ``_prepare_input``, ``_finalize_output``) written in the layer's own units: aihwkit
-divides the input by ``r`` and the weights by ``s`` and multiplies the output back by ``r s``. The standard normals
-``z1``, ``z2`` are fed (``noise="fed"``, the runtime: streams keyed (seed, sample, layer, tile) as the weight drift
-is) or drawn by the graph (``noise="graph"``, an exported twin); ``alpha`` is an input ``COMP_PREFIX + tile`` (ones
-by default; the runtime feeds each sample's factors).
+divides the input by ``r`` and the weights by ``s`` and multiplies the output back by ``r s``. aihwkit draws the read
+noise and the output noise apart; their sum is one Gaussian of the summed variance, drawn once here (half the normals:
+drawing them is most of what the noise costs). The standard normals ``z`` are fed (``noise="fed"``, the runtime: a
+stream keyed (seed, sample, layer, tile) as the weight drift is) or drawn by the graph (``noise="graph"``, an exported
+twin); ``alpha`` is an input ``COMP_PREFIX + tile`` (ones by default; the runtime feeds each sample's factors).
+Products that share an input run as one op over stacked weights (the read, the IR-drop term and, after a Relu, the
+current), which reads the input once.
 
 A convolution is split along its input channels, in whole channels: a kernel window is never cut
 (``chip.channel_split``). Grouped convolutions and transposed convolutions must fit one tile.
@@ -39,7 +42,6 @@ from ftcompile.passes.onnx_graph import TILE_SLICE, _keep_header
 from ftcompile.runtime.devices.chip import Chip, channel_split, split_sizes
 from ftcompile.runtime.devices.tiles import COMP_PREFIX, LayerTiles
 
-W_NOISE = "/w"                        # suffix of a tile's weight-read-noise stream (its output noise: the tile key)
 
 
 def _layout(node: gs.Node) -> tuple[gs.Constant, int, int, int, int]:
@@ -83,8 +85,8 @@ def noise_streams(layers: list[LayerTiles], chip: Chip) -> dict[str, tuple[str, 
         total = layer.shape[layer.out_axis]
         for tile in layer.tiles:
             n = tile.cols.stop - tile.cols.start
-            streams = ([tile.key] if chip.out_noise else []) + ([tile.key + W_NOISE] if _w_noise(chip) else [])
-            out.update({NOISE_PREFIX + s: (s, layer.layer, n, total) for s in streams})
+            if chip.out_noise or _w_noise(chip):
+                out[NOISE_PREFIX + tile.key] = (tile.key, layer.layer, n, total)
     return out
 
 
@@ -152,6 +154,7 @@ def insert_chip(model: onnx.ModelProto, ranges: dict, chip: Chip, *, expose_weig
     the layer weights and the compensation factors are also graph inputs (overridable initializers); ``noise``:
     ``graph`` (``RandomNormalLike``) or ``fed`` (inputs ``NOISE_PREFIX + stream``, ``noise_streams``)."""
     graph = gs.import_onnx(model)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     exposed = []
     for k, node in enumerate(_layer_nodes(graph)):
         layer = _plan(node, chip)
@@ -159,7 +162,7 @@ def insert_chip(model: onnx.ModelProto, ranges: dict, chip: Chip, *, expose_weig
         if missing:
             raise ConfigError(f"the chip's input ranges have no entry for tile {missing[0]!r}; they were calibrated on "
                               "another model or chip. Calibrate on data for this one (--calibrate-on).")
-        exposed += _tile_layer(graph, node, layer, ranges, chip, noise, k)
+        exposed += _tile_layer(graph, node, layer, ranges, chip, noise, k, opset)
     graph.cleanup().toposort()
     out = gs.export_onnx(graph)
     _keep_header(model, out)
@@ -193,7 +196,7 @@ class _Builder:
 
 
 def _tile_layer(graph: gs.Graph, node: gs.Node, layer: LayerTiles, ranges: dict, chip: Chip, noise: str,
-                k: int) -> list[str]:
+                k: int, opset: int) -> list[str]:
     """Replace ``node`` by its tiles; returns the names to expose (its weight, its tiles' compensation inputs)."""
     weight, out_axis, in_axis, feature_axis, y_axis = _layout(node)
     w = weight.values
@@ -212,49 +215,58 @@ def _tile_layer(graph: gs.Graph, node: gs.Node, layer: LayerTiles, ranges: dict,
         return b.const(v if y_axis == -1 else v.reshape(-1, 1))
 
     sums = {}
-    single = len(layer.tiles) == 1
     for tile in layer.tiles:
         r = float(ranges[f"{tile.key}:in"][1])
         s = column_scales(layer, w, tile)
         xi = x if len(layer.rows) == 1 else b.op("Slice", x, b.const([tile.chans.start], np.int64),
                                                   b.const([tile.chans.stop], np.int64),
                                                   b.const([feature_axis], np.int64))
-        xq = b.op("Clip", xi, b.const(-r), b.const(r))
-        if chip.inp_res:
-            step = 2 * r / chip.inp_res
-            xq = b.op("Mul", b.op("Round", b.op("Div", xq, b.const(step))), b.const(step))
-        if single:
-            wt = weight
-        else:
-            starts = [tile.chans.start, tile.cols.start]
-            ends = [tile.chans.stop, tile.cols.stop]
-            wt = gs.Variable(f"ftcompile_tile_{k}_w{tile.i}_{tile.j}", dtype=w.dtype)
-            graph.nodes.append(gs.Node("Slice", name=f"{TILE_SLICE}_{k}_{tile.i}_{tile.j}",
-                                       inputs=[weight, b.const(starts, np.int64), b.const(ends, np.int64),
-                                               b.const([in_axis, out_axis], np.int64)], outputs=[wt]))
-        yt = _product(b, node, layer, xq, wt)
-        if chip.ir_drop:
+        xq = _dac(b, xi, r, chip.inp_res, opset)
+        # the tile's weight block: a Slice of the layer's weight (all of it when the layer is one tile), named so
+        # that the drift finds the weight behind it (onnx_graph.TILE_SLICE; a Slice, which unshare_weights leaves)
+        wt = gs.Variable(f"ftcompile_tile_{k}_w{tile.i}_{tile.j}", dtype=w.dtype)
+        graph.nodes.append(gs.Node("Slice", name=f"{TILE_SLICE}_{k}_{tile.i}_{tile.j}", outputs=[wt], inputs=[
+            weight, b.const([tile.chans.start, tile.cols.start], np.int64),
+            b.const([tile.chans.stop, tile.cols.stop], np.int64), b.const([in_axis, out_axis], np.int64)]))
+        # the products of xq in one op over the weights stacked along the outputs: the read (W), the IR-drop term
+        # (W f) and, when the input cannot be negative (a Relu's output: |xq| = xq), the current (|W|)
+        n = tile.cols.stop - tile.cols.start
+        abs_w = b.op("Abs", wt) if chip.ir_drop or _w_noise(chip) else None
+        nonneg = _nonnegative(x)
+        stacked = [wt]
+        if chip.ir_drop:  # a = n / g_ratio * layer(|xq|, |W|) / (r s): the per-column factor folded into |W|
             f = layer.from_canonical(ir_drop_factors(layer, tile)).astype(np.float32)
-            current = _product(b, node, layer, b.op("Abs", xq), b.op("Abs", wt))
-            a = b.op("Mul", current, column(tile.rows / chip.ir_drop_g_ratio / (r * s)))
+            k_col = layer.from_canonical((tile.rows / chip.ir_drop_g_ratio / (r * s)).reshape(
+                (-1,) + (1,) * (len(w.shape) - 1))).astype(np.float32)
+            abs_wk = b.op("Mul", abs_w, b.const(k_col))
+            stacked += [b.op("Mul", wt, b.const(f))] + ([abs_wk] if nonneg else [])
+        products = _split(b, _product(b, node, layer, xq, _concat(b, stacked, out_axis)), len(stacked), n, y_axis)
+        yt = products[0]
+        if chip.ir_drop:
+            a = products[2] if nonneg else _product(b, node, layer, b.op("Abs", xq), abs_wk)
             c = b.op("Mul", a, b.op("Add", b.op("Mul", a, b.op("Sub", b.op("Mul", a, b.const(0.05)), b.const(0.2))),
                                     b.const(0.5)))
-            drop = _product(b, node, layer, xq, b.op("Mul", wt, b.const(f)))
-            yt = b.op("Sub", yt, b.op("Mul", c, drop))
+            yt = b.op("Sub", yt, b.op("Mul", c, products[1]))
+        # output noise and the PCM-like read noise, independent Gaussians: one draw of their joint spread
         if _w_noise(chip):
-            spread = b.op("Sqrt", b.op("Mul", _product(b, node, layer, b.op("Mul", xq, xq), b.op("Abs", wt)),
-                                       column(s)))
-            yt = b.op("Add", yt, b.op("Mul", _normals(b, graph, yt, tile.key + W_NOISE, noise), b.op(
-                "Mul", spread, b.const(chip.w_noise))))
-        if chip.out_noise:
+            var = b.op("Mul", _product(b, node, layer, b.op("Mul", xq, xq), abs_w), column(chip.w_noise ** 2 * s))
+            if chip.out_noise:
+                var = b.op("Add", var, column((chip.out_noise * r * s) ** 2))
+            yt = b.op("Add", yt, b.op("Mul", _normals(b, graph, yt, tile.key, noise), b.op("Sqrt", var)))
+        elif chip.out_noise:
             yt = b.op("Add", yt, b.op("Mul", _normals(b, graph, yt, tile.key, noise), column(chip.out_noise * r * s)))
+        # the ADC in steps of its column, clipped at +-out_res/2 steps (= +-out_bound r s), then the compensation
+        # factor: round(y / d) clipped, times (d alpha), d = 2 b / out_res (one pass fewer than scaling back first)
         bound = chip.out_bound * r * s
+        comp = gs.Constant(COMP_PREFIX + tile.key, np.ones(n, np.float32))
+        alpha = b.op("Reshape", comp, b.const(_column_shape(rank, y_axis), np.int64))
         if chip.out_res:
             step = column(2 * bound / chip.out_res)
-            yt = b.op("Mul", b.op("Round", b.op("Div", yt, step)), step)
-        yt = b.op("Min", b.op("Max", yt, column(-bound)), column(bound))
-        comp = gs.Constant(COMP_PREFIX + tile.key, np.ones(tile.cols.stop - tile.cols.start, np.float32))
-        yt = b.op("Mul", yt, b.op("Reshape", comp, b.const(_column_shape(rank, y_axis), np.int64)))
+            levels = b.op("Clip", b.op("Round", b.op("Div", yt, step)), b.const(-chip.out_res / 2),
+                          b.const(chip.out_res / 2))
+            yt = b.op("Mul", levels, b.op("Mul", step, alpha))
+        else:
+            yt = b.op("Mul", b.op("Min", b.op("Max", yt, column(-bound)), column(bound)), alpha)
         sums.setdefault(tile.j, []).append(yt)
     parts = [v[0] if len(v) == 1 else b.op("Sum", *v) for _, v in sorted(sums.items())]
     z = parts[0] if len(parts) == 1 else b.op("Concat", *parts, attrs={"axis": y_axis})
@@ -264,6 +276,36 @@ def _tile_layer(graph: gs.Graph, node: gs.Node, layer: LayerTiles, ranges: dict,
         z = b.op("Add", z, shaped)
     graph.nodes.append(gs.Node("Identity", name=f"ftcompile_tile_{k}_out", inputs=[z], outputs=[y]))
     return [weight.name] + [COMP_PREFIX + t.key for t in layer.tiles]
+
+
+def _dac(b: _Builder, x, r: float, steps: int, opset: int):
+    """``round(clip(x, -r, r) / d) d``, ``d = 2 r / steps`` (aihwkit's DAC in the layer's units): as
+    QuantizeLinear/DequantizeLinear to int8 when its levels fit (254 steps: -127..127), else Div/Round/Mul."""
+    xc = b.op("Clip", x, b.const(-r), b.const(r))
+    if not steps:
+        return xc
+    step = 2 * r / steps
+    if steps % 2 == 0 and steps // 2 <= 127 and opset >= 10:
+        scale, zero = b.const(step), b.const(0, np.int8)
+        return b.op("DequantizeLinear", b.op("QuantizeLinear", xc, scale, zero, dtype=np.int8), scale, zero)
+    return b.op("Mul", b.op("Round", b.op("Div", xc, b.const(step))), b.const(step))
+
+
+def _nonnegative(x: gs.Tensor) -> bool:
+    """Whether ``x`` is a Relu's output (then ``|x| = x``)."""
+    return len(x.inputs) == 1 and x.inputs[0].op == "Relu"
+
+
+def _concat(b: _Builder, weights: list, axis: int):
+    return weights[0] if len(weights) == 1 else b.op("Concat", *weights, attrs={"axis": axis})
+
+
+def _split(b: _Builder, y, parts: int, n: int, axis: int) -> list:
+    """``y``'s ``parts`` consecutive blocks of ``n`` along ``axis`` (Slice: any opset from 10)."""
+    if parts == 1:
+        return [y]
+    return [b.op("Slice", y, b.const([p * n], np.int64), b.const([(p + 1) * n], np.int64), b.const([axis], np.int64))
+            for p in range(parts)]
 
 
 def _weight_first(layer: LayerTiles) -> bool:
@@ -283,8 +325,8 @@ def _column_shape(rank, y_axis) -> list[int]:
 
 
 def _normals(b: _Builder, graph: gs.Graph, like: gs.Tensor, stream: str, noise: str) -> gs.Variable:
-    """Standard normals shaped as ``like``: the first ``size(like)`` values of the fed input ``NOISE_PREFIX + stream``
-    (row-major), or drawn by ``RandomNormalLike`` with a seed of the stream's own."""
+    """Standard normals shaped as ``like``: the fed input ``NOISE_PREFIX + stream`` (exactly ``size(like)`` values,
+    row-major: the runtime feeds each tile's count), or drawn by ``RandomNormalLike`` with a seed of the stream's own."""
     if noise == "graph":
         import zlib
 
@@ -292,6 +334,4 @@ def _normals(b: _Builder, graph: gs.Graph, like: gs.Tensor, stream: str, noise: 
                                                      "seed": float(zlib.crc32(stream.encode()) % 65536 + 1)})
     fed = gs.Variable(NOISE_PREFIX + stream, dtype=np.float32, shape=[f"noise_{b.prefix}_{b.n}"])
     graph.inputs.append(fed)
-    size = b.op("Reshape", b.op("Size", like, dtype=np.int64), b.const([1], np.int64), dtype=np.int64)
-    part = b.op("Slice", fed, b.const([0], np.int64), size)
-    return b.op("Reshape", part, b.op("Shape", like, dtype=np.int64))
+    return b.op("Reshape", fed, b.op("Shape", like, dtype=np.int64))

@@ -35,7 +35,7 @@ _NORM_SLOTS = {
 # tensors the importer turns into a layer's state without drifting them: each layer needs its own copy too
 _STATE_SLOTS = {"BatchNormalization": {3: "stat", 4: "stat"}}
 TARGET_MODES = ("params", "crossbar")
-TILE_SLICE = "ftcompile_tile_weight"  # the Slice nodes of a chip twin (passes/chip_twin.py) that read a layer's weight
+TILE_SLICE = "ftcompile_tile_weight"  # the nodes of a chip twin (passes/chip_twin.py) that cut a weight into its tiles
 
 
 @dataclass(frozen=True)

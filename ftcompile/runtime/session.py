@@ -134,18 +134,23 @@ class DriftSession:
     def run_all(self, feeds: dict, weights: dict, noise=None) -> list[np.ndarray]:
         """Every output the task reads (``output_names``), for one batch. ``noise`` (a ``drift.KeyedNoise``) gives
         the twin's output noise when it has some; it is read in example order, so batches must come in order."""
-        if self.noise_feeds:
-            if noise is None:
-                raise ValueError("this twin reads output noise: pass the sample's KeyedNoise")
-            sizes = self._noise_counts(feeds)
-            feeds = {**feeds, **{name: noise.draw(stream, sizes[layer] // total * n)
-                                 for name, (stream, layer, n, total) in self.noise_feeds.items()}}
+        if self.noise_feeds and not set(self.noise_feeds) <= set(feeds):
+            feeds = {**feeds, **self.draw_noise(feeds, noise)}
         try:
             return self.session.run(self.output_names, {**feeds, **weights})
         except Exception as exc:  # e.g. a reshape that does not fit the data: name the model, not a traceback
             raise ModelError(f"{self.source}: onnxruntime failed running the model ({one_line(exc, last=True)}); check that "
                              "the data matches the model's input and the model runs in onnxruntime.") from None
 
+
+    def draw_noise(self, feeds: dict, noise) -> dict[str, np.ndarray]:
+        """The twin's noise inputs for one batch of ``feeds``: each stream's next values (``noise``, the sample's
+        ``drift.KeyedNoise``), exactly as many as the batch reads."""
+        if noise is None:
+            raise ValueError("this twin reads output noise: pass the sample's KeyedNoise")
+        sizes = self._noise_counts(feeds)
+        return {name: noise.draw(stream, sizes[layer] // total * n)
+                for name, (stream, layer, n, total) in self.noise_feeds.items()}
 
     def _noise_counts(self, feeds: dict) -> dict[str, int]:
         """How many outputs each noisy layer has in a run on ``feeds``: per example (from one probe run on the first

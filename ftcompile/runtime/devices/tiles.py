@@ -113,7 +113,8 @@ class ChipDrift:
 
         out, factors = {}, {}
         for name, w in weights.items():
-            if name.startswith(COMP_PREFIX):
+            if name.startswith(COMP_PREFIX):  # a layer not drawn here keeps the factors it was given
+                out[name] = w
                 continue
             layer = self._by_weight.get(name)
             if only is not None and name not in only:
