@@ -225,6 +225,10 @@ def test_each_tile_drifts_on_its_own_stream_scales_and_compensation(tmp_path):
     # a layer on one tile draws what the untiled runtime draws; tile t draws from block t of the tensor's stream
     one = draw_sample(ChipDrift(plain, tuple(session.chip_layers[1:])), session.weights, 9, 2)
     assert np.array_equal(one["fc1.weight"], draw_sample(plain, session.weights, 9, 2)["fc1.weight"])
+    # each tile its own stream: two tiles holding the same weights read different devices
+    twin = dict(session.weights, **{"fc0.weight": np.concatenate([w[:, :300], w[:, :300]], axis=1)})
+    d = ChipDrift(plain, (layer,)).draw_sample(twin, 9, 2)["fc0.weight"]
+    assert not np.allclose(d[:, :300], d[:, 300:])
     # per-tile column scales: a tile of weights 100x smaller keeps its own relative precision
     small = dict(session.weights, **{"fc0.weight": np.concatenate([w[:, :300], w[:, 300:] / 100], axis=1)})
     tiled = ChipDrift(PCMDrift(1.0, per_channel=True), (layer,))
