@@ -132,10 +132,13 @@ def test_weight_clip_and_remap_follow_aihwkit_s_rules():
         net[0].weight += torch.tensor([[0.5, 0.9, 0.0, 0.0], [0.0, 0.4, 0.0, 0.0]])
     clip.step(net)
     assert net[0].weight.reshape(-1).tolist() == pytest.approx([1.0, 0.4, 0.2, 0.1, 0.3, 0.3, -0.1, 0.05])
-    with torch.no_grad():  # the references follow the weights (remap): channel 1's largest is 0.3 now
+    with torch.no_grad():  # the references follow the weights (remap): channel 1 shrinks to a largest of 0.15
+        net[0].weight[1] *= 0.5
+    clip.step(net)
+    with torch.no_grad():
         net[0].weight[1, 2] = -0.35
     clip.step(net)
-    assert net[0].weight[1, 2].item() == pytest.approx(-0.3)
+    assert net[0].weight[1, 2].item() == pytest.approx(-0.15)
     # layer remap: the tensor's max; no remap: the source's channel max, fixed
     net = _linear(w)
     clip = WeightClip("fixed", 1.0, "layer", ("0.weight",))

@@ -208,6 +208,9 @@ def test_validate_reads_each_tile_s_keyed_noise_whatever_the_batch(tmp_path):
     assert one.drift == "pcm:1d,comp=global,per_channel=1" and one.targets == "crossbar"
     other = ftcompile.validate(model, data, batch_size=1024, **{**kw, "seed": 5})
     assert other.values != one.values
+    columns = dict(kw, chip="aihwkit-inference,tile=512x20")  # 32 outputs: column tiles of 16, each its own stream
+    wide, narrow = (ftcompile.validate(model, data, batch_size=b, **columns) for b in (1024, 7))
+    assert wide.values == narrow.values and wide.values != one.values
 
 
 def _two_tile_session(tmp_path, spec="aihwkit-inference"):
@@ -324,6 +327,7 @@ def test_every_runtime_command_takes_the_chip(tmp_path):
     assert r.exit_code == 0, r.output
     sweep = json.loads(r.output)
     assert sweep["axis"] == "t" and [p["x"] for p in sweep["curves"]["model"]] == [1.0, 365 * 86400.0]
+    assert sweep["drift"] == "pcm:1s,comp=global,per_channel=1"  # the chip's device, swept over time
     r = runner.invoke(app, ["export-twin", str(model), "-o", str(tmp_path / "twin.onnx"), "--chip",
                             "aihwkit-inference", "--calibrate-on", str(data)])
     assert r.exit_code == 0 and "3 tiles of chip aihwkit-inference" in r.output, r.output
