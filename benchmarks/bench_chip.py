@@ -115,7 +115,8 @@ def main(argv=None) -> dict:
     import onnxruntime
 
     result = {"model": str(args.model), "images": len(data[0]), "samples": args.samples, "batch_size": args.batch_size,
-              "threads": 1, "chunk": args.chunk, "onnxruntime": onnxruntime.__version__, "runs": rows, "ratio_to_lognormal": ratios,
+              "threads": 1, "chunk": args.chunk, "onnxruntime": onnxruntime.__version__, "runs": rows,
+              "ratio_to_lognormal": ratios,
               "target": "chip validate at most 2x the lognormal validate"}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -67,7 +67,8 @@ def main(argv=None) -> dict:
                                  out=out, config=cfg, validate_samples=args.samples, plot=False)
             val = ftcompile.validate(out, work / "val.npz", chip=args.chip, drift=args.drift, samples=args.samples,
                                      seed=1)
-            rows[name].append({"seed": seed, "val_mean": val.stats.mean, "val_stderr": val.stats.std / np.sqrt(val.stats.n),
+            rows[name].append({"seed": seed, "val_mean": val.stats.mean,
+                               "val_stderr": val.stats.std / np.sqrt(val.stats.n),
                                "val_clean": val.clean, "test_mean": r.after.stats.mean,
                                "test_ci": [r.after.stats.total_ci_low, r.after.stats.total_ci_high],
                                "test_clean": r.after.clean, "source_test_mean": r.before.stats.mean,

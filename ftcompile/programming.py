@@ -125,7 +125,8 @@ def read_weights(out_dir) -> dict[str, np.ndarray]:
     try:
         manifest = json.loads((out_dir / "manifest.json").read_text())
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{out_dir}: no readable manifest.json ({exc}); give a folder written by export-program.") from None
+        raise ConfigError(f"{out_dir}: no readable manifest.json ({exc}); give a folder written by "
+                          "export-program.") from None
     if manifest.get("schema") != SCHEMA:
         raise ConfigError(f"{out_dir}: schema {manifest.get('schema')!r} is not {SCHEMA}.")
     g_max = float(manifest["g_max_uS"])

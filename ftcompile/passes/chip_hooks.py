@@ -104,7 +104,8 @@ class _TiledForward:
         for tile in layer.tiles:
             r = self.ranges[tile.key]
             r = getattr(mod, r) if isinstance(r, str) else r.to(x.device)
-            xi = x if len(layer.rows) == 1 else x.narrow(self.feature, tile.chans.start, tile.chans.stop - tile.chans.start)
+            width = tile.chans.stop - tile.chans.start
+            xi = x if len(layer.rows) == 1 else x.narrow(self.feature, tile.chans.start, width)
             xc = _InputRange.apply(xi, r, chip) if r.requires_grad else torch.maximum(torch.minimum(xi, r), -r)
             xq = xc
             if chip.inp_res:

@@ -326,7 +326,8 @@ def _column_shape(rank, y_axis) -> list[int]:
 
 def _normals(b: _Builder, graph: gs.Graph, like: gs.Tensor, stream: str, noise: str) -> gs.Variable:
     """Standard normals shaped as ``like``: the fed input ``NOISE_PREFIX + stream`` (exactly ``size(like)`` values,
-    row-major: the runtime feeds each tile's count), or drawn by ``RandomNormalLike`` with a seed of the stream's own."""
+    row-major: the runtime feeds each tile's count), or drawn by ``RandomNormalLike`` with a seed of the stream's
+    own."""
     if noise == "graph":
         import zlib
 

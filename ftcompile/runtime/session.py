@@ -92,7 +92,8 @@ class DriftSession:
             self.num_classes = _num_classes(proto, self.output, axis=1 if self.task == "segmentation" else -1)
         from ftcompile.runtime.devices.tiles import COMP_PREFIX
 
-        fed = [t.name for t in self.targets] + [i.name for i in proto.graph.initializer if i.name.startswith(COMP_PREFIX)]
+        fed = [t.name for t in self.targets] + [i.name for i in proto.graph.initializer
+                                                 if i.name.startswith(COMP_PREFIX)]
         self.weights = initializer_arrays(proto, fed)  # with a chip: its tiles' compensation inputs (ones: none)
         self.inputs = [InputSpec(v.name, tuple(input_shape(v)), elem_dtype(v)) for v in graph_inputs(proto)
                        if v.name not in self.noise_feeds]

@@ -32,7 +32,8 @@ def _twin_output(model, ranges, chip, x):
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     twin = insert_chip(model, ranges, chip)
-    return ort.InferenceSession(twin.SerializeToString(), opts, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    session = ort.InferenceSession(twin.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": x})[0]
 
 
 def test_the_hooked_module_computes_the_chip_s_twin():

@@ -90,7 +90,8 @@ class Chip:
 
     def __post_init__(self) -> None:
         checks = [
-            (self.max_input_size >= 0 and self.max_output_size >= 0, "max_input_size/max_output_size (tile=) must be >= 0"),
+            (self.max_input_size >= 0 and self.max_output_size >= 0,
+             "max_input_size/max_output_size (tile=) must be >= 0"),
             (self.inp_res >= 0 and self.out_res >= 0, "inp_res/out_res must be >= 0 (0: no quantization)"),
             (self.inp_bound == 1.0, "inp_bound must be 1 (the input range scales inputs into [-1, 1])"),
             (self.out_bound > 0, "out_bound must be > 0"),
@@ -137,8 +138,8 @@ class Chip:
 
         if spec is None:
             if self.t is None:
-                raise ConfigError(f"chip {self.name}: give the time since programming, e.g. --drift {self.noise_model}:1d, "
-                                  f"--times 1s,1d,1y (sweep) or --chip {self.name},t=1d.")
+                raise ConfigError(f"chip {self.name}: give the time since programming, e.g. --drift "
+                                  f"{self.noise_model}:1d, --times 1s,1d,1y (sweep) or --chip {self.name},t=1d.")
             return self.device(self.t)
         if isinstance(spec, DriftModel) and not isinstance(spec, str):
             return spec
@@ -227,7 +228,8 @@ def _typed(key: str, value: str, kind: type):
             return value.lower() in ("1", "true", "yes")
         return kind(float(value)) if kind is int else kind(value)
     except ValueError:
-        raise ConfigError(f"--chip {key}={value!r} must be {'a whole number' if kind is int else kind.__name__}.") from None
+        what = "a whole number" if kind is int else kind.__name__
+        raise ConfigError(f"--chip {key}={value!r} must be {what}.") from None
 
 
 def split_sizes(size: int, max_size: int) -> tuple[int, ...]:

@@ -56,7 +56,8 @@ class LayerTiles:
         for i, nc in enumerate(self.rows):
             o0 = 0
             for j, no in enumerate(self.cols):
-                out.append(Tile(f"{self.layer}#{i}.{j}", i, j, slice(c0, c0 + nc), slice(o0, o0 + no), nc * self.kernel))
+                out.append(Tile(f"{self.layer}#{i}.{j}", i, j, slice(c0, c0 + nc), slice(o0, o0 + no),
+                                nc * self.kernel))
                 o0 += no
             c0 += nc
         return out
