@@ -106,7 +106,7 @@ class HardenConfig:
     dac_bits: int | None = None    # converters in training and sign-off (the analog twin); None: full precision
     adc_bits: int | None = None
     adc_noise: float = 0.0         # the ADC's output noise, a fraction of its bound (needs adc_bits)
-    chip: str | None = None        # a chip (devices/chip.py: tiles, converters, noise, its device), e.g. aihwkit-inference
+    chip: str | None = None        # a chip (devices/chip.py), e.g. aihwkit-inference: tiles, converters, noise, device
     weight_clip: str | None = None   # clip after every step: none, gaussian:K, fixed:V (clipping.py); None: the chip's
     weight_remap: str | None = None  # the fixed clip's reference: none, channel, layer; None: the chip's
     targets: str = "auto"          # which tensors drift: auto (crossbar for a device drift, else params), params, crossbar
