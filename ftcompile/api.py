@@ -46,13 +46,38 @@ def resolve_drift(drift: "str | DriftModel | None", sigma: float | None,
     return with_compensation(model, compensation)
 
 
+def resolve_chip(chip, drift: "str | DriftModel | None", sigma: float | None, compensation: str | None = None,
+                 converters: bool = False):
+    """``(chip, drift model)``: with ``--chip`` (a ``devices.chip.Chip`` or its spec) the chip and the drift it is read
+    under (``Chip.drift``: its device at the time ``drift`` or the chip spec gives); without, ``(None,
+    resolve_drift(...))``. A chip brings its own converters: ``converters`` (DAC/ADC flags given) is refused."""
+    from ftcompile.runtime.devices.chip import parse_chip
+
+    chip = parse_chip(chip)
+    if chip is None:
+        return None, resolve_drift(drift, sigma, compensation)
+    if converters:
+        raise ConfigError(f"--chip {chip.name} brings its own converters; drop --dac-bits/--adc-bits/--adc-noise "
+                          "(or change them in the chip: --chip NAME,inp_res=...,out_res=...,out_noise=...).")
+    if sigma is not None:
+        raise ConfigError(f"--sigma {sigma:g} with --chip {chip.name}: the chip's drift is its device's; give a time "
+                          f"(--drift {chip.noise_model}:1d) or another drift (--drift lognormal:{sigma:g}).")
+    return chip, with_compensation(chip.drift(drift), compensation)
+
+
 def open_session(model, *, targets: str = "params", bias: bool = False, output: str | None = None,
                  provider: str = "cpu", dac_bits: int | None = None, adc_bits: int | None = None,
                  data=None, task: str = "classification", adc_noise: float = 0.0, calibrate_on=None,
-                 calibration=None) -> DriftSession:
+                 calibration=None, chip=None) -> DriftSession:
     """The drift session; with ``dac_bits``/``adc_bits`` the analog twin (``adc_noise``: the ADC's output noise, a
-    fraction of its bound) at the converter ranges ``twin_calibration`` resolves (``calibration``, else
-    ``calibrate_on``, else the ranges the model stores, else the first batches of ``data``)."""
+    fraction of its bound), with ``chip`` (a ``devices.chip.Chip``) the chip's twin, at the converter ranges
+    ``twin_calibration`` resolves (``calibration``, else ``calibrate_on``, else the ranges the model stores, else
+    the first batches of ``data``)."""
+    if chip is not None:
+        if calibration is None:
+            calibration = twin_calibration(model, data, calibrate_on=calibrate_on, output=output, task=task, chip=chip)
+        return DriftSession(model, targets=targets, bias=bias, output=output, provider=provider, converters=chip,
+                            calibration=calibration, task=task)
     if dac_bits is None and adc_bits is None and not adc_noise:
         return DriftSession(model, targets=targets, bias=bias, output=output, provider=provider, task=task)
     from ftcompile.passes.converters import ConverterSpec
@@ -68,21 +93,30 @@ CALIBRATION_EXAMPLES = 4096  # the first examples whose ranges calibrate a twin 
 
 
 def calibrate_on_data(model, data, *, output: str | None = None, task: str = "classification",
-                      role: str = "calibration"):
-    """Converter ranges of ``model`` observed on the first ``CALIBRATION_EXAMPLES`` examples of ``data``."""
+                      role: str = "calibration", chip=None):
+    """Converter ranges of ``model`` observed on the first ``CALIBRATION_EXAMPLES`` examples of ``data`` (with
+    ``chip``: each tile's input range, ``chip_twin.calibrate_chip``)."""
     from ftcompile.passes.converters import Calibration, calibrate
     from ftcompile.runtime.model import load_onnx
 
     dataset = bind_data(DriftSession(model, output=output, task=task), data)
     per_run = 1 if task == "detection" else 1024  # a detector runs one image at a time (its export's batch is 1)
-    ranges = calibrate(load_onnx(model), (feeds for feeds, _ in dataset.batches(per_run, per_image=True)),
-                       max_batches=-(-CALIBRATION_EXAMPLES // per_run))
+    batches = (feeds for feeds, _ in dataset.batches(per_run, per_image=True))
+    max_batches = -(-CALIBRATION_EXAMPLES // per_run)
+    if chip is not None:
+        from ftcompile.passes.chip_twin import calibrate_chip
+        from ftcompile.passes.onnx_graph import constants_to_initializers, unshare_weights
+
+        ranges = calibrate_chip(unshare_weights(constants_to_initializers(load_onnx(model))), batches, chip,
+                                max_batches=max_batches)
+    else:
+        ranges = calibrate(load_onnx(model), batches, max_batches=max_batches)
     used = min(len(dataset), CALIBRATION_EXAMPLES)
     return Calibration(ranges, f"{role} data {dataset.record(role).describe()}, its first {used:,}")
 
 
 def twin_calibration(model, data=None, *, calibrate_on=None, output: str | None = None,
-                     task: str = "classification"):
+                     task: str = "classification", chip=None):
     """The converter ranges a twin of ``model`` runs at: calibrated on ``calibrate_on`` when given; else the
     ranges the model stores (a hardened model's, chosen once at hardening); else calibrated on ``data`` (the data
     being measured: the report says so). ``Calibration.source`` names which."""
@@ -90,20 +124,22 @@ def twin_calibration(model, data=None, *, calibrate_on=None, output: str | None 
     from ftcompile.runtime.model import load_onnx
 
     if calibrate_on is not None:
-        return calibrate_on_data(model, calibrate_on, output=output, task=task)
-    stored = stored_calibration(load_onnx(model))
+        return calibrate_on_data(model, calibrate_on, output=output, task=task, chip=chip)
+    stored = stored_calibration(load_onnx(model), chip=chip)
     if stored is not None:
         return stored
     if data is None:
-        raise ConfigError(f"{model}: stores no converter ranges; give data to calibrate them on (--calibrate-on).")
-    return calibrate_on_data(model, data, output=output, task=task, role="measured")
+        raise ConfigError(f"{model}: stores no {'input ranges for this chip' if chip else 'converter ranges'}; give "
+                          "data to calibrate them on (--calibrate-on).")
+    return calibrate_on_data(model, data, output=output, task=task, role="measured", chip=chip)
 
 
 def export_twin(model, out, *, calibrate_on=None, dac_bits: int | None = 8, adc_bits: int | None = 8,
-                output: str | None = None, adc_noise: float = 0.0):
+                output: str | None = None, adc_noise: float = 0.0, chip=None):
     """Write the analog twin of ``model`` to ``out`` (atomically, never over the input): DAC/ADC quantizers around
-    every crossbar layer at the ranges the model stores (a hardened model's), or calibrated on ``calibrate_on``;
-    the ranges and what they came from are recorded in its metadata.
+    every crossbar layer (or, with ``chip``, every layer on the chip's tiles, ``passes.chip_twin``) at the ranges the
+    model stores (a hardened model's), or calibrated on ``calibrate_on``; the ranges and what they came from are
+    recorded in its metadata.
 
     Returns the ``passes.converters.Calibration`` it used.
     """
@@ -118,14 +154,47 @@ def export_twin(model, out, *, calibrate_on=None, dac_bits: int | None = 8, adc_
     check_writable(out)
     if out.exists() and out.resolve() == Path(str(model)).resolve():
         raise OutputError(f"{out}: is the input model; choose another -o (inputs are never overwritten).")
-    spec = ConverterSpec(dac_bits, adc_bits, adc_noise)
-    calibration = twin_calibration(model, calibrate_on=calibrate_on, output=output)
-    twin = insert_converters(unshare_weights(constants_to_initializers(load_onnx(model))), calibration.ranges, spec)
-    set_metadata(twin, {TWIN_METADATA: {"dac_bits": spec.dac_bits, "adc_bits": spec.adc_bits,
-                                        "adc_noise": spec.adc_noise, "ranges": calibration.ranges,
-                                        "calibrated_on": calibration.source}})
+    from ftcompile.runtime.devices.chip import parse_chip
+
+    chip = parse_chip(chip)
+    calibration = twin_calibration(model, calibrate_on=calibrate_on, output=output, chip=chip)
+    digital = unshare_weights(constants_to_initializers(load_onnx(model)))
+    if chip is not None:
+        from ftcompile.passes.chip_twin import insert_chip
+
+        twin = insert_chip(digital, calibration.ranges, chip)
+        set_metadata(twin, {TWIN_METADATA: twin_record(calibration, chip=chip)})
+    else:
+        spec = ConverterSpec(dac_bits, adc_bits, adc_noise)
+        twin = insert_converters(digital, calibration.ranges, spec)
+        set_metadata(twin, {TWIN_METADATA: twin_record(calibration, spec)})
     write_bytes_atomic(out, twin.SerializeToString())
     return calibration
+
+
+def export_program(model, out_dir, *, chip, calibrate_on=None, output: str | None = None) -> dict:
+    """Write the programming file of ``model`` for ``chip`` into ``out_dir`` (``programming.py``: per tile the target
+    conductances of every pair, the column scales, the converter ranges and the compensation reference, and a
+    manifest with the model's sha256), at the input ranges the model stores or calibrated on ``calibrate_on``.
+
+    Returns the manifest (a dict).
+    """
+    from ftcompile.programming import write_program
+    from ftcompile.runtime.devices.chip import parse_chip
+
+    chip = parse_chip(chip)
+    if chip is None:
+        raise ConfigError("export-program needs the chip to program: --chip aihwkit-inference (docs/chip.md).")
+    calibration = twin_calibration(model, calibrate_on=calibrate_on, output=output, chip=chip)
+    return write_program(model, out_dir, chip, calibration, model_sha256=_sha(model))
+
+
+def twin_record(calibration, spec=None, chip=None) -> dict:
+    """What a model's metadata ``TWIN_METADATA`` records of its twin: the converters (or the chip) and the ranges."""
+    if chip is not None:
+        return {"chip": chip.spec(), "ranges": calibration.ranges, "calibrated_on": calibration.source}
+    return {"dac_bits": spec.dac_bits, "adc_bits": spec.adc_bits, "adc_noise": spec.adc_noise,
+            "ranges": calibration.ranges, "calibrated_on": calibration.source}
 
 
 def bind_data(session: DriftSession, data) -> Dataset:
@@ -152,6 +221,10 @@ def resolve_task(task: str | None, data) -> str:
     return infer_task(data) if isinstance(data, dict) else "classification"
 
 
+def _converters(dac_bits, adc_bits, adc_noise) -> bool:
+    return dac_bits is not None or adc_bits is not None or bool(adc_noise)
+
+
 def _sha(model) -> str:
     return sha256_file(model) if isinstance(model, (str, Path)) and Path(model).is_file() else ""
 
@@ -163,7 +236,7 @@ def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: flo
              executor: str = "process", ray_address: str | None = None,
              compensation: str | None = None, dac_bits: int | None = None,
              adc_bits: int | None = None, task: str | None = None, adc_noise: float = 0.0,
-             calibrate_on=None, calibration=None) -> ValidationResult:
+             calibrate_on=None, calibration=None, chip=None) -> ValidationResult:
     """Measure ``metric`` of an ONNX model under drift over ``samples`` Monte-Carlo draws and apply ``gate``.
 
     Args:
@@ -178,13 +251,15 @@ def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: flo
         dac_bits, adc_bits, adc_noise: run the analog twin; its converter ranges are the ones the model stores
             (a hardened model's), else calibrated on ``calibrate_on`` or, when neither, on ``data``
             (``twin_calibration``); the result's ``calibration`` says which.
+        chip: a chip (``devices.chip.Chip`` or a spec, ``"aihwkit-inference"``): its twin (tiles, converters, read
+            noise), read under its device at the time ``drift`` (``pcm:1y``) or the chip spec (``t=1y``) gives.
         workers, executor: shard the samples over ``workers`` local processes (``"process"``; one worker
             runs in this process) or Ray tasks (``"ray"``, at ``ray_address`` or a new local instance); the
             values equal the one-process run.
     Returns:
         ``ValidationResult`` with clean and per-sample metrics, statistics and the gate's checks.
     """
-    drift_model = resolve_drift(drift, sigma, compensation)
+    chip, drift_model = resolve_chip(chip, drift, sigma, compensation, _converters(dac_bits, adc_bits, adc_noise))
     targets = resolve_targets(targets, drift_model)
     task = resolve_task(task, data)
     metric = task_metric(task, metric)
@@ -192,11 +267,11 @@ def validate(model, data, *, drift: "str | DriftModel | None" = None, sigma: flo
         raise ConfigError(f"--workers {workers} must be >= 1.")
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor {executor!r} is unknown; use one of {', '.join(EXECUTORS)}.")
-    if (dac_bits is not None or adc_bits is not None) and workers > 1:
-        raise ConfigError("--dac-bits/--adc-bits run in one process for now; drop --workers.")
+    if (dac_bits is not None or adc_bits is not None or chip is not None) and workers > 1:
+        raise ConfigError("--dac-bits/--adc-bits/--chip run in one process for now; drop --workers.")
     session = open_session(model, targets=targets, bias=bias, output=output, provider=provider, dac_bits=dac_bits,
                            adc_bits=adc_bits, data=data, task=task, adc_noise=adc_noise, calibrate_on=calibrate_on,
-                           calibration=calibration)
+                           calibration=calibration, chip=chip)
     dataset = bind_data(session, data)
     sampler = None
     if executor == "ray" or (executor == "process" and workers > 1):
@@ -297,20 +372,24 @@ def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.
           provider: str = "cpu", vary: str | None = None, times: "str | Sequence | None" = None,
           compensation: str | None = None, dac_bits: int | None = None, adc_bits: int | None = None,
           on_point: Callable[[str, SweepPoint], None] | None = None, task: str | None = None,
-          adc_noise: float = 0.0, calibrate_on=None, calibration=None) -> SweepResult:
+          adc_noise: float = 0.0, calibrate_on=None, calibration=None, chip=None) -> SweepResult:
     """Accuracy-vs-sigma curves of several models; one session per model, reused across sigmas.
 
     ``sigmas`` set the sigma of one term of ``drift``: the one named ``vary`` (``"lognormal"``,
     ``"gaussian"``), else the spec's only sigma term; every other term applies at every point, so
     ``quantize:2,lognormal:0.6`` at sigma 0 measures the quantization alone. A spec with no sigma term,
     or several and no ``vary``, is refused. ``times`` (``"1s,1h,1d,1y"``) sweeps the time since programming
-    of a device term (``pcm:1d``; ``pcm`` when no drift is given) instead of a sigma.
+    of a device term (``pcm:1d``; ``pcm`` when no drift is given, the chip's device with ``chip``) instead of a sigma.
     """
+    from ftcompile.runtime.devices.chip import parse_chip
+
     axis = "sigma" if times is None else "t"
     grid = parse_sigmas(sigmas) if times is None else parse_times(times)
+    chip = parse_chip(chip)
     if drift is None and times is not None:
-        drift = "pcm:1s"
-    base = resolve_drift(drift, grid[0] if drift is None else None, compensation)
+        drift = f"{chip.noise_model}:1s" if chip is not None else "pcm:1s"
+    sigma = grid[0] if drift is None and chip is None else None
+    chip, base = resolve_chip(chip, drift, sigma, compensation, _converters(dac_bits, adc_bits, adc_noise))
     targets = resolve_targets(targets, base)
     index = sweep_term(base, vary, axis)
     term = term_name(base.parts[index] if isinstance(base, CompositeDrift) else base)
@@ -322,7 +401,7 @@ def sweep(models: Sequence, data, *, sigmas: "str | Sequence[float]" = "0:1.5:0.
         for model in models:
             session = open_session(model, targets=targets, bias=bias, output=output, provider=provider,
                                    dac_bits=dac_bits, adc_bits=adc_bits, data=data, task=task, adc_noise=adc_noise,
-                                   calibrate_on=calibrate_on, calibration=calibration)
+                                   calibrate_on=calibrate_on, calibration=calibration, chip=chip)
             dataset = bind_data(session, data)
             label = _label(model, result.curves)
             result.clean[label] = clean_metric(session, dataset, batch_size=batch_size, metric=metric, seed=seed)
@@ -526,6 +605,7 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
     outcome = search(head.model if head else imported.module, sites, roles.train, roles.val, cfg, journal=journal,
                      on_trial=on_trial, loss_fn=head.loss if head else None, keys=keys, converters=hooks, task=task)
     stage("exporting and signing off")
+    calibration = _trained_calibration(hooks, calibration)
     result = _result(str(model), paths, cfg, sites, outcome, before, journal, roles, calibration, sigma_auto)
     imported.module.cpu()
     if hooks is not None:  # the exported model is the digital one; the sign-off builds its twin
@@ -582,8 +662,8 @@ def harden_module(model: "torch.nn.Module | str", train, val, *, test=None, out:
                           "searched on its mAP (choose another method or --objective).")
     if out is None:
         raise ConfigError(f"{label}: a module has no file to name the output after; give --out.")
-    if cfg.dac_bits is not None or cfg.adc_bits is not None:  # adc_noise needs adc_bits (HardenConfig)
-        raise ConfigError("--dac-bits/--adc-bits: converters in training need an ONNX model (a module's layers are "
+    if cfg.dac_bits is not None or cfg.adc_bits is not None or cfg.chip:  # adc_noise needs adc_bits (HardenConfig)
+        raise ConfigError("--dac-bits/--adc-bits/--chip: converters in training need an ONNX model (a module's layers are "
                           "not mapped to ONNX nodes); validate the exported detector with them instead.")
     _check_signoff_args(cfg, gate, test, validate_samples, task)
     t0 = time.perf_counter()
@@ -696,7 +776,7 @@ def _measure(model, data: Dataset, cfg, drift: DriftModel, metric: Metric, task:
     the sign-off's seed (never the objective's, ``objective.selection_seed``)."""
     return validate(model, data, drift=drift, samples=samples, seed=cfg.seed, gate=gate, metric=metric,
                     targets=cfg.targets, bias=cfg.bias, task=task, dac_bits=cfg.dac_bits, adc_bits=cfg.adc_bits,
-                    adc_noise=cfg.adc_noise, calibration=calibration)
+                    adc_noise=cfg.adc_noise, calibration=calibration, chip=getattr(cfg, "chip", None))
 
 
 def _result(label: str, paths: dict, cfg, sites, outcome, before: ValidationResult, journal, roles,
@@ -741,6 +821,10 @@ def _module_data(data, task: str) -> Dataset:
 def _twin_calibration(model: "onnx.ModelProto", train: Dataset, cfg, task: str):
     """With converters: the twin's ranges, calibrated once on the training data (what a chip's calibration sees),
     then used in training, in both validations and stored in the hardened model; None without converters."""
+    if getattr(cfg, "chip", None):
+        from ftcompile.runtime.devices.chip import parse_chip
+
+        return calibrate_on_data(model, train, task=task, role="training", chip=parse_chip(cfg.chip))
     if cfg.dac_bits is None and cfg.adc_bits is None:
         return None
     return calibrate_on_data(model, train, task=task, role="training")
@@ -750,6 +834,11 @@ def _twin_graph(imported, calibration, cfg):
     """The graph the sign-off drifts when it runs the analog twin (its biases are added digitally), else None."""
     if calibration is None:
         return None
+    if getattr(cfg, "chip", None):
+        from ftcompile.passes.chip_twin import insert_chip
+        from ftcompile.runtime.devices.chip import parse_chip
+
+        return insert_chip(imported.onnx_model, calibration.ranges, parse_chip(cfg.chip), expose_weights=False)
     from ftcompile.passes.converters import ConverterSpec, insert_converters
 
     return insert_converters(imported.onnx_model, calibration.ranges, ConverterSpec(cfg.dac_bits, cfg.adc_bits),
@@ -761,11 +850,40 @@ def _train_converters(imported, calibration, cfg):
     twin runs at the same ranges); None without converters."""
     if calibration is None:
         return None
+    if getattr(cfg, "chip", None):
+        return _train_chip(imported, calibration, cfg)
     from ftcompile.passes.converter_hooks import attach_converters
     from ftcompile.passes.converters import ConverterSpec
 
     return attach_converters(imported.module, imported.sources, imported.onnx_model, calibration.ranges,
                              ConverterSpec(cfg.dac_bits, cfg.adc_bits, cfg.adc_noise), seed=cfg.seed)
+
+
+def _train_chip(imported, calibration, cfg):
+    """The chip's twin on the module's crossbar layers (``passes.chip_hooks``), reading the compensation factors of
+    the drift the objective draws per tile (``tiles.ChipDrift``, ``hooks.drift``: the search scores and trains with
+    it); input ranges trained with the weights when the chip learns them and the method trains."""
+    from ftcompile.passes.chip_hooks import attach_chip
+    from ftcompile.passes.chip_twin import chip_layers
+    from ftcompile.runtime.devices.chip import parse_chip
+    from ftcompile.runtime.devices.tiles import ChipDrift
+
+    chip = parse_chip(cfg.chip)
+    drift = ChipDrift(cfg.drift_model(), tuple(chip_layers(imported.onnx_model, chip)))
+    learn = chip.learn_input_range and cfg.strategy.trains
+    return attach_chip(imported.module, imported.sources, imported.onnx_model, calibration.ranges, chip,
+                       drift=drift, seed=cfg.seed, learn=learn)
+
+
+def _trained_calibration(hooks, calibration):
+    """After training: a chip's input ranges as trained (stored in the hardened model, read by every later twin);
+    else ``calibration`` as it was."""
+    if hooks is None or not hasattr(hooks, "ranges") or not any(isinstance(r, str) for f in hooks.forwards
+                                                                 for r in f.ranges.values()):
+        return calibration
+    from ftcompile.passes.converters import Calibration
+
+    return Calibration(hooks.ranges(), f"{calibration.source}, then learned in hardware-aware training")
 
 
 def _sweepable(drift: DriftModel) -> bool:
@@ -824,10 +942,12 @@ def _sign_off(result: HardenResult, export: Callable[[dict], "onnx.ModelProto"],
             "sigma_auto": result.sigma_auto, "data": result.data,
             "signoff_kind": result.signoff_kind, "verdict": "pending", **(extra or {})}
     if calibration is not None:
-        from ftcompile.passes.converters import TWIN_METADATA
+        from ftcompile.passes.converters import TWIN_METADATA, ConverterSpec
+        from ftcompile.runtime.devices.chip import parse_chip
 
-        meta[TWIN_METADATA] = {"dac_bits": cfg.dac_bits, "adc_bits": cfg.adc_bits, "adc_noise": cfg.adc_noise,
-                               "ranges": calibration.ranges, "calibrated_on": calibration.source}
+        chip = parse_chip(getattr(cfg, "chip", None))
+        meta[TWIN_METADATA] = twin_record(calibration, None if chip else ConverterSpec(cfg.dac_bits, cfg.adc_bits,
+                                                                                      cfg.adc_noise), chip)
     proto = export(meta)
     result.after = after = _measure(proto, roles.signoff, cfg, drift, metric, task, samples, calibration, gate)
     result.warnings += outcome_warnings(result.before, after, cfg.method)

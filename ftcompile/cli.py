@@ -253,6 +253,14 @@ def _adc_noise_opt():
                         rich_help_panel=DRIFT)
 
 
+def _chip_opt():
+    return typer.Option(None, "--chip", help="Run the chip's analog twin: aihwkit-inference (aihwkit's standard "
+                        "inference setting: 512-row tiles, 8-bit DAC and ADC, output and read noise, IR drop, PCM with "
+                        "global drift compensation per tile; docs/chip.md), with key=value overrides "
+                        "(aihwkit-inference,tile=256,out_noise=0,t=1y). The time since programming comes from --drift "
+                        "pcm:1y, --times or t=.", rich_help_panel=DRIFT)
+
+
 def _calibrate_opt():
     return typer.Option(None, "--calibrate-on", help="With converters: calibrate their ranges on this data instead "
                         "of using the ones the model stores (a hardened model's) or, when it stores none, the data "
@@ -323,7 +331,7 @@ def _max_drop_opt():
 # --- validate and gate ----------------------------------------------------------------------------------------
 def _validate(model, data, sigma, drift, compensation, dac_bits, adc_bits, adc_noise, calibrate_on, samples, seed,
               batch_size, top_k, metric, task, targets, bias, output, gate, provider, workers, executor, ray_address,
-              quiet, image_mean, image_std):
+              quiet, image_mean, image_std, chip=None):
     from ftcompile import api
 
     with progress(samples, "drift samples", quiet) as tick:
@@ -335,7 +343,7 @@ def _validate(model, data, sigma, drift, compensation, dac_bits, adc_bits, adc_n
                             seed=seed, batch_size=batch_size, metric=metric, task=task, gate=gate, targets=targets,
                             bias=bias, output=output, provider=provider, on_sample=tick, workers=workers,
                             executor=executor, ray_address=ray_address, compensation=compensation, dac_bits=dac_bits,
-                            adc_bits=adc_bits, adc_noise=adc_noise, calibrate_on=_data(calibrate_on))
+                            adc_bits=adc_bits, adc_noise=adc_noise, calibrate_on=_data(calibrate_on), chip=chip)
 
 
 @app.command()
@@ -354,6 +362,7 @@ def validate(
     dac_bits: Optional[int] = _dac_opt(),
     adc_bits: Optional[int] = _adc_opt(),
     adc_noise: float = _adc_noise_opt(),
+    chip: Optional[str] = _chip_opt(),
     calibrate_on: Optional[str] = _calibrate_opt(),
     samples: int = typer.Option(100, "--samples", help="Monte-Carlo drift samples: each draws every drifting "
                                 "weight anew and scores the whole data set.", rich_help_panel=GATE),
@@ -390,7 +399,7 @@ def validate(
         _outputs(report, markdown, junit)
         result = _validate(model, data, sigma, drift, compensation, dac_bits, adc_bits, adc_noise, calibrate_on,
                            samples, seed, batch_size, top_k, metric, task, targets, bias, output, gate, provider,
-                           workers, executor, ray_address, quiet or as_json, image_mean, image_std)
+                           workers, executor, ray_address, quiet or as_json, image_mean, image_std, chip=chip)
         write_reports(result, json_path=report, markdown_path=markdown, junit_path=junit)
     if as_json:
         print(_json(to_json(result)))
@@ -422,6 +431,7 @@ def gate(
     dac_bits: Optional[int] = _dac_opt(),
     adc_bits: Optional[int] = _adc_opt(),
     adc_noise: float = _adc_noise_opt(),
+    chip: Optional[str] = _chip_opt(),
     calibrate_on: Optional[str] = _calibrate_opt(),
     out_dir: Path = typer.Option(Path("drift-report"), "--out-dir", help="Where report.json, report.md and "
                                  "junit.xml go (written also when the gate fails).", rich_help_panel=OUTPUTS),
@@ -444,7 +454,7 @@ def gate(
         _outputs(*(paths.values() if out_dir.is_dir() else [out_dir]))  # made once the measurement stands
         result = _validate(model, data, sigma, drift, compensation, dac_bits, adc_bits, adc_noise, calibrate_on,
                            samples, seed, batch_size, 1, metric, task, targets, bias, output, bar, provider, 1,
-                           "process", None, True, image_mean, image_std)
+                           "process", None, True, image_mean, image_std, chip=chip)
         out_dir.mkdir(parents=True, exist_ok=True)
         write_reports(result, json_path=paths["json"], markdown_path=paths["md"], junit_path=paths["xml"])
         if summary is not None:
@@ -515,6 +525,7 @@ def sweep(
     dac_bits: Optional[int] = _dac_opt(),
     adc_bits: Optional[int] = _adc_opt(),
     adc_noise: float = _adc_noise_opt(),
+    chip: Optional[str] = _chip_opt(),
     calibrate_on: Optional[str] = _calibrate_opt(),
     samples: int = typer.Option(50, "--samples", help="Monte-Carlo drift samples per point of the curve.",
                                 rich_help_panel=GATE),
@@ -543,7 +554,7 @@ def sweep(
                                seed=seed, batch_size=batch_size, metric=metric, task=task, targets=targets, bias=bias,
                                output=output, provider=provider, vary=vary, times=times, compensation=compensation,
                                dac_bits=dac_bits, adc_bits=adc_bits, adc_noise=adc_noise, on_point=tick,
-                               calibrate_on=_data(calibrate_on))
+                               calibrate_on=_data(calibrate_on), chip=chip)
         payload = {"schema": "ftcompile.sweep/3", "drift": result.drift, "vary": result.vary, "axis": result.axis,
                    "samples": result.samples, "seed": result.seed, "metric": result.metric,
                    "targets": result.targets, "clean": result.clean, "crossing": result.crossings(),
@@ -664,6 +675,7 @@ def harden(
     dac_bits: Optional[int] = _dac_opt(),
     adc_bits: Optional[int] = _adc_opt(),
     adc_noise: float = _adc_noise_opt(),
+    chip: Optional[str] = _chip_opt(),
     method: str = typer.Option("auto", "--method", help="auto (noise injection when the drift can be sampled in "
                                "training, else bayesft), noise-injection, bayesft (the paper's per-layer dropout "
                                "search), bayesft+noise, fixed-dropout, awp, ftna, or erm (re-export only).",
@@ -697,6 +709,15 @@ def harden(
                                     "steps or more, else constant; trials follow the final fit), constant or cosine.",
                                     rich_help_panel=TRAIN),
     batch_size: int = typer.Option(64, "--train-batch-size", help="Training batch size.", rich_help_panel=TRAIN),
+    weight_clip: Optional[str] = typer.Option(None, "--weight-clip", help="Clip the crossbar weights after every "
+                                              "training step (aihwkit's weight clip): none, gaussian:K (at K standard "
+                                              "deviations of each layer) or fixed:V (at V times the --weight-remap "
+                                              "reference); default the chip's (fixed:1 for aihwkit-inference) or none.",
+                                              rich_help_panel=TRAIN),
+    weight_remap: Optional[str] = typer.Option(None, "--weight-remap", help="The reference of a fixed clip (aihwkit's "
+                                               "remap): channel (each output channel's max before the step), layer "
+                                               "(the layer's max) or none (the source model's channel max); default "
+                                               "the chip's (channel) or none.", rich_help_panel=TRAIN),
     min_accuracy: Optional[float] = _min_acc_opt(),
     stat: str = _stat_opt(),
     max_drop: Optional[float] = _max_drop_opt(),
@@ -751,7 +772,8 @@ def harden(
                            code_bits=code_bits, train_sigma=train_sigma, blend=blend, search=search, rates=rate_space,
                            trial_fraction=trial_fraction, kernel=kernel, objective=objective, drift=drift,
                            compensation=compensation, dac_bits=dac_bits, adc_bits=adc_bits, adc_noise=adc_noise,
-                           targets=targets, bias=bias, lr=lr, optimizer=optimizer, lr_schedule=lr_schedule,
+                           chip=chip, weight_clip=weight_clip, weight_remap=weight_remap, targets=targets,
+                           bias=bias, lr=lr, optimizer=optimizer, lr_schedule=lr_schedule,
                            batch_size=batch_size, channel=channel, seed=seed, device=device,
                            time_budget=_duration(time_budget), workers=workers, executor=executor,
                            ray_address=ray_address, holdout=holdout)
@@ -888,16 +910,26 @@ def export_twin(
     adc_bits: Optional[int] = typer.Option(8, "--adc-bits", help="Output converter bits (0: full precision).",
                                            rich_help_panel=DRIFT),
     adc_noise: float = _adc_noise_opt(),
+    chip: Optional[str] = _chip_opt(),
     output: Optional[str] = _output_opt(),
     as_json: bool = _json_opt(),
 ) -> None:
-    """Write the analog twin: DAC/ADC quantizers around every crossbar layer at the model's (or calibrated) ranges,
-    weights as overridable inputs; a plain ONNX file any onnxruntime runs."""
+    """Write the analog twin: DAC/ADC quantizers around every crossbar layer (or, with --chip, every layer on the
+    chip's tiles) at the model's (or calibrated) ranges, weights as overridable inputs; a plain ONNX file any
+    onnxruntime runs."""
     with guarded():
         from ftcompile import api
 
         calibration = api.export_twin(model, out, calibrate_on=_data(calibrate_on), dac_bits=dac_bits or None,
-                                      adc_bits=adc_bits or None, output=output, adc_noise=adc_noise)
+                                      adc_bits=adc_bits or None, output=output, adc_noise=adc_noise, chip=chip)
+    if chip is not None:
+        tiles = len(calibration.ranges)
+        if as_json:
+            print(_json({"schema": "ftcompile.twin/1", "out": str(out), "chip": chip, "tiles": tiles,
+                         "calibration": calibration.describe(), "ranges": calibration.ranges}))
+        else:
+            print(f"wrote {out}: {tiles} tiles of chip {chip}, input ranges {calibration.describe()}")
+        return
     layers = len(calibration.ranges) // 2
     if as_json:
         print(_json({"schema": "ftcompile.twin/1", "out": str(out), "layers": layers, "dac_bits": dac_bits or None,
@@ -907,6 +939,34 @@ def export_twin(
     noise = f" with output noise {adc_noise:g} of its bound" if adc_noise else ""
     print(f"wrote {out}: {layers} crossbar layers, DAC {dac_bits or 'float'} bits, ADC {adc_bits or 'float'} "
           f"bits{noise}, ranges {calibration.describe()}")
+
+
+@app.command("export-program")
+def export_program(
+    model: Path = typer.Argument(..., help="ONNX model (a hardened one stores its tiles' input ranges)."),
+    out: Path = typer.Option(..., "-o", "--out", help="The folder to write (manifest.json and one .npz per tile).",
+                             rich_help_panel=OUTPUTS),
+    chip: str = typer.Option(..., "--chip", help="The chip to program: aihwkit-inference[,key=value...] "
+                             "(docs/chip.md).", rich_help_panel=DRIFT),
+    calibrate_on: Optional[str] = typer.Option(None, "--calibrate-on", help="Data whose first examples calibrate the "
+                                               f"tiles' input ranges ({DATA_HELP}); default the ranges the model "
+                                               "stores.", rich_help_panel=DATA),
+    output: Optional[str] = _output_opt(),
+    as_json: bool = _json_opt(),
+) -> None:
+    """Write the programming file for a chip's toolchain: per tile the target conductance of every device of every
+    differential pair (uS), the column scales, the DAC/ADC ranges and the drift-compensation reference, as .npz files
+    with a JSON manifest (schema ftcompile.program/1, the model's sha256). docs/chip.md describes the format."""
+    with guarded():
+        from ftcompile import api
+
+        manifest = api.export_program(model, out, chip=chip, calibrate_on=_data(calibrate_on), output=output)
+    tiles = sum(len(layer["tiles"]) for layer in manifest["layers"])
+    if as_json:
+        print(_json(manifest))
+        return
+    print(f"wrote {out}: {len(manifest['layers'])} layers on {tiles} tiles of chip {manifest['chip']}, input ranges "
+          f"{manifest['input_ranges']}")
 
 
 @app.command()

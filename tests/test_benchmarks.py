@@ -217,3 +217,22 @@ def test_val_read_writes_the_runtime_read_beside_each_models_torch_objective(tmp
     with pytest.raises(SystemExit, match="no model"):
         val_read.main()
     assert not (tmp_path / "x.json").exists()
+
+
+def test_bench_chip_times_the_full_preset_beside_lognormal_validate(tmp_path, monkeypatch):
+    from tests.helpers import teacher_files
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from bench_chip import main
+
+    model, data = teacher_files(tmp_path, n=60, sizes=(600, 16, 4))  # 600 inputs: two tiles
+    out = tmp_path / "chip.json"
+    main(["--model", str(model), "--npz", str(data), "--images", "50", "--samples", "3", "--chunk", "2",
+          "--out", str(out)])
+    res = json.loads(out.read_text())
+    assert set(res["runs"]) == {"lognormal", "chip", "chip-quiet"} and set(res["ratio_to_lognormal"]) == {
+        "chip", "chip-quiet"}
+    chip, plain = res["runs"]["chip"], res["runs"]["lognormal"]
+    assert chip["chip"] == "aihwkit-inference" and chip["drift"] == "pcm:1d,comp=global,per_channel=1"
+    assert plain["chip"] is None and plain["drift"] == "lognormal:0.6" and chip["images"] == 50 == plain["images"]
+    assert chip["samples"] == 3 and res["ratio_to_lognormal"]["chip"] == chip["seconds"] / plain["seconds"]

@@ -52,13 +52,22 @@ class Calibration:
         return f"stored in the model, calibrated on {self.source}" if self.stored else f"calibrated on {self.source}"
 
 
-def stored_calibration(model: onnx.ModelProto) -> "Calibration | None":
-    """The ranges a hardened model stores (``harden`` with converters), or None."""
+def stored_calibration(model: onnx.ModelProto, chip=None) -> "Calibration | None":
+    """The ranges a hardened model stores (``harden`` with converters), or None; with ``chip``, the tiles' input
+    ranges a model hardened for a chip stores (``"<layer>#<i>.<j>:in"``), when they cover that chip's tiles."""
     from ftcompile.metadata import get_metadata
 
     twin = get_metadata(model).get(TWIN_METADATA)
-    if not isinstance(twin, dict) or not twin.get("ranges"):
+    if not isinstance(twin, dict) or not twin.get("ranges") or ("chip" in twin) != (chip is not None):
         return None
+    if chip is not None:
+        from ftcompile.passes.chip_twin import chip_layers
+        from ftcompile.passes.onnx_graph import constants_to_initializers, unshare_weights
+
+        tiles = {f"{t.key}:in" for layer in chip_layers(unshare_weights(constants_to_initializers(model)), chip)
+                 for t in layer.tiles}
+        if not tiles <= set(twin["ranges"]):
+            return None
     ranges = {k: (float(v[0]), float(v[1])) for k, v in twin["ranges"].items()}
     return Calibration(ranges, str(twin.get("calibrated_on", "data at hardening")), stored=True)
 

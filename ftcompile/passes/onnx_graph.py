@@ -35,6 +35,7 @@ _NORM_SLOTS = {
 # tensors the importer turns into a layer's state without drifting them: each layer needs its own copy too
 _STATE_SLOTS = {"BatchNormalization": {3: "stat", 4: "stat"}}
 TARGET_MODES = ("params", "crossbar")
+TILE_SLICE = "ftcompile_tile_weight"  # the nodes of a chip twin (passes/chip_twin.py) that cut a weight into its tiles
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ def _parameter_uses(model: onnx.ModelProto, inits: dict, state: bool = False) ->
                 matmul_outputs.add(node.output[0])
         if op == "Add" and any(i in matmul_outputs for i in node.input):
             slots = {k: "bias" for k, i in enumerate(node.input) if i in inits}
+        if op == "Slice" and node.name.startswith(TILE_SLICE):  # a chip twin cuts a layer's weight into its tiles
+            slots = {0: "weight"}
         uses += [(node, slot, role) for slot, role in slots.items()
                  if slot < len(node.input) and node.input[slot] in inits]
     return uses

@@ -13,7 +13,7 @@ import dataclasses
 import os
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -86,6 +86,13 @@ class LogNormalDrift:
         if w.size:
             z = self._calibrated(_as_float32(w), z).astype(np.float32, copy=False)
         return z.astype(w.dtype, copy=False)
+
+    def apply_split(self, w: np.ndarray, rng: np.random.Generator):
+        """``apply`` before a calibrated compensation (``global``/``column``) and its factor (None without)."""
+        if self.comp not in ("global", "column") or not w.size:
+            return self.apply(w, rng), None
+        out = replace(self, comp="none").apply(w, rng)
+        return out, global_compensation(_as_float32(w), out, per_column=self.comp == "column", read=self.read)
 
     def apply_torch(self, w, gen):
         """The same drift on a torch tensor, differentiable in ``w`` (training against compensated drift)."""
@@ -495,7 +502,10 @@ def drift_tensor(drift: DriftModel, w: np.ndarray, seed: int, sample: int, name:
 
 def draw_sample(drift: DriftModel, weights: Mapping[str, np.ndarray], seed: int, sample: int,
                 only: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-    """Drifted copies of ``weights`` for one Monte-Carlo sample; names outside ``only`` stay clean."""
+    """Drifted copies of ``weights`` for one Monte-Carlo sample; names outside ``only`` stay clean. A drift that
+    draws a whole sample itself (``devices.tiles.ChipDrift``: per tile, with compensation inputs) does so."""
+    if hasattr(drift, "draw_sample"):
+        return drift.draw_sample(weights, seed, sample, only)
     chosen = set(weights) if only is None else set(only)
     return {name: drift_tensor(drift, w, seed, sample, name) if name in chosen else w
             for name, w in weights.items()}

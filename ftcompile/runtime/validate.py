@@ -27,6 +27,7 @@ _PREFETCH = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ftcompile-pref
 # examples per onnxruntime run: onnxruntime's arena keeps the largest run's activations, and 1,024-image runs held
 # 0.2-0.5 GB more than 256-image ones (GTSRB STN 768 -> 310 MB, ResNet-20 408 -> 206 MB) for no speed
 BATCH = 256
+_NOISE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ftcompile-noise")
 
 # total_ci_low: the lower bound of the interval covering drift sampling and the finite example set; auto: that bound,
 # or the drift-only one for a metric that is no mean over examples (mAP), the most conservative one computable
@@ -168,6 +169,7 @@ def run_samples(session: DriftSession, data: Dataset, drift: DriftModel, *, samp
     if batch_size < 1:
         raise ConfigError(f"--batch-size {batch_size} must be >= 1.")
     out = Samples([], None)
+    drift = session.tiled(drift)
     ids = range(first, first + samples)
     draw = lambda k: draw_sample(drift, session.weights, seed, k, only)  # noqa: E731
     upcoming = _PREFETCH.submit(draw, ids[0])
@@ -190,9 +192,31 @@ def _outputs(session: DriftSession, data: Dataset, weights: dict, batch_size: in
     run in example order (``noise`` is read in that order)."""
     if session.task == "detection":  # ragged outputs: one image per run
         return [detections(session.run_all(feeds, weights, noise)) for feeds, _ in data.batches(1, per_image=True)]
+    runs = _runs(session, (feeds for feeds, _ in data.batches(batch_size)), weights, noise)
     if session.task == "segmentation":  # class ids per batch: (N, H, W) ints, not (N, C, H, W) floats
-        return np.concatenate([segment(session.run(feeds, weights, noise)) for feeds, _ in data.batches(batch_size)])
-    return np.concatenate([session.run(feeds, weights, noise) for feeds, _ in data.batches(batch_size)])
+        return np.concatenate([segment(out) for out in runs])
+    return np.concatenate(list(runs))
+
+
+def _runs(session: DriftSession, batches, weights: dict, noise=None):
+    """``session.run`` of each batch, in order. A twin's read noise for the next batch is drawn in a background
+    thread while onnxruntime runs this one (numpy's generators release the GIL; the draws come one after the other
+    in that thread, so every stream is read in example order): with a chip's tiles the normals cost about what the
+    network does."""
+    if noise is None or not session.noise_feeds:
+        for feeds in batches:
+            yield session.run(feeds, weights)
+        return
+    batches = iter(batches)
+    current = next(batches, None)
+    pending = _NOISE.submit(session.draw_noise, current, noise) if current is not None else None
+    while current is not None:
+        drawn = pending.result()
+        upcoming = next(batches, None)
+        if upcoming is not None:
+            pending = _NOISE.submit(session.draw_noise, upcoming, noise)
+        yield session.run({**current, **drawn}, weights)
+        current = upcoming
 
 
 def evaluate(session: DriftSession, data: Dataset, drift: DriftModel, *, samples: int = 100, seed: int = 0,

@@ -112,6 +112,9 @@ class HardenConfig:
     dac_bits: int | None = None    # converters in training and sign-off (the analog twin); None: full precision
     adc_bits: int | None = None
     adc_noise: float = 0.0         # the ADC's output noise, a fraction of its bound (needs adc_bits)
+    chip: str | None = None        # a chip (devices/chip.py), e.g. aihwkit-inference: tiles, converters, noise, device
+    weight_clip: str | None = None   # clip after every step: none, gaussian:K, fixed:V (clipping.py); None: the chip's
+    weight_remap: str | None = None  # the fixed clip's reference: none, channel, layer; None: the chip's
     targets: str = "auto"          # which tensors drift: auto (crossbar for a device drift, else params), params, crossbar
     bias: bool = False             # with targets=crossbar: layer biases drift too
     lr: float = 1e-3
@@ -167,13 +170,15 @@ class HardenConfig:
             from ftcompile.passes.converters import ConverterSpec
 
             ConverterSpec(self.dac_bits, self.adc_bits, self.adc_noise)  # range check, one-line error
+        self._resolve_chip()
         if self.trials != "auto":
             object.__setattr__(self, "trials", int(float(self.trials)))
         object.__setattr__(self, "trial_fraction", float(self.trial_fraction))
         auto = self.sigma == "auto"  # harden finds it on the validation data (with_sigma); the drift waits for it
-        if auto and self.drift:
-            raise ConfigError(f"--sigma auto finds a lognormal sigma; --drift {self.drift!r} already names the "
-                              "target drift (drop one).")
+        if auto and (self.drift or self.chip):
+            target = f"--drift {self.drift!r}" if self.drift else f"--chip {self.chip!r}"
+            raise ConfigError(f"--sigma auto finds a lognormal sigma; {target} already names the target drift "
+                              "(drop one).")
         if not auto:
             object.__setattr__(self, "sigma", self._resolve_sigma())
         if self.train_sigma != "auto":
@@ -227,7 +232,32 @@ class HardenConfig:
             return BLEND_SEARCH if self.recipe_search else GRID
         return () if self.blend == "off" or self.blend == 0 else (self.blend,)
 
+    def _resolve_chip(self) -> None:
+        """The chip's spec checked (refused beside --dac-bits/--adc-bits), and the clip and remap resolved: as
+        given, else the chip's (aihwkit's ``clip``, ``remap``), else none."""
+        from ftcompile.runtime.devices.chip import parse_chip
+        from ftcompile.search.clipping import check_remap, parse_clip
+
+        chip = parse_chip(self.chip)
+        if chip is not None and (self.dac_bits is not None or self.adc_bits is not None or self.adc_noise):
+            raise ConfigError(f"--chip {chip.name} brings its own converters; drop --dac-bits/--adc-bits/--adc-noise.")
+        if chip is not None:
+            object.__setattr__(self, "chip", chip.spec())
+        if self.weight_clip is None:
+            kind = chip.clip_type if chip is not None else "none"
+            value = chip.clip_sigma if kind == "gaussian" else chip.clip_fixed_value if kind == "fixed" else 0
+            object.__setattr__(self, "weight_clip", "none" if kind == "none" else f"{kind}:{value:g}")
+        if self.weight_remap is None:
+            object.__setattr__(self, "weight_remap", chip.remap_type if chip is not None else "none")
+        parse_clip(self.weight_clip)
+        check_remap(self.weight_remap)
+
     def _resolve_sigma(self) -> float | None:
+        if not self.drift and self.chip:
+            if self.sigma is not None:
+                raise ConfigError(f"--sigma {self.sigma:g} and --chip {self.chip!r} both give the drift; give a "
+                                  f"lognormal drift on the chip as --drift lognormal:{self.sigma:g}.")
+            return None  # the chip's device
         if not self.drift:
             return 0.6 if self.sigma is None else float(self.sigma)
         if self.sigma is not None:
@@ -236,6 +266,10 @@ class HardenConfig:
         return sigma_of(parse_drift(self.drift))
 
     def drift_model(self) -> DriftModel:
+        if self.chip:
+            from ftcompile.runtime.devices.chip import parse_chip
+
+            return with_compensation(parse_chip(self.chip).drift(self.drift), self.compensation)
         model = parse_drift(self.drift) if self.drift else LogNormalDrift(self.sigma)
         return with_compensation(model, self.compensation)
 
@@ -332,10 +366,13 @@ class TrialRunner:
         # the network (README, "The training noise")
         self.final_epochs = cfg.final_epochs_for(len(x))
         schedule = resolve_schedule(cfg.lr_schedule, fit_steps(len(x), self.final_epochs, cfg.batch_size))
+        from ftcompile.search.clipping import weight_clip
+
         self.train = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, optimizer=cfg.optimizer, schedule=schedule,
                                  batch_size=cfg.batch_size,
                                  noise_sigma=0.0 if device_model is not None else cfg.noise, noise_model=device_model,
-                                 noise_keys=keys, awp_gamma=cfg.awp_gamma if cfg.strategy.awp else 0.0)
+                                 noise_keys=keys, awp_gamma=cfg.awp_gamma if cfg.strategy.awp else 0.0,
+                                 constraint=weight_clip(cfg.weight_clip, cfg.weight_remap, module, keys))
         self.device = cfg.device
 
     def fit(self, rates, epochs: int, seed: int, trial: bool = False, train_sigma: float | None = None,
@@ -463,15 +500,18 @@ def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, jou
     if task == "segmentation":  # the runtime's Dice (or the user's metric) on the class ids of the scores
         kind = OnClassIds(task_metric(task, cfg.metric()))
     seed = selection_seed(cfg.seed)
+    drift = getattr(converters, "drift", None) or cfg.drift_model()  # a chip's: drawn per tile (tiles.ChipDrift)
     if task == "detection":  # the runtime's mAP on the detector's own decoded boxes
         objective = DetectionObjective(module, x_va, val.labels, drift=cfg.drift_model(), samples=cfg.samples,
                                        metric=task_metric(task, cfg.metric()), seed=seed, device=cfg.device,
                                        keys=keys)
     else:
-        objective = DriftObjective(module, x_va, y_va, drift=cfg.drift_model(), samples=cfg.samples, seed=seed,
+        objective = DriftObjective(module, x_va, y_va, drift=drift, samples=cfg.samples, seed=seed,
                                    kind=kind, device=cfg.device, keys=keys, converters=converters,
                                    example_axis=-4 if task == "segmentation" else -2)
     runner = TrialRunner(module, sites, x_tr, y_tr, objective, cfg, loss_fn or task_loss(task), keys)
+    if runner.train.noise_model is not None and hasattr(drift, "apply_torch_named"):
+        runner.train = replace(runner.train, noise_model=drift)
     outcome = SearchOutcome(rates=[0.0] * len(sites), base_score=objective(module))
 
     if cfg.strategy.dropout == "fixed":

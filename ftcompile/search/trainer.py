@@ -38,6 +38,7 @@ class TrainConfig:
     optimizer: str = "adam"        # adam, or sgd (momentum 0.9, Nesterov): what SGD-trained networks were fit with
     schedule: str = "auto"         # constant; cosine (the rate decays to 0 over the fine-tune's steps); auto (below)
     seed: int = 0
+    constraint: object = None      # clipping.WeightClip: weights clipped (and remapped) after every step
 
 
 OPTIMIZERS = ("adam", "sgd")
@@ -150,6 +151,8 @@ def _device_read(cfg: TrainConfig, name: str, p: torch.Tensor, gen: torch.Genera
     """``cfg.noise_model``'s read-back of parameter ``name``, computed on the tensor as the runtime lays it out (a
     per-column scale or compensation acts on the same axis as at sign-off)."""
     key = None if cfg.noise_keys is None else cfg.noise_keys.get(name)
+    if key is not None and hasattr(cfg.noise_model, "apply_torch_named"):  # a chip: per tile of the runtime tensor
+        return key.from_runtime(cfg.noise_model.apply_torch_named(key.to_runtime(p), gen, key.name), tuple(p.shape))
     if key is None or not key.transposed:
         return cfg.noise_model.apply_torch(p, gen)
     return key.from_runtime(cfg.noise_model.apply_torch(key.to_runtime(p), gen), tuple(p.shape))
@@ -195,6 +198,8 @@ def fine_tune(module: torch.nn.Module, x: "torch.Tensor | Inputs", y: torch.Tens
         return None
 
     step = 0
+    if cfg.constraint is not None:
+        cfg.constraint.start(module)
     for _ in range(cfg.epochs):
         order = torch.randperm(len(x), generator=gen)
         total, count = 0.0, 0
@@ -222,6 +227,8 @@ def fine_tune(module: torch.nn.Module, x: "torch.Tensor | Inputs", y: torch.Tens
                     for n, w in weights.items():
                         w.sub_(v[n])
             opt.step()
+            if cfg.constraint is not None:
+                cfg.constraint.step(module)
             schedule.step()
             total, count = total + loss.item() * len(idx), count + len(idx)
         last = total / max(1, count)

@@ -87,8 +87,24 @@ class PCMDrift:
         scale = _torch_scales(w, self.per_channel)
         return self._read(w, scale, lambda shape: torch.randn(shape, generator=gen, dtype=w.dtype).to(w.device))
 
+    def apply_split(self, w: np.ndarray, rng: np.random.Generator):
+        """``apply`` before compensation, and the compensation factor (None without): a chip applies the factor
+        after its ADC (``tiles.ChipDrift``)."""
+        if not w.size:
+            return w, None
+        w64 = w.astype(np.float64)
+        out, factor = self._read_split(w64, _scales(w64, self.per_channel), lambda shape: rng.standard_normal(shape))
+        return out.astype(w.dtype), factor
+
     def _read(self, w, scale, normal):
-        """Program, drift to ``t`` and read both devices of every weight; compensate; read back (any namespace)."""
+        out, factor = self._read_split(w, scale, normal)
+        return out if factor is None else out * factor
+
+    def _read_split(self, w, scale, normal):
+        """Program, drift to ``t`` and read both devices of every weight; read back (any namespace). The factor
+        of the compensation (None without) compares the calibration read of the pairs right after programming
+        with the read now, in conductance (what the chip's calibration read measures: with per-column scales,
+        aihwkit's read of a tile's normalized weights)."""
         targets = physics.differential_targets(w, scale, self.g_max)
         reads, baseline = [], []
         for g_t in targets:  # g+ then g-: each device has its own noise
@@ -100,10 +116,10 @@ class PCMDrift:
             if self.comp != "none":  # the calibration read right after programming
                 baseline.append(physics.pcm_read(g_p, g_p, z[3], 0.0, self.g_max, self.read_scale))
         out = physics.differential_weights(reads[0], reads[1], scale, self.g_max)
-        if self.comp != "none":
-            ref = physics.differential_weights(baseline[0], baseline[1], scale, self.g_max)
-            out = out * physics.global_compensation(ref, out, per_column=self.comp == "column", read=self.read)
-        return out
+        if self.comp == "none":
+            return out, None
+        return out, physics.global_compensation(baseline[0] - baseline[1], reads[0] - reads[1],
+                                                per_column=self.comp == "column", read=self.read)
 
     def spec(self) -> str:
         extra = [f"{k}={getattr(self, k):g}" for k in ("g_max", "prog_scale", "drift_scale", "read_scale")
