@@ -865,11 +865,13 @@ def chip_vs_aihwkit() -> str:
                 share(f["share_within_1e-4"]), f"{f['max_abs_output']:.2f}"] for f in d["forward"]]
     noise = [[n["noise"], str(n["reads"]), f"{n['mean_std_ftcompile']:.4f}", f"{n['mean_std_aihwkit']:.4f}",
               f"{n['ratio_mean']:.3f} +- {n['ratio_se']:.3f}"] for n in d["noise"]]
+    off = d["fields"]["off_in_preset"]
+    on = [f["aihwkit"] for f in off if not f["equal"]]
     return "\n".join([f"aihwkit {d['aihwkit']}, torch {d['torch']}. The preset's {len(fields)} fields against "
                       f"aihwkit's standard inference setting: "
-                      + ("all equal" if not unequal else "different: " + ", ".join(unequal)) + "; the forward "
-                      "settings ftcompile does not model, all off in aihwkit's: "
-                      + ("yes" if d["fields"].get("all_equal") else "no") + ".", "",
+                      + ("all equal" if not unequal else "different: " + ", ".join(unequal)) + f"; of the {len(off)} "
+                      "settings ftcompile does not model, " + ("all are off in aihwkit's setting" if not on else
+                                                                "on in aihwkit's setting: " + ", ".join(on)) + ".", "",
                       "The tiled twin against aihwkit's AnalogLinear (`fc`) and AnalogConv2d (`conv`), noise off:", "",
                       md(["layer", "case", "tiles", "max abs difference", "within 1e-4", "max abs output"], forward),
                       "", "Noise spreads, ftcompile over aihwkit:", "",
@@ -1212,7 +1214,7 @@ SECTIONS = [
         "non-default recipe's default chosen by looking at test data.",
         "Each example's held-out test data (test.npz), once per run: LeNet on 1,000 test digits, GTSRB on its test "
         "split, the detector on its test images.",
-        (("RECIPE_COMMIT", "2026-12-06"),), (), recipe_runs),
+        (("ba054a3", "2026-12-06"),), (), recipe_runs),
     Section(
         "Re-derived defaults on validation hold-outs",
         ("defaults.json",),
@@ -1224,7 +1226,7 @@ SECTIONS = [
         "Validation data only: fresh seeds (10-12), and harden's own hold-out of `--val` (the 30% no choice sees) as "
         "the sign-off; no test image read.",
         "The hold-out of each task's validation data (PennFudan U-Net: 10 images, LeNet: 157 digits).",
-        (("DEFAULTS_COMMIT", "2026-12-06"),), (), defaults_runs),
+        (("ba054a3", "2026-12-06"),), (), defaults_runs),
     Section(
         "A chip a user can name: the preset against aihwkit",
         ("chip_vs_aihwkit.json",),
