@@ -22,7 +22,8 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 OUT = HERE / "RESULTS.md"
 REGENERATE = "make docs (or: python benchmarks/tables.py --write)"
-# ftcompile.__version__ at every commit that wrote these results (it has read 0.1.0 since the first commit)
+# ftcompile.__version__ at every commit that wrote these results (each ran 0.1.0's code or its later commits, before
+# 0.2.0 was written)
 VERSION = "0.1.0"
 
 

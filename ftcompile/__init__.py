@@ -4,7 +4,7 @@ The runtime verbs (``validate``, ``sweep``, ``analyze``) need only numpy and onn
 ``load_model`` need torch (imported when called). The public names load on first use (PEP 562), so the command
 line starts without numpy or onnx until a command needs them.
 """
-__version__ = "0.1.0"  # the one place the version is written (pyproject reads it; CHANGELOG.md names it)
+__version__ = "0.2.0"  # the one place the version is written (pyproject reads it; CHANGELOG.md names it)
 
 # public name -> the module that defines it
 _PUBLIC = {
