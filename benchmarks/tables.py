@@ -1266,10 +1266,11 @@ SECTIONS = [
         "make bench-startup (benchmarks/bench_startup.py --label L [--source DIR])",
         "Wall time in fresh processes (median of 7) of `python -c pass`, `import ftcompile.cli`, `ftcompile --help` "
         "and a small validate, per install; the labels name the commit or install measured (`current`: the infra "
-        "branch at aade65f). Measured before 0fd88a4 made the CLI import lazily; not rerun since.",
+        "branch at aade65f, before 0fd88a4 made the CLI import lazily; `f0d607e`: the project's `.venv` with every "
+        "extra, measured while one of the two cores ran a benchmark).",
         "No flags chosen.",
         "A tiny MLP on 400 examples (timing only).",
-        (("aade65f", "2026-12-06"),), (), startup, no_defaults="start-up timing only: no harden default applies."),
+        (("b5b4b18", "2026-12-06"), ("aade65f", "2026-12-06")), (), startup, no_defaults="start-up timing only: no harden default applies."),
 ]
 
 
