@@ -7,7 +7,7 @@ changes it predates, from ``CHANGES``). tests/test_generated_docs.py regenerates
 committed file is stale, and checks each label's commits against git: a rerun that rewrites a results file fails
 it until its section's label says what the rerun measured.
 Usage: python benchmarks/tables.py            print RESULTS.md
-       python benchmarks/tables.py --write    write benchmarks/RESULTS.md (make docs)
+       python benchmarks/tables.py --write    write benchmarks/RESULTS.md and README's results block (make docs)
        python benchmarks/tables.py --readme   print README's results table (the block between <!-- results -->)
 """
 import json
@@ -1331,49 +1331,70 @@ def results_md() -> str:
 # --- README's one results table -----------------------------------------------------------------------------------
 def readme_table() -> str:
     """Per task, the headline default-flags run: sigma, clean and under drift before -> after, which data measured
-    it, which data chose its flags, and when (every row predates the defaults of d838bd5 and d8df892)."""
+    it, which data chose its flags, and when. A task's grid runs in recipe.json (today's defaults, every choice on
+    validation data) take the place of its older run."""
     rows = []
+    recipe = load("recipe.json")
 
     def single(task, file, sigma, before, after, signed, chosen, when, fmt=pct):
         rows.append([task, f"{sigma:g}", f"{fmt(before['clean'])} -> {fmt(after['clean'])}",
                      f"{fmt(before['mean'])} -> **{fmt(after['mean'])}**", signed, chosen, f"`{file}` ({when})"])
 
-    def seeded(task, file, keys, signed, chosen, when):
-        r = load(file)
-        runs = [r["runs"][k] for k in keys]
-        rows.append([task, f"{r['sigma']:g}", f"{dec(statistics.mean(x['before']['clean'] for x in runs))} -> "
-                     f"{spread([x['after']['clean'] for x in runs])}",
-                     f"{dec(statistics.mean(x['before']['mean'] for x in runs))} -> "
-                     f"**{spread([x['after']['mean'] for x in runs])}**", signed, chosen, f"`{file}` ({when})"])
+    def seeded(task, file, runs, signed, chosen, when, fmt=dec):
+        sigmas = sorted({x["sigma"] for x in runs})
+        many = len(runs) > 1
+        span = (lambda v: spread(v, fmt)) if many else (lambda v: fmt(v[0]))
+        rows.append([task, "-".join(f"{x:g}" for x in sigmas),
+                     f"{fmt(statistics.mean(x['before']['clean'] for x in runs))} -> "
+                     f"{span([x['after']['clean'] for x in runs])}",
+                     f"{fmt(statistics.mean(x['before']['mean'] for x in runs))} -> "
+                     f"**{span([x['after']['mean'] for x in runs])}**", signed, chosen, f"`{file}` ({when})"])
 
-    lenet = load("train_sigma/lenet.sigma0.6.train0.6.report.json")
-    single("MNIST LeNet-5 (`make demo`), accuracy %", "train_sigma/lenet.sigma0.6.train0.6.report.json", lenet["sigma"],
-           lenet["before"], lenet["after"], f"{lenet['after']['examples']:,} test digits, K = "
-           f"{lenet['after']['samples']}", "sigma: by hand", "9b47750, before the grid and the blend")
-    for task, file, chosen, when in (
-            ("CIFAR-10 ResNet-20 + Cutout, accuracy %", "resnet20_e160_cutout.json",
-             "sigma: test-subset sweep; noise, blend: validation", "0190223"),
-            ("CIFAR-10 PreAct-ResNet-18 (width 16) + Cutout, accuracy %", "preact18w16_e160_cutout.json",
-             "sigma: test-subset sweep; noise, blend: validation", "97176f5"),
-            ("GTSRB STN network, accuracy %", "gtsrb_stn.blend.json",
-             "sigma: test-subset sweep; noise, blend: validation", "83b7d84")):
+    def today(key, task, signed, chosen) -> bool:
+        runs = [r for k, r in sorted(recipe.get(key, {}).get("runs", {}).items()) if k.startswith("grid seed ")]
+        if runs:
+            seeds = f" ({len(runs)} seeds)" if len(runs) > 1 else ""
+            seeded(task + seeds, "recipe.json", runs, signed, chosen, "today's defaults", metric_format(key))
+        return bool(runs)
+
+    if not today("mnist-lenet", "MNIST LeNet-5 (`make demo`), accuracy %", "1,000 test digits, K = 100",
+                 "sigma: the demo's; noise, blend: validation"):
+        lenet = load("train_sigma/lenet.sigma0.6.train0.6.report.json")
+        single("MNIST LeNet-5 (`make demo`), accuracy %", "train_sigma/lenet.sigma0.6.train0.6.report.json",
+               lenet["sigma"], lenet["before"], lenet["after"], f"{lenet['after']['examples']:,} test digits, K = "
+               f"{lenet['after']['samples']}", "sigma: by hand", "9b47750, before the grid and the blend")
+    for key, task, file, chosen, when in (
+            ("resnet20", "CIFAR-10 ResNet-20 + Cutout, accuracy %", "resnet20_e160_cutout.json",
+             "sigma: test-subset sweep; noise, blend: validation", "0190223, earlier defaults"),
+            ("preact18w16", "CIFAR-10 PreAct-ResNet-18 (width 16) + Cutout, accuracy %",
+             "preact18w16_e160_cutout.json", "sigma: test-subset sweep; noise, blend: validation",
+             "97176f5, earlier defaults"),
+            ("gtsrb-stn", "GTSRB STN network, accuracy %", "gtsrb_stn.blend.json",
+             "sigma: test-subset sweep; noise, blend: validation", "83b7d84, earlier defaults")):
         r = load(file)
         run = r["runs"]["auto"]
-        single(task, file, r["sigma"], run["before"], run["after"], f"{run['test_size']:,} test images, K = 100",
-               chosen, when)
-    seeded("PennFudan U-Net, Dice (3 seeds)", "pennfudan_unet.crossing.json",
-           [f"auto --final-epochs 60 --seed {s}" for s in range(3)], "25 test images, K = 100",
-           "sigma, fine-tune length: test; noise, blend: validation", "53540e8")
-    seeded("PennFudan CenterNet, mAP@0.5 (3 seeds)", "pennfudan_det.crossing.e60.json",
-           [f"auto --final-epochs 60 --seed {s}" for s in range(3)], "25 test images, K = 100",
-           "sigma: test; noise, blend: validation", "53540e8, before the fold")
+        if not today(key, task, f"{run['test_size']:,} test images, K = 100",
+                     "sigma: an earlier test-subset sweep; noise, blend: validation"):
+            single(task, file, r["sigma"], run["before"], run["after"], f"{run['test_size']:,} test images, K = 100",
+                   chosen, when)
+    for key, task, file, chosen, when in (
+            ("pennfudan-unet", "PennFudan U-Net, Dice", "pennfudan_unet.crossing.json",
+             "sigma, fine-tune length: test; noise, blend: validation", "53540e8, earlier defaults"),
+            ("pennfudan-det", "PennFudan CenterNet, mAP@0.5", "pennfudan_det.crossing.e60.json",
+             "sigma: test; noise, blend: validation", "53540e8, earlier defaults, before the fold")):
+        if not today(key, task, "25 test images, K = 100", "sigma (`--sigma auto`), noise, blend: validation"):
+            runs = [load(file)["runs"][f"auto --final-epochs 60 --seed {s}"] for s in range(3)]
+            for x in runs:
+                x.setdefault("sigma", load(file)["sigma"])
+            seeded(task + " (3 seeds)", file, runs, "25 test images, K = 100", chosen, when)
     return md(["task", "harden sigma", "clean: ERM -> hardened", "under drift: ERM -> hardened", "measured on",
                "flags chosen on", "results (measured at)"], rows) + (
         "\n\nDefault flags; lognormal drift at the harden sigma (the demo's 0.6; for the other classifiers the "
         "smallest swept sigma where ERM loses at least 20 points; for PennFudan where ERM's curve crosses half its "
-        "clean metric), mean over K drift samples; PennFudan: mean over three seeds, lowest-highest in brackets. "
-        "Every row was measured before the defaults of 2026-12-06 (d838bd5, d8df892) and will be rerun; "
-        "`benchmarks/RESULTS.md` has each run's defaults and data.")
+        "clean metric: `--sigma auto` on the validation data in today's rows), mean over K drift samples; over several seeds, the "
+        "mean with the lowest-highest in brackets. Rows from `recipe.json` ran with today's defaults; the others "
+        "before the defaults of 2026-12-06 (d838bd5, d8df892). `benchmarks/RESULTS.md` has each run's defaults and "
+        "data.")
 
 
 def main(argv: list) -> None:
@@ -1382,6 +1403,12 @@ def main(argv: list) -> None:
     elif "--write" in argv:
         OUT.write_text(results_md(), encoding="utf-8")
         print(f"wrote {OUT.relative_to(HERE.parent)}")
+        readme = HERE.parent / "README.md"
+        text = readme.read_text(encoding="utf-8")
+        head, rest = text.split("<!-- results -->\n", 1)
+        _, tail = rest.split("<!-- /results -->", 1)
+        readme.write_text(f"{head}<!-- results -->\n{readme_table()}\n<!-- /results -->{tail}", encoding="utf-8")
+        print("wrote README.md's results block")
     else:
         sys.stdout.write(results_md())
 
