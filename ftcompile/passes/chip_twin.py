@@ -37,8 +37,8 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from ftcompile.errors import ConfigError, UnsupportedModelError
-from ftcompile.passes.converters import NOISE_PREFIX, _layer_nodes, _slices, layer_key, products_probe
-from ftcompile.passes.onnx_graph import TILE_SLICE, _keep_header
+from ftcompile.passes.converters import NOISE_PREFIX, _layer_nodes, _slices, finish_twin, layer_key, products_probe
+from ftcompile.passes.onnx_graph import TILE_SLICE
 from ftcompile.runtime.devices.chip import Chip, channel_split, split_sizes
 from ftcompile.runtime.devices.tiles import COMP_PREFIX, LayerTiles
 
@@ -163,18 +163,7 @@ def insert_chip(model: onnx.ModelProto, ranges: dict, chip: Chip, *, expose_weig
             raise ConfigError(f"the chip's input ranges have no entry for tile {missing[0]!r}; they were calibrated on "
                               "another model or chip. Calibrate on data for this one (--calibrate-on).")
         exposed += _tile_layer(graph, node, layer, ranges, chip, noise, k, opset)
-    graph.cleanup().toposort()
-    out = gs.export_onnx(graph)
-    _keep_header(model, out)
-    if out.ir_version < 4:
-        out.ir_version = 4
-    inits = {i.name: i for i in out.graph.initializer}
-    for name in exposed if expose_weights else ():
-        if name in inits:
-            out.graph.input.append(onnx.helper.make_tensor_value_info(name, inits[name].data_type,
-                                                                      list(inits[name].dims)))
-    onnx.checker.check_model(out)
-    return out
+    return finish_twin(graph, model, exposed if expose_weights else ())
 
 
 class _Builder:

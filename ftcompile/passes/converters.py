@@ -7,20 +7,21 @@ a weight) as
     x -> Clip(lo, hi) -> quantize to 2^B levels (DAC) -> layer without its bias -> [+ output noise] ->
     Clip(-b, b) -> quantize to 2^B levels (ADC) -> + bias (digital)
 
-with the ranges calibrated on a few batches of data (``calibrate``): the DAC range is the observed [min, max]
-of the layer's input, the ADC bound the largest observed |output| of the analog product. A chip is calibrated
-once, and so is the twin: ``harden`` calibrates on the training data, trains through those ranges and stores them
-in the hardened model (``stored_calibration``), and every later twin of that model (validate, sweep, export-twin)
-reuses them unless told to calibrate on other data; ``Calibration.source`` says which, for the reports. Quantizing to ``2^B`` levels over ``[lo, hi]`` is ``round((clip(x) - lo) / step) * step + lo``
-with ``step = (hi - lo) / (2^B - 1)``. The optional output noise (``adc_noise``) is the analog summation's
-read noise before the ADC: Gaussian with standard deviation ``adc_noise * b`` per output and per read (aihwkit's
-``out_noise``, there 0.06 of an ``out_bound`` of 12 in its normalized units, i.e. 0.005 of the bound). The runtime
-feeds it (``noise="fed"``: one graph input of standard normals per layer, ``NOISE_PREFIX + key``), drawn from a
-stream keyed by (seed, sample, layer) like the weight drift (``drift.KeyedNoise``), so a Monte-Carlo sample reads
-the same noise whatever the batch size, and the torch objective reads the same numbers; an exported twin draws it
-itself (``noise="graph"``: ONNX ``RandomNormalLike`` with a fixed seed per layer, a stand-alone file). The result is a plain ONNX file anyone can run with onnxruntime;
-the drifting weights stay initializers that are also listed as graph inputs, so a caller may feed drifted
-copies (the runtime's own session does that for every sample).
+with the ranges calibrated on a few batches of data (``calibrate``): the DAC range is the observed [min, max] of the
+layer's input, the ADC bound the largest observed |output| of the analog product. A chip is calibrated once, and so
+is the twin: ``harden`` calibrates on the training data, trains through those ranges and stores them in the hardened
+model (``stored_calibration``), and every later twin of that model (validate, sweep, export-twin) reuses them unless
+told to calibrate on other data; ``Calibration.source`` says which, for the reports. Quantizing to ``2^B`` levels
+over ``[lo, hi]`` is ``round((clip(x) - lo) / step) * step + lo`` with ``step = (hi - lo) / (2^B - 1)``. The
+optional output noise (``adc_noise``) is the analog summation's read noise before the ADC: Gaussian with standard
+deviation ``adc_noise * b`` per output and per read (aihwkit's ``out_noise``, there 0.06 of an ``out_bound`` of 12
+in its normalized units, i.e. 0.005 of the bound). The runtime feeds it (``noise="fed"``: one graph input of
+standard normals per layer, ``NOISE_PREFIX + key``), drawn from a stream keyed by (seed, sample, layer) like the
+weight drift (``drift.KeyedNoise``), so a Monte-Carlo sample reads the same noise whatever the batch size, and the
+torch objective reads the same numbers; an exported twin draws it itself (``noise="graph"``: ONNX
+``RandomNormalLike`` with a fixed seed per layer, a stand-alone file). The result is a plain ONNX file anyone can
+run with onnxruntime; the drifting weights stay initializers that are also listed as graph inputs, so a caller may
+feed drifted copies (the runtime's own session does that for every sample).
 """
 from __future__ import annotations
 
@@ -202,15 +203,22 @@ def insert_converters(model: onnx.ModelProto, ranges: dict, spec: ConverterSpec 
             else:
                 graph.nodes.append(gs.Node("Identity", name=f"ftcompile_adc_out_{k}", inputs=[q], outputs=[y]))
         weights.update(t.name for t in node.inputs if isinstance(t, gs.Constant) and t.values.dtype.kind == "f")
+    return finish_twin(graph, model, sorted(weights) if expose_weights else ())
+
+
+def finish_twin(graph: gs.Graph, model: onnx.ModelProto, exposed) -> onnx.ModelProto:
+    """The twin's graph exported under ``model``'s header, checked; the initializers named in ``exposed`` stay
+    initializers and are also graph inputs, so the twin runs as it is or on fed drifted weights."""
     graph.cleanup().toposort()
     out = gs.export_onnx(graph)
     _keep_header(model, out)
     if out.ir_version < 4:
         out.ir_version = 4
-    # weights stay initializers and are also graph inputs: the twin runs as it is, or on fed drifted weights
     inits = {i.name: i for i in out.graph.initializer}
-    for name in sorted(weights & set(inits)) if expose_weights else ():
-        out.graph.input.append(onnx.helper.make_tensor_value_info(name, inits[name].data_type, list(inits[name].dims)))
+    for name in exposed:
+        if name in inits:
+            out.graph.input.append(onnx.helper.make_tensor_value_info(name, inits[name].data_type,
+                                                                      list(inits[name].dims)))
     onnx.checker.check_model(out)
     return out
 
@@ -227,7 +235,8 @@ def layer_key(node) -> str:
 def _layer_nodes(graph: gs.Graph) -> list[gs.Node]:
     nodes = []
     for node in graph.nodes:
-        if node.op in ("Conv", "ConvTranspose", "Gemm") and len(node.inputs) > 1 and isinstance(node.inputs[1], gs.Constant):
+        if (node.op in ("Conv", "ConvTranspose", "Gemm") and len(node.inputs) > 1
+                and isinstance(node.inputs[1], gs.Constant)):
             nodes.append(node)
         elif node.op == "MatMul" and any(isinstance(t, gs.Constant) for t in node.inputs[:2]):
             nodes.append(node)
