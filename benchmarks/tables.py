@@ -7,7 +7,8 @@ changes it predates, from ``CHANGES``). tests/test_generated_docs.py regenerates
 committed file is stale, and checks each label's commits against git: a rerun that rewrites a results file fails
 it until its section's label says what the rerun measured.
 Usage: python benchmarks/tables.py            print RESULTS.md
-       python benchmarks/tables.py --write    write benchmarks/RESULTS.md and README's results block (make docs)
+       python benchmarks/tables.py --write    write benchmarks/RESULTS.md and the generated blocks of README.md and
+                                              docs/ (DOC_BLOCKS; make docs)
        python benchmarks/tables.py --readme   print README's results table (the block between <!-- results -->)
 """
 import json
@@ -1397,18 +1398,100 @@ def readme_table() -> str:
         "data.")
 
 
+def aihwkit_accuracy_doc() -> str:
+    """docs/devices.md's table: ResNet-20 under PCM in aihwkit and in ftcompile, and the paired change on aihwkit's
+    weight path and reference."""
+    d = load("aihwkit_accuracy.json")
+    pm = lambda m, se: f"{100 * m:.2f} ± {100 * se:.2f}"  # noqa: E731
+    ours, theirs, paired = d["ftcompile"]["ftcompile"], d["aihwkit"]["times"], d["paired"]
+    names = {"1d": "1 day", "1y": "1 year"}
+    rows = [[names.get(t, t), pm(theirs[t]["mean"], theirs[t]["se"]), pm(ours[t]["mean"], ours[t]["se"]),
+             "+" * (ours[t]["mean"] >= theirs[t]["mean"])
+             + pm(ours[t]["mean"] - theirs[t]["mean"], (ours[t]["se"] ** 2 + theirs[t]["se"] ** 2) ** 0.5),
+             f"{100 * paired[t]['path=aihwkit']['mean']:+.2f} ± {100 * paired[t]['path=aihwkit']['se']:.2f}"]
+            for t in theirs]
+    return md([f"time (K = {theirs[next(iter(theirs))]['samples']} each)", f"aihwkit {d['aihwkit_version']}",
+               "ftcompile", "ftcompile - aihwkit", "ftcompile, aihwkit's reference and weight path (paired change)"],
+              rows)
+
+
+def readme_aihwkit() -> str:
+    """README's side-by-side with aihwkit: devices per conductance level, a network over time, the chip preset."""
+    dev, acc, chip = load("aihwkit_devices.json"), load("aihwkit_accuracy.json"), load("chip_vs_aihwkit.json")
+    flag = dev["z_flag"]
+
+    def worst(section: str) -> float:
+        return max(max(abs(r["z_mean"]), abs(r["z_std"])) for r in dev["sections"][section]["rows"])
+
+    why = {"reram device, g_max 80": "ftcompile scales the published fit by g_max / 40; aihwkit does not "
+                                     "(docs/devices.md)"}
+    rows = []
+    for section, v in dev["sections"].items():
+        z = worst(section)
+        reason = why.get(section, "see docs/devices.md")
+        if "z_mean_path" in v["rows"][0]:  # a pair: ftcompile's equations also run along aihwkit's weight path
+            z_path = max(max(abs(r["z_mean_path"]), abs(r["z_std_path"])) for r in v["rows"])
+            reason = (f"aihwkit's weight path through the pair; ftcompile's equations on that path: largest z = "
+                      f"{z_path:.1f}, " + ("agree" if z_path <= flag else "still differ"))
+        rows.append([f"{section}: mean and std per level ({len(v['rows'])} levels x {dev['devices_per_level']:,} "
+                     "devices)", f"largest z = {z:.1f}", "agree" if z <= flag else f"differ: {reason}"])
+    ours, theirs = acc["ftcompile"]["ftcompile"], acc["aihwkit"]["times"]
+    for t in theirs:
+        diff = ours[t]["mean"] - theirs[t]["mean"]
+        se = (ours[t]["se"] ** 2 + theirs[t]["se"] ** 2) ** 0.5
+        rows.append([f"ResNet-20 under `pcm:{t},comp=global`, {acc['images']:,} CIFAR-10 test images, accuracy % "
+                     f"(K = {theirs[t]['samples']} each)", f"{pct(theirs[t]['mean'])} vs {pct(ours[t]['mean'])}",
+                     f"{100 * diff:+.2f} ± {100 * se:.2f} points: " + ("agree" if abs(diff) <= 2 * se else "differ")])
+    fields = chip["fields"]
+    rows.append([f"the `aihwkit-inference` preset, field by field ({len(fields['fields'])} fields)",
+                 "all equal" if all(f["equal"] for f in fields["fields"]) else "not all equal",
+                 "agree" if fields["all_equal"] and all(f["equal"] for f in fields["fields"]) else "differ"])
+    worst_fwd = max(f["max_abs_difference"] for f in chip["forward"])
+    rows.append(["tiled layers (converters, tiles, IR drop) against AnalogLinear/AnalogConv2d, noise off",
+                 f"max difference {worst_fwd:.1e}", "agree"])
+    for n in chip["noise"]:
+        ratio, se = n["ratio_mean"], n["ratio_se"]
+        rows.append([f"{n['noise']}: spread over {n['reads']} reads", f"ratio {ratio:.3f} ± {se:.3f}",
+                     "agree" if abs(ratio - 1) <= 2 * se else "differ"])
+    return md(["compared with aihwkit " + dev["aihwkit"], "aihwkit vs ftcompile", "reading"], rows) + (
+        f"\n\nz: the difference over its standard error; above {flag:g} it is a difference, not sampling noise. "
+        "Tables and reasons: benchmarks/RESULTS.md and docs/devices.md.")
+
+
+# --- generated blocks in the docs: (file, marker) -> the function that writes the block between
+# <!-- marker --> and <!-- /marker -->
+DOC_BLOCKS = {
+    ("README.md", "results"): readme_table,
+    ("README.md", "aihwkit"): readme_aihwkit,
+    ("docs/devices.md", "aihwkit-accuracy"): aihwkit_accuracy_doc,
+}
+
+
+def block_of(text: str, marker: str) -> str | None:
+    """The text between ``<!-- marker -->`` and ``<!-- /marker -->``, stripped; None without the markers."""
+    found = re.search(rf"<!-- {re.escape(marker)} -->\n(.*?)\n?<!-- /{re.escape(marker)} -->", text, re.S)
+    return found.group(1).strip() if found else None
+
+
+def write_blocks() -> None:
+    for (name, marker), make in DOC_BLOCKS.items():
+        path = HERE.parent / name
+        text = path.read_text(encoding="utf-8")
+        if block_of(text, marker) is None:
+            raise SystemExit(f"{name} has no <!-- {marker} --> ... <!-- /{marker} --> block")
+        head, rest = text.split(f"<!-- {marker} -->\n", 1)
+        _, tail = rest.split(f"<!-- /{marker} -->", 1)
+        path.write_text(f"{head}<!-- {marker} -->\n{make()}\n<!-- /{marker} -->{tail}", encoding="utf-8")
+        print(f"wrote {name}'s {marker} block")
+
+
 def main(argv: list) -> None:
     if "--readme" in argv:
         print(readme_table())
     elif "--write" in argv:
         OUT.write_text(results_md(), encoding="utf-8")
         print(f"wrote {OUT.relative_to(HERE.parent)}")
-        readme = HERE.parent / "README.md"
-        text = readme.read_text(encoding="utf-8")
-        head, rest = text.split("<!-- results -->\n", 1)
-        _, tail = rest.split("<!-- /results -->", 1)
-        readme.write_text(f"{head}<!-- results -->\n{readme_table()}\n<!-- /results -->{tail}", encoding="utf-8")
-        print("wrote README.md's results block")
+        write_blocks()
     else:
         sys.stdout.write(results_md())
 

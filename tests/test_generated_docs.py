@@ -1,6 +1,6 @@
 """The generated docs stay what their generators make: docs/cli.md (tools/cli_reference.py, from the typer app),
-benchmarks/RESULTS.md and README's results table (benchmarks/tables.py, from the results JSON); and RESULTS.md's
-labels stay true to git (each section names the commits that wrote its files and the default changes it predates)."""
+benchmarks/RESULTS.md and the results blocks of README.md and docs/ (benchmarks/tables.py, from the results JSON);
+and RESULTS.md's labels stay true to git (each section names the commits that wrote its files and the default changes it predates)."""
 import importlib.util
 import re
 import subprocess
@@ -54,14 +54,12 @@ def test_results_md_is_the_one_the_results_json_generate(tables):
         f"{tables.REGENERATE}")
 
 
-def test_readme_results_block_is_the_generated_table(tables):
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = re.search(r"<!-- results -->\n(.*?)\n?<!-- /results -->", readme, re.S)
-    if block is None:
-        pytest.skip("README.md has no <!-- results --> block yet")
-    assert block.group(1).strip() == tables.readme_table().strip(), (
-        "README.md's results table differs from `python benchmarks/tables.py --readme`: paste its output between "
-        "<!-- results --> and <!-- /results -->")
+def test_every_generated_block_in_the_docs_is_the_one_its_function_writes(tables):
+    assert ("README.md", "results") in tables.DOC_BLOCKS
+    for (name, marker), make in tables.DOC_BLOCKS.items():
+        block = tables.block_of((ROOT / name).read_text(encoding="utf-8"), marker)
+        assert block is not None, f"{name} has no <!-- {marker} --> ... <!-- /{marker} --> block"
+        assert block == make().strip(), f"{name}'s {marker} block is stale: run {tables.REGENERATE}"
 
 
 def test_every_results_file_is_in_a_section_and_every_plot_is_a_plot(tables):
