@@ -82,7 +82,8 @@ class PCMVariant(PCMDrift):
         out_scale = scale
         if self.path == "aihwkit":
             out_scale = np.float64(np.abs(physics.differential_weights(*g_p, scale, self.g_max)).max())
-            g_p = physics.differential_targets(physics.differential_weights(*g_p, scale, self.g_max), out_scale, self.g_max)
+            g_p = physics.differential_targets(physics.differential_weights(*g_p, scale, self.g_max), out_scale,
+                                               self.g_max)
         reads = [physics.pcm_read(physics.pcm_drifted(g, nu, self.t), g, zi[2], self.t, self.g_max, self.read_scale)
                  for g, nu, zi in zip(g_p, nus, z)]
         out = physics.differential_weights(*reads, out_scale, self.g_max)
@@ -220,7 +221,8 @@ def table(results: dict) -> str:
     lines += ["", "Paired differences from ftcompile's default (same keyed draws), accuracy points:", "",
               "| time | reference without read noise | aihwkit's path and reference |", "| --- | --- | --- |"]
     for t, d in results["paired"].items():
-        lines.append(f"| {t} | {100 * d['reference=programmed']['mean']:+.2f} ± {100 * d['reference=programmed']['se']:.2f} | "
+        lines.append(f"| {t} | {100 * d['reference=programmed']['mean']:+.2f} ± "
+                     f"{100 * d['reference=programmed']['se']:.2f} | "
                      f"{100 * d['path=aihwkit']['mean']:+.2f} ± {100 * d['path=aihwkit']['se']:.2f} |")
     return "\n".join(lines)
 
@@ -248,9 +250,9 @@ def main() -> None:
     w = np.random.default_rng(0).standard_normal((16, 27)).astype(np.float32)
     same = PCMVariant(86400.0, comp="global").apply(w, np.random.default_rng(1))
     assert np.array_equal(same, PCMDrift(86400.0, comp="global").apply(w, np.random.default_rng(1)))
-    results = {"aihwkit_version": aihwkit.__version__, "torch": torch.__version__, "model": str(MODEL.relative_to(ROOT)),
-               "images": args.images, "seed": args.seed, "torch_onnx_parity_max_abs": parity,
-               "digital_accuracy": accuracy(net, x, y)}
+    results = {"aihwkit_version": aihwkit.__version__, "torch": torch.__version__,
+               "model": str(MODEL.relative_to(ROOT)), "images": args.images, "seed": args.seed,
+               "torch_onnx_parity_max_abs": parity, "digital_accuracy": accuracy(net, x, y)}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / f"test{args.images}.npz"
         np.savez(data, x=x, y=y)

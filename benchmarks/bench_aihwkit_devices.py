@@ -165,8 +165,9 @@ def path_z(rows: list) -> str:
 
 def summary(results: dict) -> str:
     """Markdown: per section and time, the largest |z| over levels and the rows beyond ``Z_FLAG``."""
-    lines = ["| section | g_max (uS) | stage | t | max abs z, mean | max abs z, std | largest std ratio ftcompile/aihwkit "
-             "| max abs z on aihwkit's weight path (mean, std) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| section | g_max (uS) | stage | t | max abs z, mean | max abs z, std | largest std ratio "
+             "ftcompile/aihwkit | max abs z on aihwkit's weight path (mean, std) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     flagged = []
     for name, section in results["sections"].items():
         groups = {}
@@ -182,13 +183,15 @@ def summary(results: dict) -> str:
                 if abs(r["z_mean"]) > Z_FLAG or abs(r["z_std"]) > Z_FLAG:
                     level = f"g={r['g_target']:.4g} uS" if "g_target" in r else f"w={r['w']:.2f}"
                     a, f = r["aihwkit"], r["ftcompile"]
-                    flagged.append(f"| {name} | {stage} | {t or '-'} | {level} | {a['mean']:.4g} ± {a['se_mean']:.2g} | "
+                    flagged.append(f"| {name} | {stage} | {t or '-'} | {level} | "
+                                   f"{a['mean']:.4g} ± {a['se_mean']:.2g} | "
                                    f"{f['mean']:.4g} ± {f['se_mean']:.2g} | {r['z_mean']:.1f} | "
                                    f"{a['std']:.4g} ± {a['se_std']:.2g} | {f['std']:.4g} ± {f['se_std']:.2g} | "
                                    f"{r['z_std']:.1f} |")
     if flagged:
         lines += ["", f"Rows with |z| > {Z_FLAG:g} (mean ± standard error):", "",
-                  "| section | stage | t | level | aihwkit mean | ftcompile mean | z | aihwkit std | ftcompile std | z |",
+                  "| section | stage | t | level | aihwkit mean | ftcompile mean | z | aihwkit std | ftcompile std "
+                  "| z |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", *flagged]
     return "\n".join(lines)
 

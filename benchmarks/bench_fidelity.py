@@ -57,7 +57,8 @@ def summarize(runs: dict) -> dict:
     for fraction in sorted({k.split("/")[0] for k in runs}, key=float, reverse=True):
         rows = [r for k, r in runs.items() if k.split("/")[0] == fraction]
         mean = lambda key: round(float(np.mean([r[key] for r in rows])), 4)  # noqa: E731
-        se = lambda key: round(float(np.std([r[key] for r in rows], ddof=1) / np.sqrt(len(rows))), 4) if len(rows) > 1 else None  # noqa: E731
+        se = lambda key: (round(float(np.std([r[key] for r in rows], ddof=1) / np.sqrt(len(rows))), 4)  # noqa: E731
+                          if len(rows) > 1 else None)
         out[fraction] = {"runs": len(rows), "search_seconds": mean("search_seconds"), "seconds": mean("seconds"),
                          "mean": mean("mean"), "mean_se": se("mean"), "clean": mean("clean"),
                          "best_objective": mean("best_objective")}
@@ -82,7 +83,8 @@ def main() -> None:
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     results.update(model="mnist lenet", method="bayesft", sigma=0.6, samples=args.samples, flags="defaults")
     runs = results.setdefault("runs", {})
-    todo = [(float(f), s) for s in range(args.seeds) for f in args.fractions.split(",") if f"{float(f):g}/{s}" not in runs]
+    todo = [(float(f), s) for s in range(args.seeds) for f in args.fractions.split(",")
+            if f"{float(f):g}/{s}" not in runs]
     lock = threading.Lock()
 
     def one(job):

@@ -124,7 +124,8 @@ def validate_ratio(model: Path, data: Path, samples: int) -> dict:
     """The runtime's drifted validate against its floor (the same passes without drift), onnxruntime."""
     import onnxruntime as ort
 
-    session = open_session(model, provider="cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu")
+    session = open_session(model,
+                           provider="cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu")
     dataset = bind_data(session, data)
     t = time.perf_counter()
     for _ in range(samples):
@@ -159,11 +160,13 @@ def main() -> None:
         print(f"{args.pack}: {args.pack.stat().st_size / 2**20:.1f} MiB")
         return
     t_start = time.perf_counter()
-    left = (lambda: float("inf")) if args.deadline is None else (lambda: args.deadline - (time.perf_counter() - t_start))
+    left = ((lambda: float("inf")) if args.deadline is None
+            else (lambda: args.deadline - (time.perf_counter() - t_start)))
     if args.device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     budget = (dict(trials=2, epochs=1, final_epochs=1, samples=2) if args.smoke else
-              dict(trials=args.trials, epochs=args.trial_epochs, final_epochs=args.final_epochs, samples=10, lr=args.lr))
+              dict(trials=args.trials, epochs=args.trial_epochs, final_epochs=args.final_epochs, samples=10,
+                   lr=args.lr))
     samples = 2 if args.smoke else args.samples
     results = {"device": args.device, "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
                "torch": torch.__version__, "python": platform.python_version(), "smoke": args.smoke,
@@ -221,8 +224,10 @@ def main() -> None:
                                                                      batch_size=128, **budget))
                 rec["harden"][method] = {
                     "seconds": round(time.perf_counter() - t, 1), "rates": [round(v, 3) for v in r.rates],
-                    "signoff_before": round(100 * r.before.stats.mean, 2), "signoff_after": round(100 * r.after.stats.mean, 2),
-                    "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20) if args.device.startswith("cuda") else None,
+                    "signoff_before": round(100 * r.before.stats.mean, 2),
+                    "signoff_after": round(100 * r.after.stats.mean, 2),
+                    "gpu_peak_mb": (round(torch.cuda.max_memory_allocated() / 2**20) if args.device.startswith("cuda")
+                                    else None),
                     "rss_peak_mb": round(peak_rss_mb())}
                 rec["accuracy"][method] = gpu_sweep(work / f"{method}.onnx", x_test, y_test, samples, args.device)
                 print(f"{name} {method}: {rec['accuracy'][method]} ({rec['harden'][method]['seconds']} s)", flush=True)

@@ -37,13 +37,15 @@ t = time.perf_counter()
 r = ftcompile.harden(args.pop("model"), args.pop("train"), args.pop("val"), test=args.pop("test"), out=args.pop("out"),
                      validate_samples=args.pop("validate_samples"), plot=False, config=HardenConfig(**args))
 print(json.dumps({"seconds": time.perf_counter() - t, "peak_mb": peak_rss_mb(),
-                  "rates": r.rates, "trials": [[t.trial, t.objective] for t in r.trials], "after_mean": r.after.stats.mean}))
+                  "rates": r.rates, "trials": [[t.trial, t.objective] for t in r.trials],
+                  "after_mean": r.after.stats.mean}))
 """
 
 
 def run_harden(work: Path, model: str, out: str, **cfg) -> dict:
     args = dict(model=str(work / model), train=str(work / "train.npz"), val=str(work / "val.npz"),
-                test=str(work / "test.npz"), out=str(work / out), validate_samples=cfg.pop("validate_samples", 100), **cfg)
+                test=str(work / "test.npz"), out=str(work / out), validate_samples=cfg.pop("validate_samples", 100),
+                **cfg)
     res = subprocess.run([sys.executable, "-c", RUNNER, json.dumps(args)], capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -95,13 +97,15 @@ def main() -> None:
                            validate_samples=5)
             best = np.maximum.accumulate([o for _, o in sorted(r["trials"]) if o is not None]).tolist()
             lenet_trials.setdefault(search, []).append(best)
-            print(f"search {search} seed {seed}: best {100 * best[-1]:.2f}% ({time.perf_counter() - t:.0f} s)", flush=True)
+            print(f"search {search} seed {seed}: best {100 * best[-1]:.2f}% ({time.perf_counter() - t:.0f} s)",
+                  flush=True)
     rnd_best = [b[-1] for b in lenet_trials["random"]]
     reach = []
     for bo, target in zip(lenet_trials["bo"], rnd_best):
         hit = next((i + 1 for i, v in enumerate(bo) if v >= target), None)
         reach.append(hit)
-    print(f"BO trials to reach random search's final best (per seed, of {len(rnd_best and lenet_trials['bo'][0])}): {reach}")
+    print(f"BO trials to reach random search's final best (per seed, of {len(rnd_best and lenet_trials['bo'][0])}): "
+          f"{reach}")
     results["search"] = {"best_so_far": lenet_trials, "bo_trials_to_reach_random_best": reach}
     plot_best_so_far(lenet_trials, args.out.with_name("search.png"),
                      "LeNet-5, sigma 0.6: search efficiency (one line per seed)")

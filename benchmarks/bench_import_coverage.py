@@ -259,8 +259,9 @@ def main():
             row["seconds"] = round(time.perf_counter() - t, 1)
             rows.append(row)
             verdict = " ".join(f"{s}={row[s]['exit']}" for s in ("validate", "import", "harden") if s in row)
-            print(f"{name:22s} {exporter:11s} {verdict or row.get('stage')}  {row.get('error', '')}"
-                  f"{' | '.join(row[s]['message'] for s in ('validate', 'import', 'harden') if s in row and 'message' in row[s])}"
+            messages = " | ".join(row[s]["message"] for s in ("validate", "import", "harden")
+                                  if s in row and "message" in row[s])
+            print(f"{name:22s} {exporter:11s} {verdict or row.get('stage')}  {row.get('error', '')}{messages}"
                   f"  ({row['seconds']:.0f} s)", flush=True)
             args.out.parent.mkdir(parents=True, exist_ok=True)
             done = {(r["model"], r["exporter"]) for r in rows}

@@ -87,7 +87,8 @@ def main() -> None:
                 runs[method] = run_harden(work, base, out.name, method=method, sigma=spec["sigma"],
                                           validate_samples=20, **spec.get("flags", {}))
             models.append(out)
-            print(f"{task} {method}: {runs[method]['seconds']:.0f} s, peak {runs[method]['peak_mb']:.0f} MB", flush=True)
+            print(f"{task} {method}: {runs[method]['seconds']:.0f} s, peak {runs[method]['peak_mb']:.0f} MB",
+                  flush=True)
         curves = ftcompile.sweep(models, work / "test.npz", sigmas=SIGMAS, samples=args.samples).curves
         labels = ["erm", *runs]
         table = {m: [round(100 * p.mean, 2) for p in pts] for m, pts in zip(labels, curves.values())}

@@ -26,8 +26,8 @@ def main() -> None:
         for seed in (0, 1, 2):
             r = harden_cli(WORK / "lenet.onnx", WORK, WORK / "test.npz", 0.6, "noise-injection",
                            f"--lr-schedule {schedule} --seed {seed}", name=f"schedule-{schedule}-{seed}")
-            rows.setdefault(schedule, []).append({"seed": seed, "clean": r["after"]["clean"], "mean": r["after"]["mean"],
-                                                  "seconds": r["seconds"]})
+            rows.setdefault(schedule, []).append({"seed": seed, "clean": r["after"]["clean"],
+                                                  "mean": r["after"]["mean"], "seconds": r["seconds"]})
             print(schedule, seed, json.dumps(rows[schedule][-1]), flush=True)
     means = {k: sum(r["mean"] for r in v) / len(v) for k, v in rows.items()}
     out = {"task": "MNIST LeNet, sigma 0.6, noise-injection, 825 steps", "runs": rows,

@@ -2,7 +2,8 @@
 
 Two questions of the issue "BayesFT at real depth and real cost", on equal trial budgets, several seeds:
 1. BO against random search on the 19-site per-layer space: how many BO trials reach random's final best?
-2. Per-layer rates (19-D BO) against one shared rate (1-D BO): which finds the better objective, with standard errors over seeds?
+2. Per-layer rates (19-D BO) against one shared rate (1-D BO): which finds the better objective, with standard errors
+   over seeds?
 3. The SAAS GP (`--kernel saas`, config `bo-saas/per-layer`) against the Matern GP on the same 19-D space.
 Each run is `ftcompile.harden` with method bayesft and no final fine-tune (the search alone), in its own
 process with one torch thread, two at a time on 2 cores. Runs already in the results file are kept
@@ -46,11 +47,11 @@ print(json.dumps({"seconds": time.perf_counter() - t, "peak_mb": peak_rss_mb(), 
 
 def run(search: str, rates: str, seed: int, args) -> dict:
     name = f"search.{search}.{rates}.{seed}"
-    cfg = dict(model=str(MODEL), train=str(WORK / "train.npz"), val=str(WORK / f"val{args.val_size}.npz"), test=str(WORK / "test500.npz"),
-               out=str(WORK / f"{name}.onnx"), method="bayesft", sigma=args.sigma, search=search.split("-")[0],
-               kernel="saas" if search == "bo-saas" else "matern52", rates=rates, seed=seed,
-               trials=args.trials, epochs=1, trial_fraction=args.trial_fraction, final_epochs=0, samples=args.samples,
-               lr=5e-4)
+    cfg = dict(model=str(MODEL), train=str(WORK / "train.npz"), val=str(WORK / f"val{args.val_size}.npz"),
+               test=str(WORK / "test500.npz"), out=str(WORK / f"{name}.onnx"), method="bayesft", sigma=args.sigma,
+               search=search.split("-")[0], kernel="saas" if search == "bo-saas" else "matern52", rates=rates,
+               seed=seed, trials=args.trials, epochs=1, trial_fraction=args.trial_fraction, final_epochs=0,
+               samples=args.samples, lr=5e-4)
     journal = WORK / f"{name}.journal.jsonl"
     journal.unlink(missing_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")

@@ -209,8 +209,9 @@ def main() -> None:
     bad = [r["field"] for r in result["fields"]["fields"] if not r["equal"]]
     print(f"fields equal: {result['fields']['all_equal']} {bad}")
     for r in result["forward"]:
-        print(f"{r['layer']:5s} {r['case']:13s} tiles {r['tiles']}: max |ftcompile - aihwkit| {r['max_abs_difference']:.2e} "
-              f"(outputs up to {r['max_abs_output']:.2f}, converters move them up to {r['max_abs_converter_error']:.3f})")
+        print(f"{r['layer']:5s} {r['case']:13s} tiles {r['tiles']}: max |ftcompile - aihwkit| "
+              f"{r['max_abs_difference']:.2e} (outputs up to {r['max_abs_output']:.2f}, converters move them up to "
+              f"{r['max_abs_converter_error']:.3f})")
     for r in result["noise"]:
         print(f"{r['noise']}: std ratio ftcompile/aihwkit {r['ratio_mean']:.3f} +- {r['ratio_se']:.3f}")
     print(f"wrote {path}")

@@ -28,7 +28,8 @@ def fashion_mnist(train: int = 10000, val: int = 1000, test: int = 2000, seed: i
     yt = _idx(FASHION / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
     order = np.random.default_rng(seed).permutation(len(ys))
     pick = np.random.default_rng(seed + 1).permutation(len(yt))[:test]
-    return {"train": (xs[order[:train]], ys[order[:train]]), "val": (xs[order[train:train + val]], ys[order[train:train + val]]),
+    return {"train": (xs[order[:train]], ys[order[:train]]),
+            "val": (xs[order[train:train + val]], ys[order[train:train + val]]),
             "test": (xt[pick], yt[pick])}
 
 

@@ -47,8 +47,8 @@ def arguments(default_methods: str, default_flags: str) -> argparse.ArgumentPars
     return ap
 
 
-def harden_cli(model: "Path | str", work: Path, signoff: "Path | None", sigma: "float | str | None", method: str, flags: str,
-               name: str | None = None, env: dict | None = None) -> dict | None:
+def harden_cli(model: "Path | str", work: Path, signoff: "Path | None", sigma: "float | str | None", method: str,
+               flags: str, name: str | None = None, env: dict | None = None) -> dict | None:
     """`ftcompile harden` in a subprocess (train/val from ``work``); the summary of its JSON report, or None
     (stderr printed) when it exited with a usage or internal error. ``model``: a file, or a module factory
     ``package.module:factory`` (then ``name`` names the outputs); ``sigma``: a number, ``auto``, or None when
@@ -212,8 +212,9 @@ def half_loss_study(erm: Path, harden_model: "Path | str", name: str, out: Path,
                     title: str, figure, picture: str, args) -> dict:
     """Sweep the ERM model ``erm`` over ``sigmas`` on ``args.work``/val.npz and harden ``harden_model`` (a file or a
     module factory) with each ``args.methods`` entry at the sigma where ERM keeps half its clean ``metric`` there
-    (``half_loss_sigma`` by ``args.at``); ERM's curve on test.npz is the report's; then (unless ``args.no_sweep``) sweep every model, plot the curves to
-    ``out``.png and call ``figure(models, work, sigma, path, comp=...)`` for the before/after picture
+    (``half_loss_sigma`` by ``args.at``); ERM's curve on test.npz is the report's; then (unless ``args.no_sweep``)
+    sweep every model, plot the curves to ``out``.png and call ``figure(models, work, sigma, path, comp=...)`` for
+    the before/after picture
     (``args.work``/``out.stem``_``picture``.png). Runs with extra ``args.flags`` are keyed ``"method flags"``
     beside the defaults; the results JSON is rewritten after every run, re-read first (runs of other processes may
     have landed)."""

@@ -98,8 +98,8 @@ class Change:
 CHANGES = {
     "bo-design": Change("4e2042b", "2026-11-30", "BO began after max(5, 2d+1) Sobol design points (since: the design "
                         "is at most a quarter of the trials)"),
-    "lr-schedule": Change("40b49d2", "2026-11-30", "the fine-tune ran at a constant learning rate (since: `--lr-schedule "
-                          "auto`, cosine for a final fine-tune of 2,000 steps or more)"),
+    "lr-schedule": Change("40b49d2", "2026-11-30", "the fine-tune ran at a constant learning rate (since: "
+                          "`--lr-schedule auto`, cosine for a final fine-tune of 2,000 steps or more)"),
     "grid": Change("18c95be", "2026-11-30", "noise methods trained at the harden sigma (since: `--train-sigma auto`, "
                    "a grid of short trials at 1, 0.75 and 0.5 x sigma)"),
     "blend": Change("0f56926", "2026-12-01", "no blend with the source's weights (since: `--blend auto`)"),
@@ -163,7 +163,8 @@ def resnet20_cutout() -> str:
                 [[f"{s:g}", pct(m), pct(se)] for s, m, se in scores])]
     resnet, lenet = load("blend/resnet20_e160_cutout.shares.json"), load("blend/lenet.shares.json")
     shares = sorted(set(resnet["shares"]) | set(lenet["shares"]), key=float)
-    cells = lambda d, s: ([f"{d['shares'][s]['clean']:.2f}", f"{d['shares'][s]['mean']:.2f} +- {d['shares'][s]['stderr']:.2f}"]  # noqa: E731
+    cells = lambda d, s: ([f"{d['shares'][s]['clean']:.2f}",  # noqa: E731
+                           f"{d['shares'][s]['mean']:.2f} +- {d['shares'][s]['stderr']:.2f}"]
                           if s in d["shares"] else ["", ""])
     text += ["", f"Blending by hand (`benchmarks/bench_blend.py`): the no-blend model above mixed with its ERM source "
              f"at each share, {resnet['test']} at K = {resnet['samples']}; the LeNet demo's hardened model the same "
@@ -310,8 +311,8 @@ def figure3(task: str) -> str:
     lines = [f"**{task}** ({d['images']} test images, K = {d['samples']}, hardened at sigma {results['sigma']:g})\n",
              "| model | " + " | ".join(sigmas) + " |", "| --- |" + " --- |" * len(sigmas)]
     for key, curve in d["curves"].items():
-        lines.append(f"| {key} | " + " | ".join(f"**{v:.2f}**" if v == best[s] else f"{v:.2f}" for s, v in curve.items())
-                     + " |")
+        lines.append(f"| {key} | "
+                     + " | ".join(f"**{v:.2f}**" if v == best[s] else f"{v:.2f}" for s, v in curve.items()) + " |")
     return "\n".join(lines)
 
 
@@ -586,14 +587,16 @@ def methods() -> str:
         for m, row in r["accuracy"].items():
             cost = r.get("cost", {}).get(m, {})
             cells = [f"**{v:.2f}**" if v == best[i] else f"{v:.2f}" for i, v in enumerate(row)]
-            lines.append(f"| {m} | " + " | ".join(cells) + f" | {cost.get('seconds', '')} | {cost.get('peak_mb') or ''} |")
+            lines.append(f"| {m} | " + " | ".join(cells)
+                         + f" | {cost.get('seconds', '')} | {cost.get('peak_mb') or ''} |")
     return "\n".join(lines)
 
 
 def ablation() -> str:
     d = json.loads((RESULTS / "ablation.json").read_text())
     sigmas = d["sigmas"]
-    lines = ["| panel | variant | " + " | ".join(f"{s:g}" for s in sigmas) + " |", "| --- | --- |" + " --- |" * len(sigmas)]
+    lines = ["| panel | variant | " + " | ".join(f"{s:g}" for s in sigmas) + " |",
+             "| --- | --- |" + " --- |" * len(sigmas)]
     for panel, rows in d["panels"].items():
         for label, row in rows.items():
             lines.append(f"| {panel} | {label} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
@@ -630,7 +633,8 @@ def search_resnet20() -> str:
         if not isinstance(s, dict):
             continue
         runs = [r for k, r in d["runs"].items() if k.rsplit("/", 1)[0] == config]
-        rows.append([config, f"{s['best_mean']:.2f} +- {s['best_se']:.2f}", ", ".join(f"{v:.2f}" for v in s["per_seed"]),
+        rows.append([config, f"{s['best_mean']:.2f} +- {s['best_se']:.2f}",
+                     ", ".join(f"{v:.2f}" for v in s["per_seed"]),
                      f"{min(r['seconds'] for r in runs):.0f}-{max(r['seconds'] for r in runs):.0f}",
                      thousands(max(r["peak_mb"] for r in runs))])
     reach = {k: v for k, v in d["summary"].items() if not isinstance(v, dict)}
@@ -642,7 +646,8 @@ def search_resnet20() -> str:
 
 def fidelity() -> str:
     d = load("fidelity_lenet.json")
-    rows = [[f, f"{s['search_seconds']:.1f}" + (f" ({s['search_speedup']:.1f}x less)" if s["search_speedup"] != 1 else ""),
+    rows = [[f, f"{s['search_seconds']:.1f}"
+             + (f" ({s['search_speedup']:.1f}x less)" if s["search_speedup"] != 1 else ""),
              f"{s['seconds']:.1f}",
              pct(s["best_objective"]), f"{pct(s['mean'])} +- {pct(s['mean_se'])}", pct(s["clean"])]
             for f, s in d["summary"].items()]
@@ -655,7 +660,8 @@ def schedule() -> str:
     seeds_rows = [[kind, *(f"{pct(r['clean'])} / {pct(r['mean'])}" for r in runs),
                    pct(lenet["mean_under_drift"][kind])] for kind, runs in lenet["runs"].items()]
     pairs = [("ResNet-20, budget flags (`--lr 5e-4`, 10 epochs): 2,820 steps",
-              load("resnet20.json")["runs"]["noise-injection"]["after"], load("schedule/resnet20.cosine.report.json")["after"], pct),
+              load("resnet20.json")["runs"]["noise-injection"]["after"],
+              load("schedule/resnet20.cosine.report.json")["after"], pct),
              ("GTSRB STN network, defaults: 5,145 steps", load("gtsrb_stn.json")["runs"]["auto"]["after"],
               load("schedule/gtsrb_stn.cosine.report.json")["after"], pct),
              ("PennFudan detector (mAP@0.5), defaults: 60 steps", load("pennfudan_det.json")["runs"]["auto"]["after"],
@@ -828,7 +834,8 @@ def defaults_runs() -> str:
                              for v in variants), *(fmt(runs[f"{v} seed {seed}"]["after"]["clean"])
                                                    if f"{v} seed {seed}" in runs else "" for v in variants)]
                     for seed in seeds]
-            paired = [runs[f"{variants[0]} seed {s}"]["after"]["mean"] - runs[f"{variants[1]} seed {s}"]["after"]["mean"]
+            paired = [runs[f"{variants[0]} seed {s}"]["after"]["mean"]
+                      - runs[f"{variants[1]} seed {s}"]["after"]["mean"]
                       for s in seeds if all(f"{v} seed {s}" in runs for v in variants[:2])]
             first = next(iter(runs.values()))
             note = (f"{variants[0]} - {variants[1]}: {fmt(sum(paired) / len(paired))} on average over "
@@ -904,8 +911,8 @@ SECTIONS = [
         ("resnet20_e160_cutout.json", "resnet20_e160_cutout.noblend.json",
          "blend/resnet20_e160_cutout.default.report.json", "blend/resnet20_e160_cutout.noblend.report.json",
          "blend/resnet20_e160_cutout.shares.json", "blend/lenet.shares.json"),
-        "make bench-resnet20 (examples/cifar_resnet20/run.py --model benchmarks/models/resnet20_cifar10_e160_cutout.onnx "
-        "--sigma 0.3); benchmarks/bench_blend.py",
+        "make bench-resnet20 (examples/cifar_resnet20/run.py --model "
+        "benchmarks/models/resnet20_cifar10_e160_cutout.onnx --sigma 0.3); benchmarks/bench_blend.py",
         "ERM ResNet-20 (160 epochs, Cutout) and `ftcompile harden` with default flags at lognormal sigma 0.3: accuracy "
         "clean and under drift, recovered share of the loss, wall time and peak memory of the harden process; the "
         "same run made before the blend existed; and the no-blend model mixed with its source at fixed shares.",
@@ -919,8 +926,8 @@ SECTIONS = [
         "CIFAR-10 PreAct-ResNet-18 (width 16) with Cutout: the default harden",
         ("preact18w16_e160_cutout.json", "preact18w16_e120_cutout.json"),
         "examples/cifar_resnet20/run.py --model benchmarks/models/preact18w16_cifar10_e160_cutout.onnx --sigma 0.2",
-        "ERM sweeps (K = 10) of the 120- and 160-epoch models, then `ftcompile harden` with default flags at sigma 0.2. "
-        "The blend share this run kept is not in its results file.",
+        "ERM sweeps (K = 10) of the 120- and 160-epoch models, then `ftcompile harden` with default flags at sigma "
+        "0.2. The blend share this run kept is not in its results file.",
         TEST_SIGMA.format("the 2,000-image CIFAR-10 test subset") + " Training noise and blend share: the 2,000 "
         "validation images.",
         "All 10,000 CIFAR-10 test images, K = 100 (the sweeps: the 2,000-image test subset).",
@@ -973,7 +980,8 @@ SECTIONS = [
     Section(
         "GTSRB with a spatial transformer",
         ("gtsrb_stn.json", "gtsrb_stn.grid.json", "gtsrb_stn.blend.json", "gtsrb_stn_figure3.png"),
-        "examples/gtsrb_stn/run.py --test-size 2000 [--methods M --flags BUDGET] [--sweep-samples 10]; make bench-gtsrb",
+        "examples/gtsrb_stn/run.py --test-size 2000 [--methods M --flags BUDGET] [--sweep-samples 10]; "
+        "make bench-gtsrb",
         "`ftcompile harden` of the STN network at sigma 0.3: the default flags as they changed (labelled rows), every "
         "method at the budget flags, and every model swept over sigma 0-1.5.",
         TEST_SIGMA.format("a 2,000-image GTSRB test subset") + " Training noise and blend share: the validation "
@@ -984,8 +992,8 @@ SECTIONS = [
          ("83b7d84", "2026-12-01")), ("grid-rule", "blend-rule", "objective-draws"), gtsrb),
     Section(
         "PennFudan pedestrians as segmentation (U-Net, Dice)",
-        ("pennfudan_unet.json", "pennfudan_unet.grid.json", "pennfudan_unet.paired.json", "pennfudan_unet.crossing.json",
-         "pennfudan_unet.png"),
+        ("pennfudan_unet.json", "pennfudan_unet.grid.json", "pennfudan_unet.paired.json",
+         "pennfudan_unet.crossing.json", "pennfudan_unet.png"),
         "examples/pennfudan_unet/run.py [--at crossing --methods auto --no-sweep --flags F --out FILE]; make "
         "bench-pennfudan",
         "`ftcompile harden` of a U-Net trained here, at the sigma where ERM keeps half its Dice: every method, the "
@@ -1122,9 +1130,9 @@ SECTIONS = [
         "Hardening quality and cost on MNIST, and BO against random search",
         ("harden.json", "search.png"),
         "benchmarks/bench_harden.py --seeds 3 [--search-only]",
-        "`bayesft` and `bayesft+noise` with default flags (20 trials x 3 epochs, 20 objective samples, 15 final epochs) "
-        "on a LeNet-5 (sigma 0.6) and an MLP 784-512-512-10 (sigma 1.2): accuracy (%) over sigma, harden time and "
-        "peak memory (`ru_maxrss`, see Figure 3's note); then the search alone, BO against random search and a "
+        "`bayesft` and `bayesft+noise` with default flags (20 trials x 3 epochs, 20 objective samples, 15 final "
+        "epochs) on a LeNet-5 (sigma 0.6) and an MLP 784-512-512-10 (sigma 1.2): accuracy (%) over sigma, harden time "
+        "and peak memory (`ru_maxrss`, see Figure 3's note); then the search alone, BO against random search and a "
         "2-level grid, best objective after 5 / 10 / 15 / 20 trials, three seeds.",
         "Harden sigmas set by hand; rates chosen on the 500 validation digits (20 common drift samples).",
         "The 1,000 MNIST test digits, K = 100 (the search table: the validation objective).",
@@ -1194,10 +1202,10 @@ SECTIONS = [
         "Import coverage on real architectures",
         ("import_coverage.json",),
         "benchmarks/bench_import_coverage.py (torch 2.14.1 and torchvision in their own environment)",
-        "torchvision classifiers and segmenters (FCN, DeepLabV3, LR-ASPP), a ResNet-18 + FPN backbone, a ViT, BERT-style "
-        "encoders (the mask computed from the ids, or given as a second input) and torch.nn RNN/Transformer "
-        "classifiers, each exported by both of torch's exporters, through the importer's parity check, `validate` "
-        "and `harden --trials 2 --epochs 1 --final-epochs 1` (the table: docs/import_coverage.md).",
+        "torchvision classifiers and segmenters (FCN, DeepLabV3, LR-ASPP), a ResNet-18 + FPN backbone, a ViT, "
+        "BERT-style encoders (the mask computed from the ids, or given as a second input) and torch.nn RNN/Transformer "
+        "classifiers, each exported by both of torch's exporters, through the importer's parity check, `validate` and "
+        "`harden --trials 2 --epochs 1 --final-epochs 1` (the table: docs/import_coverage.md).",
         "No flags chosen.",
         "64 random inputs labelled by the model itself (random weights).",
         (("debfbfe", "2026-12-06"), ("d31cef0", "2026-12-06")), (), import_coverage,
@@ -1271,7 +1279,8 @@ SECTIONS = [
         "extra, measured while one of the two cores ran a benchmark).",
         "No flags chosen.",
         "A tiny MLP on 400 examples (timing only).",
-        (("b5b4b18", "2026-12-06"), ("aade65f", "2026-12-06")), (), startup, no_defaults="start-up timing only: no harden default applies."),
+        (("b5b4b18", "2026-12-06"), ("aade65f", "2026-12-06")), (), startup,
+        no_defaults="start-up timing only: no harden default applies."),
 ]
 
 
@@ -1392,10 +1401,10 @@ def readme_table() -> str:
                "flags chosen on", "results (measured at)"], rows) + (
         "\n\nDefault flags; lognormal drift at the harden sigma (the demo's 0.6; for the other classifiers the "
         "smallest swept sigma where ERM loses at least 20 points; for PennFudan where ERM's curve crosses half its "
-        "clean metric: `--sigma auto` on the validation data in today's rows), mean over K drift samples; over several seeds, the "
-        "mean with the lowest-highest in brackets. Rows from `recipe.json` ran with today's defaults; the others "
-        "before the defaults of 2026-12-06 (d838bd5, d8df892). `benchmarks/RESULTS.md` has each run's defaults and "
-        "data.")
+        "clean metric: `--sigma auto` on the validation data in today's rows), mean over K drift samples; over several "
+        "seeds, the mean with the lowest-highest in brackets. Rows from `recipe.json` ran with today's defaults; the "
+        "others before the defaults of 2026-12-06 (d838bd5, d8df892). `benchmarks/RESULTS.md` has each run's defaults "
+        "and data.")
 
 
 def aihwkit_accuracy_doc() -> str:

@@ -40,7 +40,8 @@ def export_for_mapper(hardened: Path, result, sensitivity, out: Path) -> Path:
             "key": key, "name": target.name, "layer": target.node, "op": target.op, "role": target.role,
             "shape": list(w.shape), "dtype": str(w.dtype), "abs_max": float(np.abs(w).max()),
             "min": float(w.min()), "max": float(w.max()),
-            "sensitivity": {"mean": layer.mean, "drift_ci": [layer.drift_ci_low, layer.drift_ci_high], "drop": layer.drop},
+            "sensitivity": {"mean": layer.mean, "drift_ci": [layer.drift_ci_low, layer.drift_ci_high],
+                            "drop": layer.drop},
         })
     out.mkdir(parents=True, exist_ok=True)
     import io
@@ -52,9 +53,10 @@ def export_for_mapper(hardened: Path, result, sensitivity, out: Path) -> Path:
     manifest = {
         "schema": "ftcompile.crossbar-manifest/1", "model": str(hardened), "model_sha256": result.after.model_sha256,
         "drift": result.after.drift, "verdict": result.verdict,
-        "signoff": {"clean": result.after.clean, "mean": s.mean, "total_ci": [s.total_ci_low, s.total_ci_high], "p5": s.p5,
-                    "samples": result.after.samples, "examples": result.after.examples},
-        "dropout_rates": dict(zip(result.sites, result.rates)), "most_sensitive_layer": sensitivity.layers[0].layer, "tensors": tensors,
+        "signoff": {"clean": result.after.clean, "mean": s.mean, "total_ci": [s.total_ci_low, s.total_ci_high],
+                    "p5": s.p5, "samples": result.after.samples, "examples": result.after.examples},
+        "dropout_rates": dict(zip(result.sites, result.rates)), "most_sensitive_layer": sensitivity.layers[0].layer,
+        "tensors": tensors,
     }
     write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return out / "manifest.json"

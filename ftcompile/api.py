@@ -350,7 +350,8 @@ def parse_sigmas(spec: "str | Sequence[float]") -> list[float]:
             else:
                 values = [float(p) for p in spec.split(",") if p.strip()]
         except ValueError:
-            raise ConfigError(f"--sigmas {spec!r} is malformed; use start:stop:step (0:1.5:0.1) or a list (0,0.3,0.6).") from None
+            raise ConfigError(f"--sigmas {spec!r} is malformed; use start:stop:step (0:1.5:0.1) or a list "
+                              "(0,0.3,0.6).") from None
     if not values or any(not np.isfinite(v) or v < 0 for v in values):
         raise ConfigError(f"--sigmas {spec!r} must list finite sigmas >= 0.")
     return [float(v) for v in values]
@@ -598,7 +599,8 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
         from ftcompile.passes.ecoc import attach_ecoc_head
 
         head = attach_ecoc_head(imported, cfg.code_bits, cfg.seed)
-    keys = onnx_drift_keys(imported, targets=cfg.targets, bias=cfg.bias, runtime=_twin_graph(imported, calibration, cfg))
+    keys = onnx_drift_keys(imported, targets=cfg.targets, bias=cfg.bias,
+                           runtime=_twin_graph(imported, calibration, cfg))
     if head is not None:
         keys = _ecoc_keys(keys, head)
     stage(f"searching rates for {len(sites)} dropout sites" if cfg.searches else f"fine-tuning ({cfg.method})")
@@ -663,8 +665,8 @@ def harden_module(model: "torch.nn.Module | str", train, val, *, test=None, out:
     if out is None:
         raise ConfigError(f"{label}: a module has no file to name the output after; give --out.")
     if cfg.dac_bits is not None or cfg.adc_bits is not None or cfg.chip:  # adc_noise needs adc_bits (HardenConfig)
-        raise ConfigError("--dac-bits/--adc-bits/--chip: converters in training need an ONNX model (a module's layers are "
-                          "not mapped to ONNX nodes); validate the exported detector with them instead.")
+        raise ConfigError("--dac-bits/--adc-bits/--chip: converters in training need an ONNX model (a module's layers "
+                          "are not mapped to ONNX nodes); validate the exported detector with them instead.")
     _check_signoff_args(cfg, gate, test, validate_samples, task)
     t0 = time.perf_counter()
     paths = _harden_paths(None, out)
@@ -740,8 +742,8 @@ def _resolve_sigma(cfg, source, roles, task: str, stage) -> tuple:
     if clean <= 0:
         raise ConfigError(f"--sigma auto: the source's clean {getattr(metric, '__name__', 'metric')} on the validation "
                           "data is 0, nothing to halve; give --sigma.")
-    measure = lambda s: run_samples(session, data, LogNormalDrift(s), samples=AUTO_SIGMA_SAMPLES, seed=seed,  # noqa: E731
-                                    metric=metric).summary().mean
+    measure = lambda s: run_samples(session, data, LogNormalDrift(s), samples=AUTO_SIGMA_SAMPLES,  # noqa: E731
+                                    seed=seed, metric=metric).summary().mean
     sigma, points = find_half_loss(measure, clean)
     if sigma is None:
         raise ConfigError(f"--sigma auto: the source keeps more than half its clean {getattr(metric, '__name__', '')} "

@@ -118,7 +118,8 @@ def show_table(title: str, columns: list[str], rows: list[list[str]], right: set
             table.add_row(*row)
         out.print(table)
         return
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)] if rows else [len(c) for c in columns]
+    widths = ([max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)] if rows
+              else [len(c) for c in columns])
     fmt = lambda cells: "  ".join(v.rjust(w) if c in right else v.ljust(w)  # noqa: E731
                                   for c, v, w in zip(columns, cells, widths)).rstrip()
     print(title)
@@ -179,8 +180,9 @@ DATA_HELP = ("an .npz ('x' or the model's input names, and integer 'y'; 'masks' 
 DRIFT_HELP = ("The drift, terms applied in order: lognormal:S (the paper's w*exp(N(0,S^2)), e.g. lognormal:0.6), "
               "gaussian:S (additive, S of each layer's max|W|: gaussian:0.05), stuck-at:OFF:ON (cell rates: "
               "stuck-at:0.01:0.005), quantize:N (levels: quantize:16), table:CSV[:BINS] (a chip's programmed and "
-              "read-back conductance pairs: table:chip.csv), pcm:T (phase-change memory T after programming: pcm:1d; T as 30s, 10min or 10m, "
-              "1h, 1d, 1w, 1mo, 1y), reram-wan2022:T (1s, 1d or 2d: reram-wan2022:1d), package.module:attr (your "
+              "read-back conductance pairs: table:chip.csv), pcm:T (phase-change memory T after programming: "
+              "pcm:1d; T as 30s, 10min or 10m, 1h, 1d, 1w, 1mo, 1y), reram-wan2022:T (1s, 1d or 2d: "
+              "reram-wan2022:1d), package.module:attr (your "
               "model). Keyword terms follow a term: pcm:1y,comp=global (drift compensation none, global or column; "
               "mean for lognormal), "
               "g_max=25, per_channel=1. Combine: quantize:16,lognormal:0.6.")
@@ -371,7 +373,8 @@ def validate(
     min_accuracy: Optional[float] = _min_acc_opt(),
     stat: str = _stat_opt(),
     max_drop: Optional[float] = _max_drop_opt(),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write the JSON report here.", rich_help_panel=OUTPUTS),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write the JSON report here.",
+                                          rich_help_panel=OUTPUTS),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write the Markdown report here.",
                                             rich_help_panel=OUTPUTS),
     junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML here (one test case per gate).",
@@ -530,7 +533,8 @@ def sweep(
     samples: int = typer.Option(50, "--samples", help="Monte-Carlo drift samples per point of the curve.",
                                 rich_help_panel=GATE),
     metric: Optional[str] = _metric_opt(),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the curves as a PNG here.", rich_help_panel=OUTPUTS),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the curves as a PNG here.",
+                                        rich_help_panel=OUTPUTS),
     report: Optional[Path] = typer.Option(None, "--report", help="Write the curves as JSON here.",
                                           rich_help_panel=OUTPUTS),
     as_json: bool = _json_opt(),
@@ -599,7 +603,8 @@ def analyze(
     samples: int = typer.Option(30, "--samples", help="Monte-Carlo drift samples per layer (and for all layers "
                                 "together).", rich_help_panel=GATE),
     metric: Optional[str] = _metric_opt(),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write the JSON report here.", rich_help_panel=OUTPUTS),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write the JSON report here.",
+                                          rich_help_panel=OUTPUTS),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write the Markdown table here.",
                                             rich_help_panel=OUTPUTS),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a bar plot PNG of the drops here.",
@@ -680,10 +685,11 @@ def harden(
                                "training, else bayesft), noise-injection, bayesft (the paper's per-layer dropout "
                                "search), bayesft+noise, fixed-dropout, awp, ftna, or erm (re-export only).",
                                rich_help_panel=METHOD),
-    recipe: str = typer.Option("grid", "--recipe", help="How noise injection chooses its recipe: bo (one BoTorch search "
-                               "over the training-noise scale, a dropout rate per stage and the learning-rate scale, "
-                               "by short trials; the simplest recipe within one standard error of the best is kept) or "
-                               "grid (the training sigma among 1, 0.75 and 0.5 x the target).", rich_help_panel=METHOD),
+    recipe: str = typer.Option("grid", "--recipe", help="How noise injection chooses its recipe: bo (one "
+                               "BoTorch search over the training-noise scale, a dropout rate per stage and the "
+                               "learning-rate scale, by short trials; the simplest recipe within one standard error of "
+                               "the best is kept) or grid (the training sigma among 1, 0.75 and 0.5 x the target).",
+                               rich_help_panel=METHOD),
     train_sigma: str = typer.Option("auto", "--train-sigma", help="Lognormal sigma sampled while fine-tuning (noise "
                                     "methods): auto (chosen by the recipe) or a number.", rich_help_panel=METHOD),
     blend: str = typer.Option("auto", "--blend", help="Share of the source's weights blended into the fine-tuned "
@@ -698,7 +704,8 @@ def harden(
                                 "same drifts score every trial).", rich_help_panel=SEARCH),
     time_budget: Optional[str] = typer.Option(None, "--time-budget", help="Stop starting trials after this long "
                                               "(e.g. 90s, 10m, 1h); finished trials are kept.", rich_help_panel=SEARCH),
-    resume: bool = typer.Option(False, "--resume", help="Continue the search from its journal.", rich_help_panel=SEARCH),
+    resume: bool = typer.Option(False, "--resume", help="Continue the search from its journal.",
+                                rich_help_panel=SEARCH),
     final_epochs: str = typer.Option("auto", "--final-epochs", help="Epochs of the final fine-tune: auto (15, and at "
                                      "least 240 optimizer steps on a small training set) or a number.",
                                      rich_help_panel=TRAIN),
@@ -746,7 +753,8 @@ def harden(
     max_rate: float = typer.Option(0.8, "--max-rate", help="bayesft: the upper bound of every dropout rate.",
                                    rich_help_panel=RESEARCH),
     trial_fraction: float = typer.Option(1.0, "--trial-fraction", help="The share of the training set each trial "
-                                         "fine-tunes on (the final fine-tune uses all of it).", rich_help_panel=RESEARCH),
+                                         "fine-tunes on (the final fine-tune uses all of it).",
+                                         rich_help_panel=RESEARCH),
     dropout_rate: float = typer.Option(0.3, "--dropout-rate", help="fixed-dropout: the rate at every site.",
                                        rich_help_panel=RESEARCH),
     awp_gamma: float = typer.Option(0.05, "--awp-gamma", help="awp: the perturbation's norm relative to each weight "
@@ -767,14 +775,14 @@ def harden(
         from ftcompile.search.harden import HardenConfig
         from ftcompile.search.report import harden_json
 
-        cfg = HardenConfig(sigma=_number_or_word(sigma), method=method, recipe=recipe, trials=trials, epochs=epochs, final_epochs=final_epochs,
-                           samples=samples, max_rate=max_rate, rate=dropout_rate, awp_gamma=awp_gamma,
-                           code_bits=code_bits, train_sigma=train_sigma, blend=blend, search=search, rates=rate_space,
-                           trial_fraction=trial_fraction, kernel=kernel, objective=objective, drift=drift,
-                           compensation=compensation, dac_bits=dac_bits, adc_bits=adc_bits, adc_noise=adc_noise,
-                           chip=chip, weight_clip=weight_clip, weight_remap=weight_remap, targets=targets,
-                           bias=bias, lr=lr, optimizer=optimizer, lr_schedule=lr_schedule,
-                           batch_size=batch_size, channel=channel, seed=seed, device=device,
+        cfg = HardenConfig(sigma=_number_or_word(sigma), method=method, recipe=recipe, trials=trials, epochs=epochs,
+                           final_epochs=final_epochs, samples=samples, max_rate=max_rate, rate=dropout_rate,
+                           awp_gamma=awp_gamma, code_bits=code_bits, train_sigma=train_sigma, blend=blend,
+                           search=search, rates=rate_space, trial_fraction=trial_fraction, kernel=kernel,
+                           objective=objective, drift=drift, compensation=compensation, dac_bits=dac_bits,
+                           adc_bits=adc_bits, adc_noise=adc_noise, chip=chip, weight_clip=weight_clip,
+                           weight_remap=weight_remap, targets=targets, bias=bias, lr=lr, optimizer=optimizer,
+                           lr_schedule=lr_schedule, batch_size=batch_size, channel=channel, seed=seed, device=device,
                            time_budget=_duration(time_budget), workers=workers, executor=executor,
                            ray_address=ray_address, holdout=holdout)
         gate_ = Gate(min_accuracy=min_accuracy, stat=stat, max_drop=max_drop)
@@ -901,7 +909,8 @@ def _render_harden(result) -> None:
 @app.command("export-twin")
 def export_twin(
     model: Path = typer.Argument(..., help="ONNX model."),
-    out: Path = typer.Option(..., "-o", "--out", help="Where to write the analog twin (ONNX).", rich_help_panel=OUTPUTS),
+    out: Path = typer.Option(..., "-o", "--out", help="Where to write the analog twin (ONNX).",
+                             rich_help_panel=OUTPUTS),
     calibrate_on: Optional[str] = typer.Option(None, "--calibrate-on", help="Data whose first examples calibrate the "
                                                f"converter ranges ({DATA_HELP}); default the ranges the model stores "
                                                "(a hardened model's).", rich_help_panel=DATA),

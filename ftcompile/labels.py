@@ -60,7 +60,8 @@ def check_box_labels(source: str, arrays: dict, n: int) -> BoxLabels:
     real = np.arange(boxes.shape[1])[None, :] < count[:, None]
     b, lab = boxes[real].astype(np.float64), labels[real]
     if not np.isfinite(b).all():
-        raise DataError(f"{source}: {int((~np.isfinite(b)).any(1).sum())} boxes have NaN/inf coordinates; fix or drop them.")
+        raise DataError(f"{source}: {int((~np.isfinite(b)).any(1).sum())} boxes have NaN/inf coordinates; "
+                        "fix or drop them.")
     bad = (b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])
     if bad.any():
         raise DataError(f"{source}: {int(bad.sum())} boxes have x2 <= x1 or y2 <= y1 (first: {b[bad][0].tolist()}); "

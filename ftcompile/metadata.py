@@ -12,7 +12,8 @@ META_PREFIX = "ftcompile."
 
 def set_metadata(model: onnx.ModelProto, values: dict) -> None:
     """Set ``ftcompile.*`` metadata_props (JSON-encoded unless a string), replacing old values."""
-    keep = [p for p in model.metadata_props if not (p.key.startswith(META_PREFIX) and p.key[len(META_PREFIX):] in values)]
+    keep = [p for p in model.metadata_props
+            if not (p.key.startswith(META_PREFIX) and p.key[len(META_PREFIX):] in values)]
     del model.metadata_props[:]
     model.metadata_props.extend(keep)
     for key, value in values.items():

@@ -25,9 +25,11 @@ def conv_model(channels: int = 3, size: int = 8, classes: int = 2) -> onnx.Model
     w[1, 0], w[0, 0] = 10.0, -10.0
     nodes = [helper.make_node("GlobalAveragePool", ["x"], ["p"]), helper.make_node("Flatten", ["p"], ["f"]),
              helper.make_node("Gemm", ["f", "w", "b"], ["logits"], transB=1)]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", channels, size, size])],
+    graph = helper.make_graph(nodes, "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", channels, size, size])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
-                              [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array([5.0, -5.0], np.float32), "b")])
+                              [numpy_helper.from_array(w, "w"),
+                               numpy_helper.from_array(np.array([5.0, -5.0], np.float32), "b")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model

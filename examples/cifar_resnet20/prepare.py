@@ -151,7 +151,8 @@ if __name__ == "__main__":
     ap.add_argument("--width", type=int, default=16, help="first-stage channels of preact18 (64 in the paper)")
     ap.add_argument("--model", type=Path, default=None,
                     help="where the ERM model goes (kept if it exists); default benchmarks/models/<net>_cifar10.onnx")
-    ap.add_argument("--cutout", type=int, default=0, help="Cutout square side in pixels (16 in DeVries & Taylor); 0: off")
+    ap.add_argument("--cutout", type=int, default=0,
+                    help="Cutout square side in pixels (16 in DeVries & Taylor); 0: off")
     ap.add_argument("--fp32", action="store_true", help="train in fp32 (bf16 autocast is the default)")
     a = ap.parse_args()
     default = MODEL if a.net == "resnet20" else MODEL.with_name(f"{a.net}w{a.width}_cifar10.onnx")

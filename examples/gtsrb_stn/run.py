@@ -1,7 +1,7 @@
 """The GTSRB spatial-transformer network through the normal `ftcompile harden` path (benchmarks/harden_runs.py).
 
-The ERM model (benchmarks/models/gtsrb_stn.onnx from prepare.py) is swept over sigma on the test images unless --sigma is given;
-each --methods entry runs `ftcompile harden` with --flags ('' = the defaults).
+The ERM model (benchmarks/models/gtsrb_stn.onnx from prepare.py) is swept over sigma on the test images unless --sigma
+is given; each --methods entry runs `ftcompile harden` with --flags ('' = the defaults).
 Results go to benchmarks/results/gtsrb_stn.json.
 Usage: python examples/gtsrb_stn/run.py [--methods auto,bayesft] [--test-size 0] [--sigma S] [--flags "..."]
 """

@@ -38,7 +38,8 @@ def load(data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     for i, name in enumerate(names):
         img = Image.open(data / "PNGImages" / f"{name}.jpg").convert("RGB")
         sx, sy = SIZE / img.width, SIZE / img.height
-        xs.append(((np.asarray(img.resize((SIZE, SIZE), Image.BILINEAR), np.float32) / 255 - MEAN) / STD).transpose(2, 0, 1))
+        xs.append(((np.asarray(img.resize((SIZE, SIZE), Image.BILINEAR), np.float32) / 255 - MEAN) / STD)
+                  .transpose(2, 0, 1))
         mask = np.asarray(Image.open(data / "PedMasks" / f"{name}_mask.png"))
         for k in [k for k in np.unique(mask) if k > 0][:K]:
             yy, xx = np.nonzero(mask == k)
@@ -77,7 +78,8 @@ def augment(x: torch.Tensor, targets: list, gen: torch.Generator) -> tuple[torch
 
 
 def targets_of(boxes: np.ndarray, count: np.ndarray) -> list:
-    return [{"boxes": torch.from_numpy(boxes[i, :count[i]]).float(), "labels": torch.ones(int(count[i]), dtype=torch.int64)}
+    return [{"boxes": torch.from_numpy(boxes[i, :count[i]]).float(),
+             "labels": torch.ones(int(count[i]), dtype=torch.int64)}
             for i in range(len(count))]
 
 

@@ -49,10 +49,12 @@ def figure(models: dict, work: Path, sigma: float, path: Path, min_score: float 
     for row, (name, model) in zip(axes, models.items()):
         s = DriftSession(model, task="detection")
         for ax, (weights, title) in zip(row, [(s.weights, f"{name}: clean"),
-                                              (draw_sample(LogNormalDrift(sigma, comp), s.weights, 0, 0), f"{name}: sigma {sigma:g}")]):
+                                              (draw_sample(LogNormalDrift(sigma, comp), s.weights, 0, 0),
+                                               f"{name}: sigma {sigma:g}")]):
             boxes, scores, _ = detections(s.run_all({"x": x}, weights))
             ax.imshow(image)
-            for (x1, y1, x2, y2), color in [(b, "lime") for b in truth] + [(b, "red") for b in boxes[scores >= min_score]]:
+            for (x1, y1, x2, y2), color in ([(b, "lime") for b in truth]
+                                            + [(b, "red") for b in boxes[scores >= min_score]]):
                 ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color=color, lw=1.2))
             ax.set_title(title, fontsize=8)
             ax.axis("off")

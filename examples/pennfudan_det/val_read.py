@@ -4,7 +4,8 @@ The harden scores its trials with the torch module under drift on the validation
 exported ONNX, where BatchNorm is folded into the convolutions and its shifts drift as the folded biases. This
 validates the ERM detector and every hardened one in the work folder whose name matches ``--glob`` on
 ``work/val.npz`` at ``--sigma`` (K = ``--samples``, as the sign-off drifts), ERM also with no bias drifting
-(``--targets crossbar``), and writes each next to the torch objective its harden report recorded (and ERM's, the report's "before").
+(``--targets crossbar``), and writes each next to the torch objective its harden report recorded (and ERM's, the
+report's "before").
 Usage: python examples/pennfudan_det/val_read.py [--glob 'detector--train-sigma-0-3*final-epochs-30*.auto.onnx']
 Output: benchmarks/results/pennfudan_det.valread.json (README, "Detectors enter as modules").
 """

@@ -80,10 +80,12 @@ def hold_out(data: Dataset, fraction: float, role: str = "validation") -> tuple[
     n_held = int(held.sum())
     if n_held == 0 or n_held == len(data):
         raise DataError(f"{data.source}: holding out {fraction:g} of its {len(data)} examples leaves "
-                        f"{'none' if n_held == 0 else 'nothing else'} to {'sign off on' if n_held == 0 else 'choose on'}; "
+                        f"{'none' if n_held == 0 else 'nothing else'} to "
+                        f"{'sign off on' if n_held == 0 else 'choose on'}; "
                         "give held-out data (--test) or more examples.")
     share = f"{fraction:g}"
-    return (data.subset(np.flatnonzero(~held), f"{role} part: all but the held-out {share} ({len(data) - n_held} examples)"),
+    return (data.subset(np.flatnonzero(~held),
+                        f"{role} part: all but the held-out {share} ({len(data) - n_held} examples)"),
             data.subset(np.flatnonzero(held), f"held-out {share} of it by example hash ({n_held} examples)"))
 
 

@@ -17,7 +17,8 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
     except MemoryError:
-        raise DataError(f"{path}: declares arrays too large for memory; the file is corrupt or not meant for this.") from None
+        raise DataError(f"{path}: declares arrays too large for memory; the file is corrupt or not meant "
+                        "for this.") from None
     except Exception as exc:  # zip, header and CRC damage surface as many types (BadZipFile, TokenError, ...)
         if isinstance(exc, ValueError) and "pickle" in str(exc).lower():
             raise DataError(f"{path}: holds object arrays, which are refused; save plain numeric arrays.") from None

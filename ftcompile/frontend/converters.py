@@ -147,7 +147,8 @@ def _transpose_pads(node, attrs, rank, in_shape, kernel, strides, dil) -> tuple[
         raise UnsupportedModelError(f"ConvTranspose {_name(node)!r} with output_shape/auto_pad needs static "
                                     "spatial sizes; re-export with explicit pads.")
     spatial = in_shape[2:]
-    target = list(attrs["output_shape"])[-rank:] if "output_shape" in attrs else [n * s for n, s in zip(spatial, strides)]
+    target = (list(attrs["output_shape"])[-rank:] if "output_shape" in attrs
+              else [n * s for n, s in zip(spatial, strides)])
     begin, end = [], []
     for i in range(rank):
         total = strides[i] * (spatial[i] - 1) + out_pad[i] + (kernel[i] - 1) * dil[i] + 1 - target[i]
@@ -184,7 +185,8 @@ def _recurrent(b, node, inputs, attrs):
 @converter("GridSample")
 def _grid_sample(b, node, inputs, attrs):
     return b.call(ops.grid_sample, (inputs[0], inputs[1]),
-                  {"mode": ops.text(attrs.get("mode"), "bilinear"), "padding_mode": ops.text(attrs.get("padding_mode"), "zeros"),
+                  {"mode": ops.text(attrs.get("mode"), "bilinear"),
+                   "padding_mode": ops.text(attrs.get("padding_mode"), "zeros"),
                    "align_corners": attrs.get("align_corners", 0)})
 
 
@@ -276,7 +278,8 @@ def _range(b, node, inputs, attrs):
 @converter("Pad", until=10)
 def _pad_attrs(b, node, inputs, attrs):
     return b.call(ops.pad, (inputs[0],), {"pads": list(attrs.get("pads", attrs.get("paddings", []))),
-                                          "value": attrs.get("value", 0.0), "mode": ops.text(attrs.get("mode"), "constant")})
+                                          "value": attrs.get("value", 0.0),
+                                          "mode": ops.text(attrs.get("mode"), "constant")})
 
 
 @converter("Pad", since=11)

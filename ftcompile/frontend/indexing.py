@@ -146,7 +146,8 @@ def depth_to_space(x, blocksize: int, mode: str = "DCR"):
 def space_to_depth(x, blocksize: int, mode: str = "DCR"):
     n, c, h, w = x.shape
     bs = blocksize
-    y = x.reshape(n, c, h // bs, bs, w // bs, bs).permute(*((0, 3, 5, 1, 2, 4) if mode == "DCR" else (0, 1, 3, 5, 2, 4)))
+    y = x.reshape(n, c, h // bs, bs, w // bs, bs).permute(*((0, 3, 5, 1, 2, 4) if mode == "DCR"
+                                                            else (0, 1, 3, 5, 2, 4)))
     return y.reshape(n, c * bs * bs, h // bs, w // bs)
 
 

@@ -174,7 +174,8 @@ def _layernorm(b, node, inputs, attrs):
     else:
         ln = LayerNorm(scale, bias, axis, eps, stats)
         out = b.module(node.name or node.output[0], ln, x,
-                       {"weight": b.source(node.input[1]), "bias": b.source(node.input[2]) if bias is not None else None})
+                       {"weight": b.source(node.input[1]),
+                        "bias": b.source(node.input[2]) if bias is not None else None})
     return b.parts(out, 3)[:len(node.output)] if stats else out
 
 

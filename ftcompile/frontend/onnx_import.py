@@ -27,8 +27,9 @@ from onnx import numpy_helper
 from torch import nn
 
 from ftcompile.errors import UnsupportedModelError
-from ftcompile.frontend import (attention, converters, detection, elementwise, indexing, normalization, pooling, quantize, resize,  # noqa: F401
-                                reductions, registry, signal)  # noqa: F401  (converter modules fill the table)
+from ftcompile.frontend import (attention, converters, detection, elementwise, indexing, normalization,  # noqa: F401
+                                pooling, quantize, resize, reductions, registry,  # noqa: F401
+                                signal)  # noqa: F401  (converter modules fill the table)
 from ftcompile.frontend.dtypes import to_torch
 from ftcompile.frontend.quantize import Grid, put_on_grid
 from ftcompile.passes.onnx_graph import constants_to_initializers, unshare_weights
@@ -196,7 +197,8 @@ def convert(proto: onnx.ModelProto, outputs: list[str]) -> tuple[fx.GraphModule,
         if index in b.skip:
             continue
         inputs = [b.env[i] if i else None for i in node.input]
-        attrs = {**_defaults(node.op_type, b.opset), **{a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}}
+        attrs = {**_defaults(node.op_type, b.opset),
+                 **{a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}}
         try:
             results = registry.lookup(node.op_type, b.opset)(b, node, inputs, attrs)
         except UnsupportedModelError:
@@ -232,7 +234,8 @@ def _check_supported(model: onnx.ModelProto) -> None:
         raise UnsupportedModelError(f"custom-domain ops cannot be imported: {_listing(custom)}; "
                                     "export the model with standard ONNX ops only.")
     opset = _opset(model)
-    missing = [(n.name or n.output[0], n.op_type) for n in model.graph.node if registry.lookup(n.op_type, opset) is None]
+    missing = [(n.name or n.output[0], n.op_type) for n in model.graph.node
+               if registry.lookup(n.op_type, opset) is None]
     if missing:
         reasons = sorted({f"{op}: {registry.OUT_OF_SCOPE[op]}" for _, op in missing if op in registry.OUT_OF_SCOPE})
         raise UnsupportedModelError(f"unsupported ops at opset {opset}: {_listing(missing)}"

@@ -304,7 +304,8 @@ def affine_grid(theta, size, align_corners: int = 0):
 
 def conv(x, w, bias=None, strides=(1,), begin=(0,), end=(0,), dilations=(1,), groups: int = 1,
          output_padding=None):
-    """Convolution (``output_padding`` None) or transposed convolution with ONNX's begin/end pads, by computed weights."""
+    """Convolution (``output_padding`` None) or transposed convolution with ONNX's begin/end pads, by computed
+    weights."""
     rank = w.dim() - 2
     if output_padding is None:
         if list(begin) != list(end):

@@ -196,7 +196,8 @@ def _quantize(b, node, inputs, attrs):
     x, scale = inputs[0], inputs[1]
     zp = inputs[2] if len(inputs) > 2 else None
     dtype = torch_dtype(attrs["output_dtype"]) if attrs.get("output_dtype") else None
-    return b.call(quantize, (x, scale, zp), {**_axis_block(attrs), "dtype": dtype, "saturate": attrs.get("saturate", 1)})
+    return b.call(quantize, (x, scale, zp),
+                  {**_axis_block(attrs), "dtype": dtype, "saturate": attrs.get("saturate", 1)})
 
 
 @converter("DequantizeLinear")
@@ -224,10 +225,12 @@ def _note_grid(b, node, x, scale, zp, attrs):
     """Remember which initializer a constant DequantizeLinear output comes from, and on which grid."""
     src = node.input[0]
     if src in b.initializers and not x.dtype.is_floating_point:
-        b.grids[node.output[0]] = (src, Grid(scale, zp, attrs.get("axis", 1), attrs.get("block_size", 0), x.dtype, True))
+        b.grids[node.output[0]] = (src, Grid(scale, zp, attrs.get("axis", 1), attrs.get("block_size", 0),
+                                             x.dtype, True))
         return
     q = b.producer.get(src)
-    if q is not None and q.op_type == "QuantizeLinear" and q.input[0] in b.initializers and not x.dtype.is_floating_point:
+    if (q is not None and q.op_type == "QuantizeLinear" and q.input[0] in b.initializers
+            and not x.dtype.is_floating_point):
         b.grids[node.output[0]] = (q.input[0], Grid(scale, zp, attrs.get("axis", 1), attrs.get("block_size", 0),
                                                     x.dtype, False))
 
@@ -246,7 +249,8 @@ def _matmul_integer(b, node, inputs, attrs):
 def _conv_geometry(b, node, attrs, w, x_name):
     from ftcompile.frontend.converters import pads_of
 
-    shape_w = list(w.shape) if torch.is_tensor(w) else b.shapes.get(node.input[3 if node.op_type == "QLinearConv" else 1])
+    shape_w = (list(w.shape) if torch.is_tensor(w)
+               else b.shapes.get(node.input[3 if node.op_type == "QLinearConv" else 1]))
     kernel = list(attrs["kernel_shape"]) if "kernel_shape" in attrs else list(shape_w[2:])
     rank = len(kernel)
     strides, dil = list(attrs.get("strides", [1] * rank)), list(attrs.get("dilations", [1] * rank))

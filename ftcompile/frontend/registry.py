@@ -42,7 +42,8 @@ def converter(*ops: str, since: int = 1, until: int | None = None):
             new = Entry(op, since, until, fn)
             clash = [e for e in entries if e.covers(since) or new.covers(e.since)]
             if clash:
-                raise ValueError(f"{op}: opsets {since}-{until} overlap the converter for {clash[0].since}-{clash[0].until}")
+                raise ValueError(f"{op}: opsets {since}-{until} overlap the converter for "
+                                 f"{clash[0].since}-{clash[0].until}")
             entries.append(new)
             entries.sort(key=lambda e: e.since)
         return fn

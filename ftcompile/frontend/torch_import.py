@@ -80,7 +80,8 @@ def load_factory(spec: str) -> torch.nn.Module:
     try:
         built = factory()
     except Exception as exc:
-        raise ModelError(f"model factory {spec} failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}).") from None
+        raise ModelError(f"model factory {spec} failed "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}).") from None
     if not isinstance(built, torch.nn.Module):
         raise ModelError(f"model factory {spec} returned {type(built).__name__}, not a torch nn.Module.")
     return built

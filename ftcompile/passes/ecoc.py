@@ -140,8 +140,8 @@ def ecoc_onnx(model: onnx.ModelProto, head: EcocHead, sources: dict, output: str
     if opset >= 13:
         g.initializer.extend([numpy_helper.from_array(np.array([1], np.int64), "ftcompile_ecoc_axis1"),
                               numpy_helper.from_array(np.array([2], np.int64), "ftcompile_ecoc_axis2")])
-        nodes.append(helper.make_node("Unsqueeze", ["ftcompile_ecoc_bit", "ftcompile_ecoc_axis1"], ["ftcompile_ecoc_b3"],
-                                      name="ecoc_unsqueeze"))
+        nodes.append(helper.make_node("Unsqueeze", ["ftcompile_ecoc_bit", "ftcompile_ecoc_axis1"],
+                                      ["ftcompile_ecoc_b3"], name="ecoc_unsqueeze"))
     else:
         nodes.append(helper.make_node("Unsqueeze", ["ftcompile_ecoc_bit"], ["ftcompile_ecoc_b3"], axes=[1],
                                       name="ecoc_unsqueeze"))

@@ -51,7 +51,8 @@ def fold_batchnorm(module: nn.Module, exported: onnx.ModelProto) -> list[tuple[s
         if not isinstance(conv, _CONVS) or not isinstance(norm, nn.modules.batchnorm._BatchNorm):
             continue
         with torch.no_grad():
-            fused = fuse_conv_bn_eval(conv.eval(), norm.eval(), transpose=isinstance(conv, nn.modules.conv._ConvTransposeNd))
+            fused = fuse_conv_bn_eval(conv.eval(), norm.eval(),
+                                      transpose=isinstance(conv, nn.modules.conv._ConvTransposeNd))
         _set(module, conv_path, fused)
         _set(module, norm_path, nn.Identity())
         folded.append((conv_path, norm_path))

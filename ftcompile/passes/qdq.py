@@ -53,7 +53,8 @@ def dequantize_weights(model: onnx.ModelProto) -> onnx.ModelProto:
         values = numpy_helper.to_array(inits[source])
         axis, block = _attr(node, "axis", 1), _attr(node, "block_size", 0)
         scale = numpy_helper.to_array(inits[node.input[1]])
-        zero = numpy_helper.to_array(inits[node.input[2]]) if len(node.input) > 2 and node.input[2] else np.zeros((), np.int64)
+        zero = (numpy_helper.to_array(inits[node.input[2]]) if len(node.input) > 2 and node.input[2]
+                else np.zeros((), np.int64))
         s = _spread(scale, values.shape, axis, block).astype(np.float32)
         z = _spread(zero, values.shape, axis, block).astype(np.float32)
         if quantizer is not None:  # the float weight on its grid, as the QuantizeLinear puts it

@@ -96,6 +96,6 @@ def sensitivity_markdown(result: Sensitivity) -> str:
              f"clean {result.metric} {pct(result.clean)}%.", "",
              "| layer | op | weights | mean % | 95% CI | drop (points) |", "| --- | --- | --- | --- | --- | --- |"]
     for r in [*result.layers, result.all_layers]:
-        lines.append(f"| {r.layer} | {r.op} | {r.weights:,} | {pct(r.mean)} | {format_ci(r.drift_ci_low, r.drift_ci_high, sep=' - ')} "
-                     f"| {pct(r.drop)} |")
+        lines.append(f"| {r.layer} | {r.op} | {r.weights:,} | {pct(r.mean)} "
+                     f"| {format_ci(r.drift_ci_low, r.drift_ci_high, sep=' - ')} | {pct(r.drop)} |")
     return "\n".join(lines) + "\n"

@@ -325,7 +325,8 @@ def _parse_item(item: str, kwargs: dict | None = None) -> DriftModel:
         is_instance = isinstance(factory, DriftModel) and not isinstance(factory, type)
         model = factory if is_instance else factory(*[_number(a) for a in args], **(kwargs or {}))
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"bad arguments in drift spec {item!r} ({exc}); e.g. lognormal:0.6, stuck-at:0.01:0.01.") from None
+        raise ConfigError(f"bad arguments in drift spec {item!r} ({exc}); e.g. lognormal:0.6, "
+                          "stuck-at:0.01:0.01.") from None
     if not isinstance(model, DriftModel) or isinstance(model, type):
         raise ConfigError(f"{item!r} did not give a drift model (needs apply(w, rng) and spec()).")
     return model
@@ -378,7 +379,8 @@ def sweep_term(drift: DriftModel, term: str | None = None, field: str = "sigma")
                           "or measure it once with validate.")
     if len(swept) > 1:
         names = ", ".join(term_name(parts[i]) for i in swept)
-        raise ConfigError(f"drift {spec!r} has several {field} terms ({names}); choose the one to sweep with --vary NAME.")
+        raise ConfigError(f"drift {spec!r} has several {field} terms ({names}); choose the one to sweep with "
+                          "--vary NAME.")
     return swept[0]
 
 

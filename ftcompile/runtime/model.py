@@ -25,7 +25,8 @@ def load_onnx(model: "str | Path | onnx.ModelProto", *, check: bool = True) -> o
         try:
             proto = onnx.load(str(path), load_external_data=False)
         except DecodeError:
-            raise ModelError(f"{path}: not an ONNX model (protobuf parse failed); the file is corrupt or of another format.") from None
+            raise ModelError(f"{path}: not an ONNX model (protobuf parse failed); the file is corrupt or of "
+                             "another format.") from None
         except Exception as exc:
             raise ModelError(f"{path}: cannot load ONNX model ({one_line(exc)}); re-export it.") from None
         _load_external_data(proto, path)
@@ -35,7 +36,8 @@ def load_onnx(model: "str | Path | onnx.ModelProto", *, check: bool = True) -> o
         try:
             onnx.checker.check_model(proto)
         except Exception as exc:
-            raise ModelError(f"{where}: invalid ONNX model ({one_line(exc)}); re-export it with a current exporter.") from None
+            raise ModelError(f"{where}: invalid ONNX model ({one_line(exc)}); re-export it with a current "
+                             "exporter.") from None
     return proto
 
 
@@ -58,7 +60,8 @@ def _load_external_data(proto: onnx.ModelProto, path: Path) -> None:
         try:
             onnx.load_external_data_for_model(proto, str(folder))
         except Exception as exc:
-            raise ModelError(f"{path}: cannot read external tensor data ({one_line(exc)}); re-save the model.") from None
+            raise ModelError(f"{path}: cannot read external tensor data ({one_line(exc)}); "
+                             "re-save the model.") from None
 
 
 def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
@@ -91,5 +94,6 @@ def choose_output(model: onnx.ModelProto, output: str | None) -> str:
             raise UnsupportedModelError(f"model has no output {output!r}; its outputs are {names}.")
         return output
     if len(names) != 1:
-        raise UnsupportedModelError(f"model has {len(names)} outputs {names}; choose the class scores with --output NAME.")
+        raise UnsupportedModelError(f"model has {len(names)} outputs {names}; choose the class scores with "
+                                    "--output NAME.")
     return names[0]

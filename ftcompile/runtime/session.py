@@ -66,8 +66,8 @@ class DriftSession:
         try:
             self.session = ort.InferenceSession(prepared.SerializeToString(), opts, providers=chosen)
         except Exception as exc:  # onnxruntime's own checks (types, shapes, ops) on a model onnx accepted
-            raise UnsupportedModelError(f"{self.source}: onnxruntime cannot load the model ({one_line(exc, last=True)}); "
-                                        "re-export it with a supported opset.") from None
+            raise UnsupportedModelError(f"{self.source}: onnxruntime cannot load the model "
+                                        f"({one_line(exc, last=True)}); re-export it with a supported opset.") from None
         self.provider = self.session.get_providers()[0]
 
     def _prepare(self, proto: onnx.ModelProto, targets: str, bias: bool, output: str | None,
@@ -142,8 +142,9 @@ class DriftSession:
         try:
             return self.session.run(self.output_names, {**feeds, **weights})
         except Exception as exc:  # e.g. a reshape that does not fit the data: name the model, not a traceback
-            raise ModelError(f"{self.source}: onnxruntime failed running the model ({one_line(exc, last=True)}); check that "
-                             "the data matches the model's input and the model runs in onnxruntime.") from None
+            raise ModelError(f"{self.source}: onnxruntime failed running the model ({one_line(exc, last=True)}); "
+                             "check that the data matches the model's input and the model runs in "
+                             "onnxruntime.") from None
 
 
     def draw_noise(self, feeds: dict, noise) -> dict[str, np.ndarray]:

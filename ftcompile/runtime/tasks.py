@@ -71,8 +71,8 @@ def detection_outputs(outputs) -> list[str]:
             else:
                 named.setdefault("score", o.name)
     if "box" not in named or "score" not in named:
-        raise UnsupportedModelError(f"detection needs box and score outputs; the model has {[o.name for o in outputs]}; "
-                                    "name them boxes/scores/labels when exporting.")
+        raise UnsupportedModelError(f"detection needs box and score outputs; the model has "
+                                    f"{[o.name for o in outputs]}; name them boxes/scores/labels when exporting.")
     return [named["box"], named["score"]] + ([named["label"]] if "label" in named else [])
 
 

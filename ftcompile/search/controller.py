@@ -7,9 +7,9 @@ dimensions; then a ``SingleTaskGP`` (learned homoskedastic noise: the objective 
 Monte Carlo and training) with Matern-5/2 ARD or the paper's exponential kernel (Matern-1/2), or
 ``saas``: BoTorch's ``SaasFullyBayesianSingleTaskGP`` (Eriksson & Jankowiak, UAI 2021: a sparsity prior on
 the inverse lengthscales, so few of the 20-60 rates are taken to matter unless the data say so; its
-hyperparameters sampled by NUTS, which BoTorch runs in NumPyro/JAX: ``botorch[fully-bayesian]``); ``qLogNoisyExpectedImprovement`` (averaged over
-the SAAS posterior's samples) and ``optimize_acqf``. The best trial is the one with the highest posterior
-mean, not the luckiest draw.
+hyperparameters sampled by NUTS, which BoTorch runs in NumPyro/JAX: ``botorch[fully-bayesian]``);
+``qLogNoisyExpectedImprovement`` (averaged over the SAAS posterior's samples) and ``optimize_acqf``. The best
+trial is the one with the highest posterior mean, not the luckiest draw.
 
 Failures: the design index counts every proposal ever made (finished, failed or running), so a design
 point is never proposed twice. A failed point enters the GP scored as the worst objective seen so far:

@@ -51,7 +51,8 @@ class DriftKey:
         return value.reshape(like_shape)
 
 
-def onnx_drift_keys(imported, *, targets: str, bias: bool, runtime: onnx.ModelProto | None = None) -> dict[str, DriftKey]:
+def onnx_drift_keys(imported, *, targets: str, bias: bool,
+                    runtime: onnx.ModelProto | None = None) -> dict[str, DriftKey]:
     """Keys of an imported ONNX model's parameters that the runtime drifts under ``targets``/``bias``; ``runtime``:
     the graph the runtime drifts when it is not the imported one (the analog twin, whose biases are digital)."""
     from ftcompile.passes.qdq import dequantize_weights

@@ -91,7 +91,8 @@ class HardenConfig:
 
     sigma: float | str | None = None  # auto: where the source loses half its clean metric on the validation data
     method: str = DEFAULT_METHOD   # auto: noise-injection when the drift can be sampled in training, else bayesft
-    recipe: str = "grid"           # noise-injection's recipe: grid (the training-noise grid) or bo (one BoTorch search, recipe.py)
+    recipe: str = "grid"           # noise-injection's recipe: grid (the training-noise grid) or bo (one BoTorch
+                                   # search, recipe.py)
     trials: int | str = "auto"     # auto: RECIPE_TRIALS for the recipe search, 20 for the rate search
     epochs: int = 3
     final_epochs: int | str = "auto"  # auto: 15 epochs, more on small training sets (final_epochs_for)
@@ -101,7 +102,8 @@ class HardenConfig:
     awp_gamma: float = 0.05        # awp: perturbation norm relative to each weight tensor's norm
     code_bits: int = 16            # ftna: code length (Hadamard codes, at least the next power of 2 > classes)
     train_sigma: float | str = "auto"  # lognormal sigma sampled in training (+noise methods); auto: a short grid
-    blend: float | str = "auto"    # share of the source's weights blended into the fine-tuned ones (blend.py); auto: chosen
+    blend: float | str = "auto"    # share of the source's weights blended into the fine-tuned ones (blend.py);
+                                   # auto: chosen
     search: str = "bo"
     rates: str = "per-layer"       # search space: per-layer (the paper's), per-stage or shared (space.py)
     trial_fraction: float = 1.0    # share of the training set each trial fine-tunes on (the final fit: all)
@@ -115,7 +117,8 @@ class HardenConfig:
     chip: str | None = None        # a chip (devices/chip.py), e.g. aihwkit-inference: tiles, converters, noise, device
     weight_clip: str | None = None   # clip after every step: none, gaussian:K, fixed:V (clipping.py); None: the chip's
     weight_remap: str | None = None  # the fixed clip's reference: none, channel, layer; None: the chip's
-    targets: str = "auto"          # which tensors drift: auto (crossbar for a device drift, else params), params, crossbar
+    targets: str = "auto"          # which tensors drift: auto (crossbar for a device drift, else params), params,
+                                   # crossbar
     bias: bool = False             # with targets=crossbar: layer biases drift too
     lr: float = 1e-3
     optimizer: str = "adam"        # adam or sgd (trainer.py)
@@ -133,7 +136,8 @@ class HardenConfig:
     def __post_init__(self) -> None:
         if self.train_sigma is None:  # the API's spelling of the default before the grid existed
             object.__setattr__(self, "train_sigma", "auto")
-        checks = [(self.method in METHODS or self.method == "auto", f"--method must be auto or one of {', '.join(METHODS)}"),
+        checks = [(self.method in METHODS or self.method == "auto",
+                   f"--method must be auto or one of {', '.join(METHODS)}"),
                   (self.search in SEARCHES, f"--search must be one of {', '.join(SEARCHES)}"),
                   (self.rates in SPACES, f"--rate-space must be one of {', '.join(SPACES)}"),
                   (0 < float(self.trial_fraction) <= 1, "--trial-fraction must be in (0, 1]"),
@@ -149,7 +153,8 @@ class HardenConfig:
                   (_word_or_number(self.final_epochs, ("auto",), lambda n: n >= 0 and n == int(n)),
                    "--final-epochs must be auto or a whole number >= 0"),
                   (self.samples >= 1, "--samples must be >= 1"),
-                  (0 < self.max_rate < 1, "--max-rate must be in (0, 1)"), (0 <= self.rate < 1, "--dropout-rate must be in [0, 1)"),
+                  (0 < self.max_rate < 1, "--max-rate must be in (0, 1)"),
+                  (0 <= self.rate < 1, "--dropout-rate must be in [0, 1)"),
                   (0 <= self.awp_gamma <= 1, "--awp-gamma must be in [0, 1]"),
                   (4 <= self.code_bits <= 1024, "--code-bits must be in [4, 1024]"),
                   (self.lr > 0, "--lr must be > 0"),
@@ -158,7 +163,8 @@ class HardenConfig:
                   (_word_or_number(self.blend, ("auto", "off"), lambda v: 0 <= v <= 1),
                    "--blend must be auto, off or a number in [0, 1]"),
                   (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
-                  (self.lr_schedule in SCHEDULES, f"--lr-schedule must be one of {', '.join(SCHEDULES)}"), (self.batch_size >= 1, "--train-batch-size must be >= 1"),
+                  (self.lr_schedule in SCHEDULES, f"--lr-schedule must be one of {', '.join(SCHEDULES)}"),
+                  (self.batch_size >= 1, "--train-batch-size must be >= 1"),
                   (self.device in ("cpu", "cuda") or self.device.startswith("cuda:"), "--device must be cpu or cuda"),
                   (self.time_budget is None or self.time_budget > 0, "--time-budget must be > 0"),
                   (self.workers >= 1, "--workers must be >= 1"),
@@ -198,8 +204,8 @@ class HardenConfig:
             if self.noise is None and self.train_device() is None:
                 object.__setattr__(self, "method", "bayesft")
         if self.strategy.noise and self.noise is None and self.train_device() is None:
-            raise ConfigError(f"--method {self.method} trains under sampled drift, and drift {self.drift!r} has neither "
-                              "a lognormal term nor a device preset (pcm, reram-wan2022); give --train-sigma.")
+            raise ConfigError(f"--method {self.method} trains under sampled drift, and drift {self.drift!r} has "
+                              "neither a lognormal term nor a device preset (pcm, reram-wan2022); give --train-sigma.")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError("--device cuda: no CUDA device is visible to torch; use --device cpu.")
 

@@ -14,9 +14,9 @@ the draws of the sign-off (``validate --seed S``), which therefore measures drif
 Samples are evaluated in chunks with ``torch.func.vmap`` over ``functional_call`` where the network allows it
 (decided once, by a probe: a graph with data-dependent shapes runs the samples one after the other, which gives
 the same values), and each chunk runs over the validation inputs in batches: at most ``max_batch`` (``MAX_PAIRS``)
-(sample, input) pairs, and at most ``max_elements`` input values, go through the network at once, so peak memory does not grow
-with the validation set or K. A user metric ``(outputs, labels) -> float`` is called on each sample's numpy
-outputs.
+(sample, input) pairs, and at most ``max_elements`` input values, go through the network at once, so peak memory
+does not grow with the validation set or K. A user metric ``(outputs, labels) -> float`` is called on each sample's
+numpy outputs.
 """
 from __future__ import annotations
 

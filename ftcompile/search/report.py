@@ -65,7 +65,8 @@ def harden_json(result) -> dict:
         "torch_objective": {"before": result.torch_before, "after": result.torch_after},
         "before": to_json(result.before), "after": to_json(result.after), "verdict": result.verdict,
         "warnings": result.warnings,
-        "seconds": result.seconds, "peak_mb": result.peak_mb, "plot": str(result.plot) if result.plot else None, "versions": package_versions(),
+        "seconds": result.seconds, "peak_mb": result.peak_mb, "plot": str(result.plot) if result.plot else None,
+        "versions": package_versions(),
     })
 
 
@@ -81,7 +82,8 @@ def harden_markdown(result) -> str:
     ]
     for label, r in (("before", b), ("after", a)):
         s = r.stats
-        lines.append(f"| {label} | {pct(r.clean)} | {pct(s.mean)} | {format_ci(s.total_ci_low, s.total_ci_high, sep=' - ')} "
+        lines.append(f"| {label} | {pct(r.clean)} | {pct(s.mean)} "
+                     f"| {format_ci(s.total_ci_low, s.total_ci_high, sep=' - ')} "
                      f"| {format_ci(s.drift_ci_low, s.drift_ci_high, sep=' - ')} | {pct(s.p5)} | {pct(s.min)} |")
     lines += ["", f"{result.signoff_statement} Measured by onnxruntime on {a.examples} examples, {a.samples} "
               f"samples (seed {a.seed}). The torch objective (the validation data that chose the recipe, "

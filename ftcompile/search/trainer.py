@@ -61,7 +61,8 @@ def fit_steps(examples: int, epochs: int, batch_size: int) -> int:
     return epochs * -(-examples // batch_size)
 
 
-def make_optimizer(params, cfg: TrainConfig, steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+def make_optimizer(params, cfg: TrainConfig,
+                   steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """The fine-tune's optimizer and its per-step learning-rate schedule over ``steps`` steps."""
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
@@ -218,8 +219,8 @@ def fine_tune(module: torch.nn.Module, x: "torch.Tensor | Inputs", y: torch.Tens
                         w.add_(v[n])
                 loss = loss_fn(forward(xb, noise, yb), yb)
             if not torch.isfinite(loss):
-                raise ConfigError(f"fine-tuning diverged (loss {loss.item()} at step {step}, {cfg.optimizer} at lr {cfg.lr:g}); "
-                                  "lower --lr.")
+                raise ConfigError(f"fine-tuning diverged (loss {loss.item()} at step {step}, {cfg.optimizer} at lr "
+                                  f"{cfg.lr:g}); lower --lr.")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.awp_gamma > 0:

@@ -141,7 +141,8 @@ def test_float_weight_behind_a_quantize_dequantize_pair_trains_as_float_and_quan
     rng = np.random.default_rng(0)
     w = rng.standard_normal((8, 4)).astype(np.float32)
     inits = [numpy_helper.from_array(w, "W"), numpy_helper.from_array(np.array(0.02, np.float32), "s"),
-             numpy_helper.from_array(np.array(0, np.int8), "z"), numpy_helper.from_array(np.array(0.03, np.float32), "sx")]
+             numpy_helper.from_array(np.array(0, np.int8), "z"),
+             numpy_helper.from_array(np.array(0.03, np.float32), "sx")]
     # the input quantized too, as in any QDQ export (onnxruntime computes a float x by a float weight its own way)
     nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "z"], ["xq"]),
              helper.make_node("DequantizeLinear", ["xq", "sx", "z"], ["xd"]),

@@ -63,8 +63,10 @@ def _cases(tmp_path, model, data):
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"this is not a model")
     relu = helper.make_model(helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"])], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 16])]), opset_imports=[helper.make_opsetid("", 17)])
+        [helper.make_node("Relu", ["x"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 16])]),
+        opset_imports=[helper.make_opsetid("", 17)])
     noweights = tmp_path / "relu.onnx"
     onnx.save(relu, noweights)
     two = teacher_mlp()
@@ -116,7 +118,8 @@ def _cases(tmp_path, model, data):
         "bad drift": ([model, "--data", data, "--drift", "wobble:2"], "unknown drift"),
         "bad stat": ([model, "--data", data, "--stat", "max", "--min-accuracy", "0.5"], "--stat"),
         "bad threshold": ([model, "--data", data, "--min-accuracy", "90"], "fraction"),
-        "unwritable report": ([model, "--data", data, "--report", tmp_path / "no" / "dir" / "r.json"], "does not exist"),
+        "unwritable report": ([model, "--data", data, "--report", tmp_path / "no" / "dir" / "r.json"],
+                              "does not exist"),
         "external data outside the model folder": ([tmp_path / "sub" / "escape.onnx", "--data", data], "refused"),
         "cyclic graph": ([tmp_path / "cyclic.onnx", "--data", data], "invalid ONNX"),
         "huge declared dims": ([tmp_path / "huge.onnx", "--data", data], "too small for the declared shape"),

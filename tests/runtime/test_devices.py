@@ -61,7 +61,8 @@ def test_pcm_at_g_max_50_follows_the_published_model():
     assert abs(g.mean() - g_t) < 4 * s_p / math.sqrt(N) and abs(g.std() / s_p - 1) < 4 / math.sqrt(2 * N)
     nu = physics.pcm_drift_exponent(np.full(N, g_t), _z(8), g_max)
     # nu = |mu + s z| (aihwkit takes the absolute value): the folded normal's mean and std
-    fold = mu_nu * math.erf(mu_nu / (s_nu * math.sqrt(2))) + s_nu * math.sqrt(2 / math.pi) * math.exp(-mu_nu ** 2 / (2 * s_nu ** 2))
+    fold = (mu_nu * math.erf(mu_nu / (s_nu * math.sqrt(2)))
+            + s_nu * math.sqrt(2 / math.pi) * math.exp(-mu_nu ** 2 / (2 * s_nu ** 2)))
     fold_sd = math.sqrt(mu_nu ** 2 + s_nu ** 2 - fold ** 2)
     assert abs(nu.mean() - fold) < 4 * fold_sd / math.sqrt(N) and abs(nu.std() / fold_sd - 1) < 4 / math.sqrt(N)
     r = physics.pcm_read(np.full(N, 5.0), np.full(N, 5.0), _z(9), t, g_max)
@@ -176,7 +177,8 @@ def test_sweep_over_time_since_programming(tmp_path):
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["axis"] == "t" and out["drift"] == "pcm:1s" and (tmp_path / "t.png").exists()
-    bad = CliRunner().invoke(app, ["sweep", str(model), "--data", str(data), "--times", "1s,1d", "--drift", "lognormal:0.5"])
+    bad = CliRunner().invoke(app, ["sweep", str(model), "--data", str(data), "--times", "1s,1d",
+                                   "--drift", "lognormal:0.5"])
     assert bad.exit_code == 2 and "no time" in bad.output
 
 
@@ -223,8 +225,8 @@ def test_converters_have_exactly_two_to_the_b_levels_and_the_twin_runs_in_plain_
         assert len(np.unique(levels)) == 2 ** bits
         assert levels.min() == pytest.approx(ranges["fc0:in"][0]) and levels.max() == pytest.approx(ranges["fc0:in"][1])
     out = tmp_path / "twin.onnx"
-    r = CliRunner().invoke(app, ["export-twin", str(model), "--calibrate-on", str(data), "-o", str(out), "--dac-bits", "4",
-                                 "--adc-bits", "4"])
+    r = CliRunner().invoke(app, ["export-twin", str(model), "--calibrate-on", str(data), "-o", str(out),
+                                 "--dac-bits", "4", "--adc-bits", "4"])
     assert r.exit_code == 0, r.output
     twin = onnx.load(out)
     got = ort.InferenceSession(twin.SerializeToString()).run(None, {"x": x})[0]

@@ -17,7 +17,8 @@ from ftcompile.cli import app
 from ftcompile.errors import DataError, FtcompileError, ModelError
 from tests.helpers import teacher_files, teacher_mlp
 
-FUZZ = settings(max_examples=int(os.environ.get("FTCOMPILE_FUZZ_EXAMPLES", "60")), deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=int(os.environ.get("FTCOMPILE_FUZZ_EXAMPLES", "60")), deadline=None, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 class Valid:
@@ -79,12 +80,15 @@ def test_external_data_outside_the_model_folder_is_refused(tmp_path):
         ftcompile.validate(path, (np.zeros((2, 16), np.float32), np.zeros(2, np.int64)))
     w.external_data[0].value = str(secret)  # absolute paths too
     with pytest.raises(ModelError, match="refused"):
-        ftcompile.validate(_save(model, tmp_path / "models" / "abs.onnx"), (np.zeros((2, 16), np.float32), np.zeros(2, np.int64)))
+        ftcompile.validate(_save(model, tmp_path / "models" / "abs.onnx"),
+                           (np.zeros((2, 16), np.float32), np.zeros(2, np.int64)))
     w.external_data[0].value = "beside.bin"  # inside the folder but missing
     with pytest.raises(ModelError, match="is missing"):
-        ftcompile.validate(_save(model, tmp_path / "models" / "gone.onnx"), (np.zeros((2, 16), np.float32), np.zeros(2, np.int64)))
+        ftcompile.validate(_save(model, tmp_path / "models" / "gone.onnx"),
+                           (np.zeros((2, 16), np.float32), np.zeros(2, np.int64)))
     (tmp_path / "models" / "beside.bin").write_bytes(secret.read_bytes())  # inside and present: accepted
-    r = ftcompile.validate(_save(model, tmp_path / "models" / "ok.onnx"), (np.zeros((2, 16), np.float32), np.zeros(2, np.int64)), samples=2)
+    r = ftcompile.validate(_save(model, tmp_path / "models" / "ok.onnx"),
+                           (np.zeros((2, 16), np.float32), np.zeros(2, np.int64)), samples=2)
     assert r.samples == 2
 
 

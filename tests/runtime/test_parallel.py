@@ -77,9 +77,9 @@ def test_cli_harden_and_validate_on_ray(ray, tmp_path):
     np.savez(tmp_path / "train.npz", x=d["x"][:200], y=d["y"][:200])
     np.savez(tmp_path / "val.npz", x=d["x"][200:], y=d["y"][200:])
     r = CliRunner().invoke(app, ["harden", str(model), "--train", str(tmp_path / "train.npz"), "--val",
-                                 str(tmp_path / "val.npz"), "--method", "bayesft", "--trials", "3", "--epochs", "1", "--final-epochs", "1",
-                                 "--samples", "3", "--validate-samples", "4", "--no-plot", "--workers", "2",
-                                 "--executor", "ray", "--out", str(tmp_path / "h.onnx"), "--json"])
+                                 str(tmp_path / "val.npz"), "--method", "bayesft", "--trials", "3", "--epochs", "1",
+                                 "--final-epochs", "1", "--samples", "3", "--validate-samples", "4", "--no-plot",
+                                 "--workers", "2", "--executor", "ray", "--out", str(tmp_path / "h.onnx"), "--json"])
     assert r.exit_code == 0, r.output
     assert sorted(t["trial"] for t in json.loads(r.stdout)["trials"]) == [0, 1, 2]
     v = CliRunner().invoke(app, ["validate", str(tmp_path / "h.onnx"), "--data", str(tmp_path / "val.npz"),

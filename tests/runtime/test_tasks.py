@@ -149,8 +149,8 @@ def test_segmentation_validate_and_sweep(tmp_path):
     curve = ftcompile.sweep([path], tmp_path / "seg.npz", sigmas=[0.0, 0.5, 1.5], samples=4,
                             metric="iou").curves["seg"]
     assert curve[0].mean == pytest.approx(1.0) and curve[2].mean < curve[1].mean < 1.0
-    r = CliRunner().invoke(app, ["sweep", str(path), "--data", str(tmp_path / "seg.npz"), "--sigmas", "0,1", "--samples",
-                                 "2", "--report", str(tmp_path / "s.json"), "--quiet"])
+    r = CliRunner().invoke(app, ["sweep", str(path), "--data", str(tmp_path / "seg.npz"), "--sigmas", "0,1",
+                                 "--samples", "2", "--report", str(tmp_path / "s.json"), "--quiet"])
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "s.json").read_text())["metric"] == "dice"  # reports name the metric they hold
 

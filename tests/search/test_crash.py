@@ -52,9 +52,9 @@ def test_kill_minus_nine_then_resume(tmp_path):
     np.savez(tmp_path / "train.npz", x=d["x"][:200], y=d["y"][:200])
     np.savez(tmp_path / "val.npz", x=d["x"][200:], y=d["y"][200:])
     args = [sys.executable, "-m", "ftcompile.cli", "harden", str(model), "--train", str(tmp_path / "train.npz"),
-            "--val", str(tmp_path / "val.npz"), "--method", "bayesft", "--trials", "6", "--epochs", "40", "--final-epochs", "0",
-            "--samples", "3", "--validate-samples", "2", "--no-plot", "--out", str(tmp_path / "h.onnx"), "--quiet",
-            "--workers", "2"]
+            "--val", str(tmp_path / "val.npz"), "--method", "bayesft", "--trials", "6", "--epochs", "40",
+            "--final-epochs", "0", "--samples", "3", "--validate-samples", "2", "--no-plot",
+            "--out", str(tmp_path / "h.onnx"), "--quiet", "--workers", "2"]
     journal = tmp_path / "h.journal.jsonl"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -106,7 +106,8 @@ def test_saas_kernel_finds_the_one_rate_that_matters_and_proposes_inside_the_box
     monkeypatch.setattr(ctl, "SAAS_NUTS", {"warmup_steps": 32, "num_samples": 16, "thinning": 4})
     c = Controller(8, max_rate=0.8, kernel="saas", seed=0, trials=16)
     X = torch.rand(16, 8, generator=torch.Generator().manual_seed(0), dtype=torch.double) * 0.8
-    Y = -10 * (X[:, 2] - 0.3) ** 2 + 0.01 * torch.randn(16, generator=torch.Generator().manual_seed(1), dtype=torch.double)
+    Y = -10 * (X[:, 2] - 0.3) ** 2 + 0.01 * torch.randn(16, generator=torch.Generator().manual_seed(1),
+                                                        dtype=torch.double)
     fit, fitted = c._fit, {}
 
     def fit_once(X_, Y_):  # one NUTS fit (5 s once JAX has compiled) serves the lengthscales, proposal and best
@@ -216,8 +217,10 @@ def test_other_methods_share_the_loop(files, tmp_path):
 @pytest.mark.parametrize("kwargs,needle", [({"method": "magic"}, "--method"), ({"trials": 0}, "--trials"),
                                           ({"max_rate": 1.5}, "--max-rate"), ({"sigma": -1}, "--sigma"),
                                           ({"device": "tpu"}, "--device"), ({"final_epochs": "many"}, "--final-epochs"),
-                                          ({"final_epochs": -1}, "--final-epochs"), ({"final_epochs": 1.5}, "--final-epochs"),
-                                          ({"final_epochs": "inf"}, "--final-epochs"), ({"final_epochs": "nan"}, "--final-epochs")])
+                                          ({"final_epochs": -1}, "--final-epochs"),
+                                          ({"final_epochs": 1.5}, "--final-epochs"),
+                                          ({"final_epochs": "inf"}, "--final-epochs"),
+                                          ({"final_epochs": "nan"}, "--final-epochs")])
 def test_bad_config(kwargs, needle):
     with pytest.raises(ConfigError, match=needle):
         HardenConfig(**kwargs)
@@ -243,7 +246,8 @@ def test_final_epochs_auto_gives_small_training_sets_their_minimum_of_steps(file
 
     monkeypatch.setattr(harden_module, "fine_tune", recording)
     r = ftcompile.harden(model, train, val, out=tmp_path / "n.onnx", validate_samples=2, plot=False,
-                         config=HardenConfig(method="noise-injection", sigma=0.5, train_sigma=0.5, samples=2, blend="off"))
+                         config=HardenConfig(method="noise-injection", sigma=0.5, train_sigma=0.5, samples=2,
+                                             blend="off"))
     assert fits == [60] and r.final_epochs == 60 and r.config["final_epochs"] == "auto"
     meta = {p.key: p.value for p in onnx.load(tmp_path / "n.onnx").metadata_props}
     assert json.loads(meta["ftcompile.final_epochs"]) == 60
@@ -252,8 +256,8 @@ def test_final_epochs_auto_gives_small_training_sets_their_minimum_of_steps(file
 def test_cli_harden(files, tmp_path):
     model, train, val = files
     runner = CliRunner()
-    args = ["harden", str(model), "--train", str(train), "--val", str(val), "--method", "bayesft", "--trials", "2", "--epochs", "1",
-            "--final-epochs", "1", "--samples", "3", "--validate-samples", "4", "--no-plot",
+    args = ["harden", str(model), "--train", str(train), "--val", str(val), "--method", "bayesft", "--trials", "2",
+            "--epochs", "1", "--final-epochs", "1", "--samples", "3", "--validate-samples", "4", "--no-plot",
             "--out", str(tmp_path / "h.onnx")]
     r = runner.invoke(app, args + ["--min-accuracy", "0.4", "--stat", "total_ci_low", "--json"])
     assert r.exit_code == 0, r.output

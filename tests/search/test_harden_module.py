@@ -150,7 +150,8 @@ def test_bayesft_searches_the_module_sites_on_map(box_files, tmp_path):
     assert not given._forward_hooks and not any(m._forward_hooks for m in given.modules())
     assert len(r.trials) == 2 and all(0 <= t.objective <= 1 for t in r.trials)
     assert len(r.rates) == len(r.sites) and any(rate > 0 for rate in r.rates)
-    rates = json.loads({p.key: p.value for p in onnx.load(tmp_path / "b.onnx").metadata_props}["ftcompile.dropout_rates"])
+    rates = json.loads({p.key: p.value
+                        for p in onnx.load(tmp_path / "b.onnx").metadata_props}["ftcompile.dropout_rates"])
     assert list(rates) == r.sites
 
 
@@ -176,7 +177,8 @@ def test_bad_factories_are_one_line_errors(box_files, tmp_path, spec, message):
     train, val = box_files
     with pytest.raises(ModelError, match=re.escape(message)):
         ftcompile.harden(spec, train, val, out=tmp_path / "x.onnx", plot=False)
-    r = CliRunner().invoke(app, ["harden", spec, "--train", str(train), "--val", str(val), "--out", str(tmp_path / "y.onnx")])
+    r = CliRunner().invoke(app, ["harden", spec, "--train", str(train), "--val", str(val),
+                                 "--out", str(tmp_path / "y.onnx")])
     assert r.exit_code == 2 and message.split(" (")[0] in r.output and "Traceback" not in r.output
     assert not (tmp_path / "y.onnx").exists()
 
@@ -205,7 +207,8 @@ class _ScaledTruth(torch.nn.Module):
 
     def forward(self, images):
         start = int(images[0, 0, 0, 0])  # each image carries its own index
-        return [{"boxes": self.boxes[start + i] * self.gain, "scores": torch.ones(1), "labels": torch.ones(1, dtype=torch.int64)}
+        return [{"boxes": self.boxes[start + i] * self.gain, "scores": torch.ones(1),
+                 "labels": torch.ones(1, dtype=torch.int64)}
                 for i in range(len(images))]
 
 

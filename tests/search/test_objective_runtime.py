@@ -31,10 +31,12 @@ def matmul_mlp(seed: int = 0) -> onnx.ModelProto:
     w1, b1 = rng.standard_normal((16, 24)).astype(np.float32) / 4, rng.standard_normal(24).astype(np.float32) / 4
     w2, b2 = rng.standard_normal((24, 5)).astype(np.float32) / 5, rng.standard_normal(5).astype(np.float32) / 4
     nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="fc1"), helper.make_node("Add", ["h", "b1"], ["a"]),
-             helper.make_node("Relu", ["a"], ["r"]), helper.make_node("Gemm", ["r", "w2", "b2"], ["logits"], name="fc2")]
+             helper.make_node("Relu", ["a"], ["r"]),
+             helper.make_node("Gemm", ["r", "w2", "b2"], ["logits"], name="fc2")]
     graph = helper.make_graph(nodes, "mm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 5])],
-                              [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"))])
+                              [numpy_helper.from_array(a, n)
+                               for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"))])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model
