@@ -1,6 +1,7 @@
 """The generated docs stay what their generators make: docs/cli.md (tools/cli_reference.py, from the typer app),
 benchmarks/RESULTS.md and the results blocks of README.md and docs/ (benchmarks/tables.py, from the results JSON);
-and RESULTS.md's labels stay true to git (each section names the commits that wrote its files and the default changes it predates)."""
+and RESULTS.md's labels stay true to git (each section names the commits that wrote its files and the default
+changes it predates)."""
 import importlib.util
 import re
 import subprocess
