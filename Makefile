@@ -17,7 +17,8 @@ DATA ?= ../shared/data
 install: $(STAMP)
 $(PY):
 	$(PYTHON3) -m venv $(VENV)
-$(STAMP): pyproject.toml | $(PY)
+# ftcompile/__init__.py holds the version the editable install's metadata records: a new version reinstalls
+$(STAMP): pyproject.toml ftcompile/__init__.py | $(PY)
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
 	@touch $@
@@ -28,8 +29,8 @@ test: install
 demo: install
 	$(PY) examples/mnist_lenet/demo.py
 
-# Every generated doc: docs/cli.md from the typer app, benchmarks/RESULTS.md from the results JSON (README's results
-# table: `python benchmarks/tables.py --readme`). tests/test_generated_docs.py fails while one is stale.
+# Every generated doc: docs/cli.md from the typer app, benchmarks/RESULTS.md and the marked blocks of README.md and
+# docs/ from the results JSON. tests/test_generated_docs.py fails while one is stale.
 docs: install
 	$(PY) tools/cli_reference.py --write
 	$(PY) benchmarks/tables.py --write
