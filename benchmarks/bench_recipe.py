@@ -29,6 +29,7 @@ EX = ROOT / "examples"
 TASKS = {
     "mnist-lenet": (EX / "mnist_lenet/work/lenet.onnx", EX / "mnist_lenet/work", "0.6", ""),
     "gtsrb-stn": (MODELS / "gtsrb_stn.onnx", EX / "gtsrb_stn/work", "0.3", ""),
+    "cifar-cnn": (EX / "cifar_cnn/work/cnn.onnx", EX / "cifar_cnn/work", "0.6", ""),
     "resnet20": (MODELS / "resnet20_cifar10_e160_cutout.onnx", EX / "cifar_resnet20/work", "0.3", ""),
     "preact18w16": (MODELS / "preact18w16_cifar10_e160_cutout.onnx", EX / "cifar_resnet20/work", "0.2", ""),
     "pennfudan-unet": (EX / "pennfudan_unet/work/unet.onnx", EX / "pennfudan_unet/work", "auto", ""),
