@@ -263,6 +263,11 @@ def _chip_opt():
                         "pcm:1y, --times or t=.", rich_help_panel=DRIFT)
 
 
+def _signoff_samples_opt():
+    return typer.Option(100, "--samples", help="Monte-Carlo drift samples: each draws every drifting weight anew and "
+                        "scores the whole data set.", rich_help_panel=GATE)
+
+
 def _calibrate_opt():
     return typer.Option(None, "--calibrate-on", help="With converters: calibrate their ranges on this data instead "
                         "of using the ones the model stores (a hardened model's) or, when it stores none, the data "
@@ -366,8 +371,7 @@ def validate(
     adc_noise: float = _adc_noise_opt(),
     chip: Optional[str] = _chip_opt(),
     calibrate_on: Optional[str] = _calibrate_opt(),
-    samples: int = typer.Option(100, "--samples", help="Monte-Carlo drift samples: each draws every drifting "
-                                "weight anew and scores the whole data set.", rich_help_panel=GATE),
+    samples: int = _signoff_samples_opt(),
     metric: Optional[str] = _metric_opt(),
     top_k: int = typer.Option(1, "--top-k", help="Score top-k accuracy (classification).", rich_help_panel=GATE),
     min_accuracy: Optional[float] = _min_acc_opt(),
@@ -424,8 +428,7 @@ def gate(
     stat: str = _stat_opt(),
     max_drop: Optional[float] = _max_drop_opt(),
     metric: Optional[str] = _metric_opt(),
-    samples: int = typer.Option(100, "--samples", help="Monte-Carlo drift samples: each draws every drifting "
-                                "weight anew and scores the whole data set.", rich_help_panel=GATE),
+    samples: int = _signoff_samples_opt(),
     sigma: Optional[float] = _sigma_opt(),
     drift: Optional[str] = _drift_opt(),
     compensation: Optional[str] = _compensation_opt(),
