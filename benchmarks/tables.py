@@ -1364,7 +1364,7 @@ def readme_table() -> str:
         sigmas = sorted({x["sigma"] for x in runs})
         many = len(runs) > 1
         span = (lambda v: spread(v, fmt)) if many else (lambda v: fmt(v[0]))
-        rows.append([task, "-".join(f"{x:g}" for x in sigmas),
+        rows.append([task, f"{sigmas[0]:g}" + (f"-{sigmas[-1]:g}" if len(sigmas) > 1 else ""),
                      f"{fmt(statistics.mean(x['before']['clean'] for x in runs))} -> "
                      f"{span([x['after']['clean'] for x in runs])}",
                      f"{fmt(statistics.mean(x['before']['mean'] for x in runs))} -> "
