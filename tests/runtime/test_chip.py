@@ -367,6 +367,19 @@ def test_the_programming_file_round_trips_to_the_weights(tmp_path):
         np.testing.assert_allclose(f["compensation_reference"], [np.abs(g_plus - g_minus).mean()], rtol=1e-5)
         r = float(f["dac_range"][1])
         np.testing.assert_allclose(f["adc_bound"], 10 * r * s, rtol=1e-6)
+        # without read_weights: the pair holds the tile's block, rows in the documented order (its channels in order,
+        # each channel's 3x3 window row-major: row 9 c + 3 ky + kx)
+        block = inits["w2"][:, 32:64].reshape(16, 288)
+        np.testing.assert_allclose((g_plus - g_minus) * s[:, None] / 25.0, block, rtol=1e-5, atol=1e-7)
+    with np.load(out / manifest["layers"][2]["tiles"][1]["file"]) as f:  # a MatMul stores in x out: a column per output
+        np.testing.assert_allclose((f["g_plus"] - f["g_minus"]) * f["column_scale"][:, None] / 25.0,
+                                   inits["w3"][512:].T, rtol=1e-5, atol=1e-7)
+    # each tile's DAC range is that tile's calibrated input range
+    ranges = calibrate_chip(conv_net(), [{"x": x}], PRESETS["aihwkit-inference"])
+    for layer in manifest["layers"]:
+        for tile in layer["tiles"]:
+            with np.load(out / tile["file"]) as f:
+                assert f["dac_range"].tolist() == pytest.approx(list(ranges[tile["key"] + ":in"]), rel=1e-5)
     onnx.save(wide_gemm()[0], tmp_path / "other.onnx")
     with pytest.raises(OutputError, match="another model"):
         ftcompile.api.export_program(tmp_path / "other.onnx", out, chip="aihwkit-inference",
