@@ -77,7 +77,8 @@ class _TiledForward:
                 self.ranges[tile.key] = name
             else:
                 self.ranges[tile.key] = r
-        self.ir = {t.key: torch.from_numpy(ir_drop_factors(layer, t)).to(mod.weight.dtype) for t in layer.tiles}
+        self.ir = {t.key: torch.from_numpy(ir_drop_factors(layer, t, chip.ir_drop)).to(mod.weight.dtype)
+                   for t in layer.tiles}
 
     def _canonical(self, w):
         return w.transpose(0, 1) if self.transposed else w

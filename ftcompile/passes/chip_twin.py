@@ -10,7 +10,7 @@ tile in the stored weights: the mapping of ``weight_scaling_columnwise``), in re
     xq   = round(clip(x_i, -r, r) / d_in) * d_in,  d_in = 2 r / inp_res                         (DAC)
     y    = layer(xq, W_ij)                                             (the analog product, no bias)
     y   -= c(a) * layer(xq, W_ij * f),  a = n / g_ratio * layer(|xq|, |W_ij|) / (r s),
-           c(a) = a (a (0.05 a - 0.2) + 0.5),  f_k = 1 - (1 - k / n)^2 for the tile's row k of n     (IR drop)
+           c(a) = a (a (0.05 a - 0.2) + 0.5),  f_k = ir_drop (1 - (1 - k / n)^2) for row k of n     (IR drop)
     y   += sqrt(w_noise^2 s layer(xq^2, |W_ij|) + (out_noise r s)^2) z  (PCM-like weight read noise and
                                                                         output noise: one draw of their sum)
     yq   = clip(round(y / d_out) * d_out, -b, b),  b = out_bound * r * s,  d_out = 2 b / out_res    (ADC)
@@ -101,12 +101,13 @@ def column_scales(layer: LayerTiles, w: np.ndarray, tile) -> np.ndarray:
     return np.where(s > 0, s, 1.0)
 
 
-def ir_drop_factors(layer: LayerTiles, tile) -> np.ndarray:
-    """``f_k = 1 - (1 - k / n)^2`` for the tile's ``n`` rows in aihwkit's order (channel, then kernel position),
-    shaped as the tile's weight block in canonical layout (``1 x channels x kernel...``)."""
+def ir_drop_factors(layer: LayerTiles, tile, scale: float) -> np.ndarray:
+    """``scale f_k``, ``f_k = 1 - (1 - k / n)^2`` for the tile's ``n`` rows in aihwkit's order (channel, then kernel
+    position), shaped as the tile's weight block in canonical layout (``1 x channels x kernel...``); ``scale``: the
+    chip's ``ir_drop`` (aihwkit's ``applyIrDrop`` multiplies the drop by it)."""
     n = tile.rows
     k = np.arange(n, dtype=np.float64)
-    f = 1 - (1 - k / n) ** 2
+    f = scale * (1 - (1 - k / n) ** 2)
     return f.reshape((1, tile.chans.stop - tile.chans.start) + tuple(layer.shape[2:] if layer.kernel > 1 else ()))
 
 
@@ -224,7 +225,7 @@ def _tile_layer(graph: gs.Graph, node: gs.Node, layer: LayerTiles, ranges: dict,
         nonneg = _nonnegative(x)
         stacked = [wt]
         if chip.ir_drop:  # a = n / g_ratio * layer(|xq|, |W|) / (r s): the per-column factor folded into |W|
-            f = layer.from_canonical(ir_drop_factors(layer, tile)).astype(np.float32)
+            f = layer.from_canonical(ir_drop_factors(layer, tile, chip.ir_drop)).astype(np.float32)
             k_col = layer.from_canonical((tile.rows / chip.ir_drop_g_ratio / (r * s)).reshape(
                 (-1,) + (1,) * (len(w.shape) - 1))).astype(np.float32)
             abs_wk = b.op("Mul", abs_w, b.const(k_col))

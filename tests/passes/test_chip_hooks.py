@@ -39,19 +39,20 @@ def _twin_output(model, ranges, chip, x):
 def test_the_hooked_module_computes_the_chip_s_twin():
     model = conv_net()
     x = np.random.default_rng(0).standard_normal((32, 3, 8, 8)).astype(np.float32)
-    chip = parse_chip(QUIET)  # tiles, DAC, IR drop, ADC: everything but the noise
-    ranges = calibrate_chip(model, [{"x": x}], chip)
     imported = import_onnx(model)
     digital = imported.module(torch.from_numpy(x)).detach().numpy()
-    hooks = attach_chip(imported.module, imported.sources, imported.onnx_model, ranges, chip)
-    assert len(hooks.forwards) == 3 and not any(RANGE_PARAM in n for n, _ in imported.module.named_parameters())
-    with torch.no_grad():
-        got = imported.module(torch.from_numpy(x)).numpy()
-    want = _twin_output(model, ranges, chip, x)
-    assert np.isclose(got, want, atol=1e-4).mean() > 0.99 and not np.allclose(got, digital, atol=1e-2)
-    hooks.remove()
-    with torch.no_grad():
-        np.testing.assert_allclose(imported.module(torch.from_numpy(x)).numpy(), digital, atol=1e-5)
+    for spec in (QUIET, QUIET + ",ir_drop=3"):  # tiles, DAC, IR drop (and its scale), ADC: all but the noise
+        chip = parse_chip(spec)
+        ranges = calibrate_chip(model, [{"x": x}], chip)
+        hooks = attach_chip(imported.module, imported.sources, imported.onnx_model, ranges, chip)
+        assert len(hooks.forwards) == 3 and not any(RANGE_PARAM in n for n, _ in imported.module.named_parameters())
+        with torch.no_grad():
+            got = imported.module(torch.from_numpy(x)).numpy()
+        want = _twin_output(model, ranges, chip, x)
+        assert np.isclose(got, want, atol=1e-4).mean() > 0.99 and not np.allclose(got, digital, atol=1e-2)
+        hooks.remove()
+        with torch.no_grad():
+            np.testing.assert_allclose(imported.module(torch.from_numpy(x)).numpy(), digital, atol=1e-5)
 
 
 def test_the_objective_scores_the_runtime_s_draws_on_the_full_preset(tmp_path):

@@ -116,12 +116,20 @@ def test_the_twin_shows_the_split_and_equals_a_hand_computed_tiled_layer():
     comps = [i.name for i in twin.graph.input if i.name.startswith(COMP_PREFIX)]
     assert comps == [COMP_PREFIX + f"fc#{t}.0" for t in range(3)]
     got = _run(twin, {"x": x})
-    want = b.astype(np.float64).copy()
-    for (c0, c1), key in zip(((0, 367), (367, 734), (734, 1100)), ("fc#0.0", "fc#1.0", "fc#2.0")):
-        want = want + _hand_tile(x[:, c0:c1].astype(np.float64), w[:, c0:c1].astype(np.float64),
-                                 ranges[key + ":in"][1], chip, c1 - c0)
+
+    def by_hand(chip):
+        want = b.astype(np.float64).copy()
+        for (c0, c1), key in zip(((0, 367), (367, 734), (734, 1100)), ("fc#0.0", "fc#1.0", "fc#2.0")):
+            want = want + _hand_tile(x[:, c0:c1].astype(np.float64), w[:, c0:c1].astype(np.float64),
+                                     ranges[key + ":in"][1], chip, c1 - c0)
+        return want
+
+    want = by_hand(chip)
     # the same formulas; float32 against float64 may move a value across an ADC step rarely
     assert np.isclose(got, want, atol=1e-4).mean() > 0.99
+    scaled = parse_chip(QUIET + ",ir_drop=3")  # ir_drop scales the drop (aihwkit's applyIrDrop)
+    got3 = _run(insert_chip(model, ranges, scaled), {"x": x})
+    assert np.isclose(got3, by_hand(scaled), atol=1e-4).mean() > 0.99 and np.abs(got3 - got).max() > 1e-3
     assert not np.allclose(got, x @ w.T + b, atol=1e-2)  # the converters did something
     whole = _hand_tile(x.astype(np.float64), w.astype(np.float64), 3 * x.std(), chip, 1100) + b
     assert np.abs(whole - want).max() > 1e-2  # one 1,100-row tile would read differently
