@@ -37,7 +37,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from ftcompile.errors import ConfigError, UnsupportedModelError
-from ftcompile.passes.converters import NOISE_PREFIX, _layer_nodes, _slices, finish_twin, layer_key, products_probe
+from ftcompile.passes.converters import NOISE_PREFIX, _layer_nodes, finish_twin, layer_key, probe_runs
 from ftcompile.passes.onnx_graph import TILE_SLICE
 from ftcompile.runtime.devices.chip import Chip, channel_split, split_sizes
 from ftcompile.runtime.devices.tiles import COMP_PREFIX, LayerTiles
@@ -118,27 +118,16 @@ def calibrate_chip(model: onnx.ModelProto, feeds_batches, chip: Chip, max_batche
     its first ``init_from_data`` training batches; here one std over the calibration examples, and over the feature
     map rather than aihwkit's unfolded patches, whose padding zeros lower it slightly); ``init_value`` when the input
     is constant."""
-    import onnxruntime as ort
-
-    layers = chip_layers(model, chip)
-    graph = gs.import_onnx(model)
-    axes = {layer_key(n): _layout(n)[3] for n in _layer_nodes(graph)}
-    probe, names = products_probe(model)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    session = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    ranks = {i.name: len(i.type.tensor_type.shape.dim) for i in probe.graph.input}
-    moments = {t.key: np.zeros(3) for layer in layers for t in layer.tiles}
-    wanted = [names[f"{layer.layer}:in"] for layer in layers]
-    for b, feeds in enumerate(feeds_batches):
-        if b >= max_batches:
-            break
-        for part in _slices(feeds, ranks, rows):
-            for layer, x in zip(layers, session.run(wanted, part)):
-                x = np.moveaxis(np.asarray(x, np.float64), axes[layer.layer], 0)
-                for tile in layer.tiles:
-                    v = x[tile.chans]
-                    moments[tile.key] += (v.size, v.sum(), np.square(v).sum())
+    nodes = _layer_nodes(gs.import_onnx(model))
+    layers = [(_plan(node, chip), _layout(node)[3]) for node in nodes]  # with the feature axis of each input
+    moments = {t.key: np.zeros(3) for layer, _ in layers for t in layer.tiles}
+    keys = [f"{layer.layer}:in" for layer, _ in layers]
+    for values in probe_runs(model, feeds_batches, max_batches=max_batches, rows=rows, keys=keys):
+        for layer, axis in layers:
+            x = np.moveaxis(np.asarray(values[f"{layer.layer}:in"], np.float64), axis, 0)
+            for tile in layer.tiles:
+                v = x[tile.chans]
+                moments[tile.key] += (v.size, v.sum(), np.square(v).sum())
     if not any(m[0] for m in moments.values()):
         raise ConfigError("calibration data is empty; give a few batches of inputs.")
     ranges = {}

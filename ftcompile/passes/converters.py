@@ -126,33 +126,41 @@ def calibrate(model: onnx.ModelProto, feeds_batches, max_batches: int = 4,
     batches, 850 MB with 128-row slices; 448 MB without converters). Ranges are minima and maxima, so the
     split changes nothing else.
     """
-    import onnxruntime as ort
-
-    probe, names = products_probe(model)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    session = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     lo: dict[str, float] = {}
     hi: dict[str, float] = {}
-    ranks = {i.name: len(i.type.tensor_type.shape.dim) for i in probe.graph.input}
-    for i, feeds in enumerate(feeds_batches):
-        if i >= max_batches:
-            break
-        for part in _slices(feeds, ranks, rows):
-            values = session.run(list(names.values()), part)
-            for key, v in zip(names, values):
-                lo[key] = min(lo.get(key, np.inf), float(np.min(v)))
-                hi[key] = max(hi.get(key, -np.inf), float(np.max(v)))
+    for values in probe_runs(model, feeds_batches, max_batches=max_batches, rows=rows):
+        for key, v in values.items():
+            lo[key] = min(lo.get(key, np.inf), float(np.min(v)))
+            hi[key] = max(hi.get(key, -np.inf), float(np.max(v)))
     if not lo:
         raise ConfigError("calibration data is empty; give a few batches of inputs.")
     ranges = {}
-    for key in names:
+    for key in lo:
         if key.endswith(":out"):
             bound = max(abs(lo[key]), abs(hi[key]), 1e-12)
             ranges[key] = (-bound, bound)
         else:
             ranges[key] = (lo[key], hi[key] if hi[key] > lo[key] else lo[key] + 1e-12)
     return ranges
+
+
+def probe_runs(model: onnx.ModelProto, feeds_batches, *, max_batches: int, rows: int, keys=None):
+    """What calibration observes: for each run of at most ``rows`` examples of the first ``max_batches`` batches
+    (``_slices``), ``{key: array}`` of the probe's outputs ``keys`` (``"<layer>:in"``, ``"<layer>:out"``,
+    ``products_probe``; None: all of them)."""
+    import onnxruntime as ort
+
+    probe, names = products_probe(model)
+    keys = list(names) if keys is None else list(keys)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    ranks = {i.name: len(i.type.tensor_type.shape.dim) for i in probe.graph.input}
+    for i, feeds in enumerate(feeds_batches):
+        if i >= max_batches:
+            break
+        for part in _slices(feeds, ranks, rows):
+            yield dict(zip(keys, session.run([names[k] for k in keys], part)))
 
 
 def _slices(feeds: dict, ranks: dict, rows: int):
