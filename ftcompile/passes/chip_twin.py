@@ -37,7 +37,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from ftcompile.errors import ConfigError, UnsupportedModelError
-from ftcompile.passes.converters import NOISE_PREFIX, _layer_nodes, finish_twin, layer_key, probe_runs
+from ftcompile.passes.converters import NOISE_PREFIX, _bias_for, _layer_nodes, finish_twin, layer_key, probe_runs
 from ftcompile.passes.onnx_graph import TILE_SLICE
 from ftcompile.runtime.devices.chip import Chip, channel_split, split_sizes
 from ftcompile.runtime.devices.tiles import COMP_PREFIX, LayerTiles
@@ -181,6 +181,7 @@ def _tile_layer(graph: gs.Graph, node: gs.Node, layer: LayerTiles, ranges: dict,
     w = weight.values
     rank = len(w.shape) if node.op in ("Conv", "ConvTranspose") else 2 if node.op == "Gemm" else None
     bias = node.inputs[2] if node.op in ("Conv", "ConvTranspose", "Gemm") and len(node.inputs) > 2 else None
+    bias = _bias_for(graph, node, bias, k) if bias is not None else None  # digital, after the tiles
     x = next(t for t in node.inputs[:2] if t is not weight)
     y = node.outputs[0]
     node.outputs.clear()
@@ -249,10 +250,8 @@ def _tile_layer(graph: gs.Graph, node: gs.Node, layer: LayerTiles, ranges: dict,
         sums.setdefault(tile.j, []).append(yt)
     parts = [v[0] if len(v) == 1 else b.op("Sum", *v) for _, v in sorted(sums.items())]
     z = parts[0] if len(parts) == 1 else b.op("Concat", *parts, attrs={"axis": y_axis})
-    if bias is not None:  # digital, after the tiles (a convolution's per-channel bias over its spatial dims)
-        shaped = bias if rank in (None, 2) or not isinstance(bias, gs.Constant) else gs.Constant(
-            f"{bias.name}_ftcompile_shaped_{k}", bias.values.reshape((1, -1) + (1,) * (rank - 2)))
-        z = b.op("Add", z, shaped)
+    if bias is not None:
+        z = b.op("Add", z, bias)
     graph.nodes.append(gs.Node("Identity", name=f"ftcompile_tile_{k}_out", inputs=[z], outputs=[y]))
     return [weight.name] + [COMP_PREFIX + t.key for t in layer.tiles]
 
