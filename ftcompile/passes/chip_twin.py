@@ -37,7 +37,8 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from ftcompile.errors import ConfigError, UnsupportedModelError
-from ftcompile.passes.converters import NOISE_PREFIX, _bias_for, _layer_nodes, finish_twin, layer_key, probe_runs
+from ftcompile.passes.converters import (NOISE_PREFIX, _bias_for, _layer_nodes, fed_normals, finish_twin, layer_key,
+                                         probe_runs)
 from ftcompile.passes.onnx_graph import TILE_SLICE
 from ftcompile.runtime.devices.chip import Chip, channel_split, split_sizes
 from ftcompile.runtime.devices.tiles import COMP_PREFIX, LayerTiles
@@ -303,14 +304,11 @@ def _column_shape(rank, y_axis) -> list[int]:
 
 
 def _normals(b: _Builder, graph: gs.Graph, like: gs.Tensor, stream: str, noise: str) -> gs.Variable:
-    """Standard normals shaped as ``like``: the fed input ``NOISE_PREFIX + stream`` (exactly ``size(like)`` values,
-    row-major: the runtime feeds each tile's count), or drawn by ``RandomNormalLike`` with a seed of the stream's
-    own."""
+    """Standard normals shaped as ``like``: the fed input ``NOISE_PREFIX + stream`` (``converters.fed_normals``: the
+    runtime feeds each tile's count), or drawn by ``RandomNormalLike`` with a seed of the stream's own."""
     if noise == "graph":
         import zlib
 
         return b.op("RandomNormalLike", like, attrs={"mean": 0.0, "scale": 1.0, "dtype": onnx.TensorProto.FLOAT,
                                                      "seed": float(zlib.crc32(stream.encode()) % 65536 + 1)})
-    fed = gs.Variable(NOISE_PREFIX + stream, dtype=np.float32, shape=[f"noise_{b.prefix}_{b.n}"])
-    graph.inputs.append(fed)
-    return b.op("Reshape", fed, b.op("Shape", like, dtype=np.int64))
+    return fed_normals(graph, like, stream)
