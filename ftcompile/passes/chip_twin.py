@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
+from array_api_compat import array_namespace
 
 from ftcompile.errors import ConfigError, UnsupportedModelError
 from ftcompile.passes.converters import (NOISE_PREFIX, _bias_for, _layer_nodes, fed_normals, finish_twin, layer_key,
@@ -95,11 +96,13 @@ def _w_noise(chip: Chip) -> bool:
     return chip.w_noise > 0 and chip.w_noise_type == "pcm_read"
 
 
-def column_scales(layer: LayerTiles, w: np.ndarray, tile) -> np.ndarray:
-    """The tile's column scales ``s`` (each column's max ``|w|`` in the tile; 1 for an all-zero column)."""
-    block = np.abs(layer.canonical(w)[tile.cols, tile.chans]).reshape(tile.cols.stop - tile.cols.start, -1)
-    s = block.max(axis=1).astype(np.float64)
-    return np.where(s > 0, s, 1.0)
+def column_scales(block):
+    """A tile's column scales ``s``: each column's max ``|w|`` of ``block``, the tile's weights in canonical layout
+    (``columns x channels x kernel...``); 1 for an all-zero column. Any array namespace: the torch twin
+    (``chip_hooks``) and the programming file compute the same."""
+    xp = array_namespace(block)
+    s = xp.max(xp.reshape(xp.abs(block), (block.shape[0], -1)), axis=1)
+    return xp.where(s > 0, s, xp.ones_like(s))
 
 
 def ir_drop_factors(layer: LayerTiles, tile, scale: float) -> np.ndarray:
@@ -198,7 +201,7 @@ def _tile_layer(graph: gs.Graph, node: gs.Node, layer: LayerTiles, ranges: dict,
     sums = {}
     for tile in layer.tiles:
         r = float(ranges[f"{tile.key}:in"][1])
-        s = column_scales(layer, w, tile)
+        s = column_scales(layer.canonical(w)[tile.cols, tile.chans]).astype(np.float64)
         xi = x if len(layer.rows) == 1 else b.op("Slice", x, b.const([tile.chans.start], np.int64),
                                                   b.const([tile.chans.stop], np.int64),
                                                   b.const([feature_axis], np.int64))
