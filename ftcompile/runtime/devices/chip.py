@@ -235,11 +235,7 @@ def _typed(key: str, value: str, kind: type):
 def split_sizes(size: int, max_size: int) -> tuple[int, ...]:
     """``size`` cut into the fewest pieces of at most ``max_size``, as equal as possible (the first ones one larger):
     aihwkit's ``TileModuleArray.get_split_sizes`` (1,100 rows on 512-row tiles: 367, 367, 366). 0: one piece."""
-    if max_size <= 0 or size <= max_size:
-        return (size,)
-    n = -(-size // max_size)
-    base, extra = divmod(size, n)
-    return tuple(base + (i < extra) for i in range(n))
+    return channel_split(size, 1, max_size)
 
 
 def channel_split(channels: int, kernel: int, max_rows: int) -> tuple[int, ...]:
