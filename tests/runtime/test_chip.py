@@ -305,6 +305,7 @@ def test_chip_specs_times_and_errors():
     assert chip.drift("lognormal:0.3").spec() == "lognormal:0.3"
     for bad, match in (("nosuch", "unknown; use aihwkit-inference"), ("aihwkit-inference,foo=1", "unknown field 'foo'"),
                        ("aihwkit-inference,tile=x", "must be a whole number"), ("tile=3", "start with a preset"),
+                       ("aihwkit-inference,tile=3.7", "must be a whole number"),
                        ("aihwkit-inference,bound_management=iterative", "bound_management must be none"),
                        ("aihwkit-inference,w_noise_type=additive", "w_noise_type must be one of")):
         with pytest.raises(ConfigError, match=match):

@@ -226,7 +226,12 @@ def _typed(key: str, value: str, kind: type):
             if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
                 raise ValueError
             return value.lower() in ("1", "true", "yes")
-        return kind(float(value)) if kind is int else kind(value)
+        if kind is int:
+            number = float(value)
+            if not number.is_integer():  # tile=3.7 is a typo, not 3 rows
+                raise ValueError
+            return int(number)
+        return kind(value)
     except ValueError:
         what = "a whole number" if kind is int else kind.__name__
         raise ConfigError(f"--chip {key}={value!r} must be {what}.") from None
