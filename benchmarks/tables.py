@@ -41,13 +41,18 @@ def md(header: list, rows: list) -> str:
 
 
 def pct(x) -> str:
-    """A fraction as a percentage with two decimals (accuracy)."""
+    """A fraction as a percentage with two decimals (accuracy); empty for None (not recorded or not defined)."""
     return "" if x is None else f"{100 * x:.2f}"
 
 
 def dec(x) -> str:
     """A Dice or mAP value with three decimals."""
     return "" if x is None else f"{x:.3f}"
+
+
+def two(x) -> str:
+    """A value already in percent (or a ratio) with two decimals."""
+    return "" if x is None else f"{x:.2f}"
 
 
 def share(x) -> str:
@@ -59,9 +64,32 @@ def recovered(before: dict, after: dict) -> str:
     return share((after["mean"] - before["mean"]) / (before["clean"] - before["mean"]))
 
 
+def span(values: list, fmt=dec) -> str:
+    """Lowest-highest of ``values``; one value when both ends print the same."""
+    low, high = fmt(min(values)), fmt(max(values))
+    return low if low == high else f"{low}-{high}"
+
+
 def spread(values: list, fmt=dec) -> str:
     """Mean over seeds, lowest-highest in brackets."""
-    return f"{fmt(statistics.mean(values))} ({fmt(min(values))}-{fmt(max(values))})"
+    return f"{fmt(statistics.mean(values))} ({span(values, fmt)})"
+
+
+def mean_se(values: list) -> tuple:
+    """The mean and its standard error (the sample standard deviation over sqrt(n)); the error is None for one
+    value."""
+    n = len(values)
+    return statistics.fmean(values), statistics.stdev(values) / n ** 0.5 if n > 1 else None
+
+
+def difference(a: dict, b: dict) -> tuple:
+    """``a`` - ``b`` of two independent means (dicts with ``mean`` and ``se``) and the standard error of it."""
+    return a["mean"] - b["mean"], (a["se"] ** 2 + b["se"] ** 2) ** 0.5
+
+
+def pm(mean: float, se: float, fmt=pct, signed: bool = False) -> str:
+    """A mean and its standard error, both printed by ``fmt``; ``signed``: a difference, with its sign."""
+    return f"{'+' if signed and mean >= 0 else ''}{fmt(mean)} ± {fmt(se)}"
 
 
 def thousands(x) -> str:
@@ -164,7 +192,7 @@ def resnet20_cutout() -> str:
     resnet, lenet = load("blend/resnet20_e160_cutout.shares.json"), load("blend/lenet.shares.json")
     shares = sorted(set(resnet["shares"]) | set(lenet["shares"]), key=float)
     cells = lambda d, s: ([f"{d['shares'][s]['clean']:.2f}",  # noqa: E731
-                           f"{d['shares'][s]['mean']:.2f} +- {d['shares'][s]['stderr']:.2f}"]
+                           pm(d['shares'][s]['mean'], d['shares'][s]['stderr'], two)]
                           if s in d["shares"] else ["", ""])
     text += ["", f"Blending by hand (`benchmarks/bench_blend.py`): the no-blend model above mixed with its ERM source "
              f"at each share, {resnet['test']} at K = {resnet['samples']}; the LeNet demo's hardened model the same "
@@ -248,12 +276,12 @@ def resnet20_e160() -> str:
     only = load(f"{ts}.grid-cosine-trials-only.report.json")
     grid = lambda r: {t["train_sigma"]: t for t in r["trials"] if t.get("stage") == "train-sigma"}  # noqa: E731
     a, b = grid(constant), grid(only)
-    text += ["", "The grid's short-trial scores (validation accuracy under drift, %, +- one standard error):", "",
+    text += ["", "The grid's short-trial scores (validation accuracy under drift, %, ± one standard error):", "",
              md(["trials", *(f"{s:g}" for s in a), "chosen then"],
-                [["constant rate", *(f"{pct(t['objective'])} +- {pct(t['stderr'])}" for t in a.values()),
+                [["constant rate", *(pm(t["objective"], t["stderr"]) for t in a.values()),
                   f"{constant['train_sigma']:g}"],
-                 ["the final fit's schedule (cosine)", *(f"{pct(t['objective'])} +- {pct(t['stderr'])}"
-                                                         for t in b.values()), f"{only['train_sigma']:g}"]])]
+                 ["the final fit's schedule (cosine)", *(pm(t["objective"], t["stderr"]) for t in b.values()),
+                  f"{only['train_sigma']:g}"]])]
     return "\n".join(text)
 
 
@@ -633,12 +661,11 @@ def search_resnet20() -> str:
         if not isinstance(s, dict):
             continue
         runs = [r for k, r in d["runs"].items() if k.rsplit("/", 1)[0] == config]
-        rows.append([config, f"{s['best_mean']:.2f} +- {s['best_se']:.2f}",
-                     ", ".join(f"{v:.2f}" for v in s["per_seed"]),
-                     f"{min(r['seconds'] for r in runs):.0f}-{max(r['seconds'] for r in runs):.0f}",
+        rows.append([config, pm(s["best_mean"], s["best_se"], two), ", ".join(f"{v:.2f}" for v in s["per_seed"]),
+                     span([r["seconds"] for r in runs], thousands),
                      thousands(max(r["peak_mb"] for r in runs))])
     reach = {k: v for k, v in d["summary"].items() if not isinstance(v, dict)}
-    return "\n".join([md(["search / rate space", "best objective (%, mean +- s.e. over seeds)", "per seed",
+    return "\n".join([md(["search / rate space", "best objective (%, mean ± s.e. over seeds)", "per seed",
                           "seconds per search", "peak MB"], rows), "",
                       *(f"{k.replace('_', ' ')}, per seed: {v}" for k, v in reach.items()), "",
                       plots("search_resnet20.png")])
@@ -649,7 +676,7 @@ def fidelity() -> str:
     rows = [[f, f"{s['search_seconds']:.1f}"
              + (f" ({s['search_speedup']:.1f}x less)" if s["search_speedup"] != 1 else ""),
              f"{s['seconds']:.1f}",
-             pct(s["best_objective"]), f"{pct(s['mean'])} +- {pct(s['mean_se'])}", pct(s["clean"])]
+             pct(s["best_objective"]), pm(s["mean"], s["mean_se"]), pct(s["clean"])]
             for f, s in d["summary"].items()]
     return md(["`--trial-fraction`", "search s (sum of trials)", "whole harden s", "best trial objective",
                f"sign-off mean at {d['sigma']:g}", "clean"], rows)
@@ -679,6 +706,11 @@ def schedule() -> str:
                           "mean under drift"], seeds_rows)])
 
 
+def percent(x) -> str:
+    """A share in percent with one decimal."""
+    return f"{100 * x:.1f}"
+
+
 def seeds(name: str) -> str:
     """One row per flag set of a crossing study (``run.py --at crossing``), one column per seed: clean / under drift,
     then the mean under drift and the shares of ERM's clean metric and of each run's own (mean, lowest-highest)."""
@@ -688,23 +720,17 @@ def seeds(name: str) -> str:
         flags, seed = run["flags"].rsplit(" --seed ", 1)
         by_flags.setdefault(flags, {})[int(seed)] = run
     width = 1 + max(max(group) for group in by_flags.values())
-    lines = ["| flags | " + " | ".join(f"seed {i}" for i in range(width))
-             + " | mean under drift | of ERM's clean | of its own clean | harden |", "| --- |" + " --- |" * (width + 4)]
-
-    def share(values):
-        return f"{100 * statistics.mean(values):.1f}% ({100 * min(values):.1f}-{100 * max(values):.1f})"
-
+    rows = []
     for flags, group in by_flags.items():
-        cells = [f"{group[i]['after']['clean']:.3f} / {group[i]['after']['mean']:.3f}" if i in group else ""
-                 for i in range(width)]
         done = list(group.values())
-        seconds = [r["seconds"] for r in done]
-        lines.append(f"| `{flags}` | " + " | ".join(cells)
-                     + f" | {statistics.mean(r['after']['mean'] for r in done):.3f}"
-                     + f" | {share([r['after']['mean'] / r['before']['clean'] for r in done])}"
-                     + f" | {share([r['after']['mean'] / r['after']['clean'] for r in done])}"
-                     + f" | {min(seconds)}-{max(seconds)} s |")
-    return "\n".join(lines)
+        rows.append([f"`{flags}`", *(f"{dec(group[i]['after']['clean'])} / {dec(group[i]['after']['mean'])}"
+                                     if i in group else "" for i in range(width)),
+                     dec(statistics.mean(r["after"]["mean"] for r in done)),
+                     spread([r["after"]["mean"] / r["before"]["clean"] for r in done], percent),
+                     spread([r["after"]["mean"] / r["after"]["clean"] for r in done], percent),
+                     f"{span([r['seconds'] for r in done], thousands)} s"])
+    return md(["flags", *(f"seed {i}" for i in range(width)), "mean under drift", "of ERM's clean (%)",
+               "of its own clean (%)", "harden"], rows)
 
 
 # --- speed and size ----------------------------------------------------------------------------------------------
@@ -755,16 +781,11 @@ def startup() -> str:
 
 def aihwkit_accuracy() -> str:
     d = load("aihwkit_accuracy.json")
-    pm = lambda m, se: f"{100 * m:.2f} ± {100 * se:.2f}"  # noqa: E731
     ours, theirs, paired = d["ftcompile"], d["aihwkit"]["times"], d["paired"]
-    rows = []
-    for t in theirs:
-        a, f = theirs[t], ours["ftcompile"][t]
-        diff, se = f["mean"] - a["mean"], (f["se"] ** 2 + a["se"] ** 2) ** 0.5
-        rows.append([t, pm(a["mean"], a["se"]), pm(f["mean"], f["se"]), pm(ours["reference=programmed"][t]["mean"],
-                     ours["reference=programmed"][t]["se"]), pm(ours["path=aihwkit"][t]["mean"],
-                     ours["path=aihwkit"][t]["se"]), f"{100 * diff:+.2f} ± {100 * se:.2f}", str(a["samples"])])
-    diffs = [[t, *(f"{100 * paired[t][k]['mean']:+.2f} ± {100 * paired[t][k]['se']:.2f}"
+    rows = [[t, pm(a["mean"], a["se"]), *(pm(ours[k][t]["mean"], ours[k][t]["se"])
+                                          for k in ("ftcompile", "reference=programmed", "path=aihwkit")),
+             pm(*difference(ours["ftcompile"][t], a), signed=True), str(a["samples"])] for t, a in theirs.items()]
+    diffs = [[t, *(pm(paired[t][k]["mean"], paired[t][k]["se"], signed=True)
                    for k in ("reference=programmed", "path=aihwkit"))] for t in paired]
     return "\n".join([
         f"Digital accuracy {100 * d['digital_accuracy']:.2f}%; {d['images']:,} test images; aihwkit "
@@ -773,14 +794,6 @@ def aihwkit_accuracy() -> str:
             "ftcompile on aihwkit's weight path", "ftcompile - aihwkit", "K"], rows), "",
         "Paired differences from ftcompile's default (the same keyed draws), accuracy points:", "",
         md(["time", "reference read without read noise", "aihwkit's weight path and reference"], diffs)])
-
-
-def _se(values: list) -> float:
-    n = len(values)
-    if n < 2:
-        return float("nan")
-    m = sum(values) / n
-    return (sum((v - m) ** 2 for v in values) / (n - 1) / n) ** 0.5
 
 
 def metric_format(task: str):
@@ -805,17 +818,14 @@ def recipe_runs() -> str:
         by = {}
         for key, r in runs.items():
             by.setdefault(key.rsplit(" seed ", 1)[0], []).append(r)
-        means = [[f"`{k}`", str(len(v)), fmt(sum(r["after"]["mean"] for r in v) / len(v)),
-                  fmt(_se([r["after"]["mean"] for r in v])), fmt(sum(r["after"]["clean"] for r in v) / len(v)),
+        means = [[f"`{k}`", str(len(v)), *map(fmt, mean_se([r["after"]["mean"] for r in v])),
+                  fmt(statistics.fmean(r["after"]["clean"] for r in v)),
                   f"{sum(r['seconds'] for r in v) / len(v):,.0f}", f"{max(r['peak_mb'] for r in v):,}"]
                  for k, v in sorted(by.items())]
         targets = sorted({r["drift"] for r in runs.values()})
-        def span(values):  # lowest-highest over the seeds' drift draws
-            low, high = fmt(min(values)), fmt(max(values))
-            return low if low == high else f"{low}-{high}"
-
-        source = "; ".join(f"{span([r['before']['clean'] for r in runs.values() if r['drift'] == d])} clean, "
-                           f"{span([r['before']['mean'] for r in runs.values() if r['drift'] == d])} under {d}"
+        # lowest-highest over the seeds' drift draws
+        source = "; ".join(f"{span([r['before']['clean'] for r in runs.values() if r['drift'] == d], fmt)} clean, "
+                           f"{span([r['before']['mean'] for r in runs.values() if r['drift'] == d], fmt)} under {d}"
                            for d in targets)
         parts += [f"### {task}", "",
                   f"Target {', '.join(targets)}" + (" (`--sigma auto`, by seed)" if len(targets) > 1 else "")
@@ -845,9 +855,8 @@ def defaults_runs() -> str:
                       - runs[f"{variants[1]} seed {s}"]["after"]["mean"]
                       for s in seeds if all(f"{v} seed {s}" in runs for v in variants[:2])]
             first = next(iter(runs.values()))
-            note = (f"{variants[0]} - {variants[1]}: {fmt(sum(paired) / len(paired))} on average over "
-                    f"{len(paired)} seeds (standard error {fmt(_se(paired))})" if len(variants) > 1 and paired
-                    else "")
+            note = (f"{variants[0]} - {variants[1]}: {pm(*mean_se(paired), fmt, signed=True)} on average over "
+                    f"{len(paired)} seeds (mean ± standard error)" if len(variants) > 1 and paired else "")
             parts += [f"### {study}: {task}", "",
                       f"Target {first['drift']}; sign-off on the {first['signoff_examples']} validation examples "
                       f"harden held out ({first['signoff']}), K = {first['after']['samples']}. {note}.", "",
@@ -864,12 +873,16 @@ def chip_cost() -> str:
              "chip-quiet": "the same chip with `out_noise=0,w_noise=0,ir_drop=0`"}
     base = d["runs"]["lognormal"]["seconds_per_pass"]
     rows = [[names.get(k, k), f"{r['seconds_per_pass']:.1f}", f"{r['seconds_per_pass'] / base:.2f}",
-             pct(r["clean"]), f"{pct(r['mean'])} +- {pct(r['stderr'])}", str(r["drifting_tensors"])]
+             pct(r["clean"]), pm(r["mean"], r["stderr"]), str(r["drifting_tensors"])]
             for k, r in d["runs"].items()]
     return "\n".join([f"ResNet-20, the first {d['images']:,} CIFAR-10 test images, K = {d['samples']}, one onnxruntime "
                       f"thread (onnxruntime {d['onnxruntime']}); target: {d['target']}.", "",
-                      md(["run", "seconds per pass", "x lognormal", "clean", "mean under drift +- s.e.",
+                      md(["run", "seconds per pass", "x lognormal", "clean", "mean under drift ± s.e.",
                           "drifting tensors"], rows)])
+
+
+def ratio(x) -> str:
+    return f"{x:.3f}"
 
 
 def chip_vs_aihwkit() -> str:
@@ -880,7 +893,7 @@ def chip_vs_aihwkit() -> str:
     forward = [[f["layer"], f["case"], str(f["tiles"]), f"{f['max_abs_difference']:.1e}",
                 share(f["share_within_1e-4"]), f"{f['max_abs_output']:.2f}"] for f in d["forward"]]
     noise = [[n["noise"], str(n["reads"]), f"{n['mean_std_ftcompile']:.4f}", f"{n['mean_std_aihwkit']:.4f}",
-              f"{n['ratio_mean']:.3f} +- {n['ratio_se']:.3f}"] for n in d["noise"]]
+              pm(n["ratio_mean"], n["ratio_se"], ratio)] for n in d["noise"]]
     off = d["fields"]["off_in_preset"]
     on = [f["aihwkit"] for f in off if not f["equal"]]
     return "\n".join([f"aihwkit {d['aihwkit']}, torch {d['torch']}. The preset's {len(fields)} fields against "
@@ -891,18 +904,18 @@ def chip_vs_aihwkit() -> str:
                       "The tiled twin against aihwkit's AnalogLinear (`fc`) and AnalogConv2d (`conv`), noise off:", "",
                       md(["layer", "case", "tiles", "max abs difference", "within 1e-4", "max abs output"], forward),
                       "", "Noise spreads, ftcompile over aihwkit:", "",
-                      md(["noise", "reads", "mean std ftcompile", "mean std aihwkit", "ratio +- s.e."], noise)])
+                      md(["noise", "reads", "mean std ftcompile", "mean std aihwkit", "ratio ± s.e."], noise)])
 
 
 def clip_remap() -> str:
     """Weight clip and remap in chip training, chosen on validation, measured on test once."""
     d = load("clip_remap.json")
-    rows = [[f"`{k}`" + (" (chosen)" if k == d["chosen_on_val"] else ""), f"{pct(v['val_mean'])} +- {pct(v['val_se'])}",
-             f"{pct(v['test_mean'])} +- {pct(v['test_se'])}"] for k, v in d["summary"].items()]
+    rows = [[f"`{k}`" + (" (chosen)" if k == d["chosen_on_val"] else ""), pm(v["val_mean"], v["val_se"]),
+             pm(v["test_mean"], v["test_se"])] for k, v in d["summary"].items()]
     source = statistics.mean(r["source_test_mean"] for r in next(iter(d["runs"].values())))
     return "\n".join([f"{d['task']}; `harden --chip {d['chip']} --drift {d['drift']}`, seeds "
                       f"{', '.join(map(str, d['seeds']))}, K = {d['samples']}; the rule: {d['rule']}. The ERM source "
-                      f"reads {pct(source)} on the test images under the same chip. Mean over seeds +- the standard "
+                      f"reads {pct(source)} on the test images under the same chip. Mean over seeds ± the standard "
                       "error over them.", "", md(["clip, remap", "val", "test"], rows)])
 
 
@@ -1361,14 +1374,14 @@ def readme_table() -> str:
                      f"{fmt(before['mean'])} -> **{fmt(after['mean'])}**", signed, chosen, f"`{file}` ({when})"])
 
     def seeded(task, file, runs, signed, chosen, when, fmt=dec):
-        sigmas = sorted({x["sigma"] for x in runs})
+        sigmas = [x["sigma"] for x in runs]
         many = len(runs) > 1
-        span = (lambda v: spread(v, fmt)) if many else (lambda v: fmt(v[0]))
-        rows.append([task, f"{sigmas[0]:g}" + (f"-{sigmas[-1]:g}" if len(sigmas) > 1 else ""),
+        show = (lambda v: spread(v, fmt)) if many else (lambda v: fmt(v[0]))
+        rows.append([task, span(sigmas, lambda s: f"{s:g}"),
                      f"{fmt(statistics.mean(x['before']['clean'] for x in runs))} -> "
-                     f"{span([x['after']['clean'] for x in runs])}",
+                     f"{show([x['after']['clean'] for x in runs])}",
                      f"{fmt(statistics.mean(x['before']['mean'] for x in runs))} -> "
-                     f"**{span([x['after']['mean'] for x in runs])}**", signed, chosen, f"`{file}` ({when})"])
+                     f"**{show([x['after']['mean'] for x in runs])}**", signed, chosen, f"`{file}` ({when})"])
 
     def today(key, task, signed, chosen) -> bool:
         runs = [r for k, r in sorted(recipe.get(key, {}).get("runs", {}).items()) if k.startswith("grid seed ")]
@@ -1422,14 +1435,11 @@ def aihwkit_accuracy_doc() -> str:
     """docs/devices.md's table: ResNet-20 under PCM in aihwkit and in ftcompile, and the paired change on aihwkit's
     weight path and reference."""
     d = load("aihwkit_accuracy.json")
-    pm = lambda m, se: f"{100 * m:.2f} ± {100 * se:.2f}"  # noqa: E731
     ours, theirs, paired = d["ftcompile"]["ftcompile"], d["aihwkit"]["times"], d["paired"]
     names = {"1d": "1 day", "1y": "1 year"}
     rows = [[names.get(t, t), pm(theirs[t]["mean"], theirs[t]["se"]), pm(ours[t]["mean"], ours[t]["se"]),
-             "+" * (ours[t]["mean"] >= theirs[t]["mean"])
-             + pm(ours[t]["mean"] - theirs[t]["mean"], (ours[t]["se"] ** 2 + theirs[t]["se"] ** 2) ** 0.5),
-             f"{100 * paired[t]['path=aihwkit']['mean']:+.2f} ± {100 * paired[t]['path=aihwkit']['se']:.2f}"]
-            for t in theirs]
+             pm(*difference(ours[t], theirs[t]), signed=True),
+             pm(paired[t]["path=aihwkit"]["mean"], paired[t]["path=aihwkit"]["se"], signed=True)] for t in theirs]
     return md([f"time (K = {theirs[next(iter(theirs))]['samples']} each)", f"aihwkit {d['aihwkit_version']}",
                "ftcompile", "ftcompile - aihwkit", "ftcompile, aihwkit's reference and weight path (paired change)"],
               rows)
@@ -1457,11 +1467,10 @@ def readme_aihwkit() -> str:
                      "devices)", f"largest z = {z:.1f}", "agree" if z <= flag else f"differ: {reason}"])
     ours, theirs = acc["ftcompile"]["ftcompile"], acc["aihwkit"]["times"]
     for t in theirs:
-        diff = ours[t]["mean"] - theirs[t]["mean"]
-        se = (ours[t]["se"] ** 2 + theirs[t]["se"] ** 2) ** 0.5
+        diff, se = difference(ours[t], theirs[t])
         rows.append([f"ResNet-20 under `pcm:{t},comp=global`, {acc['images']:,} CIFAR-10 test images, accuracy % "
                      f"(K = {theirs[t]['samples']} each)", f"{pct(theirs[t]['mean'])} vs {pct(ours[t]['mean'])}",
-                     f"{100 * diff:+.2f} ± {100 * se:.2f} points: " + ("agree" if abs(diff) <= 2 * se else "differ")])
+                     f"{pm(diff, se, signed=True)} points: " + ("agree" if abs(diff) <= 2 * se else "differ")])
     fields = chip["fields"]
     rows.append([f"the `aihwkit-inference` preset, field by field ({len(fields['fields'])} fields)",
                  "all equal" if all(f["equal"] for f in fields["fields"]) else "not all equal",
@@ -1470,9 +1479,9 @@ def readme_aihwkit() -> str:
     rows.append(["tiled layers (converters, tiles, IR drop) against AnalogLinear/AnalogConv2d, noise off",
                  f"max difference {worst_fwd:.1e}", "agree"])
     for n in chip["noise"]:
-        ratio, se = n["ratio_mean"], n["ratio_se"]
-        rows.append([f"{n['noise']}: spread over {n['reads']} reads", f"ratio {ratio:.3f} ± {se:.3f}",
-                     "agree" if abs(ratio - 1) <= 2 * se else "differ"])
+        rows.append([f"{n['noise']}: spread over {n['reads']} reads",
+                     f"ratio {pm(n['ratio_mean'], n['ratio_se'], ratio)}",
+                     "agree" if abs(n["ratio_mean"] - 1) <= 2 * n["ratio_se"] else "differ"])
     return md(["compared with aihwkit " + dev["aihwkit"], "aihwkit vs ftcompile", "reading"], rows) + (
         f"\n\nz: the difference over its standard error; above {flag:g} it is a difference, not sampling noise. "
         "Tables and reasons: benchmarks/RESULTS.md and docs/devices.md.")
