@@ -134,10 +134,16 @@ def test_harden_cli_summarizes_the_report(tmp_path, monkeypatch):
     d = np.load(data)
     for name, part in (("train", slice(0, 80)), ("val", slice(80, 100)), ("test", slice(100, 120))):
         np.savez(tmp_path / f"{name}.npz", x=d["x"][part], y=d["y"][part])
-    summary = harden_cli(model, tmp_path, tmp_path / "test.npz", 0.5, "noise-injection",
-                         "--train-sigma 0.4 --final-epochs 2 --blend 0.5 --samples 2 --validate-samples 2")
+    flags = "--train-sigma 0.4 --final-epochs 2 --blend 0.5 --samples 2 --validate-samples 2"
+    summary = harden_cli(model, tmp_path, tmp_path / "test.npz", 0.5, "noise-injection", flags)
     assert summary["train_sigma"] == 0.4 and summary["final_epochs"] == 2 and summary["blend"] == 0.5
     assert Path(summary["out"]).exists() and summary["method"] == "noise-injection"
+    # what the README and RESULTS tables read: the target, and which data signed off
+    assert summary["sigma"] == 0.5 and summary["drift"] == "lognormal:0.5" and summary["after"]["samples"] == 2
+    assert summary["signoff"] == "test" and summary["signoff_examples"] == 20
+    # bench_defaults' path: no test data at all, the sign-off on the share of val.npz harden holds out
+    held = harden_cli(model, tmp_path, None, 0.5, "noise-injection", flags, name="held")
+    assert held["signoff"] == "holdout" and 0 < held["signoff_examples"] < 20
 
 
 def test_sweep_each_keeps_two_models_whose_files_share_a_stem(tmp_path, monkeypatch):
