@@ -1479,12 +1479,14 @@ def readme_aihwkit() -> str:
                      f"(K = {theirs[t]['samples']} each)", f"{pct(theirs[t]['mean'])} vs {pct(ours[t]['mean'])}",
                      f"{pm(diff, se, signed=True)} points: " + ("agree" if abs(diff) <= 2 * se else "differ")])
     fields = chip["fields"]
+    equal = all(f["equal"] for f in fields["fields"])
     rows.append([f"the `aihwkit-inference` preset, field by field ({len(fields['fields'])} fields)",
-                 "all equal" if all(f["equal"] for f in fields["fields"]) else "not all equal",
-                 "agree" if fields["all_equal"] and all(f["equal"] for f in fields["fields"]) else "differ"])
+                 "all equal" if equal else "not all equal",
+                 "agree" if fields["all_equal"] else "differ"])  # all_equal: also the settings ftcompile leaves off
     worst_fwd = max(f["max_abs_difference"] for f in chip["forward"])
     rows.append(["tiled layers (converters, tiles, IR drop) against AnalogLinear/AnalogConv2d, noise off",
-                 f"max difference {worst_fwd:.1e}", "agree"])
+                 f"max difference {worst_fwd:.1e}",
+                 "agree" if all(f["share_within_1e-4"] == 1 for f in chip["forward"]) else "differ beyond 1e-4"])
     for n in chip["noise"]:
         rows.append([f"{n['noise']}: spread over {n['reads']} reads",
                      f"ratio {pm(n['ratio_mean'], n['ratio_se'], ratio)}",
