@@ -243,3 +243,15 @@ def test_bench_chip_times_the_full_preset_beside_lognormal_validate(tmp_path, mo
     assert chip["chip"] == "aihwkit-inference" and chip["drift"] == "pcm:1d,comp=global,per_channel=1"
     assert plain["chip"] is None and plain["drift"] == "lognormal:0.6" and chip["images"] == 50 == plain["images"]
     assert chip["samples"] == 3 and res["ratio_to_lognormal"]["chip"] == chip["seconds"] / plain["seconds"]
+
+
+def test_save_run_keeps_the_runs_other_processes_wrote(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from harden_runs import save_run
+
+    out = tmp_path / "recipe.json"
+    save_run(out, ("lenet", "runs", "grid seed 0"), {"mean": 0.9})
+    out.write_text(json.dumps({**json.loads(out.read_text()), "unet": {"runs": {"bo seed 0": {"mean": 0.5}}}}))
+    save_run(out, ("lenet", "runs", "bo seed 0"), {"mean": 0.8})
+    lenet = {"bo seed 0": {"mean": 0.8}, "grid seed 0": {"mean": 0.9}}
+    assert json.loads(out.read_text()) == {"lenet": {"runs": lenet}, "unet": {"runs": {"bo seed 0": {"mean": 0.5}}}}
