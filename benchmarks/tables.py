@@ -1446,10 +1446,12 @@ def aihwkit_accuracy_doc() -> str:
     names = {"1d": "1 day", "1y": "1 year"}
     rows = [[names.get(t, t), pm(theirs[t]["mean"], theirs[t]["se"]), pm(ours[t]["mean"], ours[t]["se"]),
              pm(*difference(ours[t], theirs[t]), signed=True),
-             pm(paired[t]["path=aihwkit"]["mean"], paired[t]["path=aihwkit"]["se"], signed=True)] for t in theirs]
+             *(pm(paired[t][k]["mean"], paired[t][k]["se"], signed=True)
+               for k in ("path=aihwkit", "reference=programmed"))] for t in theirs]
     return md([f"time (K = {theirs[next(iter(theirs))]['samples']} each)", f"aihwkit {d['aihwkit_version']}",
-               "ftcompile", "ftcompile - aihwkit", "ftcompile, aihwkit's reference and weight path (paired change)"],
-              rows)
+               "ftcompile", "ftcompile - aihwkit", "ftcompile, aihwkit's reference and weight path (paired change)",
+               "ftcompile, a reference read without read noise (paired change)"], rows) + (
+        f"\n\nDigital accuracy {pct(d['digital_accuracy'])}%, {d['images']:,} test images.")
 
 
 def readme_aihwkit() -> str:
