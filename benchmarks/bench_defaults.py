@@ -16,14 +16,13 @@ Usage: python benchmarks/bench_defaults.py --study schedule --tasks mnist-lenet 
 """
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_recipe import TASKS  # noqa: E402
-from harden_runs import harden_cli  # noqa: E402
+from harden_runs import harden_cli, one_thread_env, save_run  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "defaults.json"
 STUDIES = {
@@ -32,21 +31,13 @@ STUDIES = {
 }
 
 
-def save(study: str, task: str, key: str, summary: dict) -> None:
-    from ftcompile.fileio import write_text_atomic
-
-    results = json.loads(OUT.read_text()) if OUT.exists() else {}
-    results.setdefault(study, {}).setdefault(task, {})[key] = summary
-    write_text_atomic(OUT, json.dumps(results, indent=2, sort_keys=True) + "\n")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--study", choices=sorted(STUDIES), required=True)
     ap.add_argument("--tasks", default="mnist-lenet")
     ap.add_argument("--seeds", default="10,11,12")
     args = ap.parse_args()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = one_thread_env(ROOT)
     for task in args.tasks.split(","):
         model, work, sigma, flags = TASKS[task]
         for seed in args.seeds.split(","):
@@ -55,7 +46,7 @@ def main() -> None:
                 summary = harden_cli(model, work, None, sigma, "noise-injection", f"--seed {seed} {flags} {extra}",
                                      name=f"{task}.{args.study}.{variant.replace(' ', '')}.s{seed}", env=env)
                 if summary is not None:
-                    save(args.study, task, key, summary)
+                    save_run(OUT, (args.study, task, key), summary)
                     print(json.dumps({task: {key: summary}}), flush=True)
 
 

@@ -13,13 +13,12 @@ Tasks need their example's prepare.py first (see TASKS; --data DIR for the exter
 """
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from harden_runs import harden_cli  # noqa: E402
+from harden_runs import harden_cli, one_thread_env, save_run  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "recipe.json"
 MODELS = ROOT / "benchmarks" / "models"
@@ -39,14 +38,6 @@ TASKS = {
 }
 
 
-def save(task: str, key: str, summary: dict) -> None:
-    from ftcompile.fileio import write_text_atomic
-
-    results = json.loads(OUT.read_text()) if OUT.exists() else {}
-    results.setdefault(task, {}).setdefault("runs", {})[key] = summary
-    write_text_atomic(OUT, json.dumps(results, indent=2, sort_keys=True) + "\n")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", default="mnist-lenet")
@@ -54,7 +45,7 @@ def main() -> None:
     ap.add_argument("--recipes", default="grid,bo")
     ap.add_argument("--flags", default="", help="more harden flags for every run")
     args = ap.parse_args()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = one_thread_env(ROOT)
     for task in args.tasks.split(","):
         model, work, sigma, flags = TASKS[task]
         if not (work / "test.npz").exists() or (isinstance(model, Path) and not model.exists()):
@@ -67,7 +58,7 @@ def main() -> None:
                                      name=f"{task}.{recipe}{''.join(c for c in args.flags if c.isalnum())}.s{seed}",
                                      env=env)
                 if summary is not None:
-                    save(task, key, summary)
+                    save_run(OUT, (task, "runs", key), summary)
                     print(json.dumps({task: {key: summary}}), flush=True)
 
 

@@ -16,6 +16,7 @@ harden at the sigma where ERM keeps half its clean metric, then sweep every mode
 """
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -189,6 +190,24 @@ def _save(out: Path, results: dict, method: str | None = None) -> dict:
         runs[method] = results["runs"][method]
     write_text_atomic(out, json.dumps(current, indent=2) + "\n")
     return current
+
+
+def save_run(out: Path, keys: tuple, summary: dict) -> None:
+    """Store one run's ``summary`` at ``keys`` (nested) in the results file ``out``, re-read first: parallel
+    invocations on other tasks write the same file (bench_recipe.py, bench_defaults.py)."""
+    from ftcompile.fileio import write_text_atomic
+
+    results = json.loads(out.read_text()) if out.exists() else {}
+    node = results
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    node[keys[-1]] = summary
+    write_text_atomic(out, json.dumps(results, indent=2, sort_keys=True) + "\n")
+
+
+def one_thread_env(root: Path) -> dict:
+    """The environment of a harden subprocess with one torch thread, so two runs can share the 2 cores."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(root)}
 
 
 def half_loss_arguments(default_methods: str) -> argparse.ArgumentParser:

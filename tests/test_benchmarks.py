@@ -134,10 +134,16 @@ def test_harden_cli_summarizes_the_report(tmp_path, monkeypatch):
     d = np.load(data)
     for name, part in (("train", slice(0, 80)), ("val", slice(80, 100)), ("test", slice(100, 120))):
         np.savez(tmp_path / f"{name}.npz", x=d["x"][part], y=d["y"][part])
-    summary = harden_cli(model, tmp_path, tmp_path / "test.npz", 0.5, "noise-injection",
-                         "--train-sigma 0.4 --final-epochs 2 --blend 0.5 --samples 2 --validate-samples 2")
+    flags = "--train-sigma 0.4 --final-epochs 2 --blend 0.5 --samples 2 --validate-samples 2"
+    summary = harden_cli(model, tmp_path, tmp_path / "test.npz", 0.5, "noise-injection", flags)
     assert summary["train_sigma"] == 0.4 and summary["final_epochs"] == 2 and summary["blend"] == 0.5
     assert Path(summary["out"]).exists() and summary["method"] == "noise-injection"
+    # what the README and RESULTS tables read: the target, and which data signed off
+    assert summary["sigma"] == 0.5 and summary["drift"] == "lognormal:0.5" and summary["after"]["samples"] == 2
+    assert summary["signoff"] == "test" and summary["signoff_examples"] == 20
+    # bench_defaults' path: no test data at all, the sign-off on the share of val.npz harden holds out
+    held = harden_cli(model, tmp_path, None, 0.5, "noise-injection", flags, name="held")
+    assert held["signoff"] == "holdout" and 0 < held["signoff_examples"] < 20
 
 
 def test_sweep_each_keeps_two_models_whose_files_share_a_stem(tmp_path, monkeypatch):
@@ -170,10 +176,9 @@ def test_seed_table_reads_each_run_against_erm_and_its_own_clean(tmp_path, monke
     monkeypatch.setattr(tables, "RESULTS", tmp_path)
     lines = tables.seeds("study").splitlines()
     assert lines[0].count("seed ") == 3 and len(lines) == 4
-    assert lines[2] == ("| `--train-sigma 0.3` | 0.800 / 0.600 |  | 0.500 / 0.400 | 0.500 | 62.5% (50.0-75.0) "
-                        "| 77.5% (75.0-80.0) | 100-102 s |")
-    assert lines[3].startswith("| `--blend off` |  | 0.400 / 0.600 |  | 0.600 | 75.0% (75.0-75.0) "
-                               "| 150.0% (150.0-150.0)")
+    assert lines[2] == ("| `--train-sigma 0.3` | 0.800 / 0.600 |  | 0.500 / 0.400 | 0.500 | 62.5 (50.0-75.0) "
+                        "| 77.5 (75.0-80.0) | 100-102 s |")
+    assert lines[3] == "| `--blend off` |  | 0.400 / 0.600 |  | 0.600 | 75.0 (75.0) | 150.0 (150.0) | 101 s |"
 
 
 def test_val_read_writes_the_runtime_read_beside_each_models_torch_objective(tmp_path, monkeypatch):
@@ -238,3 +243,15 @@ def test_bench_chip_times_the_full_preset_beside_lognormal_validate(tmp_path, mo
     assert chip["chip"] == "aihwkit-inference" and chip["drift"] == "pcm:1d,comp=global,per_channel=1"
     assert plain["chip"] is None and plain["drift"] == "lognormal:0.6" and chip["images"] == 50 == plain["images"]
     assert chip["samples"] == 3 and res["ratio_to_lognormal"]["chip"] == chip["seconds"] / plain["seconds"]
+
+
+def test_save_run_keeps_the_runs_other_processes_wrote(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from harden_runs import save_run
+
+    out = tmp_path / "recipe.json"
+    save_run(out, ("lenet", "runs", "grid seed 0"), {"mean": 0.9})
+    out.write_text(json.dumps({**json.loads(out.read_text()), "unet": {"runs": {"bo seed 0": {"mean": 0.5}}}}))
+    save_run(out, ("lenet", "runs", "bo seed 0"), {"mean": 0.8})
+    lenet = {"bo seed 0": {"mean": 0.8}, "grid seed 0": {"mean": 0.9}}
+    assert json.loads(out.read_text()) == {"lenet": {"runs": lenet}, "unet": {"runs": {"bo seed 0": {"mean": 0.5}}}}

@@ -3,6 +3,7 @@ benchmarks/RESULTS.md and the results blocks of README.md and docs/ (benchmarks/
 and RESULTS.md's labels stay true to git (each section names the commits that wrote its files and the default
 changes it predates)."""
 import importlib.util
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -55,12 +56,30 @@ def test_results_md_is_the_one_the_results_json_generate(tables):
         f"{tables.REGENERATE}")
 
 
+# marked blocks that other tests own: the error catalogue (tests/runtime/test_cli.py) and the report schemas'
+# field tables, each closed by <!-- /fields --> (tests/test_docs_examples.py)
+OTHER_BLOCKS = {("docs/troubleshooting.md", "bad-inputs"), ("docs/validation.md", "fields")}
+
+
 def test_every_generated_block_in_the_docs_is_the_one_its_function_writes(tables):
     assert ("README.md", "results") in tables.DOC_BLOCKS
     for (name, marker), make in tables.DOC_BLOCKS.items():
         block = tables.block_of((ROOT / name).read_text(encoding="utf-8"), marker)
         assert block is not None, f"{name} has no <!-- {marker} --> ... <!-- /{marker} --> block"
         assert block == make().strip(), f"{name}'s {marker} block is stale: run {tables.REGENERATE}"
+    # every marked block is generated and checked: one left behind when its DOC_BLOCKS entry goes would be typed text
+    # that looks generated
+    marked = {(str(path.relative_to(ROOT)), m) for path in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
+              for m in re.findall(r"<!-- /([^>]+?) -->", path.read_text(encoding="utf-8"))}
+    assert not marked - set(tables.DOC_BLOCKS) - OTHER_BLOCKS, "marked blocks no generator writes"
+
+
+def test_import_coverage_md_is_the_one_the_results_json_generate():
+    bench = _module(ROOT / "benchmarks" / "bench_import_coverage.py")
+    table = bench.render_table(json.loads((RESULTS / "import_coverage.json").read_text()))
+    assert (ROOT / "docs" / "import_coverage.md").read_text(encoding="utf-8") == table, (
+        "docs/import_coverage.md is stale: run python benchmarks/bench_import_coverage.py --table "
+        "docs/import_coverage.md")
 
 
 def test_every_results_file_is_in_a_section_and_every_plot_is_a_plot(tables):
