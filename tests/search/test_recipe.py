@@ -140,7 +140,7 @@ def test_sigma_auto_finds_the_half_loss_sigma_on_the_validation_data(files, tmp_
     # by hand: the runtime's lognormal drift with the selection draws, on the part of val the choices saw
     from ftcompile.api import bind_data, open_session
     from ftcompile.data import hold_out
-    from ftcompile.runtime.drift import LogNormalDrift
+    from ftcompile.runtime.drift import LogNormalDrift, with_compensation
     from ftcompile.runtime.validate import run_samples
 
     session = open_session(model)
@@ -151,6 +151,23 @@ def test_sigma_auto_finds_the_half_loss_sigma_on_the_validation_data(files, tmp_
     on_all = lambda s: run_samples(session, bind_data(session, val), LogNormalDrift(s), samples=10,  # noqa: E731
                                    seed=2 ** 20).summary().mean
     assert find_half_loss(on_all, 1.0)[0] != want  # the held-out examples took no part
+    # the sigma is found under the drift the sign-off applies: with its compensation
+    comp = ftcompile.harden(model, train, val, out=tmp_path / "c.onnx", validate_samples=2, plot=False,
+                            config=HardenConfig(sigma="auto", method="erm", compensation="mean", samples=3))
+    drift = lambda s: with_compensation(LogNormalDrift(s), "mean")  # noqa: E731
+    compensated, _ = find_half_loss(lambda s: run_samples(session, seen, drift(s), samples=10,
+                                                          seed=2 ** 20).summary().mean, 1.0)
+    assert comp.sigma_auto["sigma"] == pytest.approx(round(compensated, 3)) and round(compensated, 3) != auto["sigma"]
+    assert comp.after.drift == drift(comp.sigma_auto["sigma"]).spec()
+    # and through the analog twin when converters are named: its clean metric is the twin's (4 bits lose some)
+    from ftcompile.api import calibrate_on_data
+    from ftcompile.runtime.validate import clean_metric
+
+    twin = ftcompile.harden(model, train, val, out=tmp_path / "t.onnx", validate_samples=2, plot=False,
+                            config=HardenConfig(sigma="auto", method="erm", dac_bits=4, adc_bits=4, samples=3))
+    twin_session = open_session(model, dac_bits=4, adc_bits=4, calibration=calibrate_on_data(model, train))
+    clean = clean_metric(twin_session, hold_out(bind_data(twin_session, val), 0.3)[0], seed=2 ** 20)
+    assert twin.sigma_auto["clean"] == pytest.approx(clean) and clean < 1.0
     with pytest.raises(ConfigError, match="already names the target drift"):
         HardenConfig(sigma="auto", drift="pcm:1d")
     with pytest.raises(ConfigError, match="--sigma must be auto or >= 0"):
