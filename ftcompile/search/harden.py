@@ -172,6 +172,8 @@ class HardenConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"{message}.")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():  # before --sigma auto's early return
+            raise ConfigError("--device cuda: no CUDA device is visible to torch; use --device cpu.")
         if self.dac_bits is not None or self.adc_bits is not None or self.adc_noise:
             from ftcompile.passes.converters import ConverterSpec
 
@@ -206,8 +208,6 @@ class HardenConfig:
         if self.strategy.noise and self.noise is None and self.train_device() is None:
             raise ConfigError(f"--method {self.method} trains under sampled drift, and drift {self.drift!r} has "
                               "neither a lognormal term nor a device preset (pcm, reram-wan2022); give --train-sigma.")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError("--device cuda: no CUDA device is visible to torch; use --device cpu.")
 
     def with_sigma(self, sigma: float) -> "HardenConfig":
         """This config at the target ``sigma`` (what ``--sigma auto`` resolved to)."""

@@ -172,3 +172,6 @@ def test_sigma_auto_finds_the_half_loss_sigma_on_the_validation_data(files, tmp_
         HardenConfig(sigma="auto", drift="pcm:1d")
     with pytest.raises(ConfigError, match="--sigma must be auto or >= 0"):
         HardenConfig(sigma="often")
+    if not torch.cuda.is_available():  # refused at once, not after the sigma's search
+        with pytest.raises(ConfigError, match="no CUDA device"):
+            HardenConfig(sigma="auto", device="cuda")
