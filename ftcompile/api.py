@@ -585,10 +585,10 @@ def harden(model, train, val, *, test=None, out: "str | Path | None" = None, con
     stage("importing model")
     imported = load_model(model)
     roles = _harden_data(imported, model, train, val, test, task, cfg.holdout)
-    cfg, sigma_auto = _resolve_sigma(cfg, imported.onnx_model, roles, task, stage)
+    calibration = _twin_calibration(imported.onnx_model, roles.train, cfg, task)
+    cfg, sigma_auto = _resolve_sigma(cfg, imported.onnx_model, roles, task, stage, calibration)
     journal = Journal(journal_path_for(paths["onnx"]), config_dict(cfg), resume=resume)
     drift, metric = cfg.drift_model(), task_metric(task, cfg.metric())
-    calibration = _twin_calibration(imported.onnx_model, roles.train, cfg, task)
     stage("validating the source model")
     before = _measure(imported.onnx_model, roles.signoff, cfg, drift, metric, task, validate_samples, calibration)
     before.model, before.model_sha256 = str(model), _sha(model)
@@ -724,10 +724,12 @@ def _ecoc_keys(keys: dict, head) -> dict:
 AUTO_SIGMA_SAMPLES = 10  # drift samples per sigma tried by --sigma auto
 
 
-def _resolve_sigma(cfg, source, roles, task: str, stage) -> tuple:
+def _resolve_sigma(cfg, source, roles, task: str, stage, calibration=None) -> tuple:
     """``--sigma auto``: the config at the sigma where the source model keeps half its clean metric on the
-    validation data (``crossing.find_half_loss``, the runtime's lognormal drift with the selection draws), and the
-    record of the search; else the config as it is and None."""
+    validation data (``crossing.find_half_loss``, with the selection draws), and the record of the search; else the
+    config as it is and None. Each sigma is measured as the sign-off will measure it: the config's drift at that
+    sigma (its compensation too) on the config's targets, through the analog twin at ``calibration`` when the config
+    has converters."""
     if cfg.sigma != "auto":
         return cfg, None
     from ftcompile.runtime.crossing import find_half_loss
@@ -735,15 +737,16 @@ def _resolve_sigma(cfg, source, roles, task: str, stage) -> tuple:
 
     stage("finding the sigma where the source loses half its clean metric (--sigma auto)")
     metric = task_metric(task, cfg.metric())
-    session = open_session(source, targets=resolve_targets(cfg.targets, LogNormalDrift(0.1)), bias=cfg.bias, task=task)
+    session = open_session(source, targets=cfg.targets, bias=cfg.bias, task=task, dac_bits=cfg.dac_bits,
+                           adc_bits=cfg.adc_bits, adc_noise=cfg.adc_noise, calibration=calibration)
     data = bind_data(session, roles.val)
     seed = selection_seed(cfg.seed)
     clean = clean_metric(session, data, metric=metric, seed=seed)
     if clean <= 0:
         raise ConfigError(f"--sigma auto: the source's clean {getattr(metric, '__name__', 'metric')} on the validation "
                           "data is 0, nothing to halve; give --sigma.")
-    measure = lambda s: run_samples(session, data, LogNormalDrift(s), samples=AUTO_SIGMA_SAMPLES,  # noqa: E731
-                                    seed=seed, metric=metric).summary().mean
+    measure = lambda s: run_samples(session, data, cfg.with_sigma(s).drift_model(),  # noqa: E731
+                                    samples=AUTO_SIGMA_SAMPLES, seed=seed, metric=metric).summary().mean
     sigma, points = find_half_loss(measure, clean)
     if sigma is None:
         raise ConfigError(f"--sigma auto: the source keeps more than half its clean {getattr(metric, '__name__', '')} "

@@ -700,8 +700,9 @@ def harden(
                               "standard error), off, or a share in [0, 1].", rich_help_panel=METHOD),
     objective: str = typer.Option("accuracy", "--objective", help="What the search maximizes under drift: "
                                   "accuracy, loss, or a metric package.module:function.", rich_help_panel=METHOD),
-    trials: str = typer.Option("auto", "--trials", help="Search trials: auto (8 recipes for noise injection, 20 "
-                               "rate vectors for bayesft) or a number.", rich_help_panel=SEARCH),
+    trials: str = typer.Option("auto", "--trials", help="Search trials: auto (8 recipes with --recipe bo, 20 rate "
+                               "vectors for the bayesft methods) or a number; noise injection's grid recipe does "
+                               "not read it.", rich_help_panel=SEARCH),
     epochs: int = typer.Option(3, "--epochs", help="Fine-tuning epochs of each short trial.", rich_help_panel=SEARCH),
     samples: int = typer.Option(20, "--samples", help="Monte-Carlo drift samples of the search's objective (the "
                                 "same drifts score every trial).", rich_help_panel=SEARCH),

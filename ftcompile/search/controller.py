@@ -168,11 +168,8 @@ class Controller:
         GPs), by the observation otherwise."""
         if self.search != "bo" or len(X) < 3:
             return int(torch.argmax(Y))
-        model = self._fit(X, Y)
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            mean = model.posterior(X.to(DTYPE)).mean.reshape(-1, len(X)).mean(0)
-        return int(torch.argmax(mean))
+        mean, _ = self.posterior(X, Y)
+        return int(torch.argmax(torch.tensor(mean)))
 
 
 def with_failures(X: torch.Tensor, Y: torch.Tensor, failed: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -172,6 +172,8 @@ class HardenConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"{message}.")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():  # before --sigma auto's early return
+            raise ConfigError("--device cuda: no CUDA device is visible to torch; use --device cpu.")
         if self.dac_bits is not None or self.adc_bits is not None or self.adc_noise:
             from ftcompile.passes.converters import ConverterSpec
 
@@ -206,8 +208,6 @@ class HardenConfig:
         if self.strategy.noise and self.noise is None and self.train_device() is None:
             raise ConfigError(f"--method {self.method} trains under sampled drift, and drift {self.drift!r} has "
                               "neither a lognormal term nor a device preset (pcm, reram-wan2022); give --train-sigma.")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError("--device cuda: no CUDA device is visible to torch; use --device cpu.")
 
     def with_sigma(self, sigma: float) -> "HardenConfig":
         """This config at the target ``sigma`` (what ``--sigma auto`` resolved to)."""
@@ -308,15 +308,17 @@ class HardenConfig:
             return self.sigma if self.train_sigma == "auto" else self.train_sigma
         return 0.0
 
+    @property
+    def searches_train_sigma(self) -> bool:
+        """Whether a search chooses the lognormal sigma trained under (the grid or the recipe search): under
+        ``--train-sigma auto`` when the method trains under lognormal noise (not under a device preset)."""
+        return (self.train_sigma == "auto" and self.strategy.noise and self.strategy.trains
+                and self.train_device() is None and bool(self.noise))
+
     def train_sigma_grid(self) -> tuple[float, ...]:
-        """The training sigmas to try before the final fit: a grid under ``--train-sigma auto`` when training
-        samples lognormal noise (noise_level.py); empty when the level is given, a device preset trains, or the
-        recipe search chooses the level."""
-        if self.train_sigma != "auto" or not self.strategy.noise or not self.strategy.trains or self.recipe_search:
-            return ()
-        if self.train_device() is not None or not self.noise:
-            return ()
-        return train_sigma_grid(self.noise)
+        """The training sigmas to try before the final fit: a grid (noise_level.py) when the level is searched and
+        the recipe search does not choose it."""
+        return train_sigma_grid(self.noise) if self.searches_train_sigma and not self.recipe_search else ()
 
 
 def _trains_as_device(part) -> bool:
@@ -527,8 +529,7 @@ def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, jou
     stage, controller = None, None
     grid = cfg.train_sigma_grid()
     if cfg.recipe_search:
-        space = recipe_space(noise=cfg.train_sigma == "auto" and cfg.train_device() is None and bool(cfg.noise),
-                             stages=rate_space("per-stage", widths).groups)
+        space = recipe_space(noise=cfg.searches_train_sigma, stages=rate_space("per-stage", widths).groups)
         if space.dim:
             stage = recipe_stage(space, cfg.sigma, outcome.train_sigma)
             controller = Controller(space.dim, max_rate=1.0, kernel=cfg.kernel, seed=cfg.seed,

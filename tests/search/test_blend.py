@@ -9,7 +9,7 @@ import ftcompile
 from ftcompile.cli import app
 from ftcompile.errors import ConfigError
 from ftcompile.export import get_metadata
-from ftcompile.search.blend import blend_state, choose_blend
+from ftcompile.search.blend import SEARCH, blend_state, choose_blend
 from ftcompile.search.harden import HardenConfig
 from ftcompile.search.objective import Score
 
@@ -69,6 +69,19 @@ def test_choose_blend_keeps_the_simplest_share_within_one_standard_error_of_the_
     m = _module()
     blend, _ = choose_blend(m, {"w": torch.tensor(0.0)}, close, close(m))
     assert blend.alpha == pytest.approx(0.1)
+
+
+def test_without_the_walk_every_share_is_scored_and_a_late_best_is_found():
+    # the recipe search's blend (walk=False): a dip at 0.1 would stop the walk, but 0.7 is clearly best
+    dip = _ByShare(lambda a: {0.1: 0.70, 0.7: 0.90}.get(a, 0.80))
+    m = _module()
+    blend, score = choose_blend(m, {"w": torch.tensor(0.0)}, dip, dip(m), SEARCH, walk=False)
+    assert dip.seen == [0.0, *SEARCH] and [a for a, _, _ in blend.scores] == [0.0, *SEARCH]
+    assert blend.alpha == pytest.approx(0.7) and float(m.w) == pytest.approx(0.3) and score.mean > 0.85
+    walked = _ByShare(dip.curve)
+    m = _module()
+    assert choose_blend(m, {"w": torch.tensor(0.0)}, walked, walked(m), SEARCH)[0].alpha == 0.0
+    assert walked.seen == [0.0, 0.1]  # the walk stopped at the dip
 
 
 def test_a_fixed_share_is_applied_without_a_choice():

@@ -43,6 +43,12 @@ def test_grid_is_shares_of_the_harden_sigma_and_only_for_lognormal_noise_trainin
     assert HardenConfig(sigma=0.3, method="bayesft").train_sigma_grid() == ()  # no training noise
     assert HardenConfig(sigma=0.3, method="bayesft+noise").train_sigma_grid() == (0.3, 0.225, 0.15)
     assert HardenConfig(drift="pcm:1d").train_sigma_grid() == ()  # the device preset trains as itself
+    # compensated lognormal trains through its own draw (train_device): no level to search, by grid or recipe
+    for recipe in ("grid", "bo"):
+        compensated = HardenConfig(drift="lognormal:0.5,comp=mean", recipe=recipe)
+        assert compensated.train_device() is not None and compensated.noise == 0.5
+        assert not compensated.searches_train_sigma and compensated.train_sigma_grid() == ()
+    assert HardenConfig(sigma=0.3, recipe="bo").searches_train_sigma  # the recipe search chooses it instead
     assert HardenConfig(sigma=0.0).train_sigma_grid() == ()
 
 

@@ -13,7 +13,9 @@ import ftcompile
 from ftcompile.errors import ConfigError
 from ftcompile.export import get_metadata
 from ftcompile.runtime.crossing import find_half_loss
+from ftcompile.search.blend import choose_blend
 from ftcompile.search.controller import Controller
+import ftcompile.search.harden as harden_module
 from ftcompile.search.harden import HardenConfig
 from ftcompile.search.journal import RECIPE
 from ftcompile.search.recipe import DROPOUT_MAX, LR, NOISE, Recipe, choose, recipe_space
@@ -68,14 +70,34 @@ def test_the_controller_proposes_its_anchor_first_then_the_design():
     assert int(np.argmax(mean)) == int(torch.argmax(y))
 
 
-def test_harden_runs_the_recipe_search_journals_it_and_resumes(files, tmp_path):
+def test_harden_runs_the_recipe_search_journals_it_and_resumes(files, tmp_path, monkeypatch):
     model, train, val = files
     cfg = HardenConfig(sigma=0.5, recipe="bo", trials=3, epochs=1, final_epochs=1, samples=3)
     assert cfg.recipe_search and cfg.trial_count == 3 and cfg.train_sigma_grid() == ()
+    calls = []
+
+    def spy(space, points, means, stds):
+        calls.append((points, means, choose(space, points, means, stds)))
+        return calls[-1][2]
+
+    monkeypatch.setattr(harden_module, "choose_recipe", spy)
+    walks = []
+
+    def blend_spy(*args, walk=True, **kwargs):
+        walks.append(walk)
+        return choose_blend(*args, walk=walk, **kwargs)
+
+    monkeypatch.setattr(harden_module, "choose_blend", blend_spy)
     r = ftcompile.harden(model, train, val, out=tmp_path / "r.onnx", config=cfg, validate_samples=2, plot=False)
     recipe = [t for t in r.trials if t.stage == RECIPE]
     assert len(recipe) == 3 and recipe[0].origin == "plain" and recipe[0].train_sigma == pytest.approx(0.5)
     assert recipe[0].lr_scale == pytest.approx(1.0) and set(recipe[0].rates) == {0.0}
+    # the kept trial is the rule's choice on the GP's posterior at the journaled points, not an argmax
+    ((points, means, index),) = calls
+    X = torch.tensor([t.point for t in recipe], dtype=torch.double)
+    assert points == X.tolist() and r.best_trial == recipe[index].trial
+    posterior = Controller(X.shape[1], max_rate=1.0, trials=3).posterior(X, torch.tensor([t.objective for t in recipe]))
+    assert means == pytest.approx(posterior[0], abs=1e-5)
     kept = next(t for t in recipe if t.trial == r.best_trial)
     assert r.train_sigma == kept.train_sigma and r.lr_scale == kept.lr_scale and r.rates == kept.rates
     meta = get_metadata(onnx.load(tmp_path / "r.onnx"))
@@ -89,6 +111,7 @@ def test_harden_runs_the_recipe_search_journals_it_and_resumes(files, tmp_path):
     grid = ftcompile.harden(model, train, val, out=tmp_path / "g.onnx", validate_samples=2, plot=False,
                             config=HardenConfig(sigma=0.5, recipe="grid", epochs=1, final_epochs=1, samples=3))
     assert [t.stage for t in grid.trials] == ["train-sigma"] * 3 and grid.lr_scale == 1.0
+    assert walks == [False, False, True]  # the recipe search scores every share (twice: resumed); the grid walks
     with pytest.raises(ConfigError, match="--recipe must be one of bo, grid"):
         HardenConfig(recipe="magic")
 
@@ -117,7 +140,7 @@ def test_sigma_auto_finds_the_half_loss_sigma_on_the_validation_data(files, tmp_
     # by hand: the runtime's lognormal drift with the selection draws, on the part of val the choices saw
     from ftcompile.api import bind_data, open_session
     from ftcompile.data import hold_out
-    from ftcompile.runtime.drift import LogNormalDrift
+    from ftcompile.runtime.drift import LogNormalDrift, with_compensation
     from ftcompile.runtime.validate import run_samples
 
     session = open_session(model)
@@ -128,7 +151,27 @@ def test_sigma_auto_finds_the_half_loss_sigma_on_the_validation_data(files, tmp_
     on_all = lambda s: run_samples(session, bind_data(session, val), LogNormalDrift(s), samples=10,  # noqa: E731
                                    seed=2 ** 20).summary().mean
     assert find_half_loss(on_all, 1.0)[0] != want  # the held-out examples took no part
+    # the sigma is found under the drift the sign-off applies: with its compensation
+    comp = ftcompile.harden(model, train, val, out=tmp_path / "c.onnx", validate_samples=2, plot=False,
+                            config=HardenConfig(sigma="auto", method="erm", compensation="mean", samples=3))
+    drift = lambda s: with_compensation(LogNormalDrift(s), "mean")  # noqa: E731
+    compensated, _ = find_half_loss(lambda s: run_samples(session, seen, drift(s), samples=10,
+                                                          seed=2 ** 20).summary().mean, 1.0)
+    assert comp.sigma_auto["sigma"] == pytest.approx(round(compensated, 3)) and round(compensated, 3) != auto["sigma"]
+    assert comp.after.drift == drift(comp.sigma_auto["sigma"]).spec()
+    # and through the analog twin when converters are named: its clean metric is the twin's (4 bits lose some)
+    from ftcompile.api import calibrate_on_data
+    from ftcompile.runtime.validate import clean_metric
+
+    twin = ftcompile.harden(model, train, val, out=tmp_path / "t.onnx", validate_samples=2, plot=False,
+                            config=HardenConfig(sigma="auto", method="erm", dac_bits=4, adc_bits=4, samples=3))
+    twin_session = open_session(model, dac_bits=4, adc_bits=4, calibration=calibrate_on_data(model, train))
+    clean = clean_metric(twin_session, hold_out(bind_data(twin_session, val), 0.3)[0], seed=2 ** 20)
+    assert twin.sigma_auto["clean"] == pytest.approx(clean) and clean < 1.0
     with pytest.raises(ConfigError, match="already names the target drift"):
         HardenConfig(sigma="auto", drift="pcm:1d")
     with pytest.raises(ConfigError, match="--sigma must be auto or >= 0"):
         HardenConfig(sigma="often")
+    if not torch.cuda.is_available():  # refused at once, not after the sigma's search
+        with pytest.raises(ConfigError, match="no CUDA device"):
+            HardenConfig(sigma="auto", device="cuda")
