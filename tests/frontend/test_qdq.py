@@ -246,3 +246,20 @@ def test_asymmetric_uint8_weights_keep_their_zero_points():
     np.testing.assert_array_equal(stored["z"], zero)
     flat = {i.name: numpy_helper.to_array(i) for i in dequantize_weights(proto).graph.initializer}
     np.testing.assert_allclose(flat["Wq"], want, rtol=1e-6)  # the runtime drifts the programmed values
+
+
+def test_runtime_view_of_a_float_weight_quantized_without_zero_point_is_uint8():
+    """A QuantizeLinear without zero point writes uint8 (the spec's default): negative weights clip to 0, as
+    onnxruntime computes them."""
+    w = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
+    inits = [numpy_helper.from_array(w, "W"), numpy_helper.from_array(np.array(0.02, np.float32), "s")]
+    nodes = [helper.make_node("QuantizeLinear", ["W", "s"], ["Wq"]),
+             helper.make_node("DequantizeLinear", ["Wq", "s"], ["Wd"]), helper.make_node("MatMul", ["x", "Wd"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 4])], inits)
+    proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)])
+    flat = {i.name: numpy_helper.to_array(i) for i in dequantize_weights(proto).graph.initializer}["W"]
+    np.testing.assert_allclose(flat, np.clip(np.rint(w / 0.02), 0, 255) * 0.02, rtol=1e-6)
+    x = np.eye(4, 8, dtype=np.float32)  # rows of the weight, read through each graph
+    run = lambda m: ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]  # noqa: E731
+    np.testing.assert_allclose(run(dequantize_weights(proto)), run(proto), atol=1e-6)
