@@ -23,8 +23,6 @@ from ftcompile.frontend import ops
 from ftcompile.frontend.dtypes import torch_dtype
 from ftcompile.frontend.registry import converter
 
-_FLOAT8 = (torch.float8_e4m3fn, torch.float8_e4m3fnuz, torch.float8_e5m2, torch.float8_e5m2fnuz)
-
 
 def spread(scale: torch.Tensor, shape, axis: int = 1, block: int = 0) -> torch.Tensor:
     """A per-tensor, per-axis or blocked scale (or zero point) broadcast to ``shape``."""
@@ -38,7 +36,7 @@ def spread(scale: torch.Tensor, shape, axis: int = 1, block: int = 0) -> torch.T
 
 
 def limits(dtype: torch.dtype) -> tuple[float, float]:
-    if dtype in _FLOAT8:
+    if dtype in ops.FLOAT8:
         big = torch.finfo(dtype).max
         return -big, big
     info = torch.iinfo(dtype)
@@ -52,7 +50,7 @@ def quantize(x, scale, zero_point=None, axis: int = 1, block: int = 0, dtype: to
     dtype = dtype or (zero_point.dtype if zero_point is not None else torch.uint8)
     s = spread(scale, x.shape, axis, block)
     zp = spread(zero_point, x.shape, axis, block).float() if zero_point is not None else 0.0
-    if dtype in _FLOAT8:
+    if dtype in ops.FLOAT8:
         return ops.cast(x / s + zp, dtype, saturate)
     lo, hi = limits(dtype)
     return torch.clamp(torch.round(x / s) + zp, lo, hi).to(dtype)
@@ -60,14 +58,14 @@ def quantize(x, scale, zero_point=None, axis: int = 1, block: int = 0, dtype: to
 
 def dequantize(q, scale, zero_point=None, axis: int = 1, block: int = 0, dtype: torch.dtype | None = None):
     s = spread(scale, q.shape, axis, block)
-    zp = spread(zero_point, q.shape, axis, block).float() if zero_point is not None and q.dtype not in _FLOAT8 \
+    zp = spread(zero_point, q.shape, axis, block).float() if zero_point is not None and q.dtype not in ops.FLOAT8 \
         else 0.0
     return ((q.float() - zp) * s).to(dtype or scale.dtype)
 
 
 def fake_quantize(x, scale, zero_point=None, axis: int = 1, block: int = 0, dtype: torch.dtype = torch.uint8):
     """Quantize-dequantize; its gradient is the straight-through estimator (1 inside the grid's range, else 0)."""
-    if dtype in _FLOAT8:
+    if dtype in ops.FLOAT8:
         return dequantize(quantize(x, scale, zero_point, axis, block, dtype), scale, zero_point, axis, block, x.dtype)
     s = spread(scale, x.shape, axis, block)
     zp = spread(zero_point, x.shape, axis, block).float() if zero_point is not None else 0.0
@@ -213,7 +211,7 @@ def _dequantize(b, node, inputs, attrs):
         q_zp = b.env[q.input[2]] if len(q.input) > 2 and q.input[2] else None
         if torch.equal(x_scale, scale) and (q_zp is None) == (zp is None) and (zp is None or torch.equal(q_zp, zp)):
             dtype = zp.dtype if zp is not None else torch.uint8
-            if dtype not in _FLOAT8 and out_dtype in (None, torch.float32):
+            if dtype not in ops.FLOAT8 and out_dtype in (None, torch.float32):
                 return b.call(fake_quantize, (source, scale, zp), {**_axis_block(attrs), "dtype": dtype})
     out = b.call(dequantize, (x, scale, zp), {**_axis_block(attrs), "dtype": out_dtype})
     if torch.is_tensor(out) and torch.is_tensor(scale) and (zp is None or torch.is_tensor(zp)):
