@@ -244,15 +244,12 @@ def _matmul_integer(b, node, inputs, attrs):
     return b.call(matmul_integer, tuple(args[:4]))
 
 
-def _conv_geometry(b, node, attrs, w, x_name):
-    from ftcompile.frontend.converters import pads_of
+def _conv_geometry(b, node, attrs, w, w_input: int):
+    """``ops.conv``'s keyword arguments for an integer convolution whose weight is input ``w_input``."""
+    from ftcompile.frontend.converters import geometry
 
-    shape_w = (list(w.shape) if torch.is_tensor(w)
-               else b.shapes.get(node.input[3 if node.op_type == "QLinearConv" else 1]))
-    kernel = list(attrs["kernel_shape"]) if "kernel_shape" in attrs else list(shape_w[2:])
+    kernel, strides, dil, pads = geometry(b, node, attrs, w, w_input)
     rank = len(kernel)
-    strides, dil = list(attrs.get("strides", [1] * rank)), list(attrs.get("dilations", [1] * rank))
-    pads = pads_of(attrs, rank, b.shapes.get(x_name), kernel, strides, dil)
     return {"strides": strides, "begin": pads[:rank], "end": pads[rank:], "dilations": dil,
             "groups": attrs.get("group", 1)}
 
@@ -260,7 +257,7 @@ def _conv_geometry(b, node, attrs, w, x_name):
 @converter("ConvInteger")
 def _conv_integer(b, node, inputs, attrs):
     args = list(inputs) + [None] * (4 - len(inputs))
-    return b.call(conv_integer, tuple(args[:4]), _conv_geometry(b, node, attrs, args[1], node.input[0]))
+    return b.call(conv_integer, tuple(args[:4]), _conv_geometry(b, node, attrs, args[1], 1))
 
 
 @converter("QLinearMatMul")
@@ -271,5 +268,5 @@ def _qlinear_matmul(b, node, inputs, attrs):
 @converter("QLinearConv")
 def _qlinear_conv(b, node, inputs, attrs):
     args = list(inputs) + [None] * (9 - len(inputs))
-    return b.call(qlinear_conv, tuple(args[:9]), _conv_geometry(b, node, attrs, args[3], node.input[0]))
+    return b.call(qlinear_conv, tuple(args[:9]), _conv_geometry(b, node, attrs, args[3], 3))
 
