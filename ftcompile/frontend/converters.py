@@ -95,18 +95,14 @@ def _conv(b, node, inputs, attrs):
     x, w = inputs[0], inputs[1]
     bias = inputs[2] if len(inputs) > 2 else None
     transpose = node.op_type == "ConvTranspose"
-    shape_w = b.shapes.get(node.input[1]) if not torch.is_tensor(w) else list(w.shape)
-    rank = len(attrs["kernel_shape"]) if "kernel_shape" in attrs else len(shape_w) - 2
-    kernel = list(attrs["kernel_shape"]) if "kernel_shape" in attrs else list(shape_w[2:])
-    strides = list(attrs.get("strides", [1] * rank))
-    dil = list(attrs.get("dilations", [1] * rank))
+    kernel, strides, dil = window(b, node, attrs, w)
+    rank = len(kernel)
     groups = attrs.get("group", 1)
-    in_shape = b.shapes.get(node.input[0])
     if transpose:
-        begin, end = _transpose_pads(node, attrs, rank, in_shape, kernel, strides, dil)
+        begin, end = _transpose_pads(node, attrs, rank, b.shapes.get(node.input[0]), kernel, strides, dil)
         out_pad = list(attrs.get("output_padding", [0] * rank))
     else:
-        pads = pads_of(attrs, rank, in_shape, kernel, strides, dil)
+        pads = pads_of(attrs, rank, b.shapes.get(node.input[0]), kernel, strides, dil)
         begin, end, out_pad = pads[:rank], pads[rank:], None
     if begin != end and not transpose:
         x = b.call(ops.pad, (x,), {"pads": [0, 0] + begin + [0, 0] + end})
@@ -296,6 +292,24 @@ def _constant(b, node, inputs, attrs):
         if key in attrs:
             return torch.tensor(attrs[key], dtype=dtype)
     raise UnsupportedModelError(f"Constant {_name(node)!r} of kind {', '.join(attrs)} is not supported.")
+
+
+def window(b, node, attrs: dict, weight=None, weight_input: int = 1) -> tuple[list, list, list]:
+    """Kernel, strides and dilations of a convolution or pooling node: the kernel from ``kernel_shape``, else the
+    spatial dims of the weight (``weight`` when constant, else the inferred shape of input ``weight_input``)."""
+    if "kernel_shape" in attrs:
+        kernel = list(attrs["kernel_shape"])
+    else:
+        shape = list(weight.shape) if torch.is_tensor(weight) else b.shapes.get(node.input[weight_input])
+        kernel = list(shape[2:])
+    rank = len(kernel)
+    return kernel, list(attrs.get("strides", [1] * rank)), list(attrs.get("dilations", [1] * rank))
+
+
+def geometry(b, node, attrs: dict, weight=None, weight_input: int = 1) -> tuple[list, list, list, list]:
+    """``window`` and the pads (begins, then ends) of a convolution or pooling node reading input 0."""
+    kernel, strides, dil = window(b, node, attrs, weight, weight_input)
+    return kernel, strides, dil, pads_of(attrs, len(kernel), b.shapes.get(node.input[0]), kernel, strides, dil)
 
 
 def pads_of(attrs: dict, rank: int, in_shape, kernel, strides, dilations) -> list[int]:

@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ftcompile.frontend.converters import pads_of
+from ftcompile.frontend.converters import geometry
 from ftcompile.frontend.ops import text
 from ftcompile.frontend.registry import converter
 
@@ -177,10 +177,7 @@ def _max_roi_pool(b, node, inputs, attrs):
 @converter("DeformConv")
 def _deform_conv(b, node, inputs, attrs):
     args = list(inputs) + [None] * (5 - len(inputs))
-    shape_w = list(args[1].shape) if torch.is_tensor(args[1]) else b.shapes.get(node.input[1])
-    kernel = list(attrs.get("kernel_shape", shape_w[2:]))
-    strides, dil = list(attrs.get("strides", [1, 1])), list(attrs.get("dilations", [1, 1]))
-    pads = pads_of(attrs, 2, b.shapes.get(node.input[0]), kernel, strides, dil)
+    _, strides, dil, pads = geometry(b, node, attrs, args[1])
     return b.call(deform_conv, tuple(args[:5]), {"strides": strides, "pads": pads, "dilations": dil,
                                                  "groups": attrs.get("group", 1),
                                                  "offset_groups": attrs.get("offset_group", 1)})

@@ -25,7 +25,7 @@ BINARY = {"Add": torch.add, "Sub": torch.sub, "Mul": torch.mul, "Div": ops.div, 
           "BitwiseAnd": torch.bitwise_and, "BitwiseOr": torch.bitwise_or, "BitwiseXor": torch.bitwise_xor}
 # opset 1-6 forms of the binary operators carry the broadcast/axis attributes
 _LEGACY = ("Add", "Sub", "Mul", "Div", "Pow", "Equal", "Less", "Greater", "And", "Or", "Xor")
-VARIADIC = {"Sum": torch.add, "Max": torch.maximum, "Min": torch.minimum, "Mean": torch.add}
+VARIADIC = ("Sum", "Max", "Min", "Mean")  # ops.variadic folds them
 
 
 @converter(*UNARY)
@@ -43,8 +43,7 @@ def _binary(b, node, inputs, attrs):
 
 @converter(*VARIADIC)
 def _variadic(b, node, inputs, attrs):
-    out = b.call(ops.variadic, tuple(inputs), {"fn": node.op_type})
-    return out
+    return b.call(ops.variadic, tuple(inputs), {"fn": node.op_type})
 
 
 @converter("Mod")

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ftcompile.errors import UnsupportedModelError
+from ftcompile.frontend import ops
 from ftcompile.frontend.registry import converter
 
 
@@ -29,7 +30,7 @@ class InstanceNorm(nn.Module):
         self.weight, self.bias, self.eps = nn.Parameter(scale), nn.Parameter(bias), eps
 
     def forward(self, x):
-        return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+        return ops.instance_norm(x, self.weight, self.bias, self.eps)
 
 
 def layer_norm(x, scale, bias=None, axis: int = -1, eps: float = 1e-5, stats: bool = False):
@@ -183,14 +184,10 @@ def _layernorm(b, node, inputs, attrs):
 def _instancenorm(b, node, inputs, attrs):
     eps = attrs.get("epsilon", 1e-5)
     if not _all_const(inputs[1], inputs[2]):
-        return b.call(_instance_norm, (inputs[0], inputs[1], inputs[2]), {"eps": eps})
+        return b.call(ops.instance_norm, (inputs[0], inputs[1], inputs[2]), {"eps": eps})
     mod = InstanceNorm(inputs[1].clone(), inputs[2].clone(), eps)
     return b.module(node.name or node.output[0], mod, inputs[0],
                     {"weight": b.source(node.input[1]), "bias": b.source(node.input[2])})
-
-
-def _instance_norm(x, scale, bias, eps: float):
-    return F.instance_norm(x, weight=scale, bias=bias, eps=eps)
 
 
 @converter("GroupNormalization")

@@ -69,7 +69,6 @@ class _Builder:
         self.root = nn.Module()
         self.env: dict[str, object] = {}  # tensor name -> fx.Node (dynamic) or torch.Tensor (constant)
         self.sources: dict[str, ParamSource] = {}
-        self.init_names: dict[int, str] = {}  # id(tensor) -> initializer it came from
         self.buffers: dict[int, fx.Node] = {}
         self.constants: list[str] = []  # buffer names of the graph's constants
         self.names: set[str] = set()

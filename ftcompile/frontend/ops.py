@@ -75,13 +75,11 @@ def ints(v) -> list[int]:
     return [int(i) for i in v] if isinstance(v, (list, tuple)) else [int(v)]
 
 
-_ints = ints
-
 
 def slice_(x, starts, ends, axes=None, steps=None):
-    starts, ends = _ints(starts), _ints(ends)
-    axes = list(range(len(starts))) if axes is None else _ints(axes)
-    steps = [1] * len(starts) if steps is None else _ints(steps)
+    starts, ends = ints(starts), ints(ends)
+    axes = list(range(len(starts))) if axes is None else ints(axes)
+    steps = [1] * len(starts) if steps is None else ints(steps)
     index = [slice(None)] * x.dim()
     backward = []
     for s, e, a, st in zip(starts, ends, axes, steps):
@@ -195,12 +193,12 @@ def prelu(x, slope, legacy: bool = False):
     return torch.where(x < 0, x * slope, x).to(x.dtype)
 
 
-_FLOAT8 = (torch.float8_e4m3fn, torch.float8_e4m3fnuz, torch.float8_e5m2, torch.float8_e5m2fnuz)
+FLOAT8 = (torch.float8_e4m3fn, torch.float8_e4m3fnuz, torch.float8_e5m2, torch.float8_e5m2fnuz)
 
 
 def cast(x, dtype: torch.dtype, saturate: int = 1):
     """ONNX Cast; to float8 with ``saturate`` values beyond the type's range (infinities too) clamp to its max."""
-    if dtype in _FLOAT8 and x.dtype.is_floating_point:
+    if dtype in FLOAT8 and x.dtype.is_floating_point:
         big = torch.finfo(dtype).max
         if saturate:
             x = torch.where(torch.isnan(x), x, x.clamp(-big, big))
@@ -281,7 +279,7 @@ def split(x, sizes=None, axis: int = 0, num_outputs: int | None = None):
         n = num_outputs
         step = -(-x.shape[axis] // n)
         return tuple(torch.split(x, step, dim=axis))
-    return tuple(torch.split(x, _ints(sizes), dim=axis))
+    return tuple(torch.split(x, ints(sizes), dim=axis))
 
 
 def mod(a, b, fmod: int = 0):

@@ -55,9 +55,9 @@ def render() -> str:
               "weight stored as integers behind a DequantizeLinear (or as floats behind a Q -> DQ pair) becomes the "
               "layer's float parameter read on its grid; export writes it back as the same integer type with the "
               "same scale and zero point, every Q/DQ node and quantization parameter untouched. The drift runtime "
-              "sees those weights once `ftcompile.passes.qdq.dequantize_weights` has turned them into float "
-              "initializers (under the names the importer records); until the runtime applies it, `validate` and "
-              "`harden` find no drifting weights in a QDQ model.",
+              "reads a QDQ model through `ftcompile.passes.qdq.dequantize_weights`: each quantized weight becomes "
+              "a float initializer of the values it programs, under the name the importer records, so `validate`, "
+              "`sweep` and `harden` drift the same tensors the fine-tuning trains.",
               "", "## Out of scope", "", "| operator | why |", "| --- | --- |"]
     for op in sorted(OUT_OF_SCOPE):
         lines.append(f"| {op} | {OUT_OF_SCOPE[op]} |")

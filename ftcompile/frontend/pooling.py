@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ftcompile.errors import UnsupportedModelError
 from ftcompile.frontend import ops
-from ftcompile.frontend.converters import pads_of
+from ftcompile.frontend.converters import geometry
 from ftcompile.frontend.registry import converter
 
 _CONV = (F.conv1d, F.conv2d, F.conv3d)
@@ -120,18 +120,9 @@ def global_lp_pool(x, p: float = 2.0):
 
 
 # --- converters ----------------------------------------------------------------------------------
-def _geometry(b, node, attrs):
-    kernel = list(attrs["kernel_shape"])
-    rank = len(kernel)
-    strides = list(attrs.get("strides", [1] * rank))
-    dil = list(attrs.get("dilations", [1] * rank))
-    pads = pads_of(attrs, rank, b.shapes.get(node.input[0]), kernel, strides, dil)
-    return kernel, strides, pads, dil
-
-
 @converter("MaxPool")
 def _max_pool(b, node, inputs, attrs):
-    kernel, strides, pads, dil = _geometry(b, node, attrs)
+    kernel, strides, dil, pads = geometry(b, node, attrs)
     indices = len(node.output) > 1 and bool(node.output[1])
     out = b.call(max_pool, (inputs[0],), {"kernel": kernel, "strides": strides, "pads": pads, "dilations": dil,
                                           "ceil_mode": attrs.get("ceil_mode", 0), "indices": indices,
@@ -141,7 +132,7 @@ def _max_pool(b, node, inputs, attrs):
 
 @converter("AveragePool")
 def _avg_pool(b, node, inputs, attrs):
-    kernel, strides, pads, dil = _geometry(b, node, attrs)
+    kernel, strides, dil, pads = geometry(b, node, attrs)
     return b.call(avg_pool, (inputs[0],), {"kernel": kernel, "strides": strides, "pads": pads, "dilations": dil,
                                            "ceil_mode": attrs.get("ceil_mode", 0),
                                            "count_include_pad": attrs.get("count_include_pad", 0)})
@@ -149,7 +140,7 @@ def _avg_pool(b, node, inputs, attrs):
 
 @converter("LpPool")
 def _lp_pool(b, node, inputs, attrs):
-    kernel, strides, pads, dil = _geometry(b, node, attrs)
+    kernel, strides, dil, pads = geometry(b, node, attrs)
     return b.call(lp_pool, (inputs[0],), {"kernel": kernel, "strides": strides, "pads": pads, "dilations": dil,
                                           "ceil_mode": attrs.get("ceil_mode", 0), "p": float(attrs.get("p", 2))})
 
@@ -166,7 +157,7 @@ def _global_lp_pool(b, node, inputs, attrs):
 
 @converter("MaxUnpool")
 def _max_unpool(b, node, inputs, attrs):
-    kernel, strides, pads, _ = _geometry(b, node, {**attrs, "auto_pad": "NOTSET"})
+    kernel, strides, _, pads = geometry(b, node, {**attrs, "auto_pad": "NOTSET"})
     shape = b.shapes.get(node.input[0])
     if shape is None or any(d is None for d in shape[2:]):
         raise UnsupportedModelError(f"MaxUnpool {node.name or node.output[0]!r} needs static spatial input sizes.")

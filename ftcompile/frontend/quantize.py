@@ -23,8 +23,6 @@ from ftcompile.frontend import ops
 from ftcompile.frontend.dtypes import torch_dtype
 from ftcompile.frontend.registry import converter
 
-_FLOAT8 = (torch.float8_e4m3fn, torch.float8_e4m3fnuz, torch.float8_e5m2, torch.float8_e5m2fnuz)
-
 
 def spread(scale: torch.Tensor, shape, axis: int = 1, block: int = 0) -> torch.Tensor:
     """A per-tensor, per-axis or blocked scale (or zero point) broadcast to ``shape``."""
@@ -38,7 +36,7 @@ def spread(scale: torch.Tensor, shape, axis: int = 1, block: int = 0) -> torch.T
 
 
 def limits(dtype: torch.dtype) -> tuple[float, float]:
-    if dtype in _FLOAT8:
+    if dtype in ops.FLOAT8:
         big = torch.finfo(dtype).max
         return -big, big
     info = torch.iinfo(dtype)
@@ -52,7 +50,7 @@ def quantize(x, scale, zero_point=None, axis: int = 1, block: int = 0, dtype: to
     dtype = dtype or (zero_point.dtype if zero_point is not None else torch.uint8)
     s = spread(scale, x.shape, axis, block)
     zp = spread(zero_point, x.shape, axis, block).float() if zero_point is not None else 0.0
-    if dtype in _FLOAT8:
+    if dtype in ops.FLOAT8:
         return ops.cast(x / s + zp, dtype, saturate)
     lo, hi = limits(dtype)
     return torch.clamp(torch.round(x / s) + zp, lo, hi).to(dtype)
@@ -60,14 +58,14 @@ def quantize(x, scale, zero_point=None, axis: int = 1, block: int = 0, dtype: to
 
 def dequantize(q, scale, zero_point=None, axis: int = 1, block: int = 0, dtype: torch.dtype | None = None):
     s = spread(scale, q.shape, axis, block)
-    zp = spread(zero_point, q.shape, axis, block).float() if zero_point is not None and q.dtype not in _FLOAT8 \
+    zp = spread(zero_point, q.shape, axis, block).float() if zero_point is not None and q.dtype not in ops.FLOAT8 \
         else 0.0
     return ((q.float() - zp) * s).to(dtype or scale.dtype)
 
 
 def fake_quantize(x, scale, zero_point=None, axis: int = 1, block: int = 0, dtype: torch.dtype = torch.uint8):
     """Quantize-dequantize; its gradient is the straight-through estimator (1 inside the grid's range, else 0)."""
-    if dtype in _FLOAT8:
+    if dtype in ops.FLOAT8:
         return dequantize(quantize(x, scale, zero_point, axis, block, dtype), scale, zero_point, axis, block, x.dtype)
     s = spread(scale, x.shape, axis, block)
     zp = spread(zero_point, x.shape, axis, block).float() if zero_point is not None else 0.0
@@ -213,7 +211,7 @@ def _dequantize(b, node, inputs, attrs):
         q_zp = b.env[q.input[2]] if len(q.input) > 2 and q.input[2] else None
         if torch.equal(x_scale, scale) and (q_zp is None) == (zp is None) and (zp is None or torch.equal(q_zp, zp)):
             dtype = zp.dtype if zp is not None else torch.uint8
-            if dtype not in _FLOAT8 and out_dtype in (None, torch.float32):
+            if dtype not in ops.FLOAT8 and out_dtype in (None, torch.float32):
                 return b.call(fake_quantize, (source, scale, zp), {**_axis_block(attrs), "dtype": dtype})
     out = b.call(dequantize, (x, scale, zp), {**_axis_block(attrs), "dtype": out_dtype})
     if torch.is_tensor(out) and torch.is_tensor(scale) and (zp is None or torch.is_tensor(zp)):
@@ -246,15 +244,12 @@ def _matmul_integer(b, node, inputs, attrs):
     return b.call(matmul_integer, tuple(args[:4]))
 
 
-def _conv_geometry(b, node, attrs, w, x_name):
-    from ftcompile.frontend.converters import pads_of
+def _conv_geometry(b, node, attrs, w, w_input: int):
+    """``ops.conv``'s keyword arguments for an integer convolution whose weight is input ``w_input``."""
+    from ftcompile.frontend.converters import geometry
 
-    shape_w = (list(w.shape) if torch.is_tensor(w)
-               else b.shapes.get(node.input[3 if node.op_type == "QLinearConv" else 1]))
-    kernel = list(attrs["kernel_shape"]) if "kernel_shape" in attrs else list(shape_w[2:])
+    kernel, strides, dil, pads = geometry(b, node, attrs, w, w_input)
     rank = len(kernel)
-    strides, dil = list(attrs.get("strides", [1] * rank)), list(attrs.get("dilations", [1] * rank))
-    pads = pads_of(attrs, rank, b.shapes.get(x_name), kernel, strides, dil)
     return {"strides": strides, "begin": pads[:rank], "end": pads[rank:], "dilations": dil,
             "groups": attrs.get("group", 1)}
 
@@ -262,7 +257,7 @@ def _conv_geometry(b, node, attrs, w, x_name):
 @converter("ConvInteger")
 def _conv_integer(b, node, inputs, attrs):
     args = list(inputs) + [None] * (4 - len(inputs))
-    return b.call(conv_integer, tuple(args[:4]), _conv_geometry(b, node, attrs, args[1], node.input[0]))
+    return b.call(conv_integer, tuple(args[:4]), _conv_geometry(b, node, attrs, args[1], 1))
 
 
 @converter("QLinearMatMul")
@@ -273,5 +268,5 @@ def _qlinear_matmul(b, node, inputs, attrs):
 @converter("QLinearConv")
 def _qlinear_conv(b, node, inputs, attrs):
     args = list(inputs) + [None] * (9 - len(inputs))
-    return b.call(qlinear_conv, tuple(args[:9]), _conv_geometry(b, node, attrs, args[3], node.input[0]))
+    return b.call(qlinear_conv, tuple(args[:9]), _conv_geometry(b, node, attrs, args[3], 3))
 

@@ -29,6 +29,21 @@ def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
     return next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
 
 
+def _grid(node: onnx.NodeProto, inits: dict, shape: tuple) -> tuple[np.ndarray, np.ndarray, np.dtype]:
+    """Scale and zero point of a Q/DQ node spread to ``shape`` (float32), and the type of its integers: the zero
+    point's, else ``output_dtype``, else uint8 (the spec's default when the zero point is absent)."""
+    axis, block = _attr(node, "axis", 1), _attr(node, "block_size", 0)
+    scale = numpy_helper.to_array(inits[node.input[1]])
+    if len(node.input) > 2 and node.input[2]:
+        zero = numpy_helper.to_array(inits[node.input[2]])
+        dtype = zero.dtype
+    else:
+        zero, to = np.zeros((), np.float32), _attr(node, "output_dtype", 0)
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(to) if to else np.dtype(np.uint8)
+    return (_spread(scale, shape, axis, block).astype(np.float32),
+            _spread(zero, shape, axis, block).astype(np.float32), dtype)
+
+
 def dequantize_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     """A new model where every constant DequantizeLinear (of an integer initializer, or of a QuantizeLinear of a
     float one) is its float result, stored under the quantized initializer's name."""
@@ -47,20 +62,19 @@ def dequantize_weights(model: onnx.ModelProto) -> onnx.ModelProto:
         source, quantizer = node.input[0], None
         if source not in inits:
             quantizer = producer.get(source)
-            if quantizer is None or quantizer.op_type != "QuantizeLinear" or quantizer.input[0] not in inits:
+            if (quantizer is None or quantizer.op_type != "QuantizeLinear"
+                    or any(name and name not in inits for name in quantizer.input)):
                 continue
             source = quantizer.input[0]
         values = numpy_helper.to_array(inits[source])
-        axis, block = _attr(node, "axis", 1), _attr(node, "block_size", 0)
-        scale = numpy_helper.to_array(inits[node.input[1]])
-        zero = (numpy_helper.to_array(inits[node.input[2]]) if len(node.input) > 2 and node.input[2]
-                else np.zeros((), np.int64))
-        s = _spread(scale, values.shape, axis, block).astype(np.float32)
-        z = _spread(zero, values.shape, axis, block).astype(np.float32)
         if quantizer is not None:  # the float weight on its grid, as the QuantizeLinear puts it
-            lo, hi = (np.iinfo(zero.dtype).min, np.iinfo(zero.dtype).max)
-            values = np.clip(np.rint(values / s) + z, lo, hi)
-        dequantized = ((values.astype(np.float32) - z) * s).astype(scale.dtype)
+            qs, qz, dtype = _grid(quantizer, inits, values.shape)
+            if not np.issubdtype(dtype, np.integer):  # a float8 grid: left to the graph
+                continue
+            values = np.clip(np.rint(values / qs) + qz, np.iinfo(dtype).min, np.iinfo(dtype).max)
+        s, z, _ = _grid(node, inits, values.shape)
+        out_type = onnx.helper.tensor_dtype_to_np_dtype(inits[node.input[1]].data_type)  # the scale's type
+        dequantized = ((values.astype(np.float32) - z) * s).astype(out_type)
         inits[source].CopyFrom(numpy_helper.from_array(dequantized, source))
         rename[node.output[0]] = source
         drop.add(id(node))

@@ -213,3 +213,53 @@ def test_a_qdq_model_hardens_end_to_end_and_stays_8_bit(tmp_path):
     weights = [k for k in stored if "weight" in k]
     assert len(weights) == 2 and all(stored[k].dtype == np.int8 for k in weights)
     assert any(not np.array_equal(stored[k], source[k]) for k in weights)  # fine-tuned, on the grid
+
+
+def test_asymmetric_uint8_weights_keep_their_zero_points():
+    """The int8 models above are symmetric (every weight zero point is 0): here a uint8 weight per output column,
+    each column with its own zero point, must import, write back and dequantize for the runtime around them."""
+    rng = np.random.default_rng(0)
+    q = rng.integers(0, 256, (8, 4)).astype(np.uint8)
+    scale = np.array([0.02, 0.03, 0.01, 0.05], np.float32)
+    zero = np.array([117, 3, 250, 128], np.uint8)
+    inits = [numpy_helper.from_array(q, "Wq"), numpy_helper.from_array(scale, "s"),
+             numpy_helper.from_array(zero, "z"), numpy_helper.from_array(np.array(0.03, np.float32), "sx"),
+             numpy_helper.from_array(np.array(128, np.uint8), "zx")]
+    # the input quantized too: onnxruntime quantizes a float input of an integer weight's MatMul its own way
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["Wq", "s", "z"], ["W"], axis=1),
+             helper.make_node("MatMul", ["xd", "W"], ["y"])]
+    g = helper.make_graph(nodes, "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], inits)
+    proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)])
+    want = (q.astype(np.float32) - zero) * scale
+    imported = import_onnx(proto)  # parity against onnxruntime: the layer reads its weight on the uint8 grid
+    assert imported.parity.ok and imported.parity.max_abs < 1e-5
+    (layer,) = find_layers(imported.module, imported.sources)
+    np.testing.assert_allclose(imported.module.get_submodule(layer.target).weight.detach().numpy().T, want,
+                               rtol=1e-6)
+    stored = {i.name: numpy_helper.to_array(i) for i in to_onnx(imported).graph.initializer}
+    assert stored["Wq"].dtype == np.uint8
+    np.testing.assert_array_equal(stored["Wq"], q)  # written back as the same integers
+    np.testing.assert_array_equal(stored["z"], zero)
+    flat = {i.name: numpy_helper.to_array(i) for i in dequantize_weights(proto).graph.initializer}
+    np.testing.assert_allclose(flat["Wq"], want, rtol=1e-6)  # the runtime drifts the programmed values
+
+
+def test_runtime_view_of_a_float_weight_quantized_without_zero_point_is_uint8():
+    """A QuantizeLinear without zero point writes uint8 (the spec's default): negative weights clip to 0, as
+    onnxruntime computes them."""
+    w = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
+    inits = [numpy_helper.from_array(w, "W"), numpy_helper.from_array(np.array(0.02, np.float32), "s")]
+    nodes = [helper.make_node("QuantizeLinear", ["W", "s"], ["Wq"]),
+             helper.make_node("DequantizeLinear", ["Wq", "s"], ["Wd"]), helper.make_node("MatMul", ["x", "Wd"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 4])], inits)
+    proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)])
+    flat = {i.name: numpy_helper.to_array(i) for i in dequantize_weights(proto).graph.initializer}["W"]
+    np.testing.assert_allclose(flat, np.clip(np.rint(w / 0.02), 0, 255) * 0.02, rtol=1e-6)
+    x = np.eye(4, 8, dtype=np.float32)  # rows of the weight, read through each graph
+    run = lambda m: ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]  # noqa: E731
+    np.testing.assert_allclose(run(dequantize_weights(proto)), run(proto), atol=1e-6)
