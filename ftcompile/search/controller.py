@@ -11,6 +11,13 @@ hyperparameters sampled by NUTS, which BoTorch runs in NumPyro/JAX: ``botorch[fu
 ``qLogNoisyExpectedImprovement`` (averaged over the SAAS posterior's samples) and ``optimize_acqf``. The best
 trial is the one with the highest posterior mean, not the luckiest draw.
 
+Noise: given each trial's measured variance (``Yvar``: its Monte-Carlo standard error squared, ``objective.Score``),
+the GP takes it as known (BoTorch's ``train_Yvar``: a fixed-noise likelihood) and its posterior standard deviation
+at a trial is then at most that trial's own error, and of its order. Learned homoskedastic noise on a handful of
+trials can fit close to interpolation, its posterior far narrower than the trials' errors, and a one-standard-error
+choice on it is then an argmax (``benchmarks/bench_recipe_choice.py`` replays the recipe journals under both). The
+recipe search passes ``Yvar``; the paper's rate search (``--method bayesft``) learns its noise, as it was measured.
+
 Failures: the design index counts every proposal ever made (finished, failed or running), so a design
 point is never proposed twice. A failed point enters the GP scored as the worst objective seen so far:
 the posterior mean is low around it, so the acquisition moves away from that region without ever being
@@ -30,6 +37,7 @@ KERNELS = ("matern52", "exp", "saas")
 # thread beside other jobs; the ResNet-20 searches 784-895 s against 498-623 s (README).
 SAAS_NUTS = {"warmup_steps": 256, "num_samples": 128, "thinning": 16}
 SEARCHES = ("bo", "random", "grid")
+MIN_YVAR = 1e-8  # (objective units)^2: a standard error of 1e-4 at least
 DTYPE = torch.double
 
 
@@ -82,7 +90,8 @@ class Controller:
         return sobol[start:] * self.max_rate
 
     def propose(self, X: torch.Tensor, Y: torch.Tensor, q: int = 1, pending: torch.Tensor | None = None,
-                proposed: int | None = None, failed: torch.Tensor | None = None) -> Proposal:
+                proposed: int | None = None, failed: torch.Tensor | None = None,
+                Yvar: torch.Tensor | None = None) -> Proposal:
         """``q`` new points.
 
         Args:
@@ -91,6 +100,7 @@ class Controller:
             proposed: how many points were ever proposed (finished, failed, running); the design continues
                 from there. Default ``n + p``.
             failed: points whose trials failed (``f x d``).
+            Yvar: each finished trial's measured variance (``n``), taken as known; None: noise learned.
         """
         n = len(X) + (0 if pending is None else len(pending)) if proposed is None else proposed
         if self.search != "bo":
@@ -100,8 +110,8 @@ class Controller:
         from botorch.acquisition.logei import qLogNoisyExpectedImprovement
         from botorch.optim import optimize_acqf
 
-        X_all, Y_all = with_failures(X, Y, failed)
-        model = self._fit(X_all, Y_all)
+        X_all, Y_all, Yvar_all = with_failures(X, Y, failed, Yvar)
+        model = self._fit(X_all, Y_all, Yvar_all)
         with warnings.catch_warnings():
             # repeated rates make the GP's covariance near-singular; gpytorch adds jitter and says so
             warnings.simplefilter("ignore")
@@ -111,25 +121,26 @@ class Controller:
                                     options={"seed": self.seed + n})
         return Proposal(cand.detach(), "bo")
 
-    def _fit(self, X: torch.Tensor, Y: torch.Tensor):
+    def _fit(self, X: torch.Tensor, Y: torch.Tensor, Yvar: torch.Tensor | None = None):
         from botorch.fit import fit_gpytorch_mll
         from botorch.models import SingleTaskGP
         from botorch.models.transforms import Normalize, Standardize
         from gpytorch.kernels import MaternKernel, ScaleKernel
         from gpytorch.mlls import ExactMarginalLogLikelihood
 
+        yvar = _known_noise(Yvar)
         if self.kernel == "saas":
-            return self._fit_saas(X, Y)
+            return self._fit_saas(X, Y, yvar)
         nu = 2.5 if self.kernel == "matern52" else 0.5
         covar = ScaleKernel(MaternKernel(nu=nu, ard_num_dims=self.dim))
-        model = SingleTaskGP(X.to(DTYPE), Y.to(DTYPE).reshape(-1, 1), covar_module=covar,
+        model = SingleTaskGP(X.to(DTYPE), Y.to(DTYPE).reshape(-1, 1), yvar, covar_module=covar,
                              input_transform=Normalize(self.dim, bounds=self.bounds), outcome_transform=Standardize(1))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
         return model
 
-    def _fit_saas(self, X: torch.Tensor, Y: torch.Tensor):
+    def _fit_saas(self, X: torch.Tensor, Y: torch.Tensor, yvar: torch.Tensor | None):
         try:
             import numpyro  # noqa: F401  (BoTorch runs NUTS in NumPyro/JAX)
         except ImportError:
@@ -141,7 +152,7 @@ class Controller:
         from botorch.models.fully_bayesian import SaasFullyBayesianSingleTaskGP
         from botorch.models.transforms import Normalize, Standardize
 
-        model = SaasFullyBayesianSingleTaskGP(X.to(DTYPE), Y.to(DTYPE).reshape(-1, 1),
+        model = SaasFullyBayesianSingleTaskGP(X.to(DTYPE), Y.to(DTYPE).reshape(-1, 1), yvar,
                                               input_transform=Normalize(self.dim, bounds=self.bounds),
                                               outcome_transform=Standardize(1))
         with torch.random.fork_rng(), warnings.catch_warnings():  # NUTS draws from torch's global generator
@@ -149,10 +160,10 @@ class Controller:
             fit_fully_bayesian_model_nuts(model, **SAAS_NUTS, disable_progbar=True, seed=self.seed + len(X))
         return model
 
-    def posterior(self, X: torch.Tensor, Y: torch.Tensor) -> tuple[list, list]:
+    def posterior(self, X: torch.Tensor, Y: torch.Tensor, Yvar: torch.Tensor | None = None) -> tuple[list, list]:
         """The GP's posterior mean and standard deviation at the finished points ``X`` (``n x d``; SAAS: the mixture
-        of its sampled GPs), for choices that weigh the model's certainty."""
-        model = self._fit(X, Y)
+        of its sampled GPs), for choices that weigh the model's certainty; ``Yvar`` as in ``propose``."""
+        model = self._fit(X, Y, Yvar)
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             post = model.posterior(X.to(DTYPE))
@@ -172,9 +183,21 @@ class Controller:
         return int(torch.argmax(torch.tensor(mean)))
 
 
-def with_failures(X: torch.Tensor, Y: torch.Tensor, failed: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Finished points plus failed ones, each failure scored as the worst objective seen so far."""
+def with_failures(X: torch.Tensor, Y: torch.Tensor, failed: torch.Tensor | None,
+                  Yvar: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Finished points plus failed ones, each failure scored as the worst objective seen so far (with the largest
+    measured variance, when variances are given)."""
     if failed is None or not len(failed) or not len(Y):
-        return X, Y
+        return X, Y, Yvar
     worst = torch.full((len(failed),), float(Y.min()), dtype=Y.dtype)
-    return torch.cat([X, failed.to(X.dtype)]), torch.cat([Y, worst])
+    if Yvar is not None:
+        Yvar = torch.cat([Yvar, torch.full((len(failed),), float(Yvar.max()), dtype=Yvar.dtype)])
+    return torch.cat([X, failed.to(X.dtype)]), torch.cat([Y, worst]), Yvar
+
+
+def _known_noise(Yvar: torch.Tensor | None) -> torch.Tensor | None:
+    """``Yvar`` as BoTorch's ``train_Yvar`` (``n x 1``), floored: a trial whose K drift samples all scored alike
+    measures a zero error, which a fixed-noise GP would have to interpolate exactly."""
+    if Yvar is None:
+        return None
+    return Yvar.to(DTYPE).reshape(-1, 1).clamp_min(MIN_YVAR)

@@ -407,13 +407,21 @@ def rate_trials(trials: list[TrialRecord], stage: str = RATE_SEARCH) -> list[Tri
     return [t for t in trials if t.stage == stage]
 
 
-def _observed(trials: list[TrialRecord], dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Finished points and objectives, and the points whose trials failed (all ``n x dim``)."""
+def _observed(trials: list[TrialRecord], dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Finished points, their objectives and measured variances (standard errors squared), and the points whose
+    trials failed (points ``n x dim``)."""
     ok = [t for t in trials if t.status == "ok"]
     failed = [t.x for t in trials if t.status != "ok"]
     return (torch.tensor([t.x for t in ok], dtype=torch.double).reshape(-1, dim),
             torch.tensor([t.objective for t in ok], dtype=torch.double),
+            torch.tensor([t.stderr ** 2 for t in ok], dtype=torch.double),
             torch.tensor(failed, dtype=torch.double).reshape(-1, dim))
+
+
+def _known_noise(stage: "Stage", Yvar: torch.Tensor) -> torch.Tensor | None:
+    """The variances the controller takes as known: the recipe search's (its choice weighs each trial's error,
+    ``controller.py``); None for the paper's rate search, which learns its noise."""
+    return Yvar if stage.name == RECIPE else None
 
 
 @dataclass(frozen=True)
@@ -461,10 +469,10 @@ def run_trials(controller: Controller, executor: Executor, journal: Journal, cfg
         free = min(executor.slots - len(running), len(todo)) if in_time else 0
         if free > 0:
             done_so_far = rate_trials(journal.trials, stage.name)
-            X, Y, failed = _observed(done_so_far, stage.dim)
+            X, Y, Yvar, failed = _observed(done_so_far, stage.dim)
             pending = torch.tensor([t.point for t in running.values()], dtype=torch.double) if running else None
             proposal = controller.propose(X, Y, q=free, pending=pending, proposed=len(done_so_far) + len(running),
-                                          failed=failed)
+                                          failed=failed, Yvar=_known_noise(stage, Yvar))
             for row in proposal.points:
                 i = todo.popleft()
                 point = tuple(float(v) for v in row)
@@ -556,9 +564,9 @@ def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, jou
         outcome.trials = list(journal.trials)
     ok = [t for t in rate_trials(outcome.trials, stage.name) if t.status == "ok"] if stage else []
     if ok:
-        X, Y, _ = _observed(ok, stage.dim)
+        X, Y, Yvar, _ = _observed(ok, stage.dim)
         if stage.name == RECIPE:  # the simplest recipe within one posterior standard error of the best
-            means, stds = controller.posterior(X, Y)
+            means, stds = controller.posterior(X, Y, _known_noise(stage, Yvar))
             best = ok[choose_recipe(space, X.tolist(), means, stds)]
             outcome.train_sigma, lr_scale = best.train_sigma, best.lr_scale
         else:

@@ -110,10 +110,10 @@ def test_saas_kernel_finds_the_one_rate_that_matters_and_proposes_inside_the_box
                                                         dtype=torch.double)
     fit, fitted = c._fit, {}
 
-    def fit_once(X_, Y_):  # one NUTS fit (5 s once JAX has compiled) serves the lengthscales, proposal and best
-        key = (X_.numpy().tobytes(), Y_.numpy().tobytes())
+    def fit_once(X_, Y_, Yvar=None):  # one NUTS fit (5 s once JAX has compiled) serves the lengthscales, proposal
+        key = (X_.numpy().tobytes(), Y_.numpy().tobytes())  # and best
         if key not in fitted:
-            fitted[key] = fit(X_, Y_)
+            fitted[key] = fit(X_, Y_, Yvar)
         return fitted[key]
 
     monkeypatch.setattr(c, "_fit", fit_once)

@@ -70,6 +70,31 @@ def test_the_controller_proposes_its_anchor_first_then_the_design():
     assert int(np.argmax(mean)) == int(torch.argmax(y))
 
 
+def test_with_measured_errors_the_posterior_spread_follows_each_trials_own_error():
+    # six trials of a smooth objective, each with its Monte-Carlo error: with the errors known, the posterior at a
+    # trial can be no wider than its own error (one observation already pins it that far), and the trials measured
+    # less precisely are known less precisely
+    x = torch.tensor([[0.1, 0.2], [0.9, 0.1], [0.5, 0.5], [0.2, 0.9], [0.8, 0.8], [0.5, 0.05]], dtype=torch.double)
+    y = 0.8 - 0.1 * ((x - 0.4) ** 2).sum(1)
+    se = torch.tensor([0.004, 0.004, 0.004, 0.03, 0.03, 0.03], dtype=torch.double)
+    c = Controller(2, max_rate=1.0, trials=6)
+    _, std = c.posterior(x, y, se ** 2)
+    assert all(s <= e + 1e-9 for s, e in zip(std, se.tolist()))
+    assert min(std[3:]) > 1.5 * max(std[:3])
+    # a zero measured error (every drift sample scored alike) is floored, not interpolated exactly
+    _, floored = c.posterior(x, y, torch.zeros(6, dtype=torch.double))
+    assert all(5e-5 < s <= 1e-4 + 1e-9 for s in floored)
+
+
+def test_a_failed_trial_enters_with_the_worst_score_and_the_largest_error():
+    from ftcompile.search.controller import with_failures
+
+    X, Y, V = torch.rand(3, 2, dtype=torch.double), torch.tensor([0.5, 0.7, 0.6]), torch.tensor([1e-4, 4e-4, 2e-4])
+    X2, Y2, V2 = with_failures(X, Y, torch.rand(1, 2, dtype=torch.double), V)
+    assert len(X2) == 4 and Y2[-1] == pytest.approx(0.5) and V2[-1] == pytest.approx(4e-4)
+    assert with_failures(X, Y, None, V)[2] is V and with_failures(X, Y, torch.rand(1, 2), None)[2] is None
+
+
 def test_harden_runs_the_recipe_search_journals_it_and_resumes(files, tmp_path, monkeypatch):
     model, train, val = files
     cfg = HardenConfig(sigma=0.5, recipe="bo", trials=3, epochs=1, final_epochs=1, samples=3)
@@ -77,8 +102,8 @@ def test_harden_runs_the_recipe_search_journals_it_and_resumes(files, tmp_path, 
     calls = []
 
     def spy(space, points, means, stds):
-        calls.append((points, means, choose(space, points, means, stds)))
-        return calls[-1][2]
+        calls.append((points, means, stds, choose(space, points, means, stds)))
+        return calls[-1][3]
 
     monkeypatch.setattr(harden_module, "choose_recipe", spy)
     walks = []
@@ -88,16 +113,30 @@ def test_harden_runs_the_recipe_search_journals_it_and_resumes(files, tmp_path, 
         return choose_blend(*args, walk=walk, **kwargs)
 
     monkeypatch.setattr(harden_module, "choose_blend", blend_spy)
+    proposals = []
+    propose = Controller.propose
+
+    def propose_spy(self, X, Y, *args, **kwargs):
+        proposals.append((Y.tolist(), kwargs.get("Yvar")))
+        return propose(self, X, Y, *args, **kwargs)
+
+    monkeypatch.setattr(Controller, "propose", propose_spy)
     r = ftcompile.harden(model, train, val, out=tmp_path / "r.onnx", config=cfg, validate_samples=2, plot=False)
     recipe = [t for t in r.trials if t.stage == RECIPE]
+    # every proposal is made knowing the finished trials' measured errors
+    assert [len(y) for y, _ in proposals] == [0, 1, 2]
+    for y, yvar in proposals:
+        assert yvar.tolist() == pytest.approx([t.stderr ** 2 for t in recipe[:len(y)]])
     assert len(recipe) == 3 and recipe[0].origin == "plain" and recipe[0].train_sigma == pytest.approx(0.5)
     assert recipe[0].lr_scale == pytest.approx(1.0) and set(recipe[0].rates) == {0.0}
     # the kept trial is the rule's choice on the GP's posterior at the journaled points, not an argmax
-    ((points, means, index),) = calls
+    ((points, means, stds, index),) = calls
     X = torch.tensor([t.point for t in recipe], dtype=torch.double)
     assert points == X.tolist() and r.best_trial == recipe[index].trial
-    posterior = Controller(X.shape[1], max_rate=1.0, trials=3).posterior(X, torch.tensor([t.objective for t in recipe]))
-    assert means == pytest.approx(posterior[0], abs=1e-5)
+    # ... with each trial's own Monte-Carlo error taken as known (controller.py)
+    posterior = Controller(X.shape[1], max_rate=1.0, trials=3).posterior(
+        X, torch.tensor([t.objective for t in recipe]), torch.tensor([t.stderr ** 2 for t in recipe]))
+    assert means == pytest.approx(posterior[0], abs=1e-5) and stds == pytest.approx(posterior[1], abs=1e-5)
     kept = next(t for t in recipe if t.trial == r.best_trial)
     assert r.train_sigma == kept.train_sigma and r.lr_scale == kept.lr_scale and r.rates == kept.rates
     meta = get_metadata(onnx.load(tmp_path / "r.onnx"))
