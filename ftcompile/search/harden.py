@@ -567,7 +567,7 @@ def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, jou
         X, Y, Yvar, _ = _observed(ok, stage.dim)
         if stage.name == RECIPE:  # the simplest recipe within one posterior standard error of the best
             means, stds = controller.posterior(X, Y, _known_noise(stage, Yvar))
-            best = ok[choose_recipe(space, X.tolist(), means, stds)]
+            best = ok[choose_recipe([space.recipe(p) for p in X.tolist()], means, stds)]
             outcome.train_sigma, lr_scale = best.train_sigma, best.lr_scale
         else:
             best = ok[controller.best(X, Y)]

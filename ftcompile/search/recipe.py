@@ -97,13 +97,13 @@ def recipe_space(*, noise: bool, stages: tuple, lr: bool = True) -> RecipeSpace:
     return RecipeSpace(noise, tuple(stages), lr)
 
 
-def choose(space: RecipeSpace, points: list, means: list, stds: list) -> int:
+def choose(recipes: list[Recipe], means: list, stds: list) -> int:
     """Index of the recipe kept among finished trials: the simplest (``Recipe.complexity``) whose posterior mean is
     within one posterior standard error of the best (``selection.simplest_within_one_se``)."""
     from types import SimpleNamespace
 
     from ftcompile.search.selection import simplest_within_one_se
 
-    order = sorted(range(len(points)), key=lambda i: space.recipe(points[i]).complexity())
+    order = sorted(range(len(recipes)), key=lambda i: recipes[i].complexity())
     scored = [SimpleNamespace(mean=means[i], stderr=stds[i]) for i in order]
     return order[simplest_within_one_se(scored)]

@@ -47,11 +47,11 @@ def test_the_simplest_recipe_within_one_posterior_standard_error_is_kept():
     space = recipe_space(noise=True, stages=(0,))
     plain, other, far = space.plain(), (0.5, 0.2, 0.5), (0.0, 1.0, 1.0)
     # the far recipe is best by less than its posterior error: the plain one is kept
-    assert choose(space, [far, plain, other], [0.81, 0.80, 0.79], [0.02, 0.02, 0.02]) == 1
+    assert choose([space.recipe(p) for p in (far, plain, other)], [0.81, 0.80, 0.79], [0.02, 0.02, 0.02]) == 1
     # by more: the far one
-    assert choose(space, [far, plain, other], [0.90, 0.80, 0.79], [0.02, 0.02, 0.02]) == 0
+    assert choose([space.recipe(p) for p in (far, plain, other)], [0.90, 0.80, 0.79], [0.02, 0.02, 0.02]) == 0
     # between: the simpler of two that tie with the best
-    assert choose(space, [far, plain, other], [0.90, 0.70, 0.895], [0.02, 0.02, 0.02]) == 2
+    assert choose([space.recipe(p) for p in (far, plain, other)], [0.90, 0.70, 0.895], [0.02, 0.02, 0.02]) == 2
 
 
 def test_the_controller_proposes_its_anchor_first_then_the_design():
@@ -101,8 +101,8 @@ def test_harden_runs_the_recipe_search_journals_it_and_resumes(files, tmp_path, 
     assert cfg.recipe_search and cfg.trial_count == 3 and cfg.train_sigma_grid() == ()
     calls = []
 
-    def spy(space, points, means, stds):
-        calls.append((points, means, stds, choose(space, points, means, stds)))
+    def spy(recipes, means, stds):
+        calls.append((recipes, means, stds, choose(recipes, means, stds)))
         return calls[-1][3]
 
     monkeypatch.setattr(harden_module, "choose_recipe", spy)
@@ -130,9 +130,12 @@ def test_harden_runs_the_recipe_search_journals_it_and_resumes(files, tmp_path, 
     assert len(recipe) == 3 and recipe[0].origin == "plain" and recipe[0].train_sigma == pytest.approx(0.5)
     assert recipe[0].lr_scale == pytest.approx(1.0) and set(recipe[0].rates) == {0.0}
     # the kept trial is the rule's choice on the GP's posterior at the journaled points, not an argmax
-    ((points, means, stds, index),) = calls
+    ((recipes, means, stds, index),) = calls
     X = torch.tensor([t.point for t in recipe], dtype=torch.double)
-    assert points == X.tolist() and r.best_trial == recipe[index].trial
+    assert [(c.lr_scale, c.rates) for c in recipes] == [(pytest.approx(t.lr_scale), pytest.approx(tuple(t.rates)))
+                                                        for t in recipe]
+    assert [c.noise_scale * 0.5 for c in recipes] == pytest.approx([t.train_sigma for t in recipe], abs=1e-6)
+    assert r.best_trial == recipe[index].trial
     # ... with each trial's own Monte-Carlo error taken as known (controller.py)
     posterior = Controller(X.shape[1], max_rate=1.0, trials=3).posterior(
         X, torch.tensor([t.objective for t in recipe]), torch.tensor([t.stderr ** 2 for t in recipe]))
