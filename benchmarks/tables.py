@@ -23,8 +23,8 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 OUT = HERE / "RESULTS.md"
 REGENERATE = "make docs (or: python benchmarks/tables.py --write)"
-# ftcompile.__version__ at every commit that wrote these results (each ran 0.1.0's code or its later commits, before
-# 0.2.0 was written)
+# the ftcompile code the results ran (a Section names another where its runs did): 0.1.0's, or its later commits before
+# 0.2.0 was written
 VERSION = "0.1.0"
 
 
@@ -163,6 +163,7 @@ class Section:
     predates: tuple         # keys of CHANGES these runs were measured before (checked against git by the tests)
     body: Callable[[], str]
     no_defaults: str = ""   # why no harden default applies (validate, sweep or timing only)
+    version: str = VERSION  # the ftcompile code its runs ran
 
 
 # --- ResNet-20 with Cutout -------------------------------------------------------------------------------------
@@ -801,6 +802,19 @@ def metric_format(task: str):
     return dec if task.startswith("pennfudan") else pct
 
 
+def recipe_choice() -> str:
+    """The recipe journals' choice replayed under the GP's learned and measured noise."""
+    rows = []
+    for task, runs in load("recipe_choice.json").items():
+        for key, r in runs.items():
+            cut = lambda v: f"{v[0]:.4f}-{v[1]:.4f}"  # noqa: E731
+            rows.append([task, f"`{key}`", str(r["trials"]), cut(r["trial_se"]), cut(r["learned"]["posterior_std"]),
+                         cut(r["measured"]["posterior_std"]), str(r["argmax"]), str(r["learned"]["kept"]),
+                         str(r["measured"]["kept"])])
+    return md(["task", "run", "trials", "trials' own s.e.", "posterior std, learned noise",
+               "posterior std, measured noise", "argmax", "kept (learned)", "kept (measured)"], rows)
+
+
 def recipe_runs() -> str:
     """The grid against the recipe search, per task: every run, then the mean over seeds per recipe."""
     d = load("recipe.json")
@@ -1251,6 +1265,18 @@ SECTIONS = [
         "test images, the CIFAR CNN on 2,000 CIFAR-10 test images, the PennFudan tasks on their 25 test images.",
         (("7553696", "2026-12-06"), ("ba054a3", "2026-12-06")), (), recipe_runs),
     Section(
+        "The recipe search's choice under learned and measured noise",
+        ("recipe_choice.json",),
+        "benchmarks/bench_recipe_choice.py",
+        "The journals of the `--recipe bo` runs above (their example's work folders), replayed without training: the "
+        "GP fitted on each journal's recipe trials with its noise learned (the choice before 92f1a84) and with each "
+        "trial's Monte-Carlo standard error as known noise (the choice since), and the one-standard-error rule applied "
+        "to each posterior. Trials are numbered as in the journal (0: the plain recipe).",
+        "No flags chosen.",
+        "The validation objectives in the journals; no test data.",
+        (("8663ef2", "2026-12-06"),), (), recipe_choice,
+        no_defaults="a replay of the choice on stored trials: no harden run.", version="0.2.0"),
+    Section(
         "Re-derived defaults on validation hold-outs",
         ("defaults.json",),
         "benchmarks/bench_defaults.py --study schedule|final-steps --tasks T --seeds S",
@@ -1326,7 +1352,7 @@ def render_section(section: Section) -> str:
                       f"- **Measured:** {section.measured}",
                       f"- **Flags chosen on:** {section.chosen_on}",
                       f"- **Result measured on:** {section.measured_on}",
-                      f"- **Written by:** `{section.command}`; ftcompile {VERSION}, commits {written}; files {data}.",
+                      f"- **Written by:** `{section.command}`; ftcompile {section.version}, commits {written}; files {data}.",
                       f"- **Defaults:** {defaults_line(section)}", "", section.body()])
 
 
