@@ -6,12 +6,14 @@ Runs, each on one onnxruntime thread, the same images, the same K:
 - chip: `validate --chip aihwkit-inference --drift pcm:1d` (tiles, 8-bit DAC and ADC, output and read noise,
   IR drop, PCM per tile with global compensation after each tile's ADC);
 - chip-quiet: the same chip without output noise, read noise and IR drop (what the converters and tiles cost).
+Each row also counts the multiply-accumulates per image of the graph the run executes (``macs_per_image``; with
+``--macs-only`` only that, written into an existing results file): what the arithmetic costs apart from any runtime.
 Each row times `validate`'s work after the session is built: the clean pass and the K drifted ones (`evaluate`'s
 parts), and separately the one-time cost of building the session and calibrating the tiles' input ranges. The runs
 take turns, ten samples each, so that a shared machine's load falls on all of them alike.
 CIFAR-10 test images are normalized as examples/cifar_resnet20/prepare.py does (the model's training data).
 Usage: OMP_NUM_THREADS=1 python benchmarks/bench_chip.py [--model M.onnx] [--data DIR | --npz FILE]
-       [--images 2000] [--samples 100] [--out benchmarks/results/chip.json]
+       [--images 2000] [--samples 100] [--out benchmarks/results/chip.json] [--macs-only]
 """
 from __future__ import annotations
 
@@ -87,6 +89,42 @@ def measure(runs: dict, samples: int, batch: int, chunk: int) -> dict:
     return out
 
 
+def macs_per_image(model: Path, data: tuple, chip_spec, drift_spec: str) -> int:
+    """Multiply-accumulates per image of the graph a run executes (the digital model, or the chip's twin): Conv and
+    ConvTranspose ``out elements x in-channels-per-group x kernel``, Gemm and MatMul ``out elements x inner``; shapes
+    by onnx's inference at batch 1. Counts what the arithmetic of each twin must cost, apart from any runtime."""
+    import onnx
+
+    from ftcompile.passes.chip_twin import insert_chip
+    from ftcompile.passes.onnx_graph import constants_to_initializers, unshare_weights
+    from ftcompile.runtime.model import load_onnx
+
+    proto = unshare_weights(constants_to_initializers(load_onnx(model)))
+    chip, _ = resolve_chip(chip_spec, drift_spec, None)
+    if chip is not None:
+        proto = insert_chip(proto, calibrate_on_data(model, data, chip=chip).ranges, chip)
+    graph = onnx.shape_inference.infer_shapes(proto).graph
+    shapes = {v.name: [d.dim_value or 1 for d in v.type.tensor_type.shape.dim]  # a symbolic batch counts as 1
+              for v in [*graph.value_info, *graph.input, *graph.output]}
+    shapes.update({t.name: list(t.dims) for t in graph.initializer})
+    total = 0
+    for node in graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+            continue
+        out, w = shapes[node.output[0]], shapes[node.input[1]]
+        if node.op_type == "Conv":
+            inner = int(np.prod(w[1:]))
+        elif node.op_type == "ConvTranspose":
+            inner = w[0] * int(np.prod(w[2:])) // out[1]  # each output sums in-channels x kernel / out-channels terms
+        elif node.op_type == "Gemm":
+            trans_b = any(a.name == "transB" and a.i for a in node.attribute)
+            inner = w[1] if trans_b else w[0]
+        else:
+            inner = shapes[node.input[0]][-1]
+        total += int(np.prod(out)) * inner
+    return total
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=HERE / "models" / "resnet20_cifar10_e160_cutout.onnx")
@@ -99,15 +137,28 @@ def main(argv=None) -> dict:
     parser.add_argument("--runs", default=",".join(RUNS))
     parser.add_argument("--chunk", type=int, default=10, help="samples per turn of each run (interleaved)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "chip.json")
+    parser.add_argument("--macs-only", action="store_true",
+                        help="count each run's multiply-accumulates per image into --out's runs, no timing")
     args = parser.parse_args(argv)
     if args.npz is not None:
         f = np.load(args.npz)
         data = (f["x"][:args.images].astype(np.float32), f["y"][:args.images].astype(np.int64))
     else:
         data = cifar_images(args.data, args.images)
+    macs = {name: macs_per_image(args.model, data, *RUNS[name]) for name in args.runs.split(",")}
+    mac_ratios = {k: v / macs["lognormal"] for k, v in macs.items() if k != "lognormal" and "lognormal" in macs}
+    print("multiply-accumulates per image: " + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in macs.items()), flush=True)
+    if args.macs_only:
+        result = json.loads(args.out.read_text())
+        for name, n in macs.items():
+            result["runs"][name]["macs_per_image"] = n
+        result["macs_ratio_to_lognormal"] = mac_ratios
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        return result
     runs = {name: prepare(args.model, data, *RUNS[name]) for name in args.runs.split(",")}
     rows = measure(runs, args.samples, args.batch_size, args.chunk)
     for name, r in rows.items():
+        r["macs_per_image"] = macs[name]
         print(f"{name:10s} {r['seconds']:8.1f} s ({r['seconds_per_pass']:.2f} s/pass, setup {r['setup_seconds']:.1f} s)"
               f"  clean {100 * r['clean']:.2f}%  mean {100 * r['mean']:.2f}% +- {100 * r['stderr']:.2f}", flush=True)
     base = rows.get("lognormal")
@@ -116,7 +167,7 @@ def main(argv=None) -> dict:
 
     result = {"model": str(args.model), "images": len(data[0]), "samples": args.samples, "batch_size": args.batch_size,
               "threads": 1, "chunk": args.chunk, "onnxruntime": onnxruntime.__version__, "runs": rows,
-              "ratio_to_lognormal": ratios,
+              "ratio_to_lognormal": ratios, "macs_ratio_to_lognormal": mac_ratios,
               "target": "chip validate at most 2x the lognormal validate"}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
