@@ -1573,8 +1573,8 @@ def readme_limits() -> str:
     return "\n".join([
         f"- `validate` with the full chip preset costs {chip['chip']:.1f}x the lognormal validate; the converters and "
         f"tiles alone {chip['chip-quiet']:.1f}x. The preset's IR drop and read noise are exact, three more products "
-        f"per tile: the twin does {macs['chip']:.1f}x the multiply-accumulates of the plain model (`chip.json`). ResNet-20 "
-        "hardened for the chip preset is not yet measured.",
+        f"per tile: the twin does {macs['chip']:.1f}x the multiply-accumulates of the plain model (`chip.json`). "
+        "ResNet-20 hardened for the chip preset is not yet measured.",
         f"- The default recipe keeps {kept(grid)} of the PennFudan detector's clean mAP under drift at its half-loss "
         f"sigma ({len(grid)} seeds); `--recipe bo`, which lowers the learning rate, kept {kept(bo)} on the same seeds "
         "(`recipe.json`)."])
