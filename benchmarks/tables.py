@@ -802,6 +802,26 @@ def metric_format(task: str):
     return dec if task.startswith("pennfudan") else pct
 
 
+def memory_runs() -> str:
+    """The harden process's peak memory, run to run, per allocator setting (bench_memory.py)."""
+    names = {"keep": "keep (the default: large blocks kept in the heap)", "glibc": "glibc's defaults",
+             "keep-fixed": "keep, address-space randomization off and a fixed hash seed",
+             "keep-trim": "keep, free pages handed back after each objective score"}
+    parts = []
+    for task, entry in load("memory.json").items():
+        rows = []
+        for setting, runs in entry["runs"].items():
+            peaks, seconds = [r["peak_mb"] for r in runs], [r["seconds"] for r in runs]
+            same = len({(r["after_mean"], r["after_clean"]) for r in runs}) == 1
+            rows.append([names.get(setting, setting), str(len(runs)), ", ".join(f"{p:,}" for p in peaks),
+                         f"{max(peaks) - min(peaks):,}", ", ".join(f"{t:,}" for t in seconds),
+                         "yes" if same else "no"])
+        parts += [f"`{task}`, harden flags `{entry['flags']}`, one torch thread:", "",
+                  md(["allocator", "runs", "peak MB per run", "spread MB", "seconds per run",
+                      "identical sign-off numbers"], rows)]
+    return "\n".join(parts)
+
+
 def recipe_choice() -> str:
     """The recipe journals' choice replayed under the GP's learned and measured noise."""
     rows = []
@@ -1586,6 +1606,7 @@ DOC_BLOCKS = {
     ("README.md", "results"): readme_table,
     ("README.md", "aihwkit"): readme_aihwkit,
     ("README.md", "limits"): readme_limits,
+    ("README.md", "recipe"): recipe_comparison,
     ("docs/devices.md", "aihwkit-accuracy"): aihwkit_accuracy_doc,
     ("docs/hardening.md", "recipe"): recipe_comparison,
 }
