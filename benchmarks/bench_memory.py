@@ -1,0 +1,124 @@
+"""The harden process's own peak memory, run to run: the same `ftcompile harden` command several times, each in a
+fresh process with one torch thread (but keep-threads), under each allocator setting, the runs interleaved so that
+load falls alike.
+
+Settings (the process's glibc allocator; resources.py):
+- keep: ftcompile's default, ``keep_large_allocations`` (mmap and trim thresholds at 1 GiB: large blocks served from
+  the heap and kept for reuse, which halved the drift objective's time on ResNet-20, allocator.json);
+- glibc: glibc's own defaults (``keep_large_allocations`` made a no-op in the child);
+- keep-fixed: as keep, with address-space randomization off (``setarch -R``) and ``PYTHONHASHSEED=0``: whether what
+  varies run to run is the layout of the address space and of Python's hashes rather than the work;
+- keep-trim: as keep, with glibc's ``malloc_trim(0)`` after every score of the search's objective (free pages handed
+  back between the objective's large forwards and the training that follows);
+- keep-threads: as keep, with torch's own thread count (every core: what a new user runs) instead of one thread;
+- keep-gc: as keep, with Python's cyclic garbage collector run only before each score of the objective (not
+  whenever a thread's allocations cross its threshold): whether the variation follows when cycles are freed.
+Each run records the report's ``peak_mb`` (VmHWM of the harden process: resources.peak_rss_mb), its seconds and its
+sign-off numbers (identical numbers say the runs did identical work). Results: benchmarks/results/memory.json.
+
+Usage: python benchmarks/bench_memory.py [--task cifar-cnn] [--rounds 3] [--settings keep,glibc,keep-fixed]
+       [--flags "--final-epochs 3"]
+The task's example must be prepared (examples/<task>/prepare.py).
+"""
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from harden_runs import one_thread_env
+
+OUT = ROOT / "benchmarks" / "results" / "memory.json"
+EX = ROOT / "examples"
+TASKS = {"cifar-cnn": (EX / "cifar_cnn/work", "cnn.onnx", "0.6")}
+CHILD = """
+import sys
+if sys.argv[1] == "glibc":
+    import ftcompile.resources, ftcompile.search.harden
+    ftcompile.search.harden.keep_large_allocations = lambda: False
+if sys.argv[1] == "keep-trim":
+    import ctypes, ctypes.util
+    from ftcompile.search.objective import DriftObjective
+    libc, score = ctypes.CDLL(ctypes.util.find_library("c")), DriftObjective.__call__
+    def trimmed(self, module):
+        try:
+            return score(self, module)
+        finally:
+            libc.malloc_trim(0)
+    DriftObjective.__call__ = trimmed
+if sys.argv[1] == "keep-gc":
+    import gc
+    from ftcompile.search.objective import DriftObjective
+    gc.disable()
+    score = DriftObjective.__call__
+    def collected(self, module):
+        gc.collect()
+        return score(self, module)
+    DriftObjective.__call__ = collected
+sys.argv = ["ftcompile", *sys.argv[2:]]
+from ftcompile.cli import main
+main()
+"""
+SETTINGS = ("keep", "glibc", "keep-fixed", "keep-trim", "keep-threads", "keep-gc")
+
+
+def one_run(setting: str, work: Path, model: str, sigma: str, flags: list[str], tmp: Path) -> dict:
+    env = one_thread_env(ROOT)
+    if setting == "keep-threads":
+        env = {k: v for k, v in env.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    prefix = []
+    if setting == "keep-fixed":
+        env["PYTHONHASHSEED"] = "0"
+        prefix = ["setarch", "-R"] if shutil.which("setarch") else []
+    out = tmp / f"{setting}.onnx"
+    cmd = [*prefix, sys.executable, "-c", CHILD, setting.replace("-threads", ""), "harden", str(work / model),
+           "--train", str(work / "train.npz"), "--val", str(work / "val.npz"), "--test", str(work / "test.npz"),
+           "--sigma", sigma, "--out", str(out), "--no-plot", "--json", *flags]
+    res = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
+    if res.returncode not in (0, 1):
+        sys.exit(f"{setting}: harden exited {res.returncode}\n{res.stderr[-2000:]}")
+    report = json.loads(res.stdout)
+    return {"peak_mb": round(report["peak_mb"]), "seconds": round(report["seconds"]),
+            "after_mean": report["after"]["mean"], "after_clean": report["after"]["clean"],
+            "train_sigma": report.get("train_sigma"), "layout_fixed": bool(prefix) or None}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--task", default="cifar-cnn", choices=sorted(TASKS))
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--settings", default=",".join(SETTINGS))
+    ap.add_argument("--flags", default="", help="more harden flags for every run (e.g. --final-epochs 3)")
+    args = ap.parse_args()
+    work, model, sigma = TASKS[args.task]
+    if not (work / "test.npz").exists():
+        sys.exit(f"error: {args.task} needs {work}/test.npz: run its example's prepare.py first.")
+    settings = args.settings.split(",")
+    runs = {s: [] for s in settings}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(args.rounds):
+            for s in settings:
+                runs[s].append(one_run(s, work, model, sigma, args.flags.split(), Path(tmp)))
+                print(s, json.dumps(runs[s][-1]), flush=True)
+    results = json.loads(OUT.read_text()) if OUT.exists() else {}
+    entry = results.get(args.task, {})
+    flags = args.flags or "defaults"
+    if entry.get("flags") != flags:  # runs of other flags measured something else: start the task afresh
+        entry = {"flags": flags, "runs": {}}
+    entry["runs"].update(runs)  # a setting run again replaces its earlier runs; the other settings stay
+    entry.pop("threads", None), entry.pop("cpus", None)  # per setting now (keep-threads: every core)
+    entry["summary"] = {s: {"peak_mb": [r["peak_mb"] for r in rs], "seconds": [r["seconds"] for r in rs],
+                            "spread_mb": max(r["peak_mb"] for r in rs) - min(r["peak_mb"] for r in rs)}
+                        for s, rs in entry["runs"].items()}
+    results[args.task] = entry
+    OUT.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    for s, v in entry["summary"].items():
+        print(f"{s:10s} peak {v['peak_mb']} MB (spread {v['spread_mb']} MB), {v['seconds']} s")
+
+
+if __name__ == "__main__":
+    main()
