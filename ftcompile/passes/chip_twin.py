@@ -112,7 +112,7 @@ def ir_drop_factors(layer: LayerTiles, tile, scale: float) -> np.ndarray:
     n = tile.rows
     k = np.arange(n, dtype=np.float64)
     f = scale * (1 - (1 - k / n) ** 2)
-    return f.reshape((1, tile.chans.stop - tile.chans.start) + tuple(layer.shape[2:] if layer.kernel > 1 else ()))
+    return f.reshape((1, tile.chans.stop - tile.chans.start) + tuple(layer.shape[2:]))  # a 1x1 kernel too
 
 
 def calibrate_chip(model: onnx.ModelProto, feeds_batches, chip: Chip, max_batches: int = 4,

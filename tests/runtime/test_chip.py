@@ -393,3 +393,27 @@ def test_the_programming_file_round_trips_to_the_weights(tmp_path):
     with pytest.raises(OutputError, match="another model"):
         ftcompile.api.export_program(tmp_path / "other.onnx", out, chip="aihwkit-inference",
                                      calibrate_on=(np.zeros((4, 1100), np.float32), np.zeros(4, np.int64)))
+
+
+def test_a_1x1_convolution_reads_as_the_same_layer_written_as_a_gemm():
+    # the IR-drop factors of a kernel of size one keep its kernel axes (they once broadcast along them)
+    rng = np.random.default_rng(3)
+    w = (rng.standard_normal((6, 40)) * 0.1).astype(np.float32)
+    x = rng.standard_normal((16, 40)).astype(np.float32)
+    conv = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="fc")], "c",
+                             [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 40, 1, 1])],
+                             [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6, 1, 1])],
+                             [numpy_helper.from_array(w.reshape(6, 40, 1, 1), "w")])
+    gemm = helper.make_graph([helper.make_node("Gemm", ["x", "w"], ["y"], name="fc", transB=1)], "g",
+                             [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 40])],
+                             [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6])],
+                             [numpy_helper.from_array(w, "w")])
+    chip = parse_chip(QUIET + ",ir_drop=3")
+    outs = []
+    for graph, xs in ((conv, x.reshape(16, 40, 1, 1)), (gemm, x)):
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        twin = insert_chip(model, calibrate_chip(model, [{"x": xs}], chip), chip)
+        outs.append(_run(twin, {"x": xs}).reshape(16, 6))
+    np.testing.assert_allclose(outs[0], outs[1], atol=1e-5)
+    assert not np.allclose(outs[1], x @ w.T, atol=1e-3)  # the drop is there
