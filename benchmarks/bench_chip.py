@@ -90,10 +90,13 @@ def measure(runs: dict, samples: int, batch: int, chunk: int) -> dict:
 
 
 def macs_per_image(model: Path, data: tuple, chip_spec, drift_spec: str) -> int:
-    """Multiply-accumulates per image of the graph a run executes (the digital model, or the chip's twin): Conv and
-    ConvTranspose ``out elements x in-channels-per-group x kernel``, Gemm and MatMul ``out elements x inner``; shapes
-    by onnx's inference at batch 1. Counts what the arithmetic of each twin must cost, apart from any runtime."""
+    """Multiply-accumulates per image of the graph a run executes (the digital model, or the chip's twin): Conv
+    ``out elements x in-channels-per-group x kernel``, ConvTranspose ``in elements x out-channels-per-group x
+    kernel``, Gemm and MatMul ``out elements x inner``. The shapes are read off one image run through onnxruntime
+    (onnx's shape inference leaves some of the twin's stacked weights unknown). Counts what the arithmetic of each
+    twin must cost, apart from any runtime."""
     import onnx
+    import onnxruntime as ort
 
     from ftcompile.passes.chip_twin import insert_chip
     from ftcompile.passes.onnx_graph import constants_to_initializers, unshare_weights
@@ -103,19 +106,22 @@ def macs_per_image(model: Path, data: tuple, chip_spec, drift_spec: str) -> int:
     chip, _ = resolve_chip(chip_spec, drift_spec, None)
     if chip is not None:
         proto = insert_chip(proto, calibrate_on_data(model, data, chip=chip).ranges, chip)
-    graph = onnx.shape_inference.infer_shapes(proto).graph
-    shapes = {v.name: [d.dim_value or 1 for d in v.type.tensor_type.shape.dim]  # a symbolic batch counts as 1
-              for v in [*graph.value_info, *graph.input, *graph.output]}
-    shapes.update({t.name: list(t.dims) for t in graph.initializer})
+    nodes = [n for n in proto.graph.node if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul")]
+    shapes = {t.name: list(t.dims) for t in proto.graph.initializer}
+    wanted = sorted({name for n in nodes for name in (n.input[0], n.input[1], n.output[0])} - set(shapes))
+    known = {o.name for o in proto.graph.output}
+    proto.graph.output.extend(onnx.helper.make_empty_tensor_value_info(t) for t in wanted if t not in known)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = session.get_inputs()[0].name
+    shapes.update(zip(wanted, (list(v.shape) for v in session.run(wanted, {x: data[0][:1]}))))
     total = 0
-    for node in graph.node:
-        if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
-            continue
+    for node in nodes:
         out, w = shapes[node.output[0]], shapes[node.input[1]]
+        if node.op_type == "ConvTranspose":  # every input element meets out-channels-per-group x kernel weights
+            total += int(np.prod(shapes[node.input[0]])) * int(np.prod(w[1:]))
+            continue
         if node.op_type == "Conv":
             inner = int(np.prod(w[1:]))
-        elif node.op_type == "ConvTranspose":
-            inner = w[0] * int(np.prod(w[2:])) // out[1]  # each output sums in-channels x kernel / out-channels terms
         elif node.op_type == "Gemm":
             trans_b = any(a.name == "transB" and a.i for a in node.attribute)
             inner = w[1] if trans_b else w[0]

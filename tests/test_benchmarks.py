@@ -255,3 +255,35 @@ def test_save_run_keeps_the_runs_other_processes_wrote(tmp_path, monkeypatch):
     save_run(out, ("lenet", "runs", "bo seed 0"), {"mean": 0.8})
     lenet = {"bo seed 0": {"mean": 0.8}, "grid seed 0": {"mean": 0.9}}
     assert json.loads(out.read_text()) == {"lenet": {"runs": lenet}, "unet": {"runs": {"bo seed 0": {"mean": 0.5}}}}
+
+
+def test_chip_macs_count_each_layer_kind_and_the_presets_extra_products(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from bench_chip import RUNS, macs_per_image
+
+    rng = np.random.default_rng(0)
+    w = lambda name, *shape: numpy_helper.from_array(rng.normal(size=shape).astype(np.float32), name)  # noqa: E731
+    conv = helper.make_node("Conv", ["x", "w1"], ["h"], pads=[1, 1, 1, 1])   # 3 -> 4 channels, 3x3, 8x8 kept
+    relu = helper.make_node("Relu", ["h"], ["r"])
+    conv2 = helper.make_node("Conv", ["r", "w2"], ["y"])                      # 4 -> 2 channels, 1x1
+    plain = helper.make_graph([conv, relu, conv2], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                                          ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, 8, 8])],
+                              [w("w1", 4, 3, 3, 3), w("w2", 2, 4, 1, 1)])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(plain, opset_imports=[helper.make_opsetid("", 17)]), path)
+    data = (rng.normal(size=(16, 3, 8, 8)).astype(np.float32), rng.integers(0, 2, 16))
+    expected = 4 * 64 * 27 + 2 * 64 * 4
+    assert macs_per_image(path, data, *RUNS["lognormal"]) == expected
+    assert macs_per_image(path, data, *RUNS["chip-quiet"]) == expected
+    # the full preset: the read, the IR-drop current and its correction, and the read noise's variance
+    assert macs_per_image(path, data, *RUNS["chip"]) == 4 * expected
+    up = helper.make_graph([helper.make_node("ConvTranspose", ["x", "wt"], ["y"], strides=[2, 2])], "t",
+                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5, 16, 16])],
+                           [w("wt", 3, 5, 2, 2)])
+    onnx.save(helper.make_model(up, opset_imports=[helper.make_opsetid("", 17)]), path)
+    assert macs_per_image(path, data, *RUNS["lognormal"]) == 3 * 64 * 5 * 4  # each input meets 5 x 2x2 weights
