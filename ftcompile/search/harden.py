@@ -418,21 +418,22 @@ def _observed(trials: list[TrialRecord], dim: int) -> tuple[torch.Tensor, torch.
             torch.tensor(failed, dtype=torch.double).reshape(-1, dim))
 
 
-def _known_noise(stage: "Stage", Yvar: torch.Tensor) -> torch.Tensor | None:
-    """The variances the controller takes as known: the recipe search's (its choice weighs each trial's error,
-    ``controller.py``); None for the paper's rate search, which learns its noise."""
-    return Yvar if stage.name == RECIPE else None
-
-
 @dataclass(frozen=True)
 class Stage:
     """What a trial of a search stage trains: ``settings(point) -> (rates, train_sigma, lr_scale)``; ``record_point``:
-    whether the journal keeps the point (it does unless the point is the rates themselves)."""
+    whether the journal keeps the point (it does unless the point is the rates themselves); ``known_noise``: whether
+    the controller takes each trial's measured error as its noise (the recipe search, whose choice weighs those
+    errors: ``controller.py``) or learns it (the paper's rate search, as it was measured)."""
 
     name: str
     dim: int
     settings: Callable
     record_point: bool = True
+    known_noise: bool = False
+
+    def noise(self, Yvar: torch.Tensor) -> torch.Tensor | None:
+        """The variances the controller is given: ``Yvar`` when the noise is known, else None."""
+        return Yvar if self.known_noise else None
 
 
 def rate_stage(space: RateSpace, train_sigma: float | None) -> Stage:
@@ -448,7 +449,7 @@ def recipe_stage(space: RecipeSpace, sigma: float | None, train_sigma: float | N
         r = space.recipe(point)
         noise = round(r.noise_scale * sigma, 6) if r.noise_scale is not None else train_sigma
         return r.rates, noise, r.lr_scale
-    return Stage(RECIPE, space.dim, settings)
+    return Stage(RECIPE, space.dim, settings, known_noise=True)
 
 
 def run_trials(controller: Controller, executor: Executor, journal: Journal, cfg: HardenConfig, stage: Stage,
@@ -472,7 +473,7 @@ def run_trials(controller: Controller, executor: Executor, journal: Journal, cfg
             X, Y, Yvar, failed = _observed(done_so_far, stage.dim)
             pending = torch.tensor([t.point for t in running.values()], dtype=torch.double) if running else None
             proposal = controller.propose(X, Y, q=free, pending=pending, proposed=len(done_so_far) + len(running),
-                                          failed=failed, Yvar=_known_noise(stage, Yvar))
+                                          failed=failed, Yvar=stage.noise(Yvar))
             for row in proposal.points:
                 i = todo.popleft()
                 point = tuple(float(v) for v in row)
@@ -566,7 +567,7 @@ def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, jou
     if ok:
         X, Y, Yvar, _ = _observed(ok, stage.dim)
         if stage.name == RECIPE:  # the simplest recipe within one posterior standard error of the best
-            means, stds = controller.posterior(X, Y, _known_noise(stage, Yvar))
+            means, stds = controller.posterior(X, Y, stage.noise(Yvar))
             best = ok[choose_recipe([space.recipe(p) for p in X.tolist()], means, stds)]
             outcome.train_sigma, lr_scale = best.train_sigma, best.lr_scale
         else:
