@@ -37,32 +37,29 @@ EX = ROOT / "examples"
 TASKS = {"cifar-cnn": (EX / "cifar_cnn/work", "cnn.onnx", "0.6")}
 CHILD = """
 import sys
-if sys.argv[1] == "glibc":
-    import ftcompile.resources, ftcompile.search.harden
+mode = sys.argv[1]
+if mode == "glibc":
+    import ftcompile.search.harden
     ftcompile.search.harden.keep_large_allocations = lambda: False
-if sys.argv[1] == "keep-trim":
-    import ctypes, ctypes.util
+if mode in ("keep-trim", "keep-gc"):  # something before or after every score of the search's objective
+    import ctypes, ctypes.util, gc
     from ftcompile.search.objective import DriftObjective
-    libc, score = ctypes.CDLL(ctypes.util.find_library("c")), DriftObjective.__call__
-    def trimmed(self, module):
+    score = DriftObjective.__call__
+    if mode == "keep-gc":
+        gc.disable()
+    before = gc.collect if mode == "keep-gc" else lambda: None
+    after = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim if mode == "keep-trim" else lambda _: None
+    def wrapped(self, module):
+        before()
         try:
             return score(self, module)
         finally:
-            libc.malloc_trim(0)
-    DriftObjective.__call__ = trimmed
-if sys.argv[1] == "keep-gc":
-    import gc
-    from ftcompile.search.objective import DriftObjective
-    gc.disable()
-    score = DriftObjective.__call__
-    def collected(self, module):
-        gc.collect()
-        return score(self, module)
-    DriftObjective.__call__ = collected
+            after(0)
+    DriftObjective.__call__ = wrapped
 sys.argv = ["ftcompile", *sys.argv[2:]]
 from ftcompile.cli import main
 main()
-"""
+"""  # the settings it does not name (keep, keep-fixed, keep-threads) run ftcompile as it is
 SETTINGS = ("keep", "glibc", "keep-fixed", "keep-trim", "keep-threads", "keep-gc")
 
 
@@ -75,7 +72,7 @@ def one_run(setting: str, work: Path, model: str, sigma: str, flags: list[str], 
         env["PYTHONHASHSEED"] = "0"
         prefix = ["setarch", "-R"] if shutil.which("setarch") else []
     out = tmp / f"{setting}.onnx"
-    cmd = [*prefix, sys.executable, "-c", CHILD, setting.replace("-threads", ""), "harden", str(work / model),
+    cmd = [*prefix, sys.executable, "-c", CHILD, setting, "harden", str(work / model),
            "--train", str(work / "train.npz"), "--val", str(work / "val.npz"), "--test", str(work / "test.npz"),
            "--sigma", sigma, "--out", str(out), "--no-plot", "--json", *flags]
     res = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
