@@ -1312,9 +1312,10 @@ SECTIONS = [
         "The same `ftcompile harden` of the CIFAR CNN (sigma 0.6, the default grid, one final epoch, a 20-sample "
         "sign-off) in fresh processes, each setting twice, interleaved with other settings, beside one or two other "
         "jobs: the process's own peak memory (VmHWM), its time, and whether its sign-off numbers equal the other "
-        "runs' (the same work). Settings: ftcompile's allocator default (`keep_large_allocations`), glibc's defaults, the "
-        "default with address-space randomization off and a fixed hash seed, with free pages handed back after "
-        "each objective score, with torch's own thread count, and with the garbage collector run at fixed points.",
+        "runs' (the same work). Settings: ftcompile's allocator default (`keep_large_allocations`), glibc's "
+        "defaults, the default with address-space randomization off and a fixed hash seed, with free pages handed "
+        "back after each objective score, with torch's own thread count, and with the garbage collector run at "
+        "fixed points.",
         "No flags chosen (the runs measure memory, not accuracy; the default grid chose its noise on validation).",
         "The 2,000 CIFAR-10 test images of examples/cifar_cnn (a 20-sample sign-off: the numbers only show that "
         "the runs did the same work).",
