@@ -1,11 +1,13 @@
 """The harden process's own peak memory, run to run: the same `ftcompile harden` command several times, each in a
 fresh process with one torch thread (but keep-threads), under each allocator setting, the runs interleaved so that
-load falls alike.
+load falls alike (--jobs 2: two at a time).
 
 Settings (the process's glibc allocator; resources.py):
-- keep: ftcompile's default, ``keep_large_allocations`` (mmap and trim thresholds at 1 GiB: large blocks served from
-  the heap and kept for reuse, which halved the drift objective's time on ResNet-20, allocator.json);
-- glibc: glibc's own defaults (``keep_large_allocations`` made a no-op in the child);
+- map: ftcompile's default, ``map_large_allocations`` (blocks of 4 MiB and up get their own mapping, released when
+  freed, with torch's transparent huge pages; the heap for smaller blocks, never trimmed);
+- keep: the setting before it, large blocks served from the heap and kept for reuse (mmap and trim thresholds at
+  1 GiB), which halved the drift objective's time on ResNet-20 against glibc's defaults (allocator.json);
+- glibc: glibc's own defaults (ftcompile's setting made a no-op in the child);
 - keep-fixed: as keep, with address-space randomization off (``setarch -R``) and ``PYTHONHASHSEED=0``: whether what
   varies run to run is the layout of the address space and of Python's hashes rather than the work;
 - keep-trim: as keep, with glibc's ``malloc_trim(0)`` after every score of the search's objective (free pages handed
@@ -13,6 +15,7 @@ Settings (the process's glibc allocator; resources.py):
 - keep-threads: as keep, with torch's own thread count (every core: what a new user runs) instead of one thread;
 - keep-gc: as keep, with Python's cyclic garbage collector run only before each score of the objective (not
   whenever a thread's allocations cross its threshold): whether the variation follows when cycles are freed.
+Every setting but map runs without torch's huge pages (as before map).
 Each run records the report's ``peak_mb`` (VmHWM of the harden process: resources.peak_rss_mb), its seconds and its
 sign-off numbers (identical numbers say the runs did identical work). Results: benchmarks/results/memory.json.
 
@@ -26,23 +29,29 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from harden_runs import one_thread_env
+from harden_runs import one_thread_env  # noqa: E402
+
+sys.path.insert(0, str(ROOT))
+from ftcompile.resources import TORCH_HUGE_PAGES  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "memory.json"
 EX = ROOT / "examples"
 TASKS = {"cifar-cnn": (EX / "cifar_cnn/work", "cnn.onnx", "0.6")}
 CHILD = """
-import sys
+import ctypes, sys
 mode = sys.argv[1]
-if mode == "glibc":
+if mode != "map":
     import ftcompile.search.harden
-    ftcompile.search.harden.keep_large_allocations = lambda: False
+    libc = ctypes.CDLL("libc.so.6")
+    keep = lambda: bool(libc.mallopt(-3, 1 << 30)) and bool(libc.mallopt(-1, 1 << 30))  # mmap, trim thresholds
+    ftcompile.search.harden.map_large_allocations = (lambda: False) if mode == "glibc" else keep
 if mode in ("keep-trim", "keep-gc"):  # something before or after every score of the search's objective
-    import ctypes, ctypes.util, gc
+    import ctypes.util, gc
     from ftcompile.search.objective import DriftObjective
     score = DriftObjective.__call__
     if mode == "keep-gc":
@@ -59,18 +68,21 @@ if mode in ("keep-trim", "keep-gc"):  # something before or after every score of
 sys.argv = ["ftcompile", *sys.argv[2:]]
 from ftcompile.cli import main
 main()
-"""  # the settings it does not name (keep, keep-fixed, keep-threads) run ftcompile as it is
-SETTINGS = ("keep", "glibc", "keep-fixed", "keep-trim", "keep-threads", "keep-gc")
+"""
+SETTINGS = ("map", "keep", "glibc", "keep-fixed", "keep-trim", "keep-threads", "keep-gc")
 
 
 def one_run(setting: str, work: Path, model: str, sigma: str, flags: list[str], tmp: Path) -> dict:
     env = one_thread_env(ROOT)
+    if setting != "map":
+        env[TORCH_HUGE_PAGES] = "0"
     if setting == "keep-threads":
         env = {k: v for k, v in env.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     prefix = []
     if setting == "keep-fixed":
         env["PYTHONHASHSEED"] = "0"
         prefix = ["setarch", "-R"] if shutil.which("setarch") else []
+    tmp.mkdir(parents=True, exist_ok=True)
     out = tmp / f"{setting}.onnx"
     cmd = [*prefix, sys.executable, "-c", CHILD, setting, "harden", str(work / model),
            "--train", str(work / "train.npz"), "--val", str(work / "val.npz"), "--test", str(work / "test.npz"),
@@ -90,17 +102,19 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--settings", default=",".join(SETTINGS))
     ap.add_argument("--flags", default="", help="more harden flags for every run (e.g. --final-epochs 3)")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at a time (each has one torch thread)")
     args = ap.parse_args()
     work, model, sigma = TASKS[args.task]
     if not (work / "test.npz").exists():
         sys.exit(f"error: {args.task} needs {work}/test.npz: run its example's prepare.py first.")
     settings = args.settings.split(",")
     runs = {s: [] for s in settings}
-    with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(args.rounds):
-            for s in settings:
-                runs[s].append(one_run(s, work, model, sigma, args.flags.split(), Path(tmp)))
-                print(s, json.dumps(runs[s][-1]), flush=True)
+    order = [(r, s) for r in range(args.rounds) for s in settings]  # interleaved: alike load for every setting
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
+        jobs = [pool.submit(one_run, s, work, model, sigma, args.flags.split(), Path(tmp) / f"{r}") for r, s in order]
+        for (_, s), job in zip(order, jobs):
+            runs[s].append(job.result())
+            print(s, json.dumps(runs[s][-1]), flush=True)
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
     entry = results.get(args.task, {})
     flags = args.flags or "defaults"
