@@ -4,9 +4,9 @@ in the heap (mmap and trim thresholds at 1 GiB, ftcompile's setting before); ``m
 
 ResNet-20 (benchmarks/models), 10 lognormal samples at sigma 0.2 over the 2,000 validation images of
 examples/cifar_resnet20 (or random inputs when that example is not prepared), one torch thread, each
-setting in a fresh process, interleaved rounds. Each process scores the objective --calls times (every call's wall, user and system seconds
-are kept; the top-level ones are the first call's); the peak is the process's after all of them; the ratios are of
-the faster process's seconds over all its calls.
+setting in a fresh process, interleaved rounds. Each process scores the objective --calls times (every call's
+wall, user and system seconds are kept; the top-level ones are the first call's); the peak is the process's after
+all of them; the ratios are of the faster process's seconds over all its calls.
 Usage: python benchmarks/bench_allocator.py [--rounds 2] [--calls 3]
 """
 import argparse

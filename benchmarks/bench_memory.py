@@ -41,7 +41,9 @@ from ftcompile.resources import TORCH_HUGE_PAGES  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "memory.json"
 EX = ROOT / "examples"
-TASKS = {"cifar-cnn": (EX / "cifar_cnn/work", "cnn.onnx", "0.6")}
+# task -> its example's work folder, the model there, the target sigma (auto: the validation half-loss sigma)
+TASKS = {"cifar-cnn": (EX / "cifar_cnn/work", "cnn.onnx", "0.6"),
+         "pennfudan-unet": (EX / "pennfudan_unet/work", "unet.onnx", "auto")}
 CHILD = """
 import ctypes, sys
 mode = sys.argv[1]
