@@ -1,6 +1,6 @@
-"""The drift objective under three allocator settings (resources.py): glibc's default; ``keep``, large blocks kept
-in the heap (mmap and trim thresholds at 1 GiB, ftcompile's setting before); ``map``, ftcompile's
-``map_large_allocations`` (blocks of 4 MiB and up mapped, with torch's huge pages).
+"""The drift objective under three allocator settings: glibc's default; ``keep``, ftcompile's
+``keep_large_allocations`` (resources.py: large blocks kept in the heap, mmap and trim thresholds at 1 GiB); ``map``,
+blocks of 4 MiB and up mapped (released when freed) with torch's transparent huge pages.
 
 ResNet-20 (benchmarks/models), 10 lognormal samples at sigma 0.2 over the 2,000 validation images of
 examples/cifar_resnet20 (or random inputs when that example is not prepared), one torch thread, each
@@ -18,17 +18,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
-from ftcompile.resources import TORCH_HUGE_PAGES  # noqa: E402
 CHILD = """
 import json, resource, sys, time
 import numpy as np, torch
 torch.set_num_threads(1)
 import ctypes
-from ftcompile.resources import map_large_allocations, peak_rss_mb
+from ftcompile.resources import keep_large_allocations, peak_rss_mb
 libc = ctypes.CDLL("libc.so.6")
-applied = {"default": lambda: False, "map": map_large_allocations,
-           "keep": lambda: bool(libc.mallopt(-3, 1 << 30)) and bool(libc.mallopt(-1, 1 << 30))}[sys.argv[1]]()
+applied = {"default": lambda: False, "keep": keep_large_allocations,
+           "map": lambda: bool(libc.mallopt(-3, 4 << 20)) and bool(libc.mallopt(-1, 1 << 30))}[sys.argv[1]]()
 from ftcompile.frontend import load_model
 from ftcompile.runtime.drift import LogNormalDrift
 from ftcompile.search.objective import DriftObjective
@@ -61,8 +59,8 @@ def main() -> None:
     runs = {"default": [], "keep": [], "map": []}
     for _ in range(args.rounds):
         for mode in runs:
-            # torch's huge pages only where ftcompile asks for them (map_large_allocations sets the variable)
-            child_env = env if mode == "map" else {**env, TORCH_HUGE_PAGES: "0"}
+            # torch's huge pages for map only (torch reads the variable at its first large block)
+            child_env = {**env, "THP_MEM_ALLOC_ENABLE": "1" if mode == "map" else "0"}
             out = subprocess.run([sys.executable, "-c", CHILD, mode, str(model), str(val) if val.exists() else "",
                                   str(args.calls)],
                                  capture_output=True, text=True, check=True, env=child_env).stdout

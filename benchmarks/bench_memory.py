@@ -3,10 +3,10 @@ fresh process with one torch thread (but keep-threads), under each allocator set
 load falls alike (--jobs 2: two at a time).
 
 Settings (the process's glibc allocator; resources.py):
-- map: ftcompile's default, ``map_large_allocations`` (blocks of 4 MiB and up get their own mapping, released when
-  freed, with torch's transparent huge pages; the heap for smaller blocks, never trimmed);
-- keep: the setting before it, large blocks served from the heap and kept for reuse (mmap and trim thresholds at
-  1 GiB), which halved the drift objective's time on ResNet-20 against glibc's defaults (allocator.json);
+- keep: ftcompile's default, ``keep_large_allocations`` (mmap and trim thresholds at 1 GiB: large blocks served from
+  the heap and kept for reuse, which halved the drift objective's time on ResNet-20, allocator.json);
+- map: blocks of 4 MiB and up get their own mapping, released when freed, with torch's transparent huge pages
+  (``THP_MEM_ALLOC_ENABLE=1``); the heap for smaller blocks, never trimmed: no freed large block can leave a hole;
 - glibc: glibc's own defaults (ftcompile's setting made a no-op in the child);
 - keep-fixed: as keep, with address-space randomization off (``setarch -R``) and ``PYTHONHASHSEED=0``: whether what
   varies run to run is the layout of the address space and of Python's hashes rather than the work;
@@ -15,7 +15,6 @@ Settings (the process's glibc allocator; resources.py):
 - keep-threads: as keep, with torch's own thread count (every core: what a new user runs) instead of one thread;
 - keep-gc: as keep, with Python's cyclic garbage collector run only before each score of the objective (not
   whenever a thread's allocations cross its threshold): whether the variation follows when cycles are freed.
-Every setting but map runs without torch's huge pages (as before map).
 Each run records the report's ``peak_mb`` (VmHWM of the harden process: resources.peak_rss_mb), its seconds and its
 sign-off numbers (identical numbers say the runs did identical work). Results: benchmarks/results/memory.json.
 
@@ -36,9 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from harden_runs import one_thread_env  # noqa: E402
 
-sys.path.insert(0, str(ROOT))
-from ftcompile.resources import TORCH_HUGE_PAGES  # noqa: E402
-
 OUT = ROOT / "benchmarks" / "results" / "memory.json"
 EX = ROOT / "examples"
 # task -> its example's work folder, the model there, the target sigma (auto: the validation half-loss sigma)
@@ -47,11 +43,11 @@ TASKS = {"cifar-cnn": (EX / "cifar_cnn/work", "cnn.onnx", "0.6"),
 CHILD = """
 import ctypes, sys
 mode = sys.argv[1]
-if mode != "map":
+if mode in ("glibc", "map"):
     import ftcompile.search.harden
     libc = ctypes.CDLL("libc.so.6")
-    keep = lambda: bool(libc.mallopt(-3, 1 << 30)) and bool(libc.mallopt(-1, 1 << 30))  # mmap, trim thresholds
-    ftcompile.search.harden.map_large_allocations = (lambda: False) if mode == "glibc" else keep
+    mapped = lambda: bool(libc.mallopt(-3, 4 << 20)) and bool(libc.mallopt(-1, 1 << 30))  # mmap, trim thresholds
+    ftcompile.search.harden.keep_large_allocations = mapped if mode == "map" else (lambda: False)
 if mode in ("keep-trim", "keep-gc"):  # something before or after every score of the search's objective
     import ctypes.util, gc
     from ftcompile.search.objective import DriftObjective
@@ -71,13 +67,13 @@ sys.argv = ["ftcompile", *sys.argv[2:]]
 from ftcompile.cli import main
 main()
 """
-SETTINGS = ("map", "keep", "glibc", "keep-fixed", "keep-trim", "keep-threads", "keep-gc")
+SETTINGS = ("keep", "map", "glibc", "keep-fixed", "keep-trim", "keep-threads", "keep-gc")
 
 
 def one_run(setting: str, work: Path, model: str, sigma: str, flags: list[str], tmp: Path) -> dict:
     env = one_thread_env(ROOT)
-    if setting != "map":
-        env[TORCH_HUGE_PAGES] = "0"
+    if setting == "map":
+        env["THP_MEM_ALLOC_ENABLE"] = "1"  # torch advises huge pages for its blocks of 2 MiB and up
     if setting == "keep-threads":
         env = {k: v for k, v in env.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     prefix = []

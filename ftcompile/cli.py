@@ -9,7 +9,6 @@ Exit codes: 0 pass (or nothing to gate), 1 gate failed, 2 bad input or usage, 3 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from contextlib import contextmanager
@@ -20,7 +19,6 @@ import typer
 
 from ftcompile import __version__
 from ftcompile.errors import EXIT_GATE_FAILED, EXIT_INTERRUPTED, FtcompileError
-from ftcompile.resources import TORCH_HUGE_PAGES
 
 EXIT_INTERNAL = 3
 HELP = ("Harden neural networks against analog weight drift and sign them off.\n\n"
@@ -1042,7 +1040,6 @@ def inspect(
 
 
 def main() -> None:
-    os.environ.setdefault(TORCH_HUGE_PAGES, "1")  # before torch's first large block (resources.py)
     try:
         app(prog_name="ftcompile")
     except KeyboardInterrupt:

@@ -17,7 +17,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Protocol
 
-from ftcompile.resources import map_large_allocations
+from ftcompile.resources import keep_large_allocations
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def _init_worker(payload: bytes, threads: int) -> None:
     # the parent owns Ctrl-C: it stops the pool and keeps the journal consistent
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)  # N one-thread workers; oversubscribed cores run ~30x slower
-    map_large_allocations()
+    keep_large_allocations()
     _RUNNER = pickle.loads(payload)
 
 
@@ -177,7 +177,7 @@ def _ray_trial(runner, task: TrialTask, threads: int) -> tuple[Any, float]:
     import torch
 
     torch.set_num_threads(threads)
-    map_large_allocations()
+    keep_large_allocations()
     start = time.perf_counter()
     return runner(task), time.perf_counter() - start
 

@@ -13,7 +13,7 @@ import torch
 
 from ftcompile.errors import ConfigError, Interrupted
 from ftcompile.passes.onnx_graph import TARGET_MODES
-from ftcompile.resources import map_large_allocations
+from ftcompile.resources import keep_large_allocations
 from ftcompile.runtime.drift import (DriftModel, LogNormalDrift, parse_drift, resolve_targets, sigma_of,
                                      with_compensation)
 from ftcompile.signoff import HOLDOUT
@@ -509,7 +509,7 @@ def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, jou
     ``converters``: the analog twin's hooks on ``module`` (``converter_hooks.ConverterHooks``), if any.
     """
     t0 = time.perf_counter()
-    map_large_allocations()  # the drifted forwards allocate tens of MB per activation (resources.py)
+    keep_large_allocations()  # the drifted forwards allocate tens of MB per activation (resources.py)
     x_tr, y_tr = _tensors(train, cfg.device)
     x_va, y_va = _tensors(val, cfg.device)
     module.to(cfg.device)

@@ -149,8 +149,23 @@ class DriftObjective:
         return Score(mean, math.sqrt(var / len(values)), tuple(values))
 
     def _batched(self, forward: Callable[[tuple], torch.Tensor]) -> torch.Tensor:
-        """``forward(args)`` over the inputs in batches, in order, outputs concatenated along the example axis."""
-        return torch.cat([forward(xb.args) for xb in self.x.split(self.batch)], dim=self.axis)
+        """``forward(args)`` over the inputs in batches, in order, outputs joined along the example axis.
+
+        Each batch's outputs are copied into one tensor made at the first batch and then freed, rather than kept
+        until a final ``cat``: the kept outputs were small blocks made between the forwards' large activation
+        blocks, and each one pinned the hole a freed activation left, so the heap grew by hundreds of MB, by a
+        different amount in each run of the same work (benchmarks/results/memory.json)."""
+        out, start = None, 0
+        for xb in self.x.split(self.batch):
+            y = forward(xb.args)
+            if out is None:
+                shape = list(y.shape)
+                shape[self.axis] = len(self.x)
+                out = y.new_empty(shape)
+            out.narrow(self.axis, start, y.shape[self.axis]).copy_(y)
+            start += y.shape[self.axis]
+            del y
+        return out
 
     def _one(self, module, params, buffers, k: int) -> float:
         """Sample ``k`` alone (reading its keyed read noise, if the twin has some)."""
