@@ -1,5 +1,6 @@
 """The search pieces and `harden` end to end on a tiny MLP (seconds)."""
 import json
+import weakref
 
 import numpy as np
 import onnx
@@ -371,6 +372,28 @@ def test_objective_runs_in_bounded_batches_with_the_same_scores():
     DriftObjective(net, x, y, drift=LogNormalDrift(0.5), samples=20, max_elements=16 * 320)(net)  # 320 pairs
     hook.remove()
     assert seen and max(seen) * 10 <= 320  # large inputs: the element bound wins over max_batch
+
+
+def test_the_objective_keeps_no_batch_s_outputs_alive_into_the_next_forward():
+    """Each batch's outputs are copied out and freed before the next forward. Kept until one final cat, they were
+    small blocks made between the forwards' large activation blocks, each pinning a freed activation's hole: the
+    heap grew by hundreds of MB, differently run to run (benchmarks/results/memory.json)."""
+    torch.manual_seed(0)
+    net = torch.nn.Linear(16, 4)
+    x, y = torch.randn(300, 16), torch.randint(0, 4, (300,))
+    objective = DriftObjective(net, x, y, drift=LogNormalDrift(0.5), samples=2, max_batch=64)
+    outputs, alive = [], []
+
+    def forward(args):
+        alive.append(sum(ref() is not None for ref in outputs))  # earlier batches' outputs still held
+        out = net(*args)
+        outputs.append(weakref.ref(out))
+        return out
+
+    with torch.no_grad():
+        joined = objective._batched(forward)
+        assert len(outputs) > 2 and max(alive) == 0, alive
+        assert torch.equal(joined, net(x))  # in order, every example once
 
 
 def test_hardware_aware_training_under_the_device_physics(files, tmp_path):
