@@ -754,10 +754,13 @@ def workers() -> str:
 
 def allocator() -> str:
     d = load("allocator.json")
-    rows = [[k, *(f"{statistics.mean(r[f] for r in runs):.1f}" for f in ("wall", "user", "sys", "peak_mb"))]
-            for k, runs in d["runs"].items()]
-    return md(["allocator", "wall s", "user s", "system s", "peak MB"], rows) + \
-        f"\n\nDefault over keep: {d['ratio_default_over_keep']:.2f}x ({d['data']})."
+    total = lambda r, f: sum(c[f] for c in r["calls"])  # noqa: E731
+    rows = [[k, str(len(runs[0]["calls"])), *(f"{statistics.mean(total(r, f) for r in runs):.1f}"
+                                              for f in ("wall", "user", "sys")),
+             ", ".join(f"{r['peak_mb']:,.0f}" for r in runs)] for k, runs in d["runs"].items()]
+    return md(["allocator", "objective calls", "wall s", "user s", "system s", "peak MB per process"], rows) + \
+        (f"\n\nFaster process over all its calls: default / keep {d['ratio_default_over_keep']:.2f}x, map / keep "
+         f"{d['ratio_map_over_keep']:.2f}x ({d['data']}).")
 
 
 def import_coverage() -> str:
@@ -804,24 +807,27 @@ def metric_format(task: str):
 
 def memory_runs() -> str:
     """The harden process's peak memory, run to run, per allocator setting (bench_memory.py)."""
-    names = {"keep": "keep (the default: large blocks kept in the heap)", "glibc": "glibc's defaults",
+    names = {"keep": "keep (the default: large blocks kept in the heap)",
+             "map": "map (blocks of 4 MiB and up mapped, torch's huge pages)", "glibc": "glibc's defaults",
              "keep-fixed": "keep, address-space randomization off and a fixed hash seed",
              "keep-trim": "keep, free pages handed back after each objective score",
              "keep-threads": "keep, torch's own thread count (a new user's run)",
              "keep-gc": "keep, Python's garbage collector run only before each objective score"}
+    # the settings each task ran again after the objective stopped keeping its batches' outputs (26ec105)
+    after_fix = {"cifar-cnn": {"keep"}, "pennfudan-unet": {"keep", "map"}}
     parts = []
     for task, entry in load("memory.json").items():
         rows = []
         for setting, runs in entry["runs"].items():
             peaks, seconds = [r["peak_mb"] for r in runs], [r["seconds"] for r in runs]
             same = len({(r["after_mean"], r["after_clean"]) for r in runs}) == 1
-            rows.append([names.get(setting, setting), str(len(runs)), ", ".join(f"{p:,}" for p in peaks),
-                         f"{max(peaks) - min(peaks):,}", ", ".join(f"{t:,}" for t in seconds),
-                         "yes" if same else "no"])
+            rows.append([names.get(setting, setting), "after" if setting in after_fix.get(task, ()) else "before",
+                         str(len(runs)), ", ".join(f"{p:,}" for p in peaks), f"{max(peaks) - min(peaks):,}",
+                         ", ".join(f"{t:,}" for t in seconds), "yes" if same else "no"])
         parts += [f"`{task}`, harden flags `{entry['flags']}`, one torch thread unless the row says otherwise:", "",
-                  md(["allocator", "runs", "peak MB per run", "spread MB", "seconds per run",
-                      "identical sign-off numbers"], rows)]
-    return "\n".join(parts)
+                  md(["allocator", "objective's fix", "runs", "peak MB per run", "spread MB", "seconds per run",
+                      "identical sign-off numbers"], rows), ""]
+    return "\n".join(parts).rstrip("\n")
 
 
 def recipe_choice() -> str:
@@ -1254,12 +1260,17 @@ SECTIONS = [
     Section(
         "The allocator during harden",
         ("allocator.json",),
-        "benchmarks/bench_allocator.py",
-        "The drift objective on ResNet-20 (10 samples at sigma 0.2) with glibc's default allocator against keeping "
-        "large blocks in the heap, each in a fresh process, interleaved rounds (means shown).",
+        "benchmarks/bench_allocator.py --rounds 2 --calls 3",
+        "The drift objective on ResNet-20 (10 samples at sigma 0.2), scored 3 times per process, under glibc's "
+        "default allocator, `keep` (ftcompile's `keep_large_allocations`: large blocks kept in the heap) and `map` "
+        "(blocks of 4 MiB and up mapped, torch's huge pages); each in a fresh process with one torch thread, "
+        "interleaved rounds, beside the two runs of the memory benchmark (walls are under contention; user and "
+        "system seconds are the process's own). Means over the processes. Run at a8903fb, before the objective "
+        "copied its batches' outputs into one tensor (26ec105): the peaks are of that objective.",
         "No flags chosen.",
         "The 2,000 CIFAR-10 validation images (speed only).",
-        (("648d530", "2026-11-30"),), (), allocator, no_defaults="objective speed only: no harden default applies."),
+        (("50e687d", "2026-12-06"),), (), allocator, version="0.2.0",
+        no_defaults="objective speed only: no harden default applies."),
     Section(
         "Import coverage on real architectures",
         ("import_coverage.json",),
@@ -1308,18 +1319,23 @@ SECTIONS = [
     Section(
         "The harden process's peak memory, run to run",
         ("memory.json",),
-        "benchmarks/bench_memory.py --rounds 2 --settings S --flags \"--final-epochs 1 --validate-samples 20\"",
-        "The same `ftcompile harden` of the CIFAR CNN (sigma 0.6, the default grid, one final epoch, a 20-sample "
-        "sign-off) in fresh processes, each setting twice, interleaved with other settings, beside one or two other "
-        "jobs: the process's own peak memory (VmHWM), its time, and whether its sign-off numbers equal the other "
-        "runs' (the same work). Settings: ftcompile's allocator default (`keep_large_allocations`), glibc's "
-        "defaults, the default with address-space randomization off and a fixed hash seed, with free pages handed "
-        "back after each objective score, with torch's own thread count, and with the garbage collector run at "
-        "fixed points.",
+        "benchmarks/bench_memory.py --settings S --rounds N --jobs J [--task T] [--flags F]",
+        "The same `ftcompile harden` run several times in fresh processes, one torch thread each, under each allocator "
+        "setting: the process's own peak memory (VmHWM), its time, and whether its sign-off numbers equal the other "
+        "runs' (the same work). Settings: `keep` (ftcompile's: large blocks kept in the heap), `map` (blocks of 4 MiB "
+        "and up mapped, torch's huge pages), glibc's defaults, and keep with address-space randomization off and a "
+        "fixed hash seed, with free pages handed back after each objective score, with torch's own thread count, "
+        "with the garbage collector run at fixed points. CIFAR CNN (sigma 0.6, the default grid, one final epoch, a "
+        "20-sample sign-off): keep 4 times, two at a time, after the objective copied its batches' outputs into one "
+        "tensor (26ec105); everything else before that fix: map 3 times, each beside a keep run (a8903fb: mapped 911-"
+        "927 MB in 663-890 s against kept 1,746-1,951 MB in 518-782 s, 1.19x the time), the other settings twice "
+        "each, beside one or two other jobs (e5e1b55). PennFudan U-Net (default flags, its validation half-loss "
+        "sigma): keep beside map, once each, after the fix.",
         "No flags chosen (the runs measure memory, not accuracy; the default grid chose its noise on validation).",
-        "The 2,000 CIFAR-10 test images of examples/cifar_cnn (a 20-sample sign-off: the numbers only show that "
-        "the runs did the same work).",
-        (("e5e1b55", "2026-12-06"),), (), memory_runs, version="0.2.0",
+        "The 2,000 CIFAR-10 test images of examples/cifar_cnn and the PennFudan U-Net's test images (the numbers "
+        "only show that the runs did the same work).",
+        (("15427ba", "2026-12-06"), ("50e687d", "2026-12-06"), ("e5e1b55", "2026-12-06")), (), memory_runs,
+        version="0.2.0",
         no_defaults="peak memory and time of default runs: accuracy is not the measure."),
     Section(
         "Re-derived defaults on validation hold-outs",
@@ -1608,9 +1624,6 @@ def recipe_comparison() -> str:
 def readme_limits() -> str:
     """README's measured limitations: the chip preset's cost in validate; the detector's share of its clean mAP."""
     chip, macs = load("chip.json")["ratio_to_lognormal"], load("chip.json")["macs_ratio_to_lognormal"]
-    memory = load("memory.json")["cifar-cnn"]["runs"]
-    peaks = [r["peak_mb"] for setting in ("keep", "keep-fixed", "keep-trim", "keep-gc")  # the default, one thread
-             for r in memory.get(setting, [])]
     grid, bo = recipe_pairs()["pennfudan-det"]
     kept = lambda runs: span([r["after"]["mean"] / r["before"]["clean"] for r in runs],  # noqa: E731
                              lambda x: f"{100 * x:.0f}") + "%"
@@ -1621,12 +1634,7 @@ def readme_limits() -> str:
         "ResNet-20 hardened for the chip preset is not yet measured.",
         f"- The default recipe keeps {kept(grid)} of the PennFudan detector's clean mAP under drift at its half-loss "
         f"sigma ({len(grid)} seeds); `--recipe bo`, which lowers the learning rate, kept {kept(bo)} on the same seeds "
-        "(`recipe.json`).",
-        f"- A harden's peak memory is not the same run to run: the same CIFAR CNN harden peaked at "
-        f"{span(peaks, lambda x: f'{x:,}')} MB over {len(peaks)} runs of identical work, one thread, ftcompile's "
-        "allocator setting and three variants of it (`memory.json`); the cause "
-        "is not found: neither a fixed address-space layout, nor free pages handed back, nor the garbage collector run "
-        "at fixed points removed it."])
+        "(`recipe.json`)."])
 
 
 # --- generated blocks in the docs: (file, marker) -> the function that writes the block between
