@@ -29,10 +29,13 @@ def keep_large_allocations() -> bool:
     """Serve large allocations from the heap and keep freed memory for reuse (glibc only; else a no-op).
 
     glibc maps every block above its mmap threshold (at most 32 MiB by default) afresh and unmaps it on free,
-    so each drifted forward pass of a CNN (tens of MB per activation) pays page faults for zeroed pages:
-    on the ResNet-20 objective this was more system time than compute (53.5 s -> 22.9 s for 10 samples
-    of 2,000 images, one thread, peak 706 -> 788 MiB; benchmarks/results/allocator.json). Raising the mmap
-    and trim thresholds to 1 GiB keeps those blocks in the heap. Process-wide; returns whether it applied.
+    so each drifted forward pass of a CNN (tens of MB per activation) pays page faults for zeroed pages. Raising
+    the mmap and trim thresholds to 1 GiB keeps those blocks in the heap. On the ResNet-20 objective (3 calls of 10
+    samples of 2,000 images, one thread) glibc's default spent 27.9 s in the kernel against 0.2 s; mapping only
+    blocks of 4 MiB and up, with huge pages, still spent 42.9 s (benchmarks/results/allocator.json).
+    A heap that keeps large blocks fragments if small blocks that outlive them are made in between: each pins the
+    hole a freed block leaves. Hence the drift objective frees each batch's outputs before the next forward
+    (objective.py, ``_batched``). Process-wide; returns whether it applied.
     """
     import ctypes
     import ctypes.util
