@@ -5,8 +5,8 @@ blocks of 4 MiB and up mapped (released when freed) with torch's transparent hug
 ResNet-20 (benchmarks/models), 10 lognormal samples at sigma 0.2 over the 2,000 validation images of
 examples/cifar_resnet20 (or random inputs when that example is not prepared), one torch thread, each
 setting in a fresh process, interleaved rounds. Each process scores the objective --calls times (every call's
-wall, user and system seconds are kept; the top-level ones are the first call's); the peak is the process's after
-all of them; the ratios are of the faster process's seconds over all its calls.
+wall, user and system seconds are kept); the peak is the process's after all of them; the ratios are of the faster
+process's seconds over all its calls.
 Usage: python benchmarks/bench_allocator.py [--rounds 2] [--calls 3]
 """
 import argparse
@@ -18,15 +18,16 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from harden_runs import MAP_ENV  # noqa: E402
+
 CHILD = """
 import json, resource, sys, time
 import numpy as np, torch
 torch.set_num_threads(1)
-import ctypes
 from ftcompile.resources import keep_large_allocations, peak_rss_mb
-libc = ctypes.CDLL("libc.so.6")
-applied = {"default": lambda: False, "keep": keep_large_allocations,
-           "map": lambda: bool(libc.mallopt(-3, 4 << 20)) and bool(libc.mallopt(-1, 1 << 30))}[sys.argv[1]]()
+from harden_runs import map_large_blocks
+applied = {"default": lambda: False, "keep": keep_large_allocations, "map": map_large_blocks}[sys.argv[1]]()
 from ftcompile.frontend import load_model
 from ftcompile.runtime.drift import LogNormalDrift
 from ftcompile.search.objective import DriftObjective
@@ -43,7 +44,7 @@ for _ in range(int(sys.argv[4])):  # a harden scores many times: the heap a call
     objective(module)
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     calls.append({"wall": time.perf_counter() - t, "user": r1.ru_utime - r0.ru_utime, "sys": r1.ru_stime - r0.ru_stime})
-print(json.dumps({**calls[0], "calls": calls, "peak_mb": peak_rss_mb(), "applied": applied}))
+print(json.dumps({"calls": calls, "peak_mb": peak_rss_mb(), "applied": applied}))
 """
 
 
@@ -55,12 +56,11 @@ def main() -> None:
     args = ap.parse_args()
     model = ROOT / "benchmarks" / "models" / "resnet20_cifar10.onnx"
     val = ROOT / "examples" / "cifar_resnet20" / "work" / "val.npz"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), str(HERE)]))
     runs = {"default": [], "keep": [], "map": []}
     for _ in range(args.rounds):
         for mode in runs:
-            # torch's huge pages for map only (torch reads the variable at its first large block)
-            child_env = {**env, "THP_MEM_ALLOC_ENABLE": "1" if mode == "map" else "0"}
+            child_env = {**env, **(MAP_ENV if mode == "map" else {})}
             out = subprocess.run([sys.executable, "-c", CHILD, mode, str(model), str(val) if val.exists() else "",
                                   str(args.calls)],
                                  capture_output=True, text=True, check=True, env=child_env).stdout

@@ -24,6 +24,7 @@ The task's example must be prepared (examples/<task>/prepare.py).
 """
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -33,7 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from harden_runs import one_thread_env  # noqa: E402
+from harden_runs import MAP_ENV, one_thread_env  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "memory.json"
 EX = ROOT / "examples"
@@ -41,15 +42,14 @@ EX = ROOT / "examples"
 TASKS = {"cifar-cnn": (EX / "cifar_cnn/work", "cnn.onnx", "0.6"),
          "pennfudan-unet": (EX / "pennfudan_unet/work", "unet.onnx", "auto")}
 CHILD = """
-import ctypes, sys
+import sys
 mode = sys.argv[1]
 if mode in ("glibc", "map"):
     import ftcompile.search.harden
-    libc = ctypes.CDLL("libc.so.6")
-    mapped = lambda: bool(libc.mallopt(-3, 4 << 20)) and bool(libc.mallopt(-1, 1 << 30))  # mmap, trim thresholds
-    ftcompile.search.harden.keep_large_allocations = mapped if mode == "map" else (lambda: False)
+    from harden_runs import map_large_blocks
+    ftcompile.search.harden.keep_large_allocations = map_large_blocks if mode == "map" else (lambda: False)
 if mode in ("keep-trim", "keep-gc"):  # something before or after every score of the search's objective
-    import ctypes.util, gc
+    import ctypes, ctypes.util, gc
     from ftcompile.search.objective import DriftObjective
     score = DriftObjective.__call__
     if mode == "keep-gc":
@@ -71,9 +71,8 @@ SETTINGS = ("keep", "map", "glibc", "keep-fixed", "keep-trim", "keep-threads", "
 
 
 def one_run(setting: str, work: Path, model: str, sigma: str, flags: list[str], tmp: Path) -> dict:
-    env = one_thread_env(ROOT)
-    if setting == "map":
-        env["THP_MEM_ALLOC_ENABLE"] = "1"  # torch advises huge pages for its blocks of 2 MiB and up
+    env = {**one_thread_env(ROOT), **(MAP_ENV if setting == "map" else {})}
+    env["PYTHONPATH"] += os.pathsep + str(ROOT / "benchmarks")  # the child's harden_runs
     if setting == "keep-threads":
         env = {k: v for k, v in env.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     prefix = []
@@ -119,14 +118,12 @@ def main() -> None:
     if entry.get("flags") != flags:  # runs of other flags measured something else: start the task afresh
         entry = {"flags": flags, "runs": {}}
     entry["runs"].update(runs)  # a setting run again replaces its earlier runs; the other settings stay
-    entry.pop("threads", None), entry.pop("cpus", None)  # per setting now (keep-threads: every core)
-    entry["summary"] = {s: {"peak_mb": [r["peak_mb"] for r in rs], "seconds": [r["seconds"] for r in rs],
-                            "spread_mb": max(r["peak_mb"] for r in rs) - min(r["peak_mb"] for r in rs)}
-                        for s, rs in entry["runs"].items()}
+    entry.pop("summary", None)  # what the runs say, written once (tables.py reads the runs)
     results[args.task] = entry
     OUT.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    for s, v in entry["summary"].items():
-        print(f"{s:10s} peak {v['peak_mb']} MB (spread {v['spread_mb']} MB), {v['seconds']} s")
+    for s, rs in entry["runs"].items():
+        peaks = [r["peak_mb"] for r in rs]
+        print(f"{s:10s} peak {peaks} MB (spread {max(peaks) - min(peaks)} MB), {[r['seconds'] for r in rs]} s")
 
 
 if __name__ == "__main__":

@@ -205,6 +205,22 @@ def save_run(out: Path, keys: tuple, summary: dict) -> None:
     write_text_atomic(out, json.dumps(results, indent=2, sort_keys=True) + "\n")
 
 
+# the benchmarks' `map` allocator setting (bench_memory, bench_allocator), beside ftcompile's own
+# (resources.keep_large_allocations): torch reads this variable once, at its first block of 2 MiB or more, so it goes
+# in the child's environment
+MAP_ENV = {"THP_MEM_ALLOC_ENABLE": "1"}
+
+
+def map_large_blocks() -> bool:
+    """Blocks of 4 MiB and up get their own mapping, released when freed (torch's huge pages: ``MAP_ENV``); the heap
+    keeps the smaller ones and is never trimmed. glibc only; returns whether it applied."""
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6")
+    m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
+    return bool(libc.mallopt(m_mmap_threshold, 4 << 20)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
+
+
 def one_thread_env(root: Path) -> dict:
     """The environment of a harden subprocess with one torch thread, so two runs can share the 2 cores."""
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(root)}
