@@ -759,6 +759,10 @@ def harden(
     trial_fraction: float = typer.Option(1.0, "--trial-fraction", help="The share of the training set each trial "
                                          "fine-tunes on (the final fine-tune uses all of it).",
                                          rich_help_panel=RESEARCH),
+    low_fidelity: Optional[float] = typer.Option(None, "--low-fidelity", help="--recipe bo: also run cheap trials "
+                                                 "on this share of the trial data, each trial's share chosen by "
+                                                 "information per cost; --trials then counts full trials' cost.",
+                                                 rich_help_panel=RESEARCH),
     dropout_rate: float = typer.Option(0.3, "--dropout-rate", help="fixed-dropout: the rate at every site.",
                                        rich_help_panel=RESEARCH),
     awp_gamma: float = typer.Option(0.05, "--awp-gamma", help="awp: the perturbation's norm relative to each weight "
@@ -787,6 +791,7 @@ def harden(
                            adc_bits=adc_bits, adc_noise=adc_noise, chip=chip, weight_clip=weight_clip,
                            weight_remap=weight_remap, targets=targets, bias=bias, lr=lr, optimizer=optimizer,
                            lr_schedule=lr_schedule, batch_size=batch_size, channel=channel, seed=seed, device=device,
+                           low_fidelity=low_fidelity,
                            time_budget=_duration(time_budget), workers=workers, executor=executor,
                            ray_address=ray_address, holdout=holdout)
         gate_ = Gate(min_accuracy=min_accuracy, stat=stat, max_drop=max_drop)

@@ -18,6 +18,11 @@ trials can fit close to interpolation, its posterior far narrower than the trial
 choice on it is then an argmax (``benchmarks/bench_recipe_choice.py`` replays the recipe journals under both). The
 recipe search passes ``Yvar``; the paper's rate search (``--method bayesft``) learns its noise, as it was measured.
 
+Multi-fidelity (``fidelity``, the recipe search's ``--low-fidelity``, ``fidelity.py``): points carry one more column,
+the share of the trial data a trial fine-tunes on. The anchors run at full fidelity, the Sobol design at the low one;
+then a ``SingleTaskMultiFidelityGP`` and cost-weighted multi-fidelity max-value entropy choose each point and its
+fidelity, and the posterior the choice reads is the GP's at full fidelity.
+
 Failures: the design index counts every proposal ever made (finished, failed or running), so a design
 point is never proposed twice. A failed point enters the GP scored as the worst objective seen so far:
 the posterior mean is low around it, so the acquisition moves away from that region without ever being
@@ -30,6 +35,8 @@ from dataclasses import dataclass
 
 import torch
 from torch.quasirandom import SobolEngine
+
+from ftcompile.search.fidelity import TARGET, Fidelity, at_target, cost_model
 
 KERNELS = ("matern52", "exp", "saas")
 # NUTS for the SAAS GP: BoTorch's SAASBO tutorial uses 256 warm-up steps, 128 samples, thinning 16 (8 GPs
@@ -58,13 +65,18 @@ class Controller:
     """Search over points in ``[0, max_rate]^dim``. ``X``: ``n x d`` points tried, ``Y``: ``n`` objectives."""
 
     def __init__(self, dim: int, *, max_rate: float = 0.8, search: str = "bo", kernel: str = "matern52",
-                 seed: int = 0, n_init: int | None = None, trials: int = 20, anchors: tuple = ()):
-        """``anchors``: points proposed first, before the design (the recipe search's plain recipe)."""
+                 seed: int = 0, n_init: int | None = None, trials: int = 20, anchors: tuple = (),
+                 fidelity: Fidelity | None = None):
+        """``anchors``: points proposed first, before the design (the recipe search's plain recipe); ``fidelity``:
+        points carry a last column, the trial's fidelity (BO only)."""
         if search not in SEARCHES:
             raise ValueError(f"search must be one of {SEARCHES}")
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}")
+        if fidelity is not None and search != "bo":
+            raise ValueError("multi-fidelity trials need search='bo'")
         self.dim, self.max_rate, self.search, self.kernel, self.seed = dim, max_rate, search, kernel, seed
+        self.fidelity = fidelity
         self.anchors = torch.tensor(anchors, dtype=DTYPE).reshape(-1, dim)
         self.n_init = len(self.anchors) + (initial_design_size(dim, trials) if n_init is None else n_init)
         self.bounds = torch.stack([torch.zeros(dim, dtype=DTYPE), torch.full((dim,), max_rate, dtype=DTYPE)])
@@ -74,11 +86,13 @@ class Controller:
             self._grid = torch.cartesian_prod(*[axes] * dim).reshape(-1, dim)
 
     def _design(self, start: int, q: int) -> torch.Tensor:
-        """Rows ``start .. start+q-1`` of a fixed sequence: the anchors, then Sobol for BO, uniform for random."""
-        if len(self.anchors):
-            rows = torch.cat([self.anchors, self._sequence(0, start + q)])
-            return rows[start:start + q]
-        return self._sequence(start, q)
+        """Rows ``start .. start+q-1`` of a fixed sequence: the anchors, then Sobol for BO, uniform for random (with
+        multi-fidelity: the anchors at full fidelity, the rest at the low one)."""
+        rows = torch.cat([self.anchors, self._sequence(0, start + q)])[start:start + q]
+        if self.fidelity is None:
+            return rows
+        level = [TARGET if i < len(self.anchors) else self.fidelity.low for i in range(start, start + q)]
+        return torch.cat([rows, torch.tensor(level, dtype=DTYPE).reshape(-1, 1)], dim=1)
 
     def _sequence(self, start: int, q: int) -> torch.Tensor:
         if self.search == "grid":
@@ -112,6 +126,8 @@ class Controller:
 
         X_all, Y_all, Yvar_all = with_failures(X, Y, failed, Yvar)
         model = self._fit(X_all, Y_all, Yvar_all)
+        if self.fidelity is not None:
+            return Proposal(self._propose_fidelity(model, q, pending, n), "bo")
         with warnings.catch_warnings():
             # repeated rates make the GP's covariance near-singular; gpytorch adds jitter and says so
             warnings.simplefilter("ignore")
@@ -121,9 +137,34 @@ class Controller:
                                     options={"seed": self.seed + n})
         return Proposal(cand.detach(), "bo")
 
+    def _propose_fidelity(self, model, q: int, pending: torch.Tensor | None, n: int) -> torch.Tensor:
+        """``q`` points with their fidelities: the most information about the full-fidelity maximum per unit of a
+        trial's cost (``fidelity.py``)."""
+        from botorch.acquisition.max_value_entropy_search import qMultiFidelityMaxValueEntropy
+        from botorch.optim.optimize import optimize_acqf_mixed
+
+        column = self.dim
+        bounds = torch.cat([self.bounds, torch.tensor([[self.fidelity.low], [TARGET]], dtype=DTYPE)], dim=1)
+        unit = SobolEngine(self.dim + 1, scramble=True, seed=self.seed + n).draw(1000, dtype=DTYPE)
+        candidates = bounds[0] + unit * (bounds[1] - bounds[0])
+        chosen = torch.empty(0, self.dim + 1, dtype=DTYPE)
+        with torch.random.fork_rng(), warnings.catch_warnings():  # its max-value samples draw from torch's generator
+            warnings.simplefilter("ignore")
+            for i in range(q):  # one at a time, the earlier ones pending (its acquisition takes q = 1)
+                torch.manual_seed(self.seed + n + i)
+                busy = chosen if pending is None else torch.cat([pending.to(DTYPE), chosen])
+                acq = qMultiFidelityMaxValueEntropy(model, candidates, X_pending=busy if len(busy) else None,
+                                                    cost_aware_utility=cost_model(self.fidelity, column),
+                                                    project=lambda X: at_target(X, column))
+                cand, _ = optimize_acqf_mixed(acq, bounds=bounds, q=1, num_restarts=8, raw_samples=256,
+                                              fixed_features_list=[{column: f} for f in self.fidelity.levels],
+                                              options={"seed": self.seed + n + i})
+                chosen = torch.cat([chosen, cand.detach().reshape(1, -1)])
+        return chosen
+
     def _fit(self, X: torch.Tensor, Y: torch.Tensor, Yvar: torch.Tensor | None = None):
         from botorch.fit import fit_gpytorch_mll
-        from botorch.models import SingleTaskGP
+        from botorch.models import SingleTaskGP, SingleTaskMultiFidelityGP
         from botorch.models.transforms import Normalize, Standardize
         from gpytorch.kernels import MaternKernel, ScaleKernel
         from gpytorch.mlls import ExactMarginalLogLikelihood
@@ -131,10 +172,17 @@ class Controller:
         yvar = _known_noise(Yvar)
         if self.kernel == "saas":
             return self._fit_saas(X, Y, yvar)
-        nu = 2.5 if self.kernel == "matern52" else 0.5
-        covar = ScaleKernel(MaternKernel(nu=nu, ard_num_dims=self.dim))
-        model = SingleTaskGP(X.to(DTYPE), Y.to(DTYPE).reshape(-1, 1), yvar, covar_module=covar,
-                             input_transform=Normalize(self.dim, bounds=self.bounds), outcome_transform=Standardize(1))
+        if self.fidelity is not None:  # Matern-5/2 over the recipe times a fidelity kernel (Wu et al. 2019)
+            unit = torch.cat([self.bounds, torch.tensor([[0.0], [TARGET]], dtype=DTYPE)], dim=1)  # fidelity stays
+            model = SingleTaskMultiFidelityGP(X.to(DTYPE), Y.to(DTYPE).reshape(-1, 1), yvar, data_fidelities=[self.dim],
+                                              input_transform=Normalize(self.dim + 1, bounds=unit),
+                                              outcome_transform=Standardize(1))
+        else:
+            nu = 2.5 if self.kernel == "matern52" else 0.5
+            covar = ScaleKernel(MaternKernel(nu=nu, ard_num_dims=self.dim))
+            model = SingleTaskGP(X.to(DTYPE), Y.to(DTYPE).reshape(-1, 1), yvar, covar_module=covar,
+                                 input_transform=Normalize(self.dim, bounds=self.bounds),
+                                 outcome_transform=Standardize(1))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
@@ -162,11 +210,13 @@ class Controller:
 
     def posterior(self, X: torch.Tensor, Y: torch.Tensor, Yvar: torch.Tensor | None = None) -> tuple[list, list]:
         """The GP's posterior mean and standard deviation at the finished points ``X`` (``n x d``; SAAS: the mixture
-        of its sampled GPs), for choices that weigh the model's certainty; ``Yvar`` as in ``propose``."""
+        of its sampled GPs), for choices that weigh the model's certainty; ``Yvar`` as in ``propose``. With
+        multi-fidelity, the posterior at full fidelity: what a full trial at each point would score."""
         model = self._fit(X, Y, Yvar)
+        at = at_target(X.to(DTYPE), self.dim) if self.fidelity is not None else X.to(DTYPE)
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            post = model.posterior(X.to(DTYPE))
+            post = model.posterior(at)
             mean = post.mean.reshape(-1, len(X))
             var = post.variance.reshape(-1, len(X))
         # a mixture over sampled GPs: total variance = mean of variances + variance of means

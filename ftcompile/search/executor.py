@@ -29,6 +29,7 @@ class TrialTask:
     origin: str = ""        # design, bo, random, grid or retry
     train_sigma: float | None = None  # train under this lognormal sigma (the grid's level, or the recipe's)
     lr_scale: float = 1.0   # the recipe's learning rate relative to --lr
+    fidelity: float = 1.0   # the share of the trial subset to fine-tune on (fidelity.py)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field, replace
@@ -22,6 +23,7 @@ from ftcompile.search.blend import GRID, Blend, choose_blend
 from ftcompile.search.blend import SEARCH as BLEND_SEARCH
 from ftcompile.search.controller import KERNELS, SEARCHES, Controller
 from ftcompile.search.executor import Executor, TrialTask, make_executor, retried
+from ftcompile.search.fidelity import Fidelity, fixed_share
 from ftcompile.search.inputs import Inputs
 from ftcompile.search.journal import RATE_SEARCH, RECIPE, Journal, TrialRecord, trial_record
 from ftcompile.search.noise_level import choose_train_sigma, train_sigma_grid
@@ -107,6 +109,8 @@ class HardenConfig:
     search: str = "bo"
     rates: str = "per-layer"       # search space: per-layer (the paper's), per-stage or shared (space.py)
     trial_fraction: float = 1.0    # share of the training set each trial fine-tunes on (the final fit: all)
+    low_fidelity: float | None = None  # the recipe search also runs trials on this share of the trial data,
+                                       # chosen per trial by cost (fidelity.py); None: every trial is full
     kernel: str = "matern52"
     objective: str = "accuracy"    # accuracy, loss, or a metric package.module:function
     drift: str | None = None       # drift spec of the objective and sign-off; default lognormal at sigma
@@ -141,6 +145,7 @@ class HardenConfig:
                   (self.search in SEARCHES, f"--search must be one of {', '.join(SEARCHES)}"),
                   (self.rates in SPACES, f"--rate-space must be one of {', '.join(SPACES)}"),
                   (0 < float(self.trial_fraction) <= 1, "--trial-fraction must be in (0, 1]"),
+                  (self.low_fidelity is None or 0 < float(self.low_fidelity) < 1, "--low-fidelity must be in (0, 1)"),
                   (self.recipe in RECIPES, f"--recipe must be one of {', '.join(RECIPES)}"),
                   (self.kernel in KERNELS, f"--kernel must be one of {', '.join(KERNELS)}"),
                   (self.objective in OBJECTIVES or ":" in self.objective,
@@ -205,6 +210,9 @@ class HardenConfig:
             object.__setattr__(self, "method", "noise-injection")
             if self.noise is None and self.train_device() is None:
                 object.__setattr__(self, "method", "bayesft")
+        if self.low_fidelity is not None and not self.recipe_search:
+            raise ConfigError(f"--low-fidelity runs cheap trials of the recipe search; --method {self.method} with "
+                              f"--recipe {self.recipe} has none (use --recipe bo with noise injection).")
         if self.strategy.noise and self.noise is None and self.train_device() is None:
             raise ConfigError(f"--method {self.method} trains under sampled drift, and drift {self.drift!r} has "
                               "neither a lognormal term nor a device preset (pcm, reram-wan2022); give --train-sigma.")
@@ -355,7 +363,8 @@ class TrialRunner:
     """One trial: reset to the imported weights, set the rates, fine-tune, score under drift.
 
     Trials fine-tune on a fixed random ``cfg.trial_fraction`` of the training set (the same subset for
-    every trial, so their scores compare); the final fit (``fit``) uses all of it.
+    every trial, so their scores compare; a low-fidelity trial on the first ``fidelity`` of it, ``fidelity.py``);
+    the final fit (``fit``) uses all of it.
     Picklable (module, sites, data and the objective's fixed draws travel together), so a worker process
     runs exactly what this process would.
     """
@@ -363,9 +372,8 @@ class TrialRunner:
     def __init__(self, module: torch.nn.Module, sites, x, y, objective: DriftObjective, cfg: HardenConfig,
                  loss_fn: Callable | None = None, keys: dict | None = None):
         self.module, self.sites, self.x, self.y, self.objective = module, sites, x, y, objective
-        keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
-        keep = keep[:max(1, round(cfg.trial_fraction * len(x)))].sort().values
-        self.x_trial, self.y_trial = (x, y) if cfg.trial_fraction >= 1 else (x[keep], take(y, keep))
+        self.order = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
+        self.trial_fraction, self._subsets = cfg.trial_fraction, {}
         self.loss_fn = loss_fn or torch.nn.functional.cross_entropy
         self.base_state = copy.deepcopy(module.state_dict())
         device_model = cfg.train_device()
@@ -383,13 +391,24 @@ class TrialRunner:
                                  constraint=weight_clip(cfg.weight_clip, cfg.weight_remap, module, keys))
         self.device = cfg.device
 
+    def trial_data(self, fidelity: float = 1.0) -> tuple:
+        """The trials' training subset: the first ``trial_fraction x fidelity`` of a fixed permutation, in order
+        (nested: a low-fidelity trial sees a part of what a full one sees)."""
+        share = self.trial_fraction * fidelity
+        if share >= 1:
+            return self.x, self.y
+        if share not in self._subsets:  # made once per fidelity, as a trial's data was before
+            keep = self.order[:max(1, round(share * len(self.x)))].sort().values
+            self._subsets[share] = (self.x[keep], take(self.y, keep))
+        return self._subsets[share]
+
     def fit(self, rates, epochs: int, seed: int, trial: bool = False, train_sigma: float | None = None,
-            lr_scale: float = 1.0) -> Score:
+            lr_scale: float = 1.0, fidelity: float = 1.0) -> Score:
         """``train_sigma``: the lognormal sigma to train under, when not the configured one; ``lr_scale``: the
-        learning rate relative to the configured one."""
+        learning rate relative to the configured one; ``fidelity``: a trial's share of the trial subset."""
         self.module.load_state_dict(self.base_state)
         self.sites.set_rates(list(rates))
-        x, y = (self.x_trial, self.y_trial) if trial else (self.x, self.y)
+        x, y = self.trial_data(fidelity) if trial else (self.x, self.y)
         train = replace(self.train, epochs=epochs, seed=seed, lr=self.train.lr * lr_scale)
         if train_sigma is not None:
             train = replace(train, noise_sigma=train_sigma)
@@ -398,7 +417,7 @@ class TrialRunner:
 
     def __call__(self, task: TrialTask) -> Score:
         return self.fit(task.rates, self.train.epochs, task.seed, trial=True, train_sigma=task.train_sigma,
-                        lr_scale=task.lr_scale)
+                        lr_scale=task.lr_scale, fidelity=task.fidelity)
 
 
 def rate_trials(trials: list[TrialRecord], stage: str = RATE_SEARCH) -> list[TrialRecord]:
@@ -407,15 +426,18 @@ def rate_trials(trials: list[TrialRecord], stage: str = RATE_SEARCH) -> list[Tri
     return [t for t in trials if t.stage == stage]
 
 
-def _observed(trials: list[TrialRecord], dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _observed(trials: list[TrialRecord], dim: int,
+              fidelity: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Finished points, their objectives and measured variances (standard errors squared), and the points whose
-    trials failed (points ``n x dim``)."""
+    trials failed (points ``n x dim``; ``fidelity``: each with its trial's fidelity as one more column)."""
+    def points(rows):
+        x = [t.x + [t.fidelity] if fidelity else t.x for t in rows]
+        return torch.tensor(x, dtype=torch.double).reshape(-1, dim + fidelity)
+
     ok = [t for t in trials if t.status == "ok"]
-    failed = [t.x for t in trials if t.status != "ok"]
-    return (torch.tensor([t.x for t in ok], dtype=torch.double).reshape(-1, dim),
-            torch.tensor([t.objective for t in ok], dtype=torch.double),
+    return (points(ok), torch.tensor([t.objective for t in ok], dtype=torch.double),
             torch.tensor([t.stderr ** 2 for t in ok], dtype=torch.double),
-            torch.tensor(failed, dtype=torch.double).reshape(-1, dim))
+            points([t for t in trials if t.status != "ok"]))
 
 
 @dataclass(frozen=True)
@@ -423,13 +445,15 @@ class Stage:
     """What a trial of a search stage trains: ``settings(point) -> (rates, train_sigma, lr_scale)``; ``record_point``:
     whether the journal keeps the point (it does unless the point is the rates themselves); ``known_noise``: whether
     the controller takes each trial's measured error as its noise (the recipe search, whose choice weighs those
-    errors: ``controller.py``) or learns it (the paper's rate search, as it was measured)."""
+    errors: ``controller.py``) or learns it (the paper's rate search, as it was measured); ``fidelity``: the recipe
+    search's cheap trials (``fidelity.py``), whose cost the budget counts instead of trials."""
 
     name: str
     dim: int
     settings: Callable
     record_point: bool = True
     known_noise: bool = False
+    fidelity: Fidelity | None = None
 
     def noise(self, Yvar: torch.Tensor) -> torch.Tensor | None:
         """The variances the controller is given: ``Yvar`` when the noise is known, else None."""
@@ -442,14 +466,15 @@ def rate_stage(space: RateSpace, train_sigma: float | None) -> Stage:
                  record_point=space.kind != "per-layer")
 
 
-def recipe_stage(space: RecipeSpace, sigma: float | None, train_sigma: float | None) -> Stage:
+def recipe_stage(space: RecipeSpace, sigma: float | None, train_sigma: float | None,
+                 fidelity: Fidelity | None = None) -> Stage:
     """The recipe search: a trial trains under the recipe's noise (a multiple of the target ``sigma``, or the
     fixed ``train_sigma`` when the noise is not searched), its dropout rates and learning-rate scale."""
     def settings(point):
         r = space.recipe(point)
         noise = round(r.noise_scale * sigma, 6) if r.noise_scale is not None else train_sigma
         return r.rates, noise, r.lr_scale
-    return Stage(RECIPE, space.dim, settings, known_noise=True)
+    return Stage(RECIPE, space.dim, settings, known_noise=True, fidelity=fidelity)
 
 
 def run_trials(controller: Controller, executor: Executor, journal: Journal, cfg: HardenConfig, stage: Stage,
@@ -459,30 +484,41 @@ def run_trials(controller: Controller, executor: Executor, journal: Journal, cfg
 
     A trial that raises is run once more (origin "retry"); if it fails again it is journaled as failed,
     its point is never proposed again and the GP sees it as the worst objective so far.
+
+    With multi-fidelity trials (``stage.fidelity``) the budget is ``cfg.trial_count`` full trials' cost
+    (``fidelity.Fidelity.cost``): a trial starts while the cheapest one still fits beside the finished and running
+    ones (with full trials only: while fewer than ``cfg.trial_count`` ran).
     """
     t0 = time.perf_counter()
     finished = {t.trial for t in rate_trials(journal.trials, stage.name)}
-    todo = deque(i for i in range(cfg.trial_count) if i not in finished)
+    cost = stage.fidelity.cost if stage.fidelity is not None else (lambda fidelity: 1.0)
+    cheapest = cost(stage.fidelity.low) if stage.fidelity is not None else 1.0
+    most = math.floor(cfg.trial_count / cheapest + 1e-9)
+    todo = deque(i for i in range(most) if i not in finished)
     running: dict[int, TrialTask] = {}
     attempts: Counter = Counter()
     while todo or running:
         in_time = cfg.time_budget is None or time.perf_counter() - t0 <= cfg.time_budget
-        free = min(executor.slots - len(running), len(todo)) if in_time else 0
+        spent = sum(cost(t.fidelity) for t in [*rate_trials(journal.trials, stage.name), *running.values()])
+        in_budget = spent + cheapest <= cfg.trial_count + 1e-9
+        free = min(executor.slots - len(running), len(todo)) if in_time and in_budget else 0
         if free > 0:
             done_so_far = rate_trials(journal.trials, stage.name)
-            X, Y, Yvar, failed = _observed(done_so_far, stage.dim)
-            pending = torch.tensor([t.point for t in running.values()], dtype=torch.double) if running else None
+            X, Y, Yvar, failed = _observed(done_so_far, stage.dim, stage.fidelity is not None)
+            pending = torch.tensor([t.point + ((t.fidelity,) if stage.fidelity else ()) for t in running.values()],
+                                   dtype=torch.double) if running else None
             proposal = controller.propose(X, Y, q=free, pending=pending, proposed=len(done_so_far) + len(running),
                                           failed=failed, Yvar=stage.noise(Yvar))
             for row in proposal.points:
                 i = todo.popleft()
-                point = tuple(float(v) for v in row)
+                point = tuple(float(v) for v in row[:stage.dim])
+                fidelity = float(row[stage.dim]) if stage.fidelity is not None else 1.0
                 rates, noise, lr_scale = stage.settings(point)
                 origin = "plain" if i == 0 and stage.name == RECIPE else proposal.origin
-                running[i] = TrialTask(i, tuple(rates), cfg.seed + 1000 + i, point, origin, noise, lr_scale)
+                running[i] = TrialTask(i, tuple(rates), cfg.seed + 1000 + i, point, origin, noise, lr_scale, fidelity)
                 executor.submit(running[i])
         if not running:
-            break
+            break  # out of trials, time or budget
         done = executor.next_done()
         again = retried(executor, done, attempts, retries)
         if again is not None:
@@ -491,7 +527,7 @@ def run_trials(controller: Controller, executor: Executor, journal: Journal, cfg
         task = done.task
         del running[task.trial]
         record = trial_record(done, list(task.point) if stage.record_point else None, train_sigma=task.train_sigma,
-                              stage=stage.name, lr_scale=task.lr_scale)
+                              stage=stage.name, lr_scale=task.lr_scale, fidelity=task.fidelity)
         journal.append(record)
         if on_trial is not None:
             ok = [t for t in rate_trials(journal.trials, stage.name) if t.status == "ok"]
@@ -540,9 +576,14 @@ def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, jou
     if cfg.recipe_search:
         space = recipe_space(noise=cfg.searches_train_sigma, stages=rate_space("per-stage", widths).groups)
         if space.dim:
-            stage = recipe_stage(space, cfg.sigma, outcome.train_sigma)
+            fidelity = None
+            if cfg.low_fidelity is not None:
+                fidelity = Fidelity(cfg.low_fidelity, fixed_share(
+                    epochs=cfg.epochs, train_examples=len(runner.trial_data()[0]), samples=cfg.samples,
+                    val_examples=len(x_va)))
+            stage = recipe_stage(space, cfg.sigma, outcome.train_sigma, fidelity)
             controller = Controller(space.dim, max_rate=1.0, kernel=cfg.kernel, seed=cfg.seed,
-                                    trials=cfg.trial_count, anchors=(space.plain(),))
+                                    trials=cfg.trial_count, anchors=(space.plain(),), fidelity=fidelity)
     elif cfg.searches and len(sites):
         space = rate_space(cfg.rates, widths)
         controller = Controller(space.dim, max_rate=cfg.max_rate, search=cfg.search, kernel=cfg.kernel,
@@ -565,10 +606,10 @@ def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, jou
         outcome.trials = list(journal.trials)
     ok = [t for t in rate_trials(outcome.trials, stage.name) if t.status == "ok"] if stage else []
     if ok:
-        X, Y, Yvar, _ = _observed(ok, stage.dim)
+        X, Y, Yvar, _ = _observed(ok, stage.dim, stage.fidelity is not None)
         if stage.name == RECIPE:  # the simplest recipe within one posterior standard error of the best
-            means, stds = controller.posterior(X, Y, stage.noise(Yvar))
-            best = ok[choose_recipe([space.recipe(p) for p in X.tolist()], means, stds)]
+            means, stds = controller.posterior(X, Y, stage.noise(Yvar))  # at full fidelity
+            best = ok[choose_recipe([space.recipe(t.x) for t in ok], means, stds)]
             outcome.train_sigma, lr_scale = best.train_sigma, best.lr_scale
         else:
             best = ok[controller.best(X, Y)]

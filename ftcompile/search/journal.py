@@ -32,6 +32,7 @@ class TrialRecord:
     stage: str = RATE_SEARCH    # RATE_SEARCH, or NOISE_GRID (the training-noise grid, noise_level.py)
     train_sigma: float | None = None  # the lognormal sigma the trial trained under (+noise methods)
     lr_scale: float | None = None     # the recipe's learning rate relative to --lr
+    fidelity: float = 1.0             # the share of the trial subset it fine-tuned on (--low-fidelity, fidelity.py)
 
     @property
     def mean(self) -> float:
@@ -51,7 +52,8 @@ class TrialRecord:
         if self.stage == RECIPE:
             noise = f"train sigma {self.train_sigma:.3g}, " if self.train_sigma is not None else ""
             rates = sorted(set(round(r, 2) for r in self.rates))
-            return f"{noise}dropout {', '.join(f'{r:.2f}' for r in rates) or 'none'}, lr x{self.lr_scale:.2f}"
+            low = f", on {self.fidelity:.0%} of the trial data" if self.fidelity < 1 else ""
+            return f"{noise}dropout {', '.join(f'{r:.2f}' for r in rates) or 'none'}, lr x{self.lr_scale:.2f}{low}"
         return ", ".join(f"{r:.2f}" for r in self.x)
 
 
