@@ -34,7 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from harden_runs import MAP_ENV, one_thread_env  # noqa: E402
+from harden_runs import MAP_ENV, code_commit, one_thread_env  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "memory.json"
 EX = ROOT / "examples"
@@ -90,7 +90,7 @@ def one_run(setting: str, work: Path, model: str, sigma: str, flags: list[str], 
     report = json.loads(res.stdout)
     return {"peak_mb": round(report["peak_mb"]), "seconds": round(report["seconds"]),
             "after_mean": report["after"]["mean"], "after_clean": report["after"]["clean"],
-            "train_sigma": report.get("train_sigma"), "layout_fixed": bool(prefix) or None}
+            "train_sigma": report.get("train_sigma"), "layout_fixed": bool(prefix) or None, "commit": code_commit(ROOT)}
 
 
 def main() -> None:

@@ -77,7 +77,9 @@ def harden_cli(model: "Path | str", work: Path, signoff: "Path | None", sigma: "
                                  if t.get("stage") == "train-sigma"},
             "signoff": report.get("signoff_kind"), "signoff_examples": report["after"]["examples"],
             "before": {k: report["before"][k] for k in ("clean", "mean", "total_ci_low", "std", "samples")},
-            "after": {k: report["after"][k] for k in ("clean", "mean", "total_ci_low", "std", "samples")}}
+            "after": {k: report["after"][k] for k in ("clean", "mean", "total_ci_low", "std", "samples")},
+            "commit": code_commit(Path(__file__).resolve().parents[1]),
+            "val_objective": report["torch_objective"]}
 
 
 def run(model: Path, work: Path, out: Path, args) -> dict:
@@ -190,6 +192,16 @@ def _save(out: Path, results: dict, method: str | None = None) -> dict:
         runs[method] = results["runs"][method]
     write_text_atomic(out, json.dumps(current, indent=2) + "\n")
     return current
+
+
+def code_commit(root: Path) -> str:
+    """The commit whose code a run ran (short hash), ``+changes`` when tracked files differed from it: the results
+    say which code made them, so a table can tell runs before and after a change apart."""
+    git = ["git", "-C", str(root)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
+    changed = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                             text=True, check=False).stdout.strip()
+    return f"{head or 'unknown'}{'+changes' if changed else ''}"
 
 
 def save_run(out: Path, keys: tuple, summary: dict) -> None:
