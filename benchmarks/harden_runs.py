@@ -197,10 +197,11 @@ def _save(out: Path, results: dict, method: str | None = None) -> dict:
 def code_commit(root: Path) -> str:
     """The commit whose code a run ran (short hash), ``+changes`` when tracked files differed from it: the results
     say which code made them, so a table can tell runs before and after a change apart."""
-    git = ["git", "-C", str(root)]
-    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
-    changed = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                             text=True, check=False).stdout.strip()
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                              check=False).stdout.strip()
+
+    head, changed = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
     return f"{head or 'unknown'}{'+changes' if changed else ''}"
 
 
