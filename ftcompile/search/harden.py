@@ -500,8 +500,8 @@ def run_trials(controller: Controller, executor: Executor, journal: Journal, cfg
     while todo or running:
         in_time = cfg.time_budget is None or time.perf_counter() - t0 <= cfg.time_budget
         spent = sum(cost(t.fidelity) for t in [*rate_trials(journal.trials, stage.name), *running.values()])
-        in_budget = spent + cheapest <= cfg.trial_count + 1e-9
-        free = min(executor.slots - len(running), len(todo)) if in_time and in_budget else 0
+        affordable = math.floor((cfg.trial_count - spent) / cheapest + 1e-9)
+        free = min(executor.slots - len(running), len(todo), affordable) if in_time else 0
         if free > 0:
             done_so_far = rate_trials(journal.trials, stage.name)
             X, Y, Yvar, failed = _observed(done_so_far, stage.dim, stage.fidelity is not None)

@@ -142,3 +142,47 @@ def test_the_cli_passes_low_fidelity_to_the_search_and_refuses_it_without_one(fi
     journal = [json.loads(line) for line in (tmp_path / "b.journal.jsonl").read_text().splitlines()]
     assert journal[0]["config"]["low_fidelity"] == 0.25
     assert [row["fidelity"] for row in journal[1:]][:2] == [1.0, 0.25]
+
+
+@pytest.mark.parametrize("low", [None, 0.25])
+def test_trials_in_parallel_slots_start_only_while_the_budget_affords_them(tmp_path, low):
+    from ftcompile.search.executor import LocalExecutor
+    from ftcompile.search.harden import recipe_stage, run_trials
+    from ftcompile.search.journal import Journal
+    from ftcompile.search.objective import Score
+    from ftcompile.search.recipe import recipe_space
+
+    space = recipe_space(noise=True, stages=())
+    fidelity = Fidelity(low, fixed=0.0) if low else None
+    batches = []
+
+    class Batched(LocalExecutor):  # a batch: the trials submitted between two results
+        slots, fresh = 3, True
+
+        def submit(self, task):
+            if self.fresh:
+                batches.append([])
+            self.fresh = False
+            batches[-1].append(task)
+            super().submit(task)
+
+        def next_done(self):
+            self.fresh = True
+            return super().next_done()
+
+    def runner(task):
+        return Score(0.5 + 0.1 * task.point[0] - 0.05 * (1 - task.fidelity), 0.01, ())
+
+    cfg = HardenConfig(sigma=0.5, recipe="bo", trials=4, low_fidelity=low)
+    journal = Journal(tmp_path / "j.jsonl", {}, resume=False)
+    controller = Controller(space.dim, max_rate=1.0, trials=4, anchors=(space.plain(),), fidelity=fidelity)
+    run_trials(controller, Batched(runner), journal, cfg, recipe_stage(space, 0.5, None, fidelity))
+    cost = fidelity.cost if fidelity else (lambda f: 1.0)
+    cheapest = cost(low) if low else 1.0
+    spent = 0.0
+    for batch in batches:  # each batch: as many trials as the budget left affords at the cheapest
+        assert len(batch) <= max(0, (4 - spent) // cheapest + 1e-9)
+        spent += sum(cost(t.fidelity) for t in batch)
+    assert 4 - cheapest < spent and len(journal.trials) == sum(map(len, batches))
+    if low is None:  # three slots, then the fourth trial as one frees
+        assert [len(b) for b in batches] == [3, 1]
