@@ -195,13 +195,14 @@ def _save(out: Path, results: dict, method: str | None = None) -> dict:
 
 
 def code_commit(root: Path) -> str:
-    """The commit whose code a run ran (short hash), ``+changes`` when tracked files differed from it: the results
-    say which code made them, so a table can tell runs before and after a change apart."""
+    """The commit whose code a run ran (short hash), ``+changes`` when tracked files other than the results differed
+    from it: the results say which code made them, so a table can tell runs before and after a change apart."""
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
                               check=False).stdout.strip()
 
-    head, changed = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
+    head = git("rev-parse", "--short", "HEAD")
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results")
     return f"{head or 'unknown'}{'+changes' if changed else ''}"
 
 
