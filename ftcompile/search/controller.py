@@ -19,7 +19,7 @@ choice on it is then an argmax (``benchmarks/bench_recipe_choice.py`` replays th
 recipe search passes ``Yvar``; the paper's rate search (``--method bayesft``) learns its noise, as it was measured.
 
 Multi-fidelity (``fidelity``, the recipe search's ``--low-fidelity``, ``fidelity.py``): points carry one more column,
-the share of the trial data a trial fine-tunes on. The anchors run at full fidelity, the Sobol design at the low one;
+the share of the trial data a trial fine-tunes on. The anchors run at full fidelity, the Sobol design at both in turn;
 then a ``SingleTaskMultiFidelityGP`` and cost-weighted multi-fidelity max-value entropy choose each point and its
 fidelity, and the posterior the choice reads is the GP's at full fidelity.
 
@@ -87,11 +87,14 @@ class Controller:
 
     def _design(self, start: int, q: int) -> torch.Tensor:
         """Rows ``start .. start+q-1`` of a fixed sequence: the anchors, then Sobol for BO, uniform for random (with
-        multi-fidelity: the anchors at full fidelity, the rest at the low one)."""
+        multi-fidelity: the anchors at full fidelity, then the low one and full in turn, so that the GP sees both
+        fidelities at several points before it weighs one against the other, as BoTorch's tutorial's random initial
+        fidelities do)."""
         rows = torch.cat([self.anchors, self._sequence(0, start + q)])[start:start + q]
         if self.fidelity is None:
             return rows
-        level = [TARGET if i < len(self.anchors) else self.fidelity.low for i in range(start, start + q)]
+        first = len(self.anchors)
+        level = [TARGET if i < first or (i - first) % 2 else self.fidelity.low for i in range(start, start + q)]
         return torch.cat([rows, torch.tensor(level, dtype=DTYPE).reshape(-1, 1)], dim=1)
 
     def _sequence(self, start: int, q: int) -> torch.Tensor:

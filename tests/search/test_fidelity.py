@@ -32,13 +32,14 @@ def test_a_trial_costs_its_scoring_plus_its_share_of_the_training():
             Fidelity(low, fixed)
 
 
-def test_the_anchor_runs_at_full_fidelity_and_the_design_at_the_low_one():
+def test_the_anchor_runs_at_full_fidelity_and_the_design_at_both_in_turn():
     c = Controller(2, max_rate=1.0, seed=3, trials=8, anchors=((0.3, 0.7),), fidelity=Fidelity(0.2))
     plain = Controller(2, max_rate=1.0, seed=3, trials=8, anchors=((0.3, 0.7),))
     empty = torch.empty(0, 3, dtype=D), torch.empty(0, dtype=D)
-    rows = c.propose(*empty, q=c.n_init).points
-    assert rows[:, 2].tolist() == [1.0] + [0.2] * (c.n_init - 1)
-    assert rows[:, :2].tolist() == plain.propose(torch.empty(0, 2, dtype=D), empty[1], q=c.n_init).points.tolist()
+    q = c.n_init + 2  # past the design: its sequence goes on for the points a GP does not yet propose
+    rows = c.propose(*empty, q=q).points
+    assert rows[:, 2].tolist() == [1.0] + [0.2, 1.0] * ((q - 1) // 2)
+    assert rows[:, :2].tolist() == plain.propose(torch.empty(0, 2, dtype=D), empty[1], q=q).points.tolist()
     with pytest.raises(ValueError, match="search='bo'"):
         Controller(2, search="random", fidelity=Fidelity(0.2))
 
@@ -76,7 +77,7 @@ def test_harden_spends_full_trials_cost_on_cheaper_trials_journals_and_resumes(f
     r = ftcompile.harden(model, train, val, out=tmp_path / "r.onnx", config=cfg, validate_samples=2, plot=False)
     recipe = [t for t in r.trials if t.stage == RECIPE]
     assert recipe[0].origin == "plain" and recipe[0].fidelity == 1.0
-    assert {t.fidelity for t in recipe} <= {0.25, 1.0} and recipe[1].fidelity == 0.25  # the design runs cheap
+    assert {t.fidelity for t in recipe} <= {0.25, 1.0} and recipe[1].fidelity == 0.25  # the design: cheap, full
     # the budget: 3 full trials' cost, of which the scoring (samples x validation examples) is the fixed part
     n_val = 100 - round(100 * cfg.holdout)
     f = Fidelity(0.25, fixed_share(epochs=1, train_examples=200, samples=3, val_examples=n_val))
