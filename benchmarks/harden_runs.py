@@ -67,6 +67,7 @@ def harden_cli(model: "Path | str", work: Path, signoff: "Path | None", sigma: "
         print(res.stderr[-2000:])
         return None
     report = json.loads(res.stdout)
+    fidelities = [t.get("fidelity", 1.0) for t in report["trials"] if t.get("stage") == "recipe"]
     return {"method": report["config"]["method"], "flags": flags or "defaults", "seconds": round(report["seconds"]),
             "peak_mb": round(report["peak_mb"]), "rates": report["rates"], "out": str(hardened),
             "train_sigma": report.get("train_sigma"), "final_epochs": report.get("final_epochs"),
@@ -78,6 +79,7 @@ def harden_cli(model: "Path | str", work: Path, signoff: "Path | None", sigma: "
             "signoff": report.get("signoff_kind"), "signoff_examples": report["after"]["examples"],
             "before": {k: report["before"][k] for k in ("clean", "mean", "total_ci_low", "std", "samples")},
             "after": {k: report["after"][k] for k in ("clean", "mean", "total_ci_low", "std", "samples")},
+            "recipe_trials": {f"{f:g}": fidelities.count(f) for f in sorted(set(fidelities))},  # per fidelity
             "commit": code_commit(Path(__file__).resolve().parents[1]),
             "val_objective": report["torch_objective"]}
 
