@@ -8,9 +8,10 @@ What BoTorch offers for this (Wu et al. 2019, "Practical multi-fidelity Bayesian
 tuning"): a ``SingleTaskMultiFidelityGP`` over the recipe plus a fidelity column, whose kernel learns how far the
 cheap trials stand from full ones, and a cost-aware acquisition that picks the point and its fidelity by the
 information per unit of cost (``InverseCostWeightedUtility`` over an ``AffineFidelityCostModel``). Of the two
-acquisitions BoTorch offers for it, multi-fidelity knowledge gradient took 18-26 s per proposal on a 4-D recipe with
-10 trials on one CPU thread, multi-fidelity max-value entropy 4 s: trials of the small models here take seconds, so
-the search uses max-value entropy (``qMultiFidelityMaxValueEntropy``, Takeno et al. 2020).
+acquisitions BoTorch offers for it, multi-fidelity knowledge gradient took 18-26 s per proposal in a one-off timing
+(a 4-D recipe, 10 trials, one CPU thread; not a committed benchmark), multi-fidelity max-value entropy 4 s: trials
+of the small models here take seconds, so the search uses max-value entropy (``qMultiFidelityMaxValueEntropy``,
+Takeno et al. 2020).
 
 The budget stays ``--trials`` full trials' worth: each trial spends its ``cost`` in full-trial units, so a search that
 picks cheap trials runs more of them in the same time. The cost is counted, not timed, so a search is reproducible:
