@@ -1290,24 +1290,32 @@ SECTIONS = [
         "Each task's ERM model through `ftcompile harden` with default flags but `--recipe`: `grid` (the default: "
         "the three-level training-noise grid, then the blend walk) against `bo` (one BoTorch search over the "
         "training-noise scale, a dropout rate per stage and the learning-rate scale, then the blend searched over "
-        "[0, 0.9]); one torch thread per run, two runs sharing the 2 cores. The `bo` and `grid` rows of LeNet, the "
-        "detector and the U-Net ran side by side with today's code (the GP taking each trial's error as known, "
-        "full-data trials; the grid rows again beside them, for times measured under the same load: their numbers "
-        "equal the earlier runs'); LeNet's `bo --trial-fraction 1` rows are earlier runs whose GP learned its noise. "
-        "GTSRB's and the CIFAR CNN's bo runs did not fit a session's time (the GTSRB grid run alone took well over "
-        "an hour on the shared cores); GTSRB's grid row is an earlier run, four jobs sharing the cores. The CIFAR "
-        "CNN's grid row and the U-Net's `bo seed 0` ran again at 3a3601e, side by side, after the objective "
-        "stopped keeping its batches' outputs (26ec105): the same sign-off numbers as before; the CIFAR CNN's peak "
-        "fell from 3,084 to 997 MB, the U-Net bo's went from 2,245 to 2,332 MB.",
+        "[0, 0.9]), and `bo --low-fidelity 0.25` (the same search with multi-fidelity trials, the budget in full "
+        "trials' cost); one torch thread per run. Runs since 156b00e record their commit. LeNet's `grid`, `bo` and "
+        "`bo --low-fidelity 0.25` rows ran at 156b00e alone on the machine, one run at a time, seed by seed, for "
+        "times measured under one load; their `grid` and `bo` numbers equal the earlier runs'. LeNet's `bo "
+        "--trial-fraction 1` rows are earlier runs whose GP learned its noise. The detector's `bo --low-fidelity "
+        "0.25` rows ran at 156b00e beside one or two other jobs; its `grid` and `bo` rows are the earlier runs, side "
+        "by side (this session ran seeds 0 and 2 of them again beside other jobs: the same numbers, times under an "
+        "uneven load, not kept). The U-Net's rows ran side by side with the GP taking each trial's error as known; "
+        "the U-Net's `bo seed 0` and the CIFAR CNN's grid row ran again at 3a3601e, after the objective stopped "
+        "keeping its batches' outputs (26ec105): the same sign-off numbers as before; the CIFAR CNN's peak fell from "
+        "3,084 to 997 MB, the U-Net bo's went from 2,245 to 2,332 MB. ResNet-20's grid row ran at a356090 beside "
+        "its bo run and up to two other jobs; that bo run was stopped after 2 of its 8 trials (each about six "
+        "minutes on one thread: it would not have finished in the session). GTSRB's and the CIFAR CNN's bo runs "
+        "did not fit a session's time either; GTSRB's grid row is an earlier run, four jobs sharing the cores.",
         "Every choice on the validation data (val.npz; the PennFudan target too: `--sigma auto`). The bo recipe's "
         "`--trial-fraction` default (1.0) was set after earlier LeNet runs that were test sign-offs: a non-default "
-        "recipe's default chosen by looking at test data.",
+        "recipe's default chosen by looking at test data. `--low-fidelity 0.25` was set before any run, not chosen.",
         "Each example's held-out test data (test.npz), once per run: LeNet on 1,000 test digits, GTSRB on its 7,949 "
-        "test images, the CIFAR CNN on 2,000 CIFAR-10 test images, the PennFudan tasks on their 25 test images.",
-        (("f6cf29c", "2026-12-06"), ("e5e1b55", "2026-12-06"), ("7553696", "2026-12-06"), ("ba054a3", "2026-12-06")),
+        "test images, the CIFAR CNN on 2,000 CIFAR-10 test images, ResNet-20 on the 10,000 CIFAR-10 test images, the "
+        "PennFudan tasks on their 25 test images.",
+        (("8a243be", "2026-12-07"), ("f6cf29c", "2026-12-06"), ("e5e1b55", "2026-12-06"), ("7553696", "2026-12-06"),
+         ("ba054a3", "2026-12-06")),
         (), recipe_runs,
-        version="0.2.0 (the LeNet, detector, U-Net and CIFAR CNN rows but LeNet's `bo --trial-fraction 1`) and 0.1.0 "
-        "(that one and the GTSRB row)"),
+        version="0.2.0 (the detector's `grid` and `bo`, the U-Net and the CIFAR CNN rows), unreleased commits after it "
+        "(the rows since 156b00e name theirs; ResNet-20's ran at a356090) and 0.1.0 (LeNet's `bo --trial-fraction 1` "
+        "and the GTSRB rows)"),
     Section(
         "The recipe search's choice under learned and measured noise",
         ("recipe_choice.json",),
@@ -1487,8 +1495,8 @@ def test_chosen(test_set: str) -> str:
 README_ROWS = [
     ("mnist-lenet", "MNIST LeNet-5 (`make demo`), accuracy %", "MNIST", "digits",
      "sigma: the demo's; noise, blend: validation", None),
-    (None, "CIFAR-10 ResNet-20 + Cutout, accuracy %", "CIFAR-10", "images",
-     "sigma: test-subset sweep; noise, blend: validation", ("resnet20_e160_cutout.json", "0190223")),
+    ("resnet20", "CIFAR-10 ResNet-20 + Cutout, accuracy %", "CIFAR-10", "images",
+     "sigma: test-subset sweep; noise, blend: validation", None),
     (None, "CIFAR-10 PreAct-ResNet-18 (width 16) + Cutout, accuracy %", "CIFAR-10", "images",
      "sigma: test-subset sweep; noise, blend: validation", ("preact18w16_e160_cutout.json", "97176f5")),
     ("gtsrb-stn", "GTSRB STN network, accuracy %", "GTSRB", "images",
@@ -1625,6 +1633,16 @@ def recipe_comparison() -> str:
         "\n\nMean ± standard error over seeds (one seed: the value); accuracy in %, Dice and mAP as fractions.")
 
 
+def time_ratio(pairs: list) -> str:
+    """The second run's seconds over the first's, summed over the pairs that ran with one commit (one session, one
+    load); runs that do not record theirs, or record two, were not measured side by side."""
+    same = [(a, b) for a, b in pairs if a.get("commit") and a.get("commit") == b.get("commit")]
+    if not same:
+        return "not side by side"
+    ratio = sum(b["seconds"] for _, b in same) / sum(a["seconds"] for a, _ in same)
+    return f"{ratio:.2f}x" + (f" ({len(same)} of {len(pairs)} seeds)" if len(same) < len(pairs) else "")
+
+
 def fidelity_comparison() -> str:
     """docs/hardening.md's table: the recipe search with full trials only (``bo``) against multi-fidelity trials
     (``bo --low-fidelity F``), per task, on the seeds both ran: the final model's objective on the validation data
@@ -1636,17 +1654,24 @@ def fidelity_comparison() -> str:
             seeds = [k.rsplit(" seed ", 1)[1] for k in runs if k.startswith(low + " seed ")]
             pairs = [(runs[f"bo seed {s}"], runs[f"{low} seed {s}"]) for s in seeds if f"bo seed {s}" in runs]
             cell = lambda values: pm(*mean_se(values), fmt)  # noqa: E731
-            rows.append([task, f"`{low}`", str(len(pairs)),
-                         *(cell([r[i]["val_objective"]["after"] for r in pairs]) for i in (0, 1)),
+            scored = [r for r in pairs if all("val_objective" in x for x in r)]  # runs before a9b5a79 lack it
+            val = lambda i: (cell([r[i]["val_objective"]["after"] for r in scored])  # noqa: E731
+                             + (f" ({len(scored)} of {len(pairs)} seeds)" if len(scored) < len(pairs) else "")
+                             if scored else "not recorded")
+            rows.append([task, f"`{low}`", str(len(pairs)), val(0), val(1),
                          *(cell([r[i]["after"]["mean"] for r in pairs]) for i in (0, 1)),
                          *(cell([r[i]["after"]["clean"] for r in pairs]) for i in (0, 1)),
-                         f"{sum(r[1]['seconds'] for r in pairs) / sum(r[0]['seconds'] for r in pairs):.2f}x"])
+                         time_ratio(pairs),
+                         "; ".join(", ".join(f"{n} at {f}" for f, n in r[1].get("recipe_trials", {}).items())
+                                   for r in pairs)])
     return md(["task", "multi-fidelity run", "seeds", "bo: validation objective", "multi-fidelity: validation "
                "objective", "bo: test, under drift", "multi-fidelity: test, under drift", "bo: test, clean",
-               "multi-fidelity: test, clean", "multi-fidelity's time / bo's"], rows) + (
-        "\n\nMean ± standard error over seeds; accuracy in %. The validation objective is the search's own score of "
-        "the final model (K drift samples of the validation data); the test columns are the sign-off. Both runs of "
-        "a seed ran one after the other, beside the same other jobs.")
+               "multi-fidelity: test, clean", "multi-fidelity's time / bo's", "multi-fidelity's trials by seed"],
+              rows) + (
+        "\n\nMean ± standard error over seeds; accuracy in %, Dice and mAP as fractions. The validation objective is "
+        "the search's own score of the final model (K drift samples of the validation data); the test columns are the "
+        "sign-off. The time: over the seeds whose two runs ran at one commit, under one load (benchmarks/RESULTS.md, "
+        "\"The default recipe\", says which). bo runs 8 full trials.")
 
 
 def readme_limits() -> str:
