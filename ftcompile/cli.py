@@ -795,7 +795,8 @@ def harden(
                            time_budget=_duration(time_budget), workers=workers, executor=executor,
                            ray_address=ray_address, holdout=holdout)
         gate_ = Gate(min_accuracy=min_accuracy, stat=stat, max_drop=max_drop)
-        board = TrialBoard(cfg.trial_count, cfg.workers, enabled=not (quiet or as_json))
+        board = TrialBoard(cfg.trial_count if cfg.low_fidelity is None else None, cfg.workers,
+                           enabled=not (quiet or as_json))
 
         def on_stage(text):
             board.stop()
@@ -821,7 +822,8 @@ def harden(
 class TrialBoard:
     """Trials as they finish: a live rich table on a terminal, one plain line each in CI or a pipe (stderr)."""
 
-    def __init__(self, total: int, workers: int, *, enabled: bool):
+    def __init__(self, total: int | None, workers: int, *, enabled: bool):
+        """``total``: the trials the search will run; None when its budget counts cost (``--low-fidelity``): no ETA."""
         self.total, self.workers, self.enabled = total, workers, enabled
         self.rows: list = []
         self.live = None
@@ -857,10 +859,12 @@ class TrialBoard:
 
         done = len(self.rows)
         total = len(SHARES) if done and self.rows[-1].stage == NOISE_GRID else self.total
-        left = max(0, total - self.rows[-1].trial - 1) if done else total
-        eta = (time.perf_counter() - self.t0) / done * left if done else 0.0
+        eta = ""
+        if total is not None:
+            left = max(0, total - self.rows[-1].trial - 1) if done else total
+            eta = f", ETA {(time.perf_counter() - self.t0) / done * left if done else 0.0:.0f} s"
         table = Table(title=f"trials (best {100 * best.objective:.2f}% at trial {best.trial}, "
-                            f"{self.workers} worker{'s' if self.workers > 1 else ''}, ETA {eta:.0f} s)")
+                            f"{self.workers} worker{'s' if self.workers > 1 else ''}{eta})")
         for col in ("trial", "from", "tried", "objective %", "+- se", "s"):
             table.add_column(col, justify="right")
         for r in self.rows[-12:]:

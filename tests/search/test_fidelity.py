@@ -187,3 +187,16 @@ def test_trials_in_parallel_slots_start_only_while_the_budget_affords_them(tmp_p
     assert 4 - cheapest < spent and len(journal.trials) == sum(map(len, batches))
     if low is None:  # three slots, then the fourth trial as one frees
         assert [len(b) for b in batches] == [3, 1]
+
+
+def test_the_trial_board_gives_no_eta_when_the_budget_counts_cost():
+    from ftcompile.cli import TrialBoard
+    from ftcompile.search.journal import TrialRecord
+
+    record = TrialRecord(0, [0.0], 0.8, 0.01, 2.0, 0, stage=RECIPE, train_sigma=0.5, lr_scale=1.0)
+    titles = []
+    for total in (8, None):  # --trials 8; a multi-fidelity budget, whose trial count is not known ahead
+        board = TrialBoard(total, 1, enabled=True)
+        board.rows = [record]
+        titles.append(board._table(record).title)
+    assert "ETA" in titles[0] and "ETA" not in titles[1] and "best 80.00% at trial 0" in titles[1]
