@@ -92,6 +92,9 @@ class DriftSession:
             self.output = choose_output(proto, output)
             self.output_names = [self.output]
             self.num_classes = _num_classes(proto, self.output, axis=1 if self.task == "segmentation" else -1)
+            if self.num_classes is not None and self.num_classes < 1:  # no label could be right: the model's fault
+                raise ModelError(f"{self.source}: output {self.output!r} declares {self.num_classes} classes; the "
+                                 "export is broken, re-export the model.")
         from ftcompile.runtime.devices.tiles import COMP_PREFIX
 
         fed = [t.name for t in self.targets] + [i.name for i in proto.graph.initializer

@@ -122,3 +122,13 @@ def test_object_arrays_in_npz_are_never_unpickled(tmp_path):
         ftcompile.validate(model, tmp_path / "pickled.npz")
     r = CliRunner().invoke(app, ["validate", str(model), "--data", str(tmp_path / "pickled.npz")])
     assert r.exit_code == 2 and "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_an_output_that_declares_no_classes_is_the_model_s_fault(tmp_path):
+    # found by the byte-flip fuzz above (one flipped byte of the output's shape): the data was blamed before
+    model, data = teacher_files(tmp_path, n=16)
+    proto = onnx.load(model)
+    proto.graph.output[0].type.tensor_type.shape.dim[-1].dim_value = 0
+    path = _save(proto, tmp_path / "no_classes.onnx")
+    with pytest.raises(ModelError, match=r"no_classes.onnx: output '\w+' declares 0 classes; the export is broken"):
+        ftcompile.validate(path, data, samples=2)
