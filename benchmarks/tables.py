@@ -1653,14 +1653,16 @@ def fidelity_comparison() -> str:
         for low in sorted({k.rsplit(" seed ", 1)[0] for k in runs if "--low-fidelity" in k}):
             seeds = [k.rsplit(" seed ", 1)[1] for k in runs if k.startswith(low + " seed ")]
             pairs = [(runs[f"bo seed {s}"], runs[f"{low} seed {s}"]) for s in seeds if f"bo seed {s}" in runs]
-            cell = lambda values: pm(*mean_se(values), fmt)  # noqa: E731
-            scored = [r for r in pairs if all("val_objective" in x for x in r)]  # runs before a9b5a79 lack it
-            val = lambda i: (cell([r[i]["val_objective"]["after"] for r in scored])  # noqa: E731
-                             + (f" ({len(scored)} of {len(pairs)} seeds)" if len(scored) < len(pairs) else "")
-                             if scored else "not recorded")
-            rows.append([task, f"`{low}`", str(len(pairs)), val(0), val(1),
-                         *(cell([r[i]["after"]["mean"] for r in pairs]) for i in (0, 1)),
-                         *(cell([r[i]["after"]["clean"] for r in pairs]) for i in (0, 1)),
+            def cell(i: int, read) -> str:  # over the seeds whose two runs both record it (val: since a9b5a79)
+                both = [pair for pair in pairs if all(read(run) is not None for run in pair)]
+                if not both:
+                    return "not recorded"
+                part = f" ({len(both)} of {len(pairs)} seeds)" if len(both) < len(pairs) else ""
+                return pm(*mean_se([read(pair[i]) for pair in both]), fmt) + part
+
+            reads = (lambda r: r.get("val_objective", {}).get("after"), lambda r: r["after"]["mean"],
+                     lambda r: r["after"]["clean"])
+            rows.append([task, f"`{low}`", str(len(pairs)), *(cell(i, read) for read in reads for i in (0, 1)),
                          time_ratio(pairs),
                          "; ".join(", ".join(f"{n} at {f}" for f, n in r[1].get("recipe_trials", {}).items())
                                    for r in pairs)])

@@ -151,13 +151,14 @@ class Controller:
         unit = SobolEngine(self.dim + 1, scramble=True, seed=self.seed + n).draw(1000, dtype=DTYPE)
         candidates = bounds[0] + unit * (bounds[1] - bounds[0])
         chosen = torch.empty(0, self.dim + 1, dtype=DTYPE)
+        utility = cost_model(self.fidelity, column)
         with torch.random.fork_rng(), warnings.catch_warnings():  # its max-value samples draw from torch's generator
             warnings.simplefilter("ignore")
             for i in range(q):  # one at a time, the earlier ones pending (its acquisition takes q = 1)
                 torch.manual_seed(self.seed + n + i)
                 busy = chosen if pending is None else torch.cat([pending.to(DTYPE), chosen])
                 acq = qMultiFidelityMaxValueEntropy(model, candidates, X_pending=busy if len(busy) else None,
-                                                    cost_aware_utility=cost_model(self.fidelity, column),
+                                                    cost_aware_utility=utility,
                                                     project=lambda X: at_target(X, column))
                 cand, _ = optimize_acqf_mixed(acq, bounds=bounds, q=1, num_restarts=8, raw_samples=256,
                                               fixed_features_list=[{column: f} for f in self.fidelity.levels],
@@ -176,7 +177,8 @@ class Controller:
         if self.kernel == "saas":
             return self._fit_saas(X, Y, yvar)
         if self.fidelity is not None:  # Matern-5/2 over the recipe times a fidelity kernel (Wu et al. 2019)
-            unit = torch.cat([self.bounds, torch.tensor([[0.0], [TARGET]], dtype=DTYPE)], dim=1)  # fidelity stays
+            # the fidelity column is left as it is: the fidelity kernel reads TARGET (1) as the full trial
+            unit = torch.cat([self.bounds, torch.tensor([[0.0], [TARGET]], dtype=DTYPE)], dim=1)
             model = SingleTaskMultiFidelityGP(X.to(DTYPE), Y.to(DTYPE).reshape(-1, 1), yvar, data_fidelities=[self.dim],
                                               input_transform=Normalize(self.dim + 1, bounds=unit),
                                               outcome_transform=Standardize(1))

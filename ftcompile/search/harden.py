@@ -187,6 +187,8 @@ class HardenConfig:
         if self.trials != "auto":
             object.__setattr__(self, "trials", int(float(self.trials)))
         object.__setattr__(self, "trial_fraction", float(self.trial_fraction))
+        if self.low_fidelity is not None:
+            object.__setattr__(self, "low_fidelity", float(self.low_fidelity))
         auto = self.sigma == "auto"  # harden finds it on the validation data (with_sigma); the drift waits for it
         if auto and (self.drift or self.chip):
             target = f"--drift {self.drift!r}" if self.drift else f"--chip {self.chip!r}"
@@ -426,13 +428,11 @@ def rate_trials(trials: list[TrialRecord], stage: str = RATE_SEARCH) -> list[Tri
     return [t for t in trials if t.stage == stage]
 
 
-def _observed(trials: list[TrialRecord], dim: int,
-              fidelity: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _observed(trials: list[TrialRecord], stage: Stage) -> tuple[torch.Tensor, ...]:
     """Finished points, their objectives and measured variances (standard errors squared), and the points whose
-    trials failed (points ``n x dim``; ``fidelity``: each with its trial's fidelity as one more column)."""
+    trials failed (points as the controller reads them: ``stage.row``)."""
     def points(rows):
-        x = [t.x + [t.fidelity] if fidelity else t.x for t in rows]
-        return torch.tensor(x, dtype=torch.double).reshape(-1, dim + fidelity)
+        return torch.tensor([stage.row(t.x, t.fidelity) for t in rows], dtype=torch.double).reshape(-1, stage.width)
 
     ok = [t for t in trials if t.status == "ok"]
     return (points(ok), torch.tensor([t.objective for t in ok], dtype=torch.double),
@@ -454,6 +454,19 @@ class Stage:
     record_point: bool = True
     known_noise: bool = False
     fidelity: Fidelity | None = None
+
+    @property
+    def width(self) -> int:
+        """Columns of a controller row: the point's, and the trial's fidelity with multi-fidelity trials."""
+        return self.dim + (self.fidelity is not None)
+
+    def row(self, point, fidelity: float) -> list:
+        """A trial as the controller reads it: its point, then its fidelity with multi-fidelity trials."""
+        return [*point, fidelity] if self.fidelity is not None else list(point)
+
+    def cost(self, fidelity: float) -> float:
+        """A trial's share of the budget in full trials (``fidelity.Fidelity.cost``); one without cheap trials."""
+        return self.fidelity.cost(fidelity) if self.fidelity is not None else 1.0
 
     def noise(self, Yvar: torch.Tensor) -> torch.Tensor | None:
         """The variances the controller is given: ``Yvar`` when the noise is known, else None."""
@@ -491,21 +504,20 @@ def run_trials(controller: Controller, executor: Executor, journal: Journal, cfg
     """
     t0 = time.perf_counter()
     finished = {t.trial for t in rate_trials(journal.trials, stage.name)}
-    cost = stage.fidelity.cost if stage.fidelity is not None else (lambda fidelity: 1.0)
-    cheapest = cost(stage.fidelity.low) if stage.fidelity is not None else 1.0
+    cheapest = stage.cost(stage.fidelity.low if stage.fidelity is not None else 1.0)
     most = math.floor(cfg.trial_count / cheapest + 1e-9)
     todo = deque(i for i in range(most) if i not in finished)
     running: dict[int, TrialTask] = {}
     attempts: Counter = Counter()
     while todo or running:
         in_time = cfg.time_budget is None or time.perf_counter() - t0 <= cfg.time_budget
-        spent = sum(cost(t.fidelity) for t in [*rate_trials(journal.trials, stage.name), *running.values()])
+        spent = sum(stage.cost(t.fidelity) for t in [*rate_trials(journal.trials, stage.name), *running.values()])
         affordable = math.floor((cfg.trial_count - spent) / cheapest + 1e-9)
         free = min(executor.slots - len(running), len(todo), affordable) if in_time else 0
         if free > 0:
             done_so_far = rate_trials(journal.trials, stage.name)
-            X, Y, Yvar, failed = _observed(done_so_far, stage.dim, stage.fidelity is not None)
-            pending = torch.tensor([t.point + ((t.fidelity,) if stage.fidelity else ()) for t in running.values()],
+            X, Y, Yvar, failed = _observed(done_so_far, stage)
+            pending = torch.tensor([stage.row(t.point, t.fidelity) for t in running.values()],
                                    dtype=torch.double) if running else None
             proposal = controller.propose(X, Y, q=free, pending=pending, proposed=len(done_so_far) + len(running),
                                           failed=failed, Yvar=stage.noise(Yvar))
@@ -606,7 +618,7 @@ def search(module: torch.nn.Module, sites, train, val, cfg: HardenConfig, *, jou
         outcome.trials = list(journal.trials)
     ok = [t for t in rate_trials(outcome.trials, stage.name) if t.status == "ok"] if stage else []
     if ok:
-        X, Y, Yvar, _ = _observed(ok, stage.dim, stage.fidelity is not None)
+        X, Y, Yvar, _ = _observed(ok, stage)
         if stage.name == RECIPE:  # the simplest recipe within one posterior standard error of the best
             means, stds = controller.posterior(X, Y, stage.noise(Yvar))  # at full fidelity
             best = ok[choose_recipe([space.recipe(t.x) for t in ok], means, stds)]

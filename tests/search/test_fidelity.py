@@ -44,10 +44,10 @@ def test_the_anchor_runs_at_full_fidelity_and_the_design_at_both_in_turn():
         Controller(2, search="random", fidelity=Fidelity(0.2))
 
 
-def _two_fidelities(n_low: int = 12, n_full: int = 4):
+def _two_fidelities(n_low: int = 12, n_full: int = 4, low: float = 0.25):
     """A 1-D objective whose low-fidelity trials score ``0.2 x (1 - fidelity)`` lower than full ones would."""
     x = torch.rand(n_low + n_full, 1, generator=torch.Generator().manual_seed(0), dtype=D)
-    s = torch.tensor([0.25] * n_low + [1.0] * n_full, dtype=D)
+    s = torch.tensor([low] * n_low + [1.0] * n_full, dtype=D)
     full = 0.8 - 0.3 * ((x[:, 0] - 0.6) ** 2)
     return torch.cat([x, s[:, None]], 1), full - 0.2 * (1 - s), full
 
@@ -69,6 +69,17 @@ def test_after_the_design_each_proposal_is_a_point_at_one_of_the_two_fidelities(
     p = c.propose(X, y, q=2, Yvar=torch.full((len(y),), 1e-5, dtype=D), pending=X[:1])
     assert p.origin == "bo" and p.points.shape == (2, 2)
     assert set(p.points[:, 1].tolist()) <= {0.25, 1.0} and 0 <= float(p.points[:, 0].min()) <= 1
+
+
+def test_the_proposals_fidelity_follows_its_cost():
+    # the same trials; a low fidelity at a twentieth of a full trial's cost is worth its information, one that costs
+    # nearly a full trial (scoring dominates) is not: the acquisition weighs information by the cost model
+    X, y, _ = _two_fidelities(low=0.05)
+    levels = []
+    for fixed in (0.0, 0.99):
+        c = Controller(1, max_rate=1.0, trials=8, fidelity=Fidelity(0.05, fixed=fixed))
+        levels.append(float(c.propose(X, y, Yvar=torch.full((len(y),), 1e-4, dtype=D)).points[0, 1]))
+    assert levels == [0.05, 1.0]
 
 
 def test_harden_spends_full_trials_cost_on_cheaper_trials_journals_and_resumes(files, tmp_path):
@@ -119,6 +130,7 @@ def test_the_low_fidelity_trials_see_the_first_part_of_the_full_trials_data(file
 
 
 def test_low_fidelity_is_refused_where_there_is_no_recipe_search():
+    assert HardenConfig(recipe="bo", low_fidelity="0.25").low_fidelity == 0.25  # the API may pass it as text
     with pytest.raises(ConfigError, match="--low-fidelity must be in"):
         HardenConfig(recipe="bo", low_fidelity=1.0)
     with pytest.raises(ConfigError, match="--low-fidelity runs cheap trials of the recipe search"):
